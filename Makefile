@@ -1,0 +1,182 @@
+# libaimodel - plain Makefile. `make help` lists the targets.
+# SPDX-License-Identifier: MIT
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+PCDIR   ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CC      ?= cc
+AR      ?= ar
+PKG_CONFIG ?= pkg-config
+
+# OpenBLAS: Debian ships openblas.pc; fall back to plain -lopenblas.
+BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
+
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(BLAS_CFLAGS)
+
+# `make test SANITIZE=1` builds everything with AddressSanitizer and
+# UndefinedBehaviorSanitizer into its own tree, and makes any report fatal.
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/sanitize
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ALL_CFLAGS += $(SAN) -O1
+LDSAN    := $(SAN)
+export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0:halt_on_error=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+else
+BUILD    ?= build
+LDSAN    :=
+endif
+
+SRCS     := $(wildcard src/*.c)
+OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+STATIC   := $(BUILD)/libaimodel.a
+SONAME   := libaimodel.so.$(VERSION_MAJOR)
+SHARED   := $(BUILD)/libaimodel.so.$(VERSION)
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TEST_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+
+EX_SRCS   := $(wildcard examples/*.c)
+EX_COMMON := $(wildcard examples/common/*.c)
+EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EX_SRCS))
+
+.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi
+
+all: lib
+
+lib: $(STATIC) $(SHARED)
+
+help:
+	@echo "make            build $(STATIC) and $(SHARED)"
+	@echo "make test       install missing dependencies, build and run the cmocka suite (SANITIZE=1: under ASan+UBSan)"
+	@echo "make demo       install missing dependencies and train the seed MLP on Fashion-MNIST"
+	@echo "make examples   build every example into $(BUILD)/examples/"
+	@echo "make docs       API reference with Doxygen into build/docs/html"
+	@echo "make install    PREFIX=$(PREFIX) DESTDIR=... ; make uninstall undoes it"
+	@echo "make deps       install the build dependencies (apt-get as root, else prints the command)"
+
+$(BUILD)/obj/%.o: src/%.c include/aimodel.h src/internal.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(STATIC): $(OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# Only aim_* symbols are exported: hidden visibility by default, AIM_API on
+# the public functions, and a version script as a second fence.
+$(SHARED): $(OBJS) src/aimodel.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/aimodel.map $(LDSAN) -o $@ $(OBJS) $(BLAS_LIBS) -lm
+	ln -sf libaimodel.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libaimodel.so
+
+# ---- dependencies ----------------------------------------------------------
+# Each entry is "file-that-proves-it-is-installed:debian-package".
+DEPS_BUILD := /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h:libopenblas-dev \
+              /usr/include/cmocka.h:libcmocka-dev \
+              /usr/bin/pkg-config:pkg-config \
+              /usr/include/zlib.h:zlib1g-dev
+DEPS_DOCS  := /usr/bin/doxygen:doxygen
+DEPS_DEMO  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz:dataset-fashion-mnist
+
+# Installs what is missing of the given list; as a non-root user it prints the
+# command instead and fails. The dataset is optional: the demo falls back to
+# built-in data, so its install failing only warns.
+define install_missing
+	@missing=""; for d in $(1); do f=$${d%%:*}; p=$${d##*:}; \
+	  if [ "$$(uname -m)" != x86_64 ] && [ "$${f#/usr/include/x86_64}" != "$$f" ]; then \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	  elif [ ! -e "$$f" ]; then missing="$$missing $$p"; fi; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "deps: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || { $(2) ; }; \
+	  else echo "deps: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing"; $(2); fi; \
+	fi
+endef
+
+deps: deps-build deps-demo
+	$(call install_missing,$(DEPS_DOCS),exit 1)
+
+deps-build:
+	$(call install_missing,$(DEPS_BUILD),exit 1)
+
+deps-demo:
+	$(call install_missing,$(DEPS_DEMO),echo "deps: dataset-fashion-mnist unavailable; the demo will use built-in data")
+
+# ---- tests -------------------------------------------------------------------
+$(BUILD)/tests/%: tests/%.c tests/support.c tests/support.h $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -o $@ $< tests/support.c $(STATIC) $(TEST_LIBS) $(BLAS_LIBS) -lm $(LDSAN)
+
+# Runs every test program, then prints one summary line; fails if any failed.
+test: deps-build
+	@$(MAKE) --no-print-directory test-run
+
+.PHONY: test-run
+test-run: $(TESTS)
+	@pass=0; fail=0; failed=""; for t in $(TESTS); do \
+	  echo "== $$t"; if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; done; \
+	  echo ""; [ -z "$$failed" ] || echo "failed programs:$$failed"; \
+	  echo "test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+# ---- examples ----------------------------------------------------------------
+$(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -o $@ $< $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm $(LDSAN)
+
+examples: $(EXAMPLES)
+
+demo: deps-build deps-demo
+	@$(MAKE) --no-print-directory $(BUILD)/examples/mlp_classifier
+	$(BUILD)/examples/mlp_classifier $(DEMO_ARGS)
+
+# ---- docs ----------------------------------------------------------------------
+docs: include/aimodel.h docs/Doxyfile README.md
+	$(call install_missing,$(DEPS_DOCS),exit 1)
+	@mkdir -p build/docs
+	doxygen docs/Doxyfile
+
+# ---- install -------------------------------------------------------------------
+$(BUILD)/aimodel.pc: pkgconfig/aimodel.pc.in Makefile
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+install: lib $(BUILD)/aimodel.pc
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 include/aimodel.h $(DESTDIR)$(INCDIR)/aimodel.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libaimodel.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libaimodel.so.$(VERSION)
+	ln -sf libaimodel.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libaimodel.so
+	install -m 644 $(BUILD)/aimodel.pc $(DESTDIR)$(PCDIR)/aimodel.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/aimodel.h $(DESTDIR)$(LIBDIR)/libaimodel.a \
+	      $(DESTDIR)$(LIBDIR)/libaimodel.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libaimodel.so $(DESTDIR)$(PCDIR)/aimodel.pc
+
+# Every exported symbol starts with aim_, and the soname carries the major.
+check-abi: $(SHARED)
+	@bad=$$(nm -D --defined-only $(SHARED) | awk '{print $$3}' | grep -v '^aim_' | grep -v '^AIMODEL_' || true); \
+	  if [ -n "$$bad" ]; then echo "non-aim_ exports: $$bad"; exit 1; fi
+	@readelf -d $(SHARED) | grep -q 'SONAME.*\[$(SONAME)\]' || { echo "soname is not $(SONAME)"; exit 1; }
+	@grep -q '#define AIM_VERSION_STRING "$(VERSION)"' include/aimodel.h || { echo "header version != $(VERSION)"; exit 1; }
+	@echo "abi: only aim_ symbols exported; soname $(SONAME); header version $(VERSION)"
+
+clean:
+	rm -rf build

@@ -1,0 +1,805 @@
+/*
+ * libaimodel - an embeddable neural-network library in C.
+ * SPDX-License-Identifier: MIT
+ * Copyright (c) 2026 The libaimodel authors. See LICENSE.
+ */
+/**
+ * @file aimodel.h
+ * @brief The one public header of libaimodel.
+ *
+ * Three modules sit behind this header:
+ *  - @ref aim_core "core": status codes, version, allocator, random numbers;
+ *  - @ref aim_tensor "tensors": float32 row-major arrays of rank 1 to 4;
+ *  - @ref aim_layers "layers and models": dense layers, activations, losses
+ *    and the sequential model that owns parameters, gradients and scratch;
+ *  - @ref aim_optim "optimizers": SGD and Adam/AdamW over flat buffers.
+ *
+ * Conventions that hold for every function:
+ *  - a fallible function returns an ::aim_status, ::AIM_OK (0) on success;
+ *    results come back through out-parameters, which are written only on
+ *    success;
+ *  - nothing in the library prints, exits, aborts or asserts on user input;
+ *  - on failure no object is changed, except for its error message
+ *    (see aim_model_last_error(), aim_optimizer_last_error(),
+ *    aim_workspace_last_error(), aim_tensor_last_error());
+ *  - every element count is a `size_t` and every product of counts is checked
+ *    for overflow;
+ *  - objects are opaque handles created by `aim_*_create` and released with
+ *    the matching `aim_*_free`, which accepts NULL.
+ *
+ * Thread safety: distinct objects may be used from distinct threads freely.
+ * One object may be used from several threads at once only through functions
+ * that take it as `const` (for a model: aim_model_predict() with one
+ * ::aim_workspace per thread, and the query functions).
+ */
+#ifndef AIMODEL_H
+#define AIMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @cond INTERNAL */
+#if defined(_WIN32)
+#define AIM_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define AIM_API __attribute__((visibility("default")))
+#else
+#define AIM_API
+#endif
+/** @endcond */
+
+/**
+ * @defgroup aim_core Core: status codes, version, allocator, random numbers
+ * @{
+ */
+
+/** Major version: changes when the ABI breaks (it is the soname's number). */
+#define AIM_VERSION_MAJOR 0
+/** Minor version: changes when features are added compatibly. */
+#define AIM_VERSION_MINOR 1
+/** Patch version: changes for fixes only. */
+#define AIM_VERSION_PATCH 0
+/** The version as a string, "MAJOR.MINOR.PATCH". */
+#define AIM_VERSION_STRING "0.1.0"
+/** The version as one number: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define AIM_VERSION_NUMBER \
+    (AIM_VERSION_MAJOR * 10000 + AIM_VERSION_MINOR * 100 + AIM_VERSION_PATCH)
+
+/**
+ * @brief The result of every fallible call. 0 is success; every other value
+ * names a cause.
+ */
+typedef enum aim_status {
+    AIM_OK = 0,                    /**< Success. */
+    AIM_ERR_INVALID_ARGUMENT = 1,  /**< A NULL pointer, a zero size, an unknown enum value. */
+    AIM_ERR_SHAPE_MISMATCH = 2,    /**< Sizes or shapes that do not agree. */
+    AIM_ERR_OUT_OF_MEMORY = 3,     /**< The allocator returned NULL. */
+    AIM_ERR_OVERFLOW = 4,          /**< A size computation would overflow `size_t`. */
+    AIM_ERR_UNSUPPORTED = 5,       /**< A valid request this version does not implement. */
+    AIM_ERR_NON_FINITE = 6,        /**< A NaN or infinity appeared in a loss, gradient or input. */
+    AIM_ERR_CORRUPT_DATA = 7,      /**< A buffer that fails validation (bad magic, checksum, lengths). */
+    AIM_ERR_INVALID_STATE = 8,     /**< A call out of order (e.g. backward before forward). */
+    AIM_ERR_VERSION = 9            /**< Data written by a newer, incompatible version. */
+} aim_status;
+
+/**
+ * @brief A short English description of a status code.
+ * @param status Any value; unknown values get "unknown status".
+ * @return A static string; never NULL. Safe from any thread.
+ */
+AIM_API const char *aim_status_str(aim_status status);
+
+/**
+ * @brief The library's version string, e.g. "0.1.0".
+ * @return A static string equal to ::AIM_VERSION_STRING of the build.
+ */
+AIM_API const char *aim_version(void);
+
+/**
+ * @brief The library's version as ::AIM_VERSION_NUMBER of the build, so a
+ * program can compare the header it was compiled with against the library
+ * it runs with.
+ */
+AIM_API uint32_t aim_version_number(void);
+
+/**
+ * @brief A caller-supplied allocator. Every object created with it allocates
+ * and frees all its memory through it.
+ *
+ * Pass NULL wherever an `const aim_allocator *` is taken to use the system
+ * allocator (malloc, realloc, free). The struct is copied when an object is
+ * created, so it need not outlive the call; `context` must outlive every
+ * object created with it. Returned blocks must be aligned at least as malloc's
+ * are; the library aligns its large buffers to 64 bytes itself.
+ */
+typedef struct aim_allocator {
+    /** Passed unchanged as the first argument of the three functions. */
+    void *context;
+    /** Returns a block of at least `size` bytes (size > 0), or NULL. */
+    void *(*allocate)(void *context, size_t size);
+    /** Resizes a block like realloc; returns NULL (leaving `ptr` valid) on failure. */
+    void *(*reallocate)(void *context, void *ptr, size_t size);
+    /** Frees a block returned by allocate or reallocate; never called with NULL. */
+    void (*deallocate)(void *context, void *ptr);
+} aim_allocator;
+
+/**
+ * @brief A random number generator state (xoshiro256** seeded by splitmix64).
+ *
+ * The same seed gives the same integer sequence, and the same uniform floats,
+ * on every platform. The library has no global random state: everything
+ * random (weight initialization, shuffles in examples) takes an ::aim_rng.
+ */
+typedef struct aim_rng aim_rng;
+
+/**
+ * @brief Creates a generator.
+ * @param allocator Allocator, or NULL for the system one.
+ * @param seed Any value; equal seeds give equal sequences.
+ * @param[out] out The new generator; caller frees with aim_rng_free().
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT if `out` is NULL or the allocator lacks a function.
+ * @retval AIM_ERR_OUT_OF_MEMORY if allocation failed.
+ */
+AIM_API aim_status aim_rng_create(const aim_allocator *allocator, uint64_t seed, aim_rng **out);
+
+/** @brief Frees a generator. NULL is allowed. */
+AIM_API void aim_rng_free(aim_rng *rng);
+
+/**
+ * @brief Restarts a generator from a seed.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `rng` is NULL.
+ */
+AIM_API aim_status aim_rng_seed(aim_rng *rng, uint64_t seed);
+
+/**
+ * @brief Next 64 random bits.
+ * @param rng The generator.
+ * @param[out] out The value.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL.
+ */
+AIM_API aim_status aim_rng_next_u64(aim_rng *rng, uint64_t *out);
+
+/**
+ * @brief A uniform float in [0, 1) with 24 random bits.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL.
+ */
+AIM_API aim_status aim_rng_uniform(aim_rng *rng, float *out);
+
+/**
+ * @brief A uniform integer in [0, bound), without modulo bias.
+ * @param rng The generator.
+ * @param bound Exclusive upper bound, > 0.
+ * @param[out] out The value.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL or bound 0.
+ */
+AIM_API aim_status aim_rng_below(aim_rng *rng, uint64_t bound, uint64_t *out);
+
+/**
+ * @brief A standard normal float (Box-Muller in double precision).
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL.
+ */
+AIM_API aim_status aim_rng_normal(aim_rng *rng, float *out);
+
+/**
+ * @brief Shuffles `count` 32-bit indices in place (Fisher-Yates); helps hosts
+ * draw mini-batches.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL pointers.
+ */
+AIM_API aim_status aim_rng_shuffle_u32(aim_rng *rng, uint32_t *indices, size_t count);
+
+/** @} */
+
+/**
+ * @defgroup aim_tensor Tensors
+ * @brief Float32, row-major arrays of rank 1 to ::AIM_MAX_RANK, owning their
+ * memory or wrapping the caller's.
+ * @{
+ */
+
+/** The largest rank a tensor or a layer shape may have. */
+#define AIM_MAX_RANK 4
+
+/** @brief An opaque tensor handle. */
+typedef struct aim_tensor aim_tensor;
+
+/**
+ * @brief Creates a tensor that owns zero-initialized, 64-byte aligned storage.
+ * @param allocator Allocator, or NULL for the system one.
+ * @param rank Number of dimensions, 1 to ::AIM_MAX_RANK.
+ * @param dims `rank` sizes, each > 0.
+ * @param[out] out The tensor; caller frees with aim_tensor_free().
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL, rank out of range or a zero dimension.
+ * @retval AIM_ERR_OVERFLOW if the element or byte count overflows.
+ * @retval AIM_ERR_OUT_OF_MEMORY if allocation failed.
+ */
+AIM_API aim_status aim_tensor_create(const aim_allocator *allocator, size_t rank, const size_t *dims,
+                                     aim_tensor **out);
+
+/**
+ * @brief Creates a tensor over caller memory, which it never frees or
+ * reallocates. The memory must hold the product of `dims` floats and outlive
+ * the tensor.
+ * @param allocator Allocator for the handle only, or NULL.
+ * @param rank Number of dimensions, 1 to ::AIM_MAX_RANK.
+ * @param dims `rank` sizes, each > 0.
+ * @param data The caller's memory.
+ * @param[out] out The tensor; caller frees with aim_tensor_free().
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_tensor_wrap(const aim_allocator *allocator, size_t rank, const size_t *dims,
+                                   float *data, aim_tensor **out);
+
+/** @brief Frees a tensor (and its storage if it owns it). NULL is allowed. */
+AIM_API void aim_tensor_free(aim_tensor *tensor);
+
+/** @brief The number of dimensions, or 0 if `tensor` is NULL. */
+AIM_API size_t aim_tensor_rank(const aim_tensor *tensor);
+
+/**
+ * @brief One dimension's size.
+ * @return The size of dimension `axis`, or 0 if `tensor` is NULL or `axis` >= rank.
+ */
+AIM_API size_t aim_tensor_dim(const aim_tensor *tensor, size_t axis);
+
+/** @brief The number of elements (product of the dimensions), or 0 if NULL. */
+AIM_API size_t aim_tensor_size(const aim_tensor *tensor);
+
+/** @brief The elements, row-major; NULL if `tensor` is NULL. */
+AIM_API float *aim_tensor_data(aim_tensor *tensor);
+
+/** @brief The elements, read-only; NULL if `tensor` is NULL. */
+AIM_API const float *aim_tensor_data_const(const aim_tensor *tensor);
+
+/**
+ * @brief Changes the shape without moving data; the element count must stay.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL/zero/rank;
+ * AIM_ERR_SHAPE_MISMATCH if the count differs; AIM_ERR_OVERFLOW.
+ */
+AIM_API aim_status aim_tensor_reshape(aim_tensor *tensor, size_t rank, const size_t *dims);
+
+/**
+ * @brief Sets every element to `value`.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `tensor` is NULL.
+ */
+AIM_API aim_status aim_tensor_fill(aim_tensor *tensor, float value);
+
+/**
+ * @brief Copies `src`'s elements into `dst`; the shapes must be equal.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL;
+ * AIM_ERR_SHAPE_MISMATCH if the shapes differ.
+ */
+AIM_API aim_status aim_tensor_copy(aim_tensor *dst, const aim_tensor *src);
+
+/**
+ * @brief Fills with uniform values in [low, high).
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL, a non-finite
+ * bound or low > high.
+ */
+AIM_API aim_status aim_tensor_rand_uniform(aim_tensor *tensor, aim_rng *rng, float low, float high);
+
+/**
+ * @brief Fills with normal values of the given mean and standard deviation.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL, a non-finite
+ * parameter or a negative `stddev`.
+ */
+AIM_API aim_status aim_tensor_rand_normal(aim_tensor *tensor, aim_rng *rng, float mean, float stddev);
+
+/**
+ * @brief The message of the last failed call on this tensor ("" if none).
+ * @return A string owned by the tensor, valid until its next call; "" for NULL.
+ */
+AIM_API const char *aim_tensor_last_error(const aim_tensor *tensor);
+
+/** @} */
+
+/**
+ * @defgroup aim_layers Layers, losses and models
+ * @brief A sequential model built layer by layer, with flat parameter and
+ * gradient buffers and memory sized once.
+ *
+ * A training step is:
+ * @code
+ * aim_model_zero_grad(model);
+ * aim_model_forward(model, AIM_MODE_TRAIN, x, batch);
+ * aim_model_loss_sparse(model, labels, batch, &loss);   // or aim_model_loss()
+ * aim_model_backward(model, NULL);
+ * aim_optimizer_step_model(opt, model, learning_rate);
+ * @endcode
+ * None of these calls allocates memory.
+ * @{
+ */
+
+/**
+ * @brief Activation functions. Each has its forward and its derivative side
+ * by side in src/activation.c.
+ */
+typedef enum aim_activation {
+    AIM_ACT_IDENTITY = 0,   /**< f(x) = x */
+    AIM_ACT_RELU = 1,       /**< f(x) = max(x, 0); f'(0) = 0 as in PyTorch. */
+    AIM_ACT_LEAKY_RELU = 2, /**< f(x) = x if x > 0 else alpha * x. */
+    AIM_ACT_SIGMOID = 3,    /**< f(x) = 1 / (1 + exp(-x)) */
+    AIM_ACT_TANH = 4,       /**< f(x) = tanh(x) */
+    AIM_ACT_SOFTMAX = 5,    /**< Softmax over the last dimension of each sample. */
+    AIM_ACT_GELU = 6        /**< f(x) = x * Phi(x), the exact erf form (PyTorch's default). */
+} aim_activation;
+
+/** @brief Initialization of a layer's weights. */
+typedef enum aim_init {
+    /** Keras' default: kernel U(-l, l), l = sqrt(6 / (fan_in + fan_out)); bias 0. */
+    AIM_INIT_GLOROT_UNIFORM = 0,
+    /** PyTorch's nn.Linear default: kernel and bias U(-l, l), l = 1 / sqrt(fan_in). */
+    AIM_INIT_PYTORCH = 1,
+    /** He (Kaiming) normal: kernel N(0, 2 / fan_in); bias 0. */
+    AIM_INIT_HE_NORMAL = 2,
+    /** All weights and biases 0 (for tests and linear models). */
+    AIM_INIT_ZEROS = 3
+} aim_init;
+
+/** @brief Whether a forward pass keeps what the backward pass needs. */
+typedef enum aim_mode {
+    AIM_MODE_TRAIN = 0,    /**< Keep activations for aim_model_backward(). */
+    AIM_MODE_INFERENCE = 1 /**< Compute the output only. */
+} aim_mode;
+
+/** @brief Loss functions over float targets (see aim_loss() and aim_model_loss()). */
+typedef enum aim_loss_kind {
+    /** mean((y - t)^2) over all elements (PyTorch MSELoss). */
+    AIM_LOSS_MSE = 0,
+    /** -mean(t log y + (1 - t) log(1 - y)) on probabilities y, logs clamped at -100 as in PyTorch BCELoss. */
+    AIM_LOSS_BCE = 1,
+    /** BCE on logits z, computed stably as max(z,0) - z t + log(1 + exp(-|z|)) (BCEWithLogitsLoss). */
+    AIM_LOSS_BCE_WITH_LOGITS = 2,
+    /** Softmax cross-entropy on logits against probability targets, mean over the batch. */
+    AIM_LOSS_SOFTMAX_CROSS_ENTROPY = 3
+} aim_loss_kind;
+
+/**
+ * @brief Computes a loss and, optionally, its gradient, on plain buffers.
+ * @param kind The loss.
+ * @param pred Predictions, `batch * features` floats (probabilities for BCE, logits otherwise).
+ * @param targets Targets of the same shape.
+ * @param batch Number of samples, > 0.
+ * @param features Values per sample, > 0.
+ * @param[out] loss_out The mean loss.
+ * @param[out] grad_out If not NULL, receives d loss / d pred (`batch * features` floats).
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL or zero sizes or an unknown kind.
+ * @retval AIM_ERR_OVERFLOW if `batch * features` overflows.
+ * @retval AIM_ERR_NON_FINITE if the loss is NaN or infinite; `grad_out` is then unspecified.
+ */
+AIM_API aim_status aim_loss(aim_loss_kind kind, const float *pred, const float *targets, size_t batch,
+                            size_t features, float *loss_out, float *grad_out);
+
+/**
+ * @brief Softmax cross-entropy on logits with integer class labels (PyTorch
+ * CrossEntropyLoss, Keras sparse categorical cross-entropy from logits),
+ * fused and stable; mean over the batch.
+ * @param logits `batch * classes` floats.
+ * @param labels `batch` labels, each in [0, classes).
+ * @param batch Number of samples, > 0.
+ * @param classes Number of classes, > 0.
+ * @param[out] loss_out The mean loss.
+ * @param[out] grad_out If not NULL, receives (softmax - onehot) / batch.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also for a label out of range),
+ * AIM_ERR_OVERFLOW, AIM_ERR_NON_FINITE.
+ */
+AIM_API aim_status aim_loss_sparse(const float *logits, const int32_t *labels, size_t batch, size_t classes,
+                                   float *loss_out, float *grad_out);
+
+/**
+ * @brief Applies an activation elementwise (or per row for softmax) on a plain buffer.
+ * @param act The activation.
+ * @param alpha Slope for leaky relu; ignored otherwise.
+ * @param x `rows * cols` inputs.
+ * @param[out] y `rows * cols` outputs; may equal `x`.
+ * @param rows Rows (softmax normalizes each row).
+ * @param cols Columns.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW
+ */
+AIM_API aim_status aim_activation_forward(aim_activation act, float alpha, const float *x, float *y,
+                                          size_t rows, size_t cols);
+
+/** @brief An opaque sequential model. */
+typedef struct aim_model aim_model;
+
+/** @brief Options of a dense (fully connected) layer: y = act(x Wᵀ + b). */
+typedef struct aim_dense_config {
+    size_t units;              /**< Output features, > 0. */
+    aim_activation activation; /**< Fused activation; default ::AIM_ACT_IDENTITY. */
+    float alpha;               /**< Leaky relu slope; default 0.01. */
+    int32_t use_bias;          /**< Nonzero to add a bias; default 1. */
+    aim_init init;             /**< Weight initialization; default ::AIM_INIT_GLOROT_UNIFORM. */
+} aim_dense_config;
+
+/**
+ * @brief Fills a dense config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param units Output features.
+ * @param activation Fused activation.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_dense_config_init(aim_dense_config *config, size_t units, aim_activation activation);
+
+/** @brief Options of aim_model_compile(). */
+typedef struct aim_compile_config {
+    /** Largest batch any forward call will use; memory is sized for it. > 0. Default 32. */
+    size_t max_batch;
+    /** Nonzero to compute the gradient with respect to the model input in backward. Default 0. */
+    int32_t input_gradient;
+    /** Seed of the weight initialization, used when `rng` is NULL. Default 0. */
+    uint64_t seed;
+    /** Generator used for initialization (advanced), or NULL to use `seed`. Default NULL. */
+    aim_rng *rng;
+} aim_compile_config;
+
+/**
+ * @brief Fills a compile config with the defaults documented on its fields.
+ * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_compile_config_init(aim_compile_config *config);
+
+/**
+ * @brief Starts a sequential model with the shape of one input sample.
+ * @param allocator Allocator for everything the model owns, or NULL.
+ * @param rank Rank of one sample, 1 to 3 (e.g. 1 for features, 3 for C×H×W).
+ * @param dims The sample's sizes, each > 0.
+ * @param[out] out The model; caller frees with aim_model_free().
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_create(const aim_allocator *allocator, size_t rank, const size_t *dims,
+                                    aim_model **out);
+
+/** @brief Frees a model and everything it owns. NULL is allowed. */
+AIM_API void aim_model_free(aim_model *model);
+
+/**
+ * @brief Appends a dense layer. The input is flattened per sample, so a
+ * dense layer may follow any shape.
+ * @param model A model not yet compiled.
+ * @param config The layer's options (see aim_dense_config_init()).
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL, zero units or an unknown enum.
+ * @retval AIM_ERR_INVALID_STATE if the model is already compiled.
+ * @retval AIM_ERR_OVERFLOW if the layer's parameter count overflows.
+ * @retval AIM_ERR_OUT_OF_MEMORY if the layer list cannot grow.
+ */
+AIM_API aim_status aim_model_add_dense(aim_model *model, const aim_dense_config *config);
+
+/**
+ * @brief Appends an activation layer (same output shape as its input).
+ * @param model A model not yet compiled.
+ * @param activation The function; softmax normalizes over the last dimension.
+ * @param alpha Slope for leaky relu; ignored otherwise.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_activation(aim_model *model, aim_activation activation, float alpha);
+
+/**
+ * @brief Validates the model, allocates its parameter, gradient, activation
+ * and scratch memory once, and initializes the weights.
+ * @param model A model with at least one layer, not yet compiled.
+ * @param config Options, or NULL for the defaults of aim_compile_config_init().
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL or a zero `max_batch`.
+ * @retval AIM_ERR_INVALID_STATE if already compiled or there are no layers.
+ * @retval AIM_ERR_OVERFLOW if a buffer size overflows.
+ * @retval AIM_ERR_OUT_OF_MEMORY if allocation failed; the model is then as before.
+ */
+AIM_API aim_status aim_model_compile(aim_model *model, const aim_compile_config *config);
+
+/**
+ * @brief Runs the model's forward pass in its own memory.
+ * @param model A compiled model.
+ * @param mode ::AIM_MODE_TRAIN keeps what backward needs.
+ * @param input `batch` samples, each of the input shape, row-major.
+ * @param batch Number of samples, 1 to the compiled `max_batch`.
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL, batch 0 or an unknown mode.
+ * @retval AIM_ERR_SHAPE_MISMATCH if `batch` exceeds `max_batch`.
+ * @retval AIM_ERR_INVALID_STATE if the model is not compiled.
+ * @note This writes to the model's activation memory. To run one model from
+ * several threads, use aim_model_predict().
+ */
+AIM_API aim_status aim_model_forward(aim_model *model, aim_mode mode, const float *input, size_t batch);
+
+/**
+ * @brief The output of the last aim_model_forward().
+ * @param model A model after a successful forward.
+ * @param[out] output Points at `batch * output_size` floats owned by the model,
+ * valid until the next forward.
+ * @param[out] count Receives `batch * output_size`; may be NULL.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (no forward yet)
+ */
+AIM_API aim_status aim_model_output(const aim_model *model, const float **output, size_t *count);
+
+/**
+ * @brief Computes a loss of the last forward's output against float targets,
+ * and keeps its gradient for aim_model_backward().
+ * @param model A model after a successful forward.
+ * @param kind The loss.
+ * @param targets `batch * output_size` floats.
+ * @param batch Must equal the last forward's batch.
+ * @param[out] loss_out The mean loss.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH,
+ * AIM_ERR_INVALID_STATE (no forward yet), AIM_ERR_NON_FINITE (the loss is not
+ * finite; no gradient is kept).
+ */
+AIM_API aim_status aim_model_loss(aim_model *model, aim_loss_kind kind, const float *targets, size_t batch,
+                                  float *loss_out);
+
+/**
+ * @brief Softmax cross-entropy of the last forward's output (logits) against
+ * integer labels; keeps its gradient for aim_model_backward().
+ * @param model A model after a successful forward.
+ * @param labels `batch` labels in [0, output_size).
+ * @param batch Must equal the last forward's batch.
+ * @param[out] loss_out The mean loss.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH,
+ * AIM_ERR_INVALID_STATE, AIM_ERR_NON_FINITE
+ */
+AIM_API aim_status aim_model_loss_sparse(aim_model *model, const int32_t *labels, size_t batch,
+                                         float *loss_out);
+
+/**
+ * @brief Backpropagates through the last training forward, adding into the
+ * gradient buffer (call aim_model_zero_grad() between steps).
+ * @param model A model after a forward in ::AIM_MODE_TRAIN.
+ * @param output_grad d loss / d output (`batch * output_size` floats), or NULL
+ * to use the gradient kept by the last aim_model_loss() / aim_model_loss_sparse().
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT if `model` is NULL.
+ * @retval AIM_ERR_INVALID_STATE if there was no training forward, or no loss
+ * when `output_grad` is NULL.
+ */
+AIM_API aim_status aim_model_backward(aim_model *model, const float *output_grad);
+
+/**
+ * @brief The gradient with respect to the input of the last backward, when
+ * compiled with `input_gradient` set.
+ * @param model The model.
+ * @param[out] grad Points at `batch * input_size` floats owned by the model.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not enabled
+ * or no backward yet)
+ */
+AIM_API aim_status aim_model_input_gradient(const aim_model *model, const float **grad);
+
+/**
+ * @brief Sets every gradient to zero.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not compiled)
+ */
+AIM_API aim_status aim_model_zero_grad(aim_model *model);
+
+/**
+ * @brief The flat parameter buffer: every layer's weights then bias, in layer
+ * order; a dense layer's weight is [units, inputs] row-major, as in PyTorch.
+ * @param model A compiled model.
+ * @param[out] params The buffer, owned by the model; may be written.
+ * @param[out] count Number of floats.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_parameters(aim_model *model, float **params, size_t *count);
+
+/**
+ * @brief The flat gradient buffer, laid out like the parameters.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_gradients(aim_model *model, float **grads, size_t *count);
+
+/**
+ * @brief Where one layer's parameters sit in the flat buffer.
+ * @param model A compiled model.
+ * @param layer Layer index from 0.
+ * @param[out] offset First float of the layer's weights.
+ * @param[out] weight_count Number of weight floats.
+ * @param[out] bias_count Number of bias floats (after the weights), 0 without bias.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also for a layer out of range),
+ * AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_layer_parameters(const aim_model *model, size_t layer, size_t *offset,
+                                              size_t *weight_count, size_t *bias_count);
+
+/** @brief The number of layers, or 0 for NULL. */
+AIM_API size_t aim_model_layer_count(const aim_model *model);
+
+/** @brief Floats per input sample, or 0 for NULL. */
+AIM_API size_t aim_model_input_size(const aim_model *model);
+
+/** @brief Floats per output sample (of the last layer), or 0 for NULL or no layers. */
+AIM_API size_t aim_model_output_size(const aim_model *model);
+
+/**
+ * @brief Bytes the model holds after compile (parameters, gradients,
+ * activations, scratch), for budgeting.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_memory_size(const aim_model *model, size_t *bytes);
+
+/**
+ * @brief The message of the last failed call on this model ("" if none),
+ * e.g. which layer and which dimension disagree.
+ * @return A string owned by the model, valid until its next call; "" for NULL.
+ */
+AIM_API const char *aim_model_last_error(const aim_model *model);
+
+/**
+ * @brief An opaque inference workspace: the memory one thread needs to run
+ * aim_model_predict() on a shared, read-only model.
+ */
+typedef struct aim_workspace aim_workspace;
+
+/**
+ * @brief Bytes a workspace for `max_batch` samples would take.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW
+ */
+AIM_API aim_status aim_workspace_size(const aim_model *model, size_t max_batch, size_t *bytes);
+
+/**
+ * @brief Creates an inference workspace for a compiled model.
+ * @param model The model it will serve (and any model of identical architecture).
+ * @param allocator Allocator, or NULL.
+ * @param max_batch Largest batch it will serve, > 0.
+ * @param[out] out The workspace; caller frees with aim_workspace_free().
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW,
+ * AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_workspace_create(const aim_model *model, const aim_allocator *allocator,
+                                        size_t max_batch, aim_workspace **out);
+
+/** @brief Frees a workspace. NULL is allowed. */
+AIM_API void aim_workspace_free(aim_workspace *workspace);
+
+/**
+ * @brief The message of the last failed aim_model_predict() on this workspace.
+ * @return A string owned by the workspace; "" for NULL.
+ */
+AIM_API const char *aim_workspace_last_error(const aim_workspace *workspace);
+
+/**
+ * @brief Inference: runs the model on `batch` samples, reading the model and
+ * writing only to `workspace` and `output`. Many threads may call this on one
+ * model at once, each with its own workspace.
+ * @param model A compiled model.
+ * @param workspace A workspace created for this model's architecture.
+ * @param input `batch * input_size` floats.
+ * @param batch 1 to the workspace's `max_batch`.
+ * @param[out] output `batch * output_size` floats.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (batch too
+ * large or workspace made for another architecture), AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_predict(const aim_model *model, aim_workspace *workspace, const float *input,
+                                     size_t batch, float *output);
+
+/** @} */
+
+/**
+ * @defgroup aim_optim Optimizers
+ * @brief State objects that update a flat parameter buffer from a flat
+ * gradient buffer. The learning rate is passed to every step so the host can
+ * schedule it.
+ * @{
+ */
+
+/** @brief An opaque optimizer (SGD or Adam). */
+typedef struct aim_optimizer aim_optimizer;
+
+/** @brief SGD options, with PyTorch's torch.optim.SGD semantics. */
+typedef struct aim_sgd_config {
+    float momentum;       /**< Momentum factor, >= 0. Default 0. */
+    float dampening;      /**< Dampening of the momentum, in [0, 1]. Default 0. */
+    float weight_decay;   /**< L2 penalty added to the gradient, >= 0. Default 0. */
+    int32_t nesterov;     /**< Nonzero for Nesterov momentum (needs momentum > 0, dampening 0). Default 0. */
+    int32_t check_finite; /**< Nonzero: refuse a step whose gradient has a NaN or infinity. Default 0. */
+} aim_sgd_config;
+
+/** @brief Adam options, with PyTorch's torch.optim.Adam / AdamW semantics. */
+typedef struct aim_adam_config {
+    float beta1;          /**< Default 0.9. */
+    float beta2;          /**< Default 0.999. */
+    float epsilon;        /**< Default 1e-8 (PyTorch's; Keras uses 1e-7). */
+    float weight_decay;   /**< >= 0. Default 0. */
+    int32_t decoupled;    /**< Nonzero: AdamW's decoupled decay p -= lr*wd*p; zero: L2 added to the gradient. Default 0. */
+    int32_t check_finite; /**< Nonzero: refuse a step whose gradient has a NaN or infinity. Default 0. */
+} aim_adam_config;
+
+/**
+ * @brief Fills an SGD config with its defaults.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_sgd_config_init(aim_sgd_config *config);
+
+/**
+ * @brief Fills an Adam config with its defaults.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_adam_config_init(aim_adam_config *config);
+
+/**
+ * @brief Creates an SGD optimizer for `count` parameters.
+ * @param allocator Allocator, or NULL.
+ * @param config Options, or NULL for the defaults.
+ * @param count Number of parameters it will update, > 0.
+ * @param[out] out The optimizer; caller frees with aim_optimizer_free().
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also for out-of-range options),
+ * AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_sgd_create(const aim_allocator *allocator, const aim_sgd_config *config, size_t count,
+                                  aim_optimizer **out);
+
+/**
+ * @brief Creates an Adam (or AdamW) optimizer for `count` parameters.
+ * @param allocator Allocator, or NULL.
+ * @param config Options, or NULL for the defaults.
+ * @param count Number of parameters it will update, > 0.
+ * @param[out] out The optimizer; caller frees with aim_optimizer_free().
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_adam_create(const aim_allocator *allocator, const aim_adam_config *config, size_t count,
+                                   aim_optimizer **out);
+
+/** @brief Frees an optimizer. NULL is allowed. */
+AIM_API void aim_optimizer_free(aim_optimizer *optimizer);
+
+/**
+ * @brief One update of `params` from `grads`.
+ * @param optimizer The optimizer.
+ * @param params `count` parameters, updated in place.
+ * @param grads `count` gradients (not modified).
+ * @param count Must equal the count the optimizer was created for.
+ * @param learning_rate Step size, finite and >= 0.
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL or a bad learning rate.
+ * @retval AIM_ERR_SHAPE_MISMATCH if `count` differs from the optimizer's.
+ * @retval AIM_ERR_NON_FINITE with `check_finite` set, if a gradient is NaN or
+ * infinite; nothing is changed.
+ */
+AIM_API aim_status aim_optimizer_step(aim_optimizer *optimizer, float *params, const float *grads, size_t count,
+                                      float learning_rate);
+
+/**
+ * @brief aim_optimizer_step() on a model's own parameter and gradient buffers.
+ * @retval As aim_optimizer_step(), plus AIM_ERR_INVALID_STATE if the model is
+ * not compiled.
+ */
+AIM_API aim_status aim_optimizer_step_model(aim_optimizer *optimizer, aim_model *model, float learning_rate);
+
+/**
+ * @brief Resets the optimizer's state (momenta, step count) to that of a new one.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT on NULL.
+ */
+AIM_API aim_status aim_optimizer_reset(aim_optimizer *optimizer);
+
+/**
+ * @brief The number of steps taken since creation or reset, or 0 for NULL.
+ */
+AIM_API uint64_t aim_optimizer_steps(const aim_optimizer *optimizer);
+
+/**
+ * @brief The message of the last failed call on this optimizer ("" if none).
+ */
+AIM_API const char *aim_optimizer_last_error(const aim_optimizer *optimizer);
+
+/**
+ * @brief Scales `grads` so their global L2 norm is at most `max_norm`
+ * (torch.nn.utils.clip_grad_norm_).
+ * @param grads `count` gradients, scaled in place when the norm exceeds `max_norm`.
+ * @param count Number of gradients, > 0.
+ * @param max_norm Largest allowed norm, finite and > 0.
+ * @param[out] norm_out The norm before clipping; may be NULL.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_NON_FINITE (the norm is
+ * not finite; nothing is changed)
+ */
+AIM_API aim_status aim_clip_grad_norm(float *grads, size_t count, float max_norm, float *norm_out);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AIMODEL_H */

@@ -1,0 +1,122 @@
+/*
+ * Private declarations shared by the files of src/. Nothing here is part of
+ * the ABI: only include/aimodel.h is public.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef AIM_INTERNAL_H
+#define AIM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aimodel.h"
+
+/* Every buffer the library carves for float data starts on this boundary, so
+ * GEMM kernels and vector loops see cache-line aligned rows. */
+#define AIM__ALIGN 64u
+/* Capacity of each object's error message, including the terminating NUL. */
+#define AIM__ERR_CAP 256u
+
+/* ---- core.c: allocation, overflow-checked sizes, error messages ---------- */
+
+/* Copies `user` (or the system allocator when NULL) into `out`; fails when a
+ * user allocator lacks one of its functions. */
+aim_status aim__allocator_resolve(const aim_allocator *user, aim_allocator *out);
+void *aim__alloc(const aim_allocator *a, size_t bytes);
+void aim__free(const aim_allocator *a, void *p);
+/* Allocates `bytes` aligned to AIM__ALIGN; `*raw` receives the pointer to
+ * free. Returns NULL on failure or overflow. */
+float *aim__alloc_aligned(const aim_allocator *a, size_t bytes, void **raw);
+
+/* *out = a * b, or 0 (leaving *out unchanged) when the product overflows. */
+int aim__mul(size_t a, size_t b, size_t *out);
+/* *out = a + b, or 0 when the sum overflows. */
+int aim__add(size_t a, size_t b, size_t *out);
+/* Rounds a float count up to a multiple of AIM__ALIGN bytes; 0 on overflow. */
+int aim__round_floats(size_t floats, size_t *out);
+
+/* Formats a message into an object's error buffer (cap AIM__ERR_CAP). */
+void aim__set_error(char *buf, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Nonzero when all n values are finite. */
+int aim__all_finite(const float *x, size_t n);
+
+/* ---- rng.c --------------------------------------------------------------- */
+
+struct aim_rng {
+    uint64_t s[4];         /* xoshiro256** state */
+    aim_allocator alloc;   /* how this object was allocated */
+};
+
+/* Seeds a generator that lives in caller memory (no allocation). */
+void aim__rng_init(struct aim_rng *rng, uint64_t seed);
+uint64_t aim__rng_u64(struct aim_rng *rng);
+float aim__rng_uniform(struct aim_rng *rng);
+float aim__rng_normal(struct aim_rng *rng);
+
+/* ---- activation.c ---------------------------------------------------------- */
+
+int aim__activation_valid(aim_activation act);
+/* y = f(x) over rows × cols; y may equal x. Softmax is per row. */
+void aim__act_forward(aim_activation act, float alpha, const float *x, float *y, size_t rows, size_t cols);
+/* dx = dy ⊙ f'(x) (softmax: the Jacobian-vector product per row). `x` is the
+ * pre-activation, `y` = f(x); dx may equal dy. */
+void aim__act_backward(aim_activation act, float alpha, const float *x, const float *y, const float *dy,
+                       float *dx, size_t rows, size_t cols);
+
+/* ---- loss.c -------------------------------------------------------------- */
+
+int aim__loss_kind_valid(aim_loss_kind kind);
+/* Computes the mean loss (in double) and, if grad is not NULL, its gradient.
+ * Returns AIM_ERR_NON_FINITE if the loss is not finite, AIM_ERR_INVALID_ARGUMENT
+ * for a BCE probability outside [0, 1]. Sizes are already validated. */
+aim_status aim__loss(aim_loss_kind kind, const float *pred, const float *targets, size_t batch,
+                     size_t features, float *loss_out, float *grad);
+/* Returns AIM_ERR_INVALID_ARGUMENT for a label outside [0, classes). */
+aim_status aim__loss_sparse(const float *logits, const int32_t *labels, size_t batch, size_t classes,
+                            float *loss_out, float *grad);
+
+/* ---- layers: one kind per file ------------------------------------------- */
+
+typedef enum aim__layer_kind {
+    AIM__LAYER_DENSE = 0,
+    AIM__LAYER_ACTIVATION = 1
+} aim__layer_kind;
+
+typedef struct aim__layer {
+    aim__layer_kind kind;
+    size_t in_rank, in_dims[AIM_MAX_RANK], in_size;    /* one sample's input */
+    size_t out_rank, out_dims[AIM_MAX_RANK], out_size; /* one sample's output */
+    size_t param_offset;     /* first float of this layer in the flat buffers */
+    size_t weight_count;     /* weights, then ... */
+    size_t bias_count;       /* ... biases, contiguous */
+    size_t cache_per_sample; /* floats kept per sample by a training forward */
+    aim_activation act;
+    float alpha;
+    aim_init init;
+} aim__layer;
+
+/* The per-layer kernels. `params`/`dparams` point at this layer's own slice
+ * of the flat buffers. Forward writes y; when `cache` is not NULL (training)
+ * it also keeps what the backward needs. Backward ADDS into dparams, WRITES
+ * dx (skipped when dx is NULL), and may overwrite dy. */
+void aim__dense_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
+                        size_t batch);
+void aim__dense_backward(const aim__layer *L, const float *params, float *dparams, const float *x,
+                         const float *y, const float *cache, float *dy, float *dx, size_t batch);
+void aim__dense_init(const aim__layer *L, float *params, struct aim_rng *rng);
+
+void aim__activation_layer_forward(const aim__layer *L, const float *x, float *y, size_t batch);
+void aim__activation_layer_backward(const aim__layer *L, const float *x, const float *y, const float *dy,
+                                    float *dx, size_t batch);
+
+/* ---- model.c ------------------------------------------------------------- */
+
+/* Used by the optimizer module's aim_optimizer_step_model. */
+aim_status aim__model_flat(aim_model *model, float **params, float **grads, size_t *count);
+
+#endif

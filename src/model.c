@@ -1,0 +1,647 @@
+/*
+ * The sequential model: a list of layers, validated as they are added, and
+ * one memory block sized at compile time holding the flat parameter and
+ * gradient buffers, every activation, the caches the backward needs and the
+ * gradient ping-pong buffers. Nothing is allocated after compile.
+ * SPDX-License-Identifier: MIT
+ */
+#include <limits.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct aim_model {
+    aim_allocator alloc;
+    size_t in_rank, in_dims[AIM_MAX_RANK], in_size; /* one input sample */
+    aim__layer *layers;
+    size_t n_layers, cap_layers;
+
+    /* ---- set by compile ---- */
+    int compiled;
+    size_t max_batch;
+    int input_gradient;
+    size_t n_params;
+    void *raw;            /* the one block, as allocated */
+    size_t block_bytes;
+    float *params;        /* (n_params) */
+    float *grads;         /* (n_params) */
+    float *input;         /* (max_batch, in_size): copy of the last training input */
+    float **acts;         /* n_layers pointers, each (max_batch, out_size) */
+    float **caches;       /* n_layers pointers, NULL when a layer keeps nothing */
+    float *dbuf[2];       /* gradient ping-pong, each (max_batch, max activation size) */
+    float *input_grad;    /* (max_batch, in_size) when input_gradient */
+
+    /* ---- the state of the last calls ---- */
+    size_t batch;         /* batch of the last forward, 0 before any */
+    int trained_forward;  /* the last forward kept caches */
+    int loss_ready;       /* dbuf[0] holds d loss / d output */
+    int input_grad_ready;
+
+    char err[AIM__ERR_CAP];
+};
+
+static const char *kind_name(aim__layer_kind k) {
+    switch (k) {
+    case AIM__LAYER_DENSE: return "dense";
+    case AIM__LAYER_ACTIVATION: return "activation";
+    }
+    return "?";
+}
+
+/* Shape of the data flowing into the next layer to be added. */
+static void current_shape(const aim_model *m, size_t *rank, size_t dims[AIM_MAX_RANK], size_t *size) {
+    if (m->n_layers == 0) {
+        *rank = m->in_rank;
+        memcpy(dims, m->in_dims, sizeof m->in_dims);
+        *size = m->in_size;
+    } else {
+        const aim__layer *L = &m->layers[m->n_layers - 1];
+        *rank = L->out_rank;
+        memcpy(dims, L->out_dims, sizeof L->out_dims);
+        *size = L->out_size;
+    }
+}
+
+aim_status aim_model_create(const aim_allocator *allocator, size_t rank, const size_t *dims, aim_model **out) {
+    aim_allocator a;
+    if (!out || !dims || rank == 0 || rank > AIM_MAX_RANK - 1) return AIM_ERR_INVALID_ARGUMENT;
+    if (aim__allocator_resolve(allocator, &a) != AIM_OK) return AIM_ERR_INVALID_ARGUMENT;
+    size_t n = 1;
+    for (size_t i = 0; i < rank; i++) {
+        if (dims[i] == 0) return AIM_ERR_INVALID_ARGUMENT;
+        if (!aim__mul(n, dims[i], &n)) return AIM_ERR_OVERFLOW;
+    }
+    if (n > INT_MAX) return AIM_ERR_UNSUPPORTED; /* BLAS takes int sizes */
+    aim_model *m = aim__alloc(&a, sizeof *m);
+    if (!m) return AIM_ERR_OUT_OF_MEMORY;
+    memset(m, 0, sizeof *m);
+    m->alloc = a;
+    m->in_rank = rank;
+    memcpy(m->in_dims, dims, rank * sizeof dims[0]);
+    m->in_size = n;
+    *out = m;
+    return AIM_OK;
+}
+
+void aim_model_free(aim_model *m) {
+    if (!m) return;
+    aim_allocator a = m->alloc;
+    aim__free(&a, m->raw);
+    aim__free(&a, m->layers);
+    aim__free(&a, m);
+}
+
+const char *aim_model_last_error(const aim_model *m) { return m ? m->err : ""; }
+
+/* Appends a layer whose fields are filled in; grows the list if needed. */
+static aim_status push_layer(aim_model *m, const aim__layer *L) {
+    if (m->n_layers == m->cap_layers) {
+        size_t cap = m->cap_layers ? m->cap_layers * 2 : 8, bytes;
+        if (!aim__mul(cap, sizeof *m->layers, &bytes)) return AIM_ERR_OVERFLOW;
+        aim__layer *p = m->alloc.reallocate(m->alloc.context, m->layers, bytes);
+        if (!p) {
+            aim__set_error(m->err, "layer %zu (%s): out of memory growing the layer list", m->n_layers,
+                           kind_name(L->kind));
+            return AIM_ERR_OUT_OF_MEMORY;
+        }
+        m->layers = p;
+        m->cap_layers = cap;
+    }
+    m->layers[m->n_layers++] = *L;
+    return AIM_OK;
+}
+
+static aim_status check_buildable(aim_model *m, const char *what) {
+    if (m->compiled) {
+        aim__set_error(m->err, "%s: the model is already compiled; layers cannot be added", what);
+        return AIM_ERR_INVALID_STATE;
+    }
+    return AIM_OK;
+}
+
+aim_status aim_dense_config_init(aim_dense_config *c, size_t units, aim_activation activation) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    c->units = units;
+    c->activation = activation;
+    c->alpha = 0.01f;
+    c->use_bias = 1;
+    c->init = AIM_INIT_GLOROT_UNIFORM;
+    return AIM_OK;
+}
+
+aim_status aim_model_add_dense(aim_model *m, const aim_dense_config *c) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    const size_t idx = m->n_layers;
+    if (!c) {
+        aim__set_error(m->err, "layer %zu (dense): config is NULL", idx);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim_status st = check_buildable(m, "add_dense");
+    if (st != AIM_OK) return st;
+    if (c->units == 0) {
+        aim__set_error(m->err, "layer %zu (dense): units must be > 0", idx);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!aim__activation_valid(c->activation)) {
+        aim__set_error(m->err, "layer %zu (dense): unknown activation %d", idx, (int)c->activation);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (c->init < AIM_INIT_GLOROT_UNIFORM || c->init > AIM_INIT_ZEROS) {
+        aim__set_error(m->err, "layer %zu (dense): unknown init %d", idx, (int)c->init);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = AIM__LAYER_DENSE;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    if (c->units > INT_MAX) {
+        aim__set_error(m->err, "layer %zu (dense): units %zu exceeds the BLAS limit", idx, c->units);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    if (!aim__mul(c->units, L.in_size, &L.weight_count)) {
+        aim__set_error(m->err, "layer %zu (dense): weight count %zu x %zu overflows", idx, c->units, L.in_size);
+        return AIM_ERR_OVERFLOW;
+    }
+    L.out_rank = 1;
+    L.out_dims[0] = c->units;
+    L.out_size = c->units;
+    L.bias_count = c->use_bias ? c->units : 0;
+    L.act = c->activation;
+    L.alpha = c->alpha;
+    L.init = c->init;
+    /* Only the pre-activation Z is worth keeping, and only when f is not the
+     * identity (then Z equals the output). */
+    L.cache_per_sample = c->activation == AIM_ACT_IDENTITY ? 0 : c->units;
+    return push_layer(m, &L);
+}
+
+aim_status aim_model_add_activation(aim_model *m, aim_activation activation, float alpha) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_buildable(m, "add_activation");
+    if (st != AIM_OK) return st;
+    if (!aim__activation_valid(activation)) {
+        aim__set_error(m->err, "layer %zu (activation): unknown activation %d", m->n_layers, (int)activation);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = AIM__LAYER_ACTIVATION;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    L.out_rank = L.in_rank;
+    memcpy(L.out_dims, L.in_dims, sizeof L.in_dims);
+    L.out_size = L.in_size;
+    L.act = activation;
+    L.alpha = alpha;
+    return push_layer(m, &L);
+}
+
+aim_status aim_compile_config_init(aim_compile_config *c) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    c->max_batch = 32;
+    c->input_gradient = 0;
+    c->seed = 0;
+    c->rng = NULL;
+    return AIM_OK;
+}
+
+/* The block's layout: a list of regions, each a multiple of AIM__ALIGN
+ * bytes, so every buffer starts aligned. `off` is in floats. */
+typedef struct planner {
+    size_t off;
+    int overflow;
+} planner;
+
+static size_t plan(planner *p, size_t a, size_t b) {
+    size_t n, r, at = p->off;
+    if (!aim__mul(a, b, &n) || !aim__round_floats(n, &r) || !aim__add(p->off, r, &p->off)) p->overflow = 1;
+    return at;
+}
+
+aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_compile_config c;
+    if (config) c = *config;
+    else (void)aim_compile_config_init(&c);
+    if (m->compiled) {
+        aim__set_error(m->err, "compile: the model is already compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (m->n_layers == 0) {
+        aim__set_error(m->err, "compile: the model has no layers");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (c.max_batch == 0) {
+        aim__set_error(m->err, "compile: max_batch must be > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (c.max_batch > INT_MAX) {
+        aim__set_error(m->err, "compile: max_batch %zu exceeds the BLAS limit", c.max_batch);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    const size_t B = c.max_batch, nl = m->n_layers;
+
+    /* Parameter offsets, and the largest activation any gradient buffer holds. */
+    size_t n_params = 0, max_act = m->in_size;
+    for (size_t i = 0; i < nl; i++) {
+        aim__layer *L = &m->layers[i];
+        size_t cnt;
+        if (!aim__add(L->weight_count, L->bias_count, &cnt) || !aim__add(n_params, cnt, &n_params)) {
+            aim__set_error(m->err, "compile: parameter count overflows at layer %zu", i);
+            return AIM_ERR_OVERFLOW;
+        }
+        if (L->out_size > max_act) max_act = L->out_size;
+    }
+    planner p = {0, 0};
+    size_t o_params = plan(&p, n_params, 1);
+    size_t o_grads = plan(&p, n_params, 1);
+    size_t o_input = plan(&p, B, m->in_size);
+    size_t o_d0 = plan(&p, B, max_act);
+    size_t o_d1 = plan(&p, B, max_act);
+    size_t o_igrad = c.input_gradient ? plan(&p, B, m->in_size) : 0;
+    const size_t floats_per_ptr = (sizeof(float *) + sizeof(float) - 1) / sizeof(float);
+    size_t o_ptrs = plan(&p, 2 * nl, floats_per_ptr);
+    /* The per-layer offsets are recomputed below in the same order. */
+    size_t first_layer_off = p.off;
+    for (size_t i = 0; i < nl; i++) {
+        (void)plan(&p, B, m->layers[i].out_size);
+        if (m->layers[i].cache_per_sample) (void)plan(&p, B, m->layers[i].cache_per_sample);
+    }
+    size_t bytes;
+    if (p.overflow || !aim__mul(p.off, sizeof(float), &bytes)) {
+        aim__set_error(m->err, "compile: memory size overflows for max_batch %zu", B);
+        return AIM_ERR_OVERFLOW;
+    }
+    void *raw = NULL;
+    float *base = aim__alloc_aligned(&m->alloc, bytes, &raw);
+    if (!base) {
+        aim__set_error(m->err, "compile: out of memory allocating %zu bytes", bytes);
+        return AIM_ERR_OUT_OF_MEMORY;
+    }
+    /* Touch every page now, so the first training step pays no page faults. */
+    memset(base, 0, bytes);
+
+    m->raw = raw;
+    m->block_bytes = bytes + AIM__ALIGN;
+    m->params = base + o_params;
+    m->grads = base + o_grads;
+    m->input = base + o_input;
+    m->dbuf[0] = base + o_d0;
+    m->dbuf[1] = base + o_d1;
+    m->input_grad = c.input_gradient ? base + o_igrad : NULL;
+    m->acts = (float **)(void *)(base + o_ptrs);
+    m->caches = m->acts + nl;
+    size_t off = first_layer_off, pofs = 0;
+    planner q = {off, 0};
+    for (size_t i = 0; i < nl; i++) {
+        aim__layer *L = &m->layers[i];
+        L->param_offset = pofs;
+        pofs += L->weight_count + L->bias_count;
+        m->acts[i] = base + plan(&q, B, L->out_size);
+        m->caches[i] = L->cache_per_sample ? base + plan(&q, B, L->cache_per_sample) : NULL;
+    }
+    m->n_params = n_params;
+    m->max_batch = B;
+    m->input_gradient = c.input_gradient != 0;
+
+    struct aim_rng local, *rng = c.rng;
+    if (!rng) {
+        aim__rng_init(&local, c.seed);
+        rng = &local;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        const aim__layer *L = &m->layers[i];
+        if (L->kind == AIM__LAYER_DENSE) aim__dense_init(L, m->params + L->param_offset, rng);
+    }
+    m->compiled = 1;
+    m->batch = 0;
+    m->err[0] = '\0';
+    return AIM_OK;
+}
+
+/* Runs the layers. `acts[i]` receives layer i's output; `caches` is NULL in
+ * inference. Reads `layers` and `params` only, so it is safe on a shared model. */
+static void run_forward(const aim__layer *layers, size_t nl, const float *params, const float *x,
+                        float *const *acts, float *const *caches, size_t batch) {
+    const float *in = x;
+    for (size_t i = 0; i < nl; i++) {
+        const aim__layer *L = &layers[i];
+        float *cache = caches ? caches[i] : NULL;
+        switch (L->kind) {
+        case AIM__LAYER_DENSE:
+            aim__dense_forward(L, params + L->param_offset, in, acts[i], cache, batch);
+            break;
+        case AIM__LAYER_ACTIVATION:
+            aim__activation_layer_forward(L, in, acts[i], batch);
+            break;
+        }
+        in = acts[i];
+    }
+}
+
+static aim_status check_compiled(const aim_model *m, char *err, const char *what) {
+    if (!m->compiled) {
+        if (err) aim__set_error(err, "%s: the model is not compiled", what);
+        return AIM_ERR_INVALID_STATE;
+    }
+    return AIM_OK;
+}
+
+aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, size_t batch) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, m->err, "forward");
+    if (st != AIM_OK) return st;
+    if (!input || batch == 0 || (mode != AIM_MODE_TRAIN && mode != AIM_MODE_INFERENCE)) {
+        aim__set_error(m->err, "forward: input must be non-NULL, batch > 0 and mode valid");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (batch > m->max_batch) {
+        aim__set_error(m->err, "forward: batch %zu exceeds the compiled max_batch %zu", batch, m->max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const int train = mode == AIM_MODE_TRAIN;
+    /* A training pass keeps its own copy of the input: the backward of the
+     * first layer needs it, and the caller may reuse its buffer meanwhile. */
+    const float *x = input;
+    if (train) {
+        memcpy(m->input, input, batch * m->in_size * sizeof(float));
+        x = m->input;
+    }
+    run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL, batch);
+    m->batch = batch;
+    m->trained_forward = train;
+    m->loss_ready = 0;
+    m->input_grad_ready = 0;
+    return AIM_OK;
+}
+
+size_t aim_model_layer_count(const aim_model *m) { return m ? m->n_layers : 0; }
+
+size_t aim_model_input_size(const aim_model *m) { return m ? m->in_size : 0; }
+
+size_t aim_model_output_size(const aim_model *m) {
+    return (m && m->n_layers) ? m->layers[m->n_layers - 1].out_size : 0;
+}
+
+aim_status aim_model_output(const aim_model *m, const float **output, size_t *count) {
+    if (!m || !output) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled || m->batch == 0) return AIM_ERR_INVALID_STATE;
+    *output = m->acts[m->n_layers - 1];
+    if (count) *count = m->batch * aim_model_output_size(m);
+    return AIM_OK;
+}
+
+static aim_status check_loss_call(aim_model *m, const void *targets, size_t batch, const float *loss_out,
+                                  const char *what) {
+    aim_status st = check_compiled(m, m->err, what);
+    if (st != AIM_OK) return st;
+    if (!targets || !loss_out) {
+        aim__set_error(m->err, "%s: targets and loss_out must be non-NULL", what);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (m->batch == 0) {
+        aim__set_error(m->err, "%s: no forward pass to take the loss of", what);
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (batch != m->batch) {
+        aim__set_error(m->err, "%s: batch %zu differs from the last forward's batch %zu", what, batch, m->batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    return AIM_OK;
+}
+
+aim_status aim_model_loss(aim_model *m, aim_loss_kind kind, const float *targets, size_t batch, float *loss_out) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_loss_call(m, targets, batch, loss_out, "loss");
+    if (st != AIM_OK) return st;
+    if (!aim__loss_kind_valid(kind)) {
+        aim__set_error(m->err, "loss: unknown loss kind %d", (int)kind);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    m->loss_ready = 0;
+    st = aim__loss(kind, m->acts[m->n_layers - 1], targets, batch, aim_model_output_size(m), loss_out, m->dbuf[0]);
+    if (st == AIM_ERR_NON_FINITE) aim__set_error(m->err, "loss: the loss is not finite (NaN or infinity)");
+    else if (st != AIM_OK) aim__set_error(m->err, "loss: a BCE prediction lies outside [0, 1]");
+    else m->loss_ready = 1;
+    return st;
+}
+
+aim_status aim_model_loss_sparse(aim_model *m, const int32_t *labels, size_t batch, float *loss_out) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_loss_call(m, labels, batch, loss_out, "loss_sparse");
+    if (st != AIM_OK) return st;
+    m->loss_ready = 0;
+    st = aim__loss_sparse(m->acts[m->n_layers - 1], labels, batch, aim_model_output_size(m), loss_out, m->dbuf[0]);
+    if (st == AIM_ERR_NON_FINITE) aim__set_error(m->err, "loss_sparse: the loss is not finite (NaN or infinity)");
+    else if (st != AIM_OK)
+        aim__set_error(m->err, "loss_sparse: a label lies outside [0, %zu)", aim_model_output_size(m));
+    else m->loss_ready = 1;
+    return st;
+}
+
+aim_status aim_model_backward(aim_model *m, const float *output_grad) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, m->err, "backward");
+    if (st != AIM_OK) return st;
+    if (!m->trained_forward) {
+        aim__set_error(m->err, "backward: needs a forward pass in AIM_MODE_TRAIN first");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (!output_grad && !m->loss_ready) {
+        aim__set_error(m->err, "backward: no output gradient given and no loss computed since the forward");
+        return AIM_ERR_INVALID_STATE;
+    }
+    const size_t B = m->batch, nl = m->n_layers;
+    /* The kernels overwrite dy, so a caller's gradient is copied first. */
+    if (output_grad) memcpy(m->dbuf[0], output_grad, B * aim_model_output_size(m) * sizeof(float));
+    int cur = 0;
+    for (size_t k = nl; k-- > 0;) {
+        const aim__layer *L = &m->layers[k];
+        const float *x = k ? m->acts[k - 1] : m->input;
+        float *dy = m->dbuf[cur];
+        float *dx = k ? m->dbuf[1 - cur] : m->input_grad; /* NULL: nobody needs dX of the input */
+        switch (L->kind) {
+        case AIM__LAYER_DENSE:
+            aim__dense_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->acts[k],
+                                m->caches[k], dy, dx, B);
+            break;
+        case AIM__LAYER_ACTIVATION:
+            if (dx) aim__activation_layer_backward(L, x, m->acts[k], dy, dx, B);
+            break;
+        }
+        cur = 1 - cur;
+    }
+    m->loss_ready = 0;
+    m->input_grad_ready = m->input_grad != NULL;
+    return AIM_OK;
+}
+
+aim_status aim_model_input_gradient(const aim_model *m, const float **grad) {
+    if (!m || !grad) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled || !m->input_grad || !m->input_grad_ready) return AIM_ERR_INVALID_STATE;
+    *grad = m->input_grad;
+    return AIM_OK;
+}
+
+aim_status aim_model_zero_grad(aim_model *m) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, m->err, "zero_grad");
+    if (st != AIM_OK) return st;
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    return AIM_OK;
+}
+
+aim_status aim__model_flat(aim_model *m, float **params, float **grads, size_t *count) {
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    *params = m->params;
+    *grads = m->grads;
+    *count = m->n_params;
+    return AIM_OK;
+}
+
+aim_status aim_model_parameters(aim_model *m, float **params, size_t *count) {
+    if (!m || !params || !count) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, m->err, "parameters");
+    if (st != AIM_OK) return st;
+    *params = m->params;
+    *count = m->n_params;
+    return AIM_OK;
+}
+
+aim_status aim_model_gradients(aim_model *m, float **grads, size_t *count) {
+    if (!m || !grads || !count) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, m->err, "gradients");
+    if (st != AIM_OK) return st;
+    *grads = m->grads;
+    *count = m->n_params;
+    return AIM_OK;
+}
+
+aim_status aim_model_layer_parameters(const aim_model *m, size_t layer, size_t *offset, size_t *weight_count,
+                                      size_t *bias_count) {
+    if (!m || !offset || !weight_count || !bias_count) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    if (layer >= m->n_layers) return AIM_ERR_INVALID_ARGUMENT;
+    *offset = m->layers[layer].param_offset;
+    *weight_count = m->layers[layer].weight_count;
+    *bias_count = m->layers[layer].bias_count;
+    return AIM_OK;
+}
+
+aim_status aim_model_memory_size(const aim_model *m, size_t *bytes) {
+    if (!m || !bytes) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    *bytes = sizeof *m + m->cap_layers * sizeof *m->layers + m->block_bytes;
+    return AIM_OK;
+}
+
+/* ---- inference workspaces ------------------------------------------------ */
+
+struct aim_workspace {
+    aim_allocator alloc;
+    void *raw;
+    size_t max_batch;
+    size_t act_floats;   /* floats per sample each ping-pong buffer holds */
+    float *buf[2];
+    char err[AIM__ERR_CAP];
+};
+
+/* Floats per sample an inference pass needs in each ping-pong buffer. */
+static size_t inference_floats(const aim_model *m) {
+    size_t mx = 1;
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->layers[i].out_size > mx) mx = m->layers[i].out_size;
+    return mx;
+}
+
+static aim_status workspace_bytes(const aim_model *m, size_t max_batch, size_t *bytes) {
+    size_t per, n;
+    if (!aim__mul(max_batch, inference_floats(m), &n) || !aim__round_floats(n, &per) || !aim__mul(per, 2, &n) ||
+        !aim__mul(n, sizeof(float), bytes) || *bytes > SIZE_MAX - AIM__ALIGN)
+        return AIM_ERR_OVERFLOW;
+    return AIM_OK;
+}
+
+aim_status aim_workspace_size(const aim_model *m, size_t max_batch, size_t *bytes) {
+    size_t b;
+    if (!m || !bytes || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    aim_status st = workspace_bytes(m, max_batch, &b);
+    if (st != AIM_OK) return st;
+    *bytes = b + AIM__ALIGN + sizeof(struct aim_workspace);
+    return AIM_OK;
+}
+
+aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocator, size_t max_batch,
+                                aim_workspace **out) {
+    aim_allocator a;
+    size_t bytes;
+    if (!m || !out || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (aim__allocator_resolve(allocator, &a) != AIM_OK) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    if (max_batch > INT_MAX) return AIM_ERR_UNSUPPORTED;
+    aim_status st = workspace_bytes(m, max_batch, &bytes);
+    if (st != AIM_OK) return st;
+    aim_workspace *w = aim__alloc(&a, sizeof *w);
+    if (!w) return AIM_ERR_OUT_OF_MEMORY;
+    memset(w, 0, sizeof *w);
+    w->alloc = a;
+    float *base = aim__alloc_aligned(&a, bytes, &w->raw);
+    if (!base) {
+        aim__free(&a, w);
+        return AIM_ERR_OUT_OF_MEMORY;
+    }
+    memset(base, 0, bytes);
+    w->max_batch = max_batch;
+    w->act_floats = inference_floats(m);
+    w->buf[0] = base;
+    w->buf[1] = base + bytes / sizeof(float) / 2;
+    *out = w;
+    return AIM_OK;
+}
+
+void aim_workspace_free(aim_workspace *w) {
+    if (!w) return;
+    aim_allocator a = w->alloc;
+    aim__free(&a, w->raw);
+    aim__free(&a, w);
+}
+
+const char *aim_workspace_last_error(const aim_workspace *w) { return w ? w->err : ""; }
+
+aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *input, size_t batch, float *output) {
+    if (!m || !w) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(w->err, "predict: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (!input || !output || batch == 0) {
+        aim__set_error(w->err, "predict: input and output must be non-NULL and batch > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (batch > w->max_batch) {
+        aim__set_error(w->err, "predict: batch %zu exceeds the workspace's max_batch %zu", batch, w->max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if (inference_floats(m) > w->act_floats) {
+        aim__set_error(w->err, "predict: the workspace was made for a smaller model (%zu < %zu floats per sample)",
+                       w->act_floats, inference_floats(m));
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    /* Layers alternate between the two buffers; the last writes straight
+     * into the caller's output. Output pointers are listed CHUNK layers at a
+     * time on the stack, so any depth works without allocating. */
+    enum { CHUNK = 32 };
+    float *acts[CHUNK];
+    const float *in = input;
+    const size_t nl = m->n_layers;
+    for (size_t start = 0; start < nl; start += CHUNK) {
+        size_t cnt = nl - start < CHUNK ? nl - start : CHUNK;
+        for (size_t j = 0; j < cnt; j++) {
+            size_t i = start + j;
+            acts[j] = i == nl - 1 ? output : w->buf[i % 2];
+        }
+        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, batch);
+        in = acts[cnt - 1];
+    }
+    return AIM_OK;
+}

@@ -1,0 +1,206 @@
+/*
+ * Optimizers over flat buffers: SGD (momentum, dampening, Nesterov, L2 weight
+ * decay) and Adam (L2 or AdamW's decoupled decay), with torch.optim's update
+ * rules, plus global-norm gradient clipping.
+ *   https://pytorch.org/docs/stable/generated/torch.optim.SGD.html
+ *   https://pytorch.org/docs/stable/generated/torch.optim.Adam.html
+ *   https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html
+ * SPDX-License-Identifier: MIT
+ */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef enum { OPT_SGD = 0, OPT_ADAM = 1 } opt_kind;
+
+struct aim_optimizer {
+    aim_allocator alloc;
+    opt_kind kind;
+    size_t count;
+    uint64_t steps;
+    aim_sgd_config sgd;
+    aim_adam_config adam;
+    void *raw;
+    float *m;  /* SGD: momentum buffer; Adam: first moment   (count) */
+    float *v;  /* Adam: second moment                           (count) */
+    char err[AIM__ERR_CAP];
+};
+
+aim_status aim_sgd_config_init(aim_sgd_config *c) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    return AIM_OK;
+}
+
+aim_status aim_adam_config_init(aim_adam_config *c) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->beta1 = 0.9f;
+    c->beta2 = 0.999f;
+    c->epsilon = 1e-8f;
+    return AIM_OK;
+}
+
+static aim_status create(const aim_allocator *allocator, opt_kind kind, size_t count, size_t buffers,
+                         aim_optimizer **out) {
+    aim_allocator a;
+    size_t per, total, bytes;
+    if (aim__allocator_resolve(allocator, &a) != AIM_OK) return AIM_ERR_INVALID_ARGUMENT;
+    if (!aim__round_floats(count, &per) || !aim__mul(per, buffers, &total) ||
+        !aim__mul(total, sizeof(float), &bytes) || bytes > SIZE_MAX - AIM__ALIGN)
+        return AIM_ERR_OVERFLOW;
+    aim_optimizer *o = aim__alloc(&a, sizeof *o);
+    if (!o) return AIM_ERR_OUT_OF_MEMORY;
+    memset(o, 0, sizeof *o);
+    o->alloc = a;
+    o->kind = kind;
+    o->count = count;
+    if (buffers) {
+        float *base = aim__alloc_aligned(&a, bytes, &o->raw);
+        if (!base) {
+            aim__free(&a, o);
+            return AIM_ERR_OUT_OF_MEMORY;
+        }
+        memset(base, 0, bytes);
+        o->m = base;
+        o->v = buffers > 1 ? base + per : NULL;
+    }
+    *out = o;
+    return AIM_OK;
+}
+
+static int finite_nonneg(float x) { return isfinite(x) && x >= 0.0f; }
+
+aim_status aim_sgd_create(const aim_allocator *allocator, const aim_sgd_config *config, size_t count,
+                          aim_optimizer **out) {
+    aim_sgd_config c;
+    if (!out || count == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (config) c = *config;
+    else (void)aim_sgd_config_init(&c);
+    if (!finite_nonneg(c.momentum) || !finite_nonneg(c.weight_decay) || !finite_nonneg(c.dampening) ||
+        c.dampening > 1.0f || (c.nesterov && (c.momentum <= 0.0f || c.dampening != 0.0f)))
+        return AIM_ERR_INVALID_ARGUMENT;
+    /* Plain SGD keeps no state, so it allocates no buffer. */
+    aim_status st = create(allocator, OPT_SGD, count, c.momentum > 0.0f ? 1 : 0, out);
+    if (st == AIM_OK) (*out)->sgd = c;
+    return st;
+}
+
+aim_status aim_adam_create(const aim_allocator *allocator, const aim_adam_config *config, size_t count,
+                           aim_optimizer **out) {
+    aim_adam_config c;
+    if (!out || count == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (config) c = *config;
+    else (void)aim_adam_config_init(&c);
+    if (!(c.beta1 >= 0.0f && c.beta1 < 1.0f) || !(c.beta2 >= 0.0f && c.beta2 < 1.0f) ||
+        !(isfinite(c.epsilon) && c.epsilon > 0.0f) || !finite_nonneg(c.weight_decay))
+        return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = create(allocator, OPT_ADAM, count, 2, out);
+    if (st == AIM_OK) (*out)->adam = c;
+    return st;
+}
+
+void aim_optimizer_free(aim_optimizer *o) {
+    if (!o) return;
+    aim_allocator a = o->alloc;
+    aim__free(&a, o->raw);
+    aim__free(&a, o);
+}
+
+const char *aim_optimizer_last_error(const aim_optimizer *o) { return o ? o->err : ""; }
+
+uint64_t aim_optimizer_steps(const aim_optimizer *o) { return o ? o->steps : 0; }
+
+aim_status aim_optimizer_reset(aim_optimizer *o) {
+    if (!o) return AIM_ERR_INVALID_ARGUMENT;
+    if (o->m) memset(o->m, 0, o->count * sizeof(float));
+    if (o->v) memset(o->v, 0, o->count * sizeof(float));
+    o->steps = 0;
+    return AIM_OK;
+}
+
+static void sgd_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
+    const float wd = o->sgd.weight_decay, mu = o->sgd.momentum, damp = 1.0f - o->sgd.dampening;
+    const int first = o->steps == 0, nesterov = o->sgd.nesterov != 0;
+    float *buf = o->m;
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] + wd * p[i]; /* d = g + wd·p */
+        if (buf) {
+            /* buf = d on the first step, then mu·buf + (1 - dampening)·d */
+            buf[i] = first ? d : mu * buf[i] + damp * d;
+            d = nesterov ? d + mu * buf[i] : buf[i];
+        }
+        p[i] -= lr * d; /* p = p - lr·d */
+    }
+}
+
+static void adam_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
+    const aim_adam_config *c = &o->adam;
+    const double t = (double)(o->steps + 1);
+    /* Bias corrections in double, as PyTorch computes them on Python floats. */
+    const float step_size = (float)((double)lr / (1.0 - pow((double)c->beta1, t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, t));
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->epsilon, wd = c->weight_decay;
+    const float decay = c->decoupled ? 1.0f - lr * wd : 1.0f;
+    const float l2 = c->decoupled ? 0.0f : wd;
+    float *m = o->m, *v = o->v;
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i] * decay;        /* AdamW: p = p (1 - lr·wd) */
+        float gi = g[i] + l2 * pi;      /* Adam with L2: g = g + wd·p */
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;      /* m = b1 m + (1 - b1) g */
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi; /* v = b2 v + (1 - b2) g² */
+        /* p = p - lr/(1 - b1^t) · m / (sqrt(v)/sqrt(1 - b2^t) + eps) */
+        p[i] = pi - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+aim_status aim_optimizer_step(aim_optimizer *o, float *params, const float *grads, size_t count,
+                              float learning_rate) {
+    if (!o) return AIM_ERR_INVALID_ARGUMENT;
+    if (!params || !grads) {
+        aim__set_error(o->err, "step: params and grads must be non-NULL");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!finite_nonneg(learning_rate)) {
+        aim__set_error(o->err, "step: learning rate must be finite and >= 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (count != o->count) {
+        aim__set_error(o->err, "step: %zu parameters given, the optimizer was made for %zu", count, o->count);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if ((o->kind == OPT_SGD ? o->sgd.check_finite : o->adam.check_finite) && !aim__all_finite(grads, count)) {
+        aim__set_error(o->err, "step: a gradient is NaN or infinite; parameters left unchanged");
+        return AIM_ERR_NON_FINITE;
+    }
+    if (o->kind == OPT_SGD) sgd_step(o, params, grads, count, learning_rate);
+    else adam_step(o, params, grads, count, learning_rate);
+    o->steps++;
+    return AIM_OK;
+}
+
+aim_status aim_optimizer_step_model(aim_optimizer *o, aim_model *model, float learning_rate) {
+    float *p, *g;
+    size_t n;
+    if (!o || !model) return AIM_ERR_INVALID_ARGUMENT;
+    if (aim__model_flat(model, &p, &g, &n) != AIM_OK) {
+        aim__set_error(o->err, "step_model: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    return aim_optimizer_step(o, p, g, n, learning_rate);
+}
+
+aim_status aim_clip_grad_norm(float *grads, size_t count, float max_norm, float *norm_out) {
+    if (!grads || count == 0 || !isfinite(max_norm) || max_norm <= 0.0f) return AIM_ERR_INVALID_ARGUMENT;
+    double ss = 0.0;
+    for (size_t i = 0; i < count; i++) ss += (double)grads[i] * (double)grads[i];
+    double norm = sqrt(ss);
+    if (!isfinite(norm)) return AIM_ERR_NON_FINITE;
+    /* As torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1. */
+    double scale = (double)max_norm / (norm + 1e-6);
+    if (scale < 1.0)
+        for (size_t i = 0; i < count; i++) grads[i] = (float)((double)grads[i] * scale);
+    if (norm_out) *norm_out = (float)norm;
+    return AIM_OK;
+}
