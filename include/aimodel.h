@@ -100,9 +100,9 @@ AIM_API const char *aim_status_str(aim_status status);
 AIM_API const char *aim_version(void);
 
 /**
- * @brief The library's version as ::AIM_VERSION_NUMBER of the build, so a
- * program can compare the header it was compiled with against the library
- * it runs with.
+ * @brief The library's version as one number, so a program can compare the
+ * header it was compiled with against the library it runs with.
+ * @return ::AIM_VERSION_NUMBER of the library's build.
  */
 AIM_API uint32_t aim_version_number(void);
 
@@ -147,11 +147,16 @@ typedef struct aim_rng aim_rng;
  */
 AIM_API aim_status aim_rng_create(const aim_allocator *allocator, uint64_t seed, aim_rng **out);
 
-/** @brief Frees a generator. NULL is allowed. */
+/**
+ * @brief Frees a generator.
+ * @param rng The generator, or NULL (then nothing happens).
+ */
 AIM_API void aim_rng_free(aim_rng *rng);
 
 /**
  * @brief Restarts a generator from a seed.
+ * @param rng The generator.
+ * @param seed The new seed.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `rng` is NULL.
  */
 AIM_API aim_status aim_rng_seed(aim_rng *rng, uint64_t seed);
@@ -166,6 +171,8 @@ AIM_API aim_status aim_rng_next_u64(aim_rng *rng, uint64_t *out);
 
 /**
  * @brief A uniform float in [0, 1) with 24 random bits.
+ * @param rng The generator.
+ * @param[out] out The value.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL.
  */
 AIM_API aim_status aim_rng_uniform(aim_rng *rng, float *out);
@@ -181,6 +188,8 @@ AIM_API aim_status aim_rng_below(aim_rng *rng, uint64_t bound, uint64_t *out);
 
 /**
  * @brief A standard normal float (Box-Muller in double precision).
+ * @param rng The generator.
+ * @param[out] out The value.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL.
  */
 AIM_API aim_status aim_rng_normal(aim_rng *rng, float *out);
@@ -188,6 +197,9 @@ AIM_API aim_status aim_rng_normal(aim_rng *rng, float *out);
 /**
  * @brief Shuffles `count` 32-bit indices in place (Fisher-Yates); helps hosts
  * draw mini-batches.
+ * @param rng The generator.
+ * @param indices The array to permute (may be NULL when `count` is 0).
+ * @param count Number of indices.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL pointers.
  */
 AIM_API aim_status aim_rng_shuffle_u32(aim_rng *rng, uint32_t *indices, size_t count);
@@ -235,29 +247,53 @@ AIM_API aim_status aim_tensor_create(const aim_allocator *allocator, size_t rank
 AIM_API aim_status aim_tensor_wrap(const aim_allocator *allocator, size_t rank, const size_t *dims,
                                    float *data, aim_tensor **out);
 
-/** @brief Frees a tensor (and its storage if it owns it). NULL is allowed. */
+/**
+ * @brief Frees a tensor, and its storage if it owns it.
+ * @param tensor The tensor, or NULL (then nothing happens).
+ */
 AIM_API void aim_tensor_free(aim_tensor *tensor);
 
-/** @brief The number of dimensions, or 0 if `tensor` is NULL. */
+/**
+ * @brief The number of dimensions.
+ * @param tensor The tensor.
+ * @return The rank, or 0 if `tensor` is NULL.
+ */
 AIM_API size_t aim_tensor_rank(const aim_tensor *tensor);
 
 /**
  * @brief One dimension's size.
+ * @param tensor The tensor.
+ * @param axis The dimension, from 0.
  * @return The size of dimension `axis`, or 0 if `tensor` is NULL or `axis` >= rank.
  */
 AIM_API size_t aim_tensor_dim(const aim_tensor *tensor, size_t axis);
 
-/** @brief The number of elements (product of the dimensions), or 0 if NULL. */
+/**
+ * @brief The number of elements (the product of the dimensions).
+ * @param tensor The tensor.
+ * @return The count, or 0 if `tensor` is NULL.
+ */
 AIM_API size_t aim_tensor_size(const aim_tensor *tensor);
 
-/** @brief The elements, row-major; NULL if `tensor` is NULL. */
+/**
+ * @brief The elements, row-major, writable.
+ * @param tensor The tensor.
+ * @return The data, or NULL if `tensor` is NULL.
+ */
 AIM_API float *aim_tensor_data(aim_tensor *tensor);
 
-/** @brief The elements, read-only; NULL if `tensor` is NULL. */
+/**
+ * @brief The elements, row-major, read-only.
+ * @param tensor The tensor.
+ * @return The data, or NULL if `tensor` is NULL.
+ */
 AIM_API const float *aim_tensor_data_const(const aim_tensor *tensor);
 
 /**
  * @brief Changes the shape without moving data; the element count must stay.
+ * @param tensor The tensor.
+ * @param rank New rank, 1 to ::AIM_MAX_RANK.
+ * @param dims `rank` new sizes, each > 0.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL/zero/rank;
  * AIM_ERR_SHAPE_MISMATCH if the count differs; AIM_ERR_OVERFLOW.
  */
@@ -265,12 +301,16 @@ AIM_API aim_status aim_tensor_reshape(aim_tensor *tensor, size_t rank, const siz
 
 /**
  * @brief Sets every element to `value`.
+ * @param tensor The tensor.
+ * @param value The value.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `tensor` is NULL.
  */
 AIM_API aim_status aim_tensor_fill(aim_tensor *tensor, float value);
 
 /**
  * @brief Copies `src`'s elements into `dst`; the shapes must be equal.
+ * @param dst Destination.
+ * @param src Source (may be `dst`).
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL;
  * AIM_ERR_SHAPE_MISMATCH if the shapes differ.
  */
@@ -278,6 +318,10 @@ AIM_API aim_status aim_tensor_copy(aim_tensor *dst, const aim_tensor *src);
 
 /**
  * @brief Fills with uniform values in [low, high).
+ * @param tensor The tensor.
+ * @param rng The generator to draw from.
+ * @param low Lower bound.
+ * @param high Upper bound.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL, a non-finite
  * bound or low > high.
  */
@@ -285,6 +329,10 @@ AIM_API aim_status aim_tensor_rand_uniform(aim_tensor *tensor, aim_rng *rng, flo
 
 /**
  * @brief Fills with normal values of the given mean and standard deviation.
+ * @param tensor The tensor.
+ * @param rng The generator to draw from.
+ * @param mean Mean.
+ * @param stddev Standard deviation, >= 0.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT on NULL, a non-finite
  * parameter or a negative `stddev`.
  */
@@ -292,6 +340,7 @@ AIM_API aim_status aim_tensor_rand_normal(aim_tensor *tensor, aim_rng *rng, floa
 
 /**
  * @brief The message of the last failed call on this tensor ("" if none).
+ * @param tensor The tensor.
  * @return A string owned by the tensor, valid until its next call; "" for NULL.
  */
 AIM_API const char *aim_tensor_last_error(const aim_tensor *tensor);
@@ -440,6 +489,7 @@ typedef struct aim_compile_config {
 
 /**
  * @brief Fills a compile config with the defaults documented on its fields.
+ * @param config The config to fill.
  * @retval AIM_OK on success; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
  */
 AIM_API aim_status aim_compile_config_init(aim_compile_config *config);
@@ -455,7 +505,10 @@ AIM_API aim_status aim_compile_config_init(aim_compile_config *config);
 AIM_API aim_status aim_model_create(const aim_allocator *allocator, size_t rank, const size_t *dims,
                                     aim_model **out);
 
-/** @brief Frees a model and everything it owns. NULL is allowed. */
+/**
+ * @brief Frees a model and everything it owns.
+ * @param model The model, or NULL (then nothing happens).
+ */
 AIM_API void aim_model_free(aim_model *model);
 
 /**
@@ -571,6 +624,7 @@ AIM_API aim_status aim_model_input_gradient(const aim_model *model, const float 
 
 /**
  * @brief Sets every gradient to zero.
+ * @param model A compiled model.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not compiled)
  */
 AIM_API aim_status aim_model_zero_grad(aim_model *model);
@@ -587,6 +641,9 @@ AIM_API aim_status aim_model_parameters(aim_model *model, float **params, size_t
 
 /**
  * @brief The flat gradient buffer, laid out like the parameters.
+ * @param model A compiled model.
+ * @param[out] grads The buffer, owned by the model; may be written (e.g. averaged across processes).
+ * @param[out] count Number of floats.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
  */
 AIM_API aim_status aim_model_gradients(aim_model *model, float **grads, size_t *count);
@@ -604,18 +661,32 @@ AIM_API aim_status aim_model_gradients(aim_model *model, float **grads, size_t *
 AIM_API aim_status aim_model_layer_parameters(const aim_model *model, size_t layer, size_t *offset,
                                               size_t *weight_count, size_t *bias_count);
 
-/** @brief The number of layers, or 0 for NULL. */
+/**
+ * @brief The number of layers.
+ * @param model The model.
+ * @return The count, or 0 for NULL.
+ */
 AIM_API size_t aim_model_layer_count(const aim_model *model);
 
-/** @brief Floats per input sample, or 0 for NULL. */
+/**
+ * @brief Floats per input sample.
+ * @param model The model.
+ * @return The count, or 0 for NULL.
+ */
 AIM_API size_t aim_model_input_size(const aim_model *model);
 
-/** @brief Floats per output sample (of the last layer), or 0 for NULL or no layers. */
+/**
+ * @brief Floats per output sample (of the last layer).
+ * @param model The model.
+ * @return The count, or 0 for NULL or a model without layers.
+ */
 AIM_API size_t aim_model_output_size(const aim_model *model);
 
 /**
  * @brief Bytes the model holds after compile (parameters, gradients,
  * activations, scratch), for budgeting.
+ * @param model A compiled model.
+ * @param[out] bytes The total.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
  */
 AIM_API aim_status aim_model_memory_size(const aim_model *model, size_t *bytes);
@@ -623,6 +694,7 @@ AIM_API aim_status aim_model_memory_size(const aim_model *model, size_t *bytes);
 /**
  * @brief The message of the last failed call on this model ("" if none),
  * e.g. which layer and which dimension disagree.
+ * @param model The model.
  * @return A string owned by the model, valid until its next call; "" for NULL.
  */
 AIM_API const char *aim_model_last_error(const aim_model *model);
@@ -635,6 +707,9 @@ typedef struct aim_workspace aim_workspace;
 
 /**
  * @brief Bytes a workspace for `max_batch` samples would take.
+ * @param model A compiled model.
+ * @param max_batch Largest batch, > 0.
+ * @param[out] bytes The size.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW
  */
 AIM_API aim_status aim_workspace_size(const aim_model *model, size_t max_batch, size_t *bytes);
@@ -651,11 +726,15 @@ AIM_API aim_status aim_workspace_size(const aim_model *model, size_t max_batch, 
 AIM_API aim_status aim_workspace_create(const aim_model *model, const aim_allocator *allocator,
                                         size_t max_batch, aim_workspace **out);
 
-/** @brief Frees a workspace. NULL is allowed. */
+/**
+ * @brief Frees a workspace.
+ * @param workspace The workspace, or NULL (then nothing happens).
+ */
 AIM_API void aim_workspace_free(aim_workspace *workspace);
 
 /**
  * @brief The message of the last failed aim_model_predict() on this workspace.
+ * @param workspace The workspace.
  * @return A string owned by the workspace; "" for NULL.
  */
 AIM_API const char *aim_workspace_last_error(const aim_workspace *workspace);
@@ -709,12 +788,14 @@ typedef struct aim_adam_config {
 
 /**
  * @brief Fills an SGD config with its defaults.
+ * @param config The config to fill.
  * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
  */
 AIM_API aim_status aim_sgd_config_init(aim_sgd_config *config);
 
 /**
  * @brief Fills an Adam config with its defaults.
+ * @param config The config to fill.
  * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
  */
 AIM_API aim_status aim_adam_config_init(aim_adam_config *config);
@@ -742,7 +823,10 @@ AIM_API aim_status aim_sgd_create(const aim_allocator *allocator, const aim_sgd_
 AIM_API aim_status aim_adam_create(const aim_allocator *allocator, const aim_adam_config *config, size_t count,
                                    aim_optimizer **out);
 
-/** @brief Frees an optimizer. NULL is allowed. */
+/**
+ * @brief Frees an optimizer.
+ * @param optimizer The optimizer, or NULL (then nothing happens).
+ */
 AIM_API void aim_optimizer_free(aim_optimizer *optimizer);
 
 /**
@@ -763,6 +847,9 @@ AIM_API aim_status aim_optimizer_step(aim_optimizer *optimizer, float *params, c
 
 /**
  * @brief aim_optimizer_step() on a model's own parameter and gradient buffers.
+ * @param optimizer An optimizer created for aim_model_parameters()' count.
+ * @param model A compiled model.
+ * @param learning_rate Step size, finite and >= 0.
  * @retval As aim_optimizer_step(), plus AIM_ERR_INVALID_STATE if the model is
  * not compiled.
  */
@@ -770,17 +857,22 @@ AIM_API aim_status aim_optimizer_step_model(aim_optimizer *optimizer, aim_model 
 
 /**
  * @brief Resets the optimizer's state (momenta, step count) to that of a new one.
+ * @param optimizer The optimizer.
  * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT on NULL.
  */
 AIM_API aim_status aim_optimizer_reset(aim_optimizer *optimizer);
 
 /**
- * @brief The number of steps taken since creation or reset, or 0 for NULL.
+ * @brief The number of steps taken since creation or reset.
+ * @param optimizer The optimizer.
+ * @return The count, or 0 for NULL.
  */
 AIM_API uint64_t aim_optimizer_steps(const aim_optimizer *optimizer);
 
 /**
  * @brief The message of the last failed call on this optimizer ("" if none).
+ * @param optimizer The optimizer.
+ * @return A string owned by the optimizer; "" for NULL.
  */
 AIM_API const char *aim_optimizer_last_error(const aim_optimizer *optimizer);
 
