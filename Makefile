@@ -84,7 +84,8 @@ $(SHARED): $(OBJS) src/aimodel.map
 	ln -sf $(SONAME) $(BUILD)/libaimodel.so
 
 # ---- dependencies ----------------------------------------------------------
-# Each entry is "file-that-proves-it-is-installed:debian-package".
+# Each entry is "file-it-installs:debian-package"; dpkg's record decides when
+# dpkg exists, the file otherwise.
 DEPS_BUILD := /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h:libopenblas-dev \
               /usr/include/cmocka.h:libcmocka-dev \
               /usr/bin/pkg-config:pkg-config \
@@ -97,11 +98,11 @@ DEPS_DEMO  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz:datas
 # built-in data, so its install failing only warns.
 define install_missing
 	@missing=""; for d in $(1); do f=$${d%%:*}; p=$${d##*:}; \
-	  if [ "$$(uname -m)" != x86_64 ] && [ "$${f#/usr/include/x86_64}" != "$$f" ]; then \
-	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	  if command -v dpkg-query >/dev/null 2>&1; then \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	  elif [ ! -e "$$f" ]; then missing="$$missing $$p"; fi; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "deps: installing$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) || { $(2) ; }; \
 	  else echo "deps: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing"; $(2); fi; \
