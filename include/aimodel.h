@@ -533,6 +533,135 @@ AIM_API aim_status aim_model_add_dense(aim_model *model, const aim_dense_config 
  */
 AIM_API aim_status aim_model_add_activation(aim_model *model, aim_activation activation, float alpha);
 
+/** @brief How a convolution pads its input. */
+typedef enum aim_padding {
+    /** Use the config's `pad_top`, `pad_bottom`, `pad_left`, `pad_right`. */
+    AIM_PAD_EXPLICIT = 0,
+    /** No padding (Keras "valid"). */
+    AIM_PAD_VALID = 1,
+    /** Keras/TensorFlow "same": output = ceil(input / stride), total padding
+     * split evenly with the odd element at the bottom/right. */
+    AIM_PAD_SAME = 2
+} aim_padding;
+
+/**
+ * @brief Options of a 2-D convolution over NCHW input with OIHW weights
+ * (PyTorch nn.Conv2d layout, so its weights import directly):
+ * Y = act(conv(X, W) + b).
+ */
+typedef struct aim_conv2d_config {
+    size_t filters;            /**< Output channels, > 0 and a multiple of `groups`. */
+    size_t kernel_h;           /**< Kernel height, > 0. */
+    size_t kernel_w;           /**< Kernel width, > 0. */
+    size_t stride_h;           /**< Vertical stride, > 0. Default 1. */
+    size_t stride_w;           /**< Horizontal stride, > 0. Default 1. */
+    aim_padding padding;       /**< Padding mode. Default ::AIM_PAD_VALID. */
+    size_t pad_top;            /**< Rows of zeros above, for ::AIM_PAD_EXPLICIT. */
+    size_t pad_bottom;         /**< Rows of zeros below, for ::AIM_PAD_EXPLICIT. */
+    size_t pad_left;           /**< Columns of zeros left, for ::AIM_PAD_EXPLICIT. */
+    size_t pad_right;          /**< Columns of zeros right, for ::AIM_PAD_EXPLICIT. */
+    size_t dilation_h;         /**< Vertical dilation, > 0. Default 1. */
+    size_t dilation_w;         /**< Horizontal dilation, > 0. Default 1. */
+    size_t groups;             /**< Groups, > 0, dividing input and output channels; in_channels = depthwise. Default 1. */
+    aim_activation activation; /**< Fused activation. Default as given to aim_conv2d_config_init(). */
+    float alpha;               /**< Leaky relu slope. Default 0.01. */
+    int32_t use_bias;          /**< Nonzero to add a bias per output channel. Default 1. */
+    aim_init init;             /**< Initialization (fans count the kernel's area). Default ::AIM_INIT_GLOROT_UNIFORM. */
+} aim_conv2d_config;
+
+/**
+ * @brief Fills a conv2d config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param filters Output channels.
+ * @param kernel_h Kernel height.
+ * @param kernel_w Kernel width.
+ * @param activation Fused activation.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_conv2d_config_init(aim_conv2d_config *config, size_t filters, size_t kernel_h,
+                                          size_t kernel_w, aim_activation activation);
+
+/**
+ * @brief Appends a 2-D convolution. The input must be one C×H×W sample
+ * (rank 3). Forward and backward run through im2col and `cblas_sgemm`.
+ * @param model A model not yet compiled.
+ * @param config The layer's options (see aim_conv2d_config_init()).
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL, zero sizes or unknown enums.
+ * @retval AIM_ERR_SHAPE_MISMATCH if the input is not rank 3, the channels do
+ * not divide by `groups`, or the dilated kernel is larger than the padded
+ * input (the message names the layer and the dimension).
+ * @retval AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_conv2d(aim_model *model, const aim_conv2d_config *config);
+
+/** @brief Options of a 2-D pooling layer (max or average). */
+typedef struct aim_pool2d_config {
+    size_t kernel_h; /**< Window height, > 0. */
+    size_t kernel_w; /**< Window width, > 0. */
+    size_t stride_h; /**< Vertical stride, > 0. Default: the kernel height. */
+    size_t stride_w; /**< Horizontal stride, > 0. Default: the kernel width. */
+    size_t pad_h;    /**< Padding above and below, at most kernel_h / 2. Default 0. */
+    size_t pad_w;    /**< Padding left and right, at most kernel_w / 2. Default 0. */
+} aim_pool2d_config;
+
+/**
+ * @brief Fills a pooling config: a `kernel_h`×`kernel_w` window, stride equal
+ * to the window, no padding (PyTorch's and Keras' defaults).
+ * @param config The config to fill.
+ * @param kernel_h Window height.
+ * @param kernel_w Window width.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_pool2d_config_init(aim_pool2d_config *config, size_t kernel_h, size_t kernel_w);
+
+/**
+ * @brief Appends a 2-D max pooling layer (PyTorch nn.MaxPool2d, floor mode):
+ * padding never wins the max; the gradient goes to the first maximum of
+ * each window.
+ * @param model A model not yet compiled, whose current shape is C×H×W.
+ * @param config The window.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (input not
+ * rank 3, window larger than the padded input, padding over half the window),
+ * AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_max_pool2d(aim_model *model, const aim_pool2d_config *config);
+
+/**
+ * @brief Appends a 2-D average pooling layer (PyTorch nn.AvgPool2d, floor
+ * mode, padding counted in the divisor).
+ * @param model A model not yet compiled, whose current shape is C×H×W.
+ * @param config The window.
+ * @retval As aim_model_add_max_pool2d().
+ */
+AIM_API aim_status aim_model_add_avg_pool2d(aim_model *model, const aim_pool2d_config *config);
+
+/**
+ * @brief Appends a global average pooling layer: C×H×W → C.
+ * @param model A model not yet compiled, whose current shape is C×H×W.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH,
+ * AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_global_avg_pool2d(aim_model *model);
+
+/**
+ * @brief Appends a flatten layer: any sample shape → one dimension.
+ * @param model A model not yet compiled.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_flatten(aim_model *model);
+
+/**
+ * @brief The shape of one output sample of a layer, for checking a model as
+ * it is built.
+ * @param model The model.
+ * @param layer Layer index from 0.
+ * @param[out] rank The rank, 1 to 3.
+ * @param[out] dims Receives `rank` sizes; room for ::AIM_MAX_RANK.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT on NULL or a layer out of range.
+ */
+AIM_API aim_status aim_model_layer_shape(const aim_model *model, size_t layer, size_t *rank, size_t *dims);
+
 /**
  * @brief Validates the model, allocates its parameter, gradient, activation
  * and scratch memory once, and initializes the weights.

@@ -6,8 +6,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
-#include <math.h>
-#include <string.h>
 
 #include "internal.h"
 
@@ -62,29 +60,6 @@ void aim__dense_backward(const aim__layer *L, const float *params, float *dparam
 }
 
 void aim__dense_init(const aim__layer *L, float *params, struct aim_rng *rng) {
-    const size_t in = L->in_size, out = L->out_size;
-    float *W = params, *b = params + L->weight_count;
-    switch (L->init) {
-    case AIM_INIT_GLOROT_UNIFORM: { /* Keras: U(-l, l), l = sqrt(6 / (fan_in + fan_out)); bias 0 */
-        float l = (float)sqrt(6.0 / (double)(in + out));
-        for (size_t i = 0; i < L->weight_count; i++) W[i] = l * (2.0f * aim__rng_uniform(rng) - 1.0f);
-        memset(b, 0, L->bias_count * sizeof(float));
-        break;
-    }
-    case AIM_INIT_PYTORCH: { /* nn.Linear: W and b from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
-        float l = (float)(1.0 / sqrt((double)in));
-        for (size_t i = 0; i < L->weight_count; i++) W[i] = l * (2.0f * aim__rng_uniform(rng) - 1.0f);
-        for (size_t i = 0; i < L->bias_count; i++) b[i] = l * (2.0f * aim__rng_uniform(rng) - 1.0f);
-        break;
-    }
-    case AIM_INIT_HE_NORMAL: { /* N(0, 2 / fan_in); bias 0 */
-        float s = (float)sqrt(2.0 / (double)in);
-        for (size_t i = 0; i < L->weight_count; i++) W[i] = s * aim__rng_normal(rng);
-        memset(b, 0, L->bias_count * sizeof(float));
-        break;
-    }
-    case AIM_INIT_ZEROS:
-        memset(params, 0, (L->weight_count + L->bias_count) * sizeof(float));
-        break;
-    }
+    aim__init_weights(L->init, params, L->weight_count, params + L->weight_count, L->bias_count, L->in_size,
+                      L->out_size, rng);
 }

@@ -84,8 +84,22 @@ aim_status aim__loss_sparse(const float *logits, const int32_t *labels, size_t b
 
 typedef enum aim__layer_kind {
     AIM__LAYER_DENSE = 0,
-    AIM__LAYER_ACTIVATION = 1
+    AIM__LAYER_ACTIVATION = 1,
+    AIM__LAYER_CONV2D = 2,
+    AIM__LAYER_MAX_POOL2D = 3,
+    AIM__LAYER_AVG_POOL2D = 4,
+    AIM__LAYER_GLOBAL_AVG_POOL2D = 5,
+    AIM__LAYER_FLATTEN = 6
 } aim__layer_kind;
+
+/* Window geometry shared by conv2d and pooling. Input C×H×W, output O×Ho×Wo. */
+typedef struct aim__window {
+    size_t kh, kw;         /* kernel */
+    size_t sh, sw;         /* stride */
+    size_t dh, dw;         /* dilation */
+    size_t pt, pb, pl, pr; /* padding: top, bottom, left, right */
+    size_t groups;         /* conv2d only */
+} aim__window;
 
 typedef struct aim__layer {
     aim__layer_kind kind;
@@ -95,6 +109,8 @@ typedef struct aim__layer {
     size_t weight_count;     /* weights, then ... */
     size_t bias_count;       /* ... biases, contiguous */
     size_t cache_per_sample; /* floats kept per sample by a training forward */
+    size_t scratch_floats;   /* floats of scratch one forward or backward call needs */
+    aim__window win;         /* conv2d and pooling */
     aim_activation act;
     float alpha;
     aim_init init;
@@ -110,9 +126,30 @@ void aim__dense_backward(const aim__layer *L, const float *params, float *dparam
                          const float *y, const float *cache, float *dy, float *dx, size_t batch);
 void aim__dense_init(const aim__layer *L, float *params, struct aim_rng *rng);
 
+/* init.c: fills weights (and biases) by `init`, given the layer's fans. */
+void aim__init_weights(aim_init init, float *w, size_t wcount, float *b, size_t bcount, size_t fan_in,
+                       size_t fan_out, struct aim_rng *rng);
+
 void aim__activation_layer_forward(const aim__layer *L, const float *x, float *y, size_t batch);
 void aim__activation_layer_backward(const aim__layer *L, const float *x, const float *y, const float *dy,
                                     float *dx, size_t batch);
+
+/* conv2d.c: NCHW input, OIHW weights, bias per output channel. `scratch`
+ * holds scratch_floats floats. The *_naive kernels are the direct loops the
+ * tests compare the im2col + GEMM path against. */
+size_t aim__conv2d_scratch_floats(const aim__layer *L);
+void aim__conv2d_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
+                         float *scratch, size_t batch);
+void aim__conv2d_backward(const aim__layer *L, const float *params, float *dparams, const float *x,
+                          const float *y, const float *cache, float *dy, float *dx, float *scratch, size_t batch);
+void aim__conv2d_forward_naive(const aim__layer *L, const float *params, const float *x, float *y, size_t batch);
+void aim__conv2d_backward_naive(const aim__layer *L, const float *params, float *dparams, const float *x,
+                                const float *dz, float *dx, size_t batch);
+void aim__conv2d_init(const aim__layer *L, float *params, struct aim_rng *rng);
+
+/* pool.c: max, average and global average pooling; flatten is a copy. */
+void aim__pool_forward(const aim__layer *L, const float *x, float *y, size_t batch);
+void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, float *dx, size_t batch);
 
 /* ---- model.c ------------------------------------------------------------- */
 

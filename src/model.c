@@ -29,6 +29,7 @@ struct aim_model {
     float **acts;         /* n_layers pointers, each (max_batch, out_size) */
     float **caches;       /* n_layers pointers, NULL when a layer keeps nothing */
     float *dbuf[2];       /* gradient ping-pong, each (max_batch, max activation size) */
+    float *scratch;       /* (max scratch_floats over the layers): im2col and the like */
     float *input_grad;    /* (max_batch, in_size) when input_gradient */
 
     /* ---- the state of the last calls ---- */
@@ -44,6 +45,11 @@ static const char *kind_name(aim__layer_kind k) {
     switch (k) {
     case AIM__LAYER_DENSE: return "dense";
     case AIM__LAYER_ACTIVATION: return "activation";
+    case AIM__LAYER_CONV2D: return "conv2d";
+    case AIM__LAYER_MAX_POOL2D: return "max_pool2d";
+    case AIM__LAYER_AVG_POOL2D: return "avg_pool2d";
+    case AIM__LAYER_GLOBAL_AVG_POOL2D: return "global_avg_pool2d";
+    case AIM__LAYER_FLATTEN: return "flatten";
     }
     return "?";
 }
@@ -195,6 +201,236 @@ aim_status aim_model_add_activation(aim_model *m, aim_activation activation, flo
     return push_layer(m, &L);
 }
 
+/* ---- image layers: conv2d, pooling, flatten ------------------------------ */
+
+aim_status aim_conv2d_config_init(aim_conv2d_config *c, size_t filters, size_t kernel_h, size_t kernel_w,
+                                  aim_activation activation) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->filters = filters;
+    c->kernel_h = kernel_h;
+    c->kernel_w = kernel_w;
+    c->stride_h = c->stride_w = 1;
+    c->dilation_h = c->dilation_w = 1;
+    c->groups = 1;
+    c->padding = AIM_PAD_VALID;
+    c->activation = activation;
+    c->alpha = 0.01f;
+    c->use_bias = 1;
+    c->init = AIM_INIT_GLOROT_UNIFORM;
+    return AIM_OK;
+}
+
+aim_status aim_pool2d_config_init(aim_pool2d_config *c, size_t kernel_h, size_t kernel_w) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->kernel_h = kernel_h;
+    c->kernel_w = kernel_w;
+    c->stride_h = kernel_h;
+    c->stride_w = kernel_w;
+    return AIM_OK;
+}
+
+/* Output length of one spatial axis: (n + pads - d (k - 1) - 1) / s + 1, or
+ * an error naming the axis when the dilated kernel exceeds the padded input. */
+static aim_status out_len(aim_model *m, const char *kind, const char *axis, size_t n, size_t k, size_t s,
+                          size_t d, size_t pad_a, size_t pad_b, size_t *out) {
+    size_t eff, padded;
+    if (!aim__mul(d, k - 1, &eff) || !aim__add(eff, 1, &eff) || !aim__add(n, pad_a, &padded) ||
+        !aim__add(padded, pad_b, &padded)) {
+        aim__set_error(m->err, "layer %zu (%s): %s size overflows", m->n_layers, kind, axis);
+        return AIM_ERR_OVERFLOW;
+    }
+    if (eff > padded) {
+        aim__set_error(m->err, "layer %zu (%s): %s: kernel extent %zu is larger than the padded input %zu",
+                       m->n_layers, kind, axis, eff, padded);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    *out = (padded - eff) / s + 1;
+    return AIM_OK;
+}
+
+/* Keras/TensorFlow "same": output ceil(n / s), total padding split evenly. */
+static void same_pad(size_t n, size_t k, size_t s, size_t d, size_t *pa, size_t *pb) {
+    size_t o = (n + s - 1) / s, eff = d * (k - 1) + 1, need = (o - 1) * s + eff;
+    size_t total = need > n ? need - n : 0;
+    *pa = total / 2;
+    *pb = total - *pa;
+}
+
+static aim_status need_image(aim_model *m, const char *kind, const aim__layer *L) {
+    if (L->in_rank != 3) {
+        aim__set_error(m->err, "layer %zu (%s): input must be one C x H x W sample (rank 3), got rank %zu",
+                       m->n_layers, kind, L->in_rank);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    return AIM_OK;
+}
+
+aim_status aim_model_add_conv2d(aim_model *m, const aim_conv2d_config *c) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    const size_t idx = m->n_layers;
+    if (!c) {
+        aim__set_error(m->err, "layer %zu (conv2d): config is NULL", idx);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim_status st = check_buildable(m, "add_conv2d");
+    if (st != AIM_OK) return st;
+    if (c->filters == 0 || c->kernel_h == 0 || c->kernel_w == 0 || c->stride_h == 0 || c->stride_w == 0 ||
+        c->dilation_h == 0 || c->dilation_w == 0 || c->groups == 0) {
+        aim__set_error(m->err, "layer %zu (conv2d): filters, kernel, stride, dilation and groups must be > 0", idx);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!aim__activation_valid(c->activation) || c->init < AIM_INIT_GLOROT_UNIFORM || c->init > AIM_INIT_ZEROS ||
+        c->padding < AIM_PAD_EXPLICIT || c->padding > AIM_PAD_SAME) {
+        aim__set_error(m->err, "layer %zu (conv2d): unknown activation, init or padding value", idx);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = AIM__LAYER_CONV2D;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    if ((st = need_image(m, "conv2d", &L)) != AIM_OK) return st;
+    const size_t C = L.in_dims[0], H = L.in_dims[1], W = L.in_dims[2];
+    if (C % c->groups || c->filters % c->groups) {
+        aim__set_error(m->err, "layer %zu (conv2d): channels: groups %zu must divide input channels %zu and filters %zu",
+                       idx, c->groups, C, c->filters);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    aim__window *w = &L.win;
+    w->kh = c->kernel_h;
+    w->kw = c->kernel_w;
+    w->sh = c->stride_h;
+    w->sw = c->stride_w;
+    w->dh = c->dilation_h;
+    w->dw = c->dilation_w;
+    w->groups = c->groups;
+    if (c->padding == AIM_PAD_EXPLICIT) {
+        w->pt = c->pad_top;
+        w->pb = c->pad_bottom;
+        w->pl = c->pad_left;
+        w->pr = c->pad_right;
+    } else if (c->padding == AIM_PAD_SAME) {
+        if (w->kh > INT_MAX || w->kw > INT_MAX || w->dh > INT_MAX || w->dw > INT_MAX) return AIM_ERR_UNSUPPORTED;
+        same_pad(H, w->kh, w->sh, w->dh, &w->pt, &w->pb);
+        same_pad(W, w->kw, w->sw, w->dw, &w->pl, &w->pr);
+    }
+    size_t Ho, Wo;
+    if ((st = out_len(m, "conv2d", "height", H, w->kh, w->sh, w->dh, w->pt, w->pb, &Ho)) != AIM_OK) return st;
+    if ((st = out_len(m, "conv2d", "width", W, w->kw, w->sw, w->dw, w->pl, w->pr, &Wo)) != AIM_OK) return st;
+    size_t K, wc, out, col;
+    if (!aim__mul(C / c->groups, w->kh, &K) || !aim__mul(K, w->kw, &K) || !aim__mul(K, c->filters, &wc) ||
+        !aim__mul(Ho, Wo, &out) || !aim__mul(out, K, &col) || !aim__mul(col, 2, &col) ||
+        !aim__mul(out, c->filters, &out)) {
+        aim__set_error(m->err, "layer %zu (conv2d): parameter or output size overflows", idx);
+        return AIM_ERR_OVERFLOW;
+    }
+    if (K > INT_MAX || out > INT_MAX || c->filters > INT_MAX) {
+        aim__set_error(m->err, "layer %zu (conv2d): a GEMM dimension exceeds the BLAS limit", idx);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    L.out_rank = 3;
+    L.out_dims[0] = c->filters;
+    L.out_dims[1] = Ho;
+    L.out_dims[2] = Wo;
+    L.out_size = out;
+    L.weight_count = wc;
+    L.bias_count = c->use_bias ? c->filters : 0;
+    L.act = c->activation;
+    L.alpha = c->alpha;
+    L.init = c->init;
+    L.cache_per_sample = c->activation == AIM_ACT_IDENTITY ? 0 : out;
+    L.scratch_floats = col;
+    return push_layer(m, &L);
+}
+
+static aim_status add_pool(aim_model *m, aim__layer_kind kind, const char *name, const aim_pool2d_config *c) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    const size_t idx = m->n_layers;
+    if (!c) {
+        aim__set_error(m->err, "layer %zu (%s): config is NULL", idx, name);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim_status st = check_buildable(m, name);
+    if (st != AIM_OK) return st;
+    if (c->kernel_h == 0 || c->kernel_w == 0 || c->stride_h == 0 || c->stride_w == 0) {
+        aim__set_error(m->err, "layer %zu (%s): kernel and stride must be > 0", idx, name);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = kind;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    if ((st = need_image(m, name, &L)) != AIM_OK) return st;
+    if (c->pad_h > c->kernel_h / 2 || c->pad_w > c->kernel_w / 2) {
+        aim__set_error(m->err, "layer %zu (%s): padding must be at most half the window (as in PyTorch)", idx, name);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    aim__window *w = &L.win;
+    w->kh = c->kernel_h;
+    w->kw = c->kernel_w;
+    w->sh = c->stride_h;
+    w->sw = c->stride_w;
+    w->dh = w->dw = 1;
+    w->pt = w->pb = c->pad_h;
+    w->pl = w->pr = c->pad_w;
+    w->groups = 1;
+    size_t Ho, Wo;
+    if ((st = out_len(m, name, "height", L.in_dims[1], w->kh, w->sh, 1, w->pt, w->pb, &Ho)) != AIM_OK) return st;
+    if ((st = out_len(m, name, "width", L.in_dims[2], w->kw, w->sw, 1, w->pl, w->pr, &Wo)) != AIM_OK) return st;
+    L.out_rank = 3;
+    L.out_dims[0] = L.in_dims[0];
+    L.out_dims[1] = Ho;
+    L.out_dims[2] = Wo;
+    L.out_size = L.in_dims[0] * Ho * Wo; /* no larger than the input */
+    return push_layer(m, &L);
+}
+
+aim_status aim_model_add_max_pool2d(aim_model *m, const aim_pool2d_config *c) {
+    return add_pool(m, AIM__LAYER_MAX_POOL2D, "max_pool2d", c);
+}
+
+aim_status aim_model_add_avg_pool2d(aim_model *m, const aim_pool2d_config *c) {
+    return add_pool(m, AIM__LAYER_AVG_POOL2D, "avg_pool2d", c);
+}
+
+aim_status aim_model_add_global_avg_pool2d(aim_model *m) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_buildable(m, "add_global_avg_pool2d");
+    if (st != AIM_OK) return st;
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = AIM__LAYER_GLOBAL_AVG_POOL2D;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    if ((st = need_image(m, "global_avg_pool2d", &L)) != AIM_OK) return st;
+    L.out_rank = 1;
+    L.out_dims[0] = L.in_dims[0];
+    L.out_size = L.in_dims[0];
+    return push_layer(m, &L);
+}
+
+aim_status aim_model_add_flatten(aim_model *m) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_buildable(m, "add_flatten");
+    if (st != AIM_OK) return st;
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = AIM__LAYER_FLATTEN;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    L.out_rank = 1;
+    L.out_dims[0] = L.in_size;
+    L.out_size = L.in_size;
+    return push_layer(m, &L);
+}
+
+aim_status aim_model_layer_shape(const aim_model *m, size_t layer, size_t *rank, size_t *dims) {
+    if (!m || !rank || !dims || layer >= m->n_layers) return AIM_ERR_INVALID_ARGUMENT;
+    const aim__layer *L = &m->layers[layer];
+    *rank = L->out_rank;
+    memcpy(dims, L->out_dims, L->out_rank * sizeof dims[0]);
+    return AIM_OK;
+}
+
 aim_status aim_compile_config_init(aim_compile_config *c) {
     if (!c) return AIM_ERR_INVALID_ARGUMENT;
     c->max_batch = 32;
@@ -258,6 +494,10 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     size_t o_d0 = plan(&p, B, max_act);
     size_t o_d1 = plan(&p, B, max_act);
     size_t o_igrad = c.input_gradient ? plan(&p, B, m->in_size) : 0;
+    size_t max_scratch = 0;
+    for (size_t i = 0; i < nl; i++)
+        if (m->layers[i].scratch_floats > max_scratch) max_scratch = m->layers[i].scratch_floats;
+    size_t o_scratch = plan(&p, max_scratch, 1);
     const size_t floats_per_ptr = (sizeof(float *) + sizeof(float) - 1) / sizeof(float);
     size_t o_ptrs = plan(&p, 2 * nl, floats_per_ptr);
     /* The per-layer offsets are recomputed below in the same order. */
@@ -288,6 +528,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     m->dbuf[0] = base + o_d0;
     m->dbuf[1] = base + o_d1;
     m->input_grad = c.input_gradient ? base + o_igrad : NULL;
+    m->scratch = base + o_scratch;
     m->acts = (float **)(void *)(base + o_ptrs);
     m->caches = m->acts + nl;
     size_t off = first_layer_off, pofs = 0;
@@ -311,6 +552,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     for (size_t i = 0; i < nl; i++) {
         const aim__layer *L = &m->layers[i];
         if (L->kind == AIM__LAYER_DENSE) aim__dense_init(L, m->params + L->param_offset, rng);
+        else if (L->kind == AIM__LAYER_CONV2D) aim__conv2d_init(L, m->params + L->param_offset, rng);
     }
     m->compiled = 1;
     m->batch = 0;
@@ -321,7 +563,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
 /* Runs the layers. `acts[i]` receives layer i's output; `caches` is NULL in
  * inference. Reads `layers` and `params` only, so it is safe on a shared model. */
 static void run_forward(const aim__layer *layers, size_t nl, const float *params, const float *x,
-                        float *const *acts, float *const *caches, size_t batch) {
+                        float *const *acts, float *const *caches, float *scratch, size_t batch) {
     const float *in = x;
     for (size_t i = 0; i < nl; i++) {
         const aim__layer *L = &layers[i];
@@ -332,6 +574,15 @@ static void run_forward(const aim__layer *layers, size_t nl, const float *params
             break;
         case AIM__LAYER_ACTIVATION:
             aim__activation_layer_forward(L, in, acts[i], batch);
+            break;
+        case AIM__LAYER_CONV2D:
+            aim__conv2d_forward(L, params + L->param_offset, in, acts[i], cache, scratch, batch);
+            break;
+        case AIM__LAYER_MAX_POOL2D:
+        case AIM__LAYER_AVG_POOL2D:
+        case AIM__LAYER_GLOBAL_AVG_POOL2D:
+        case AIM__LAYER_FLATTEN:
+            aim__pool_forward(L, in, acts[i], batch);
             break;
         }
         in = acts[i];
@@ -366,7 +617,7 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
         memcpy(m->input, input, batch * m->in_size * sizeof(float));
         x = m->input;
     }
-    run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL, batch);
+    run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL, m->scratch, batch);
     m->batch = batch;
     m->trained_forward = train;
     m->loss_ready = 0;
@@ -467,6 +718,16 @@ aim_status aim_model_backward(aim_model *m, const float *output_grad) {
         case AIM__LAYER_ACTIVATION:
             if (dx) aim__activation_layer_backward(L, x, m->acts[k], dy, dx, B);
             break;
+        case AIM__LAYER_CONV2D:
+            aim__conv2d_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->acts[k],
+                                 m->caches[k], dy, dx, m->scratch, B);
+            break;
+        case AIM__LAYER_MAX_POOL2D:
+        case AIM__LAYER_AVG_POOL2D:
+        case AIM__LAYER_GLOBAL_AVG_POOL2D:
+        case AIM__LAYER_FLATTEN:
+            if (dx) aim__pool_backward(L, x, dy, dx, B);
+            break;
         }
         cur = 1 - cur;
     }
@@ -541,7 +802,9 @@ struct aim_workspace {
     void *raw;
     size_t max_batch;
     size_t act_floats;   /* floats per sample each ping-pong buffer holds */
+    size_t scratch_floats;
     float *buf[2];
+    float *scratch;
     char err[AIM__ERR_CAP];
 };
 
@@ -553,19 +816,28 @@ static size_t inference_floats(const aim_model *m) {
     return mx;
 }
 
-static aim_status workspace_bytes(const aim_model *m, size_t max_batch, size_t *bytes) {
-    size_t per, n;
-    if (!aim__mul(max_batch, inference_floats(m), &n) || !aim__round_floats(n, &per) || !aim__mul(per, 2, &n) ||
-        !aim__mul(n, sizeof(float), bytes) || *bytes > SIZE_MAX - AIM__ALIGN)
+static size_t scratch_floats(const aim_model *m) {
+    size_t mx = 0;
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->layers[i].scratch_floats > mx) mx = m->layers[i].scratch_floats;
+    return mx;
+}
+
+/* Layout: two ping-pong buffers of `*per` floats, then the scratch. */
+static aim_status workspace_bytes(const aim_model *m, size_t max_batch, size_t *bytes, size_t *per) {
+    size_t n, sc;
+    if (!aim__mul(max_batch, inference_floats(m), &n) || !aim__round_floats(n, per) || !aim__mul(*per, 2, &n) ||
+        !aim__round_floats(scratch_floats(m), &sc) || !aim__add(n, sc, &n) || !aim__mul(n, sizeof(float), bytes) ||
+        *bytes > SIZE_MAX - AIM__ALIGN)
         return AIM_ERR_OVERFLOW;
     return AIM_OK;
 }
 
 aim_status aim_workspace_size(const aim_model *m, size_t max_batch, size_t *bytes) {
-    size_t b;
+    size_t b, per;
     if (!m || !bytes || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) return AIM_ERR_INVALID_STATE;
-    aim_status st = workspace_bytes(m, max_batch, &b);
+    aim_status st = workspace_bytes(m, max_batch, &b, &per);
     if (st != AIM_OK) return st;
     *bytes = b + AIM__ALIGN + sizeof(struct aim_workspace);
     return AIM_OK;
@@ -574,12 +846,12 @@ aim_status aim_workspace_size(const aim_model *m, size_t max_batch, size_t *byte
 aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocator, size_t max_batch,
                                 aim_workspace **out) {
     aim_allocator a;
-    size_t bytes;
+    size_t bytes, per;
     if (!m || !out || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
     if (aim__allocator_resolve(allocator, &a) != AIM_OK) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) return AIM_ERR_INVALID_STATE;
     if (max_batch > INT_MAX) return AIM_ERR_UNSUPPORTED;
-    aim_status st = workspace_bytes(m, max_batch, &bytes);
+    aim_status st = workspace_bytes(m, max_batch, &bytes, &per);
     if (st != AIM_OK) return st;
     aim_workspace *w = aim__alloc(&a, sizeof *w);
     if (!w) return AIM_ERR_OUT_OF_MEMORY;
@@ -593,8 +865,10 @@ aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocat
     memset(base, 0, bytes);
     w->max_batch = max_batch;
     w->act_floats = inference_floats(m);
+    w->scratch_floats = scratch_floats(m);
     w->buf[0] = base;
-    w->buf[1] = base + bytes / sizeof(float) / 2;
+    w->buf[1] = base + per;
+    w->scratch = base + 2 * per;
     *out = w;
     return AIM_OK;
 }
@@ -622,7 +896,7 @@ aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *
         aim__set_error(w->err, "predict: batch %zu exceeds the workspace's max_batch %zu", batch, w->max_batch);
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    if (inference_floats(m) > w->act_floats) {
+    if (inference_floats(m) > w->act_floats || scratch_floats(m) > w->scratch_floats) {
         aim__set_error(w->err, "predict: the workspace was made for a smaller model (%zu < %zu floats per sample)",
                        w->act_floats, inference_floats(m));
         return AIM_ERR_SHAPE_MISMATCH;
@@ -640,7 +914,7 @@ aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *
             size_t i = start + j;
             acts[j] = i == nl - 1 ? output : w->buf[i % 2];
         }
-        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, batch);
+        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, w->scratch, batch);
         in = acts[cnt - 1];
     }
     return AIM_OK;
