@@ -501,6 +501,7 @@ AIM_API aim_status aim_compile_config_init(aim_compile_config *config);
  * @param dims The sample's sizes, each > 0.
  * @param[out] out The model; caller frees with aim_model_free().
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ * @retval AIM_ERR_UNSUPPORTED if one sample has more than INT_MAX floats (BLAS takes int sizes).
  */
 AIM_API aim_status aim_model_create(const aim_allocator *allocator, size_t rank, const size_t *dims,
                                     aim_model **out);
@@ -520,6 +521,7 @@ AIM_API void aim_model_free(aim_model *model);
  * @retval AIM_ERR_INVALID_ARGUMENT on NULL, zero units or an unknown enum.
  * @retval AIM_ERR_INVALID_STATE if the model is already compiled.
  * @retval AIM_ERR_OVERFLOW if the layer's parameter count overflows.
+ * @retval AIM_ERR_UNSUPPORTED if `units` exceeds INT_MAX (BLAS takes int sizes).
  * @retval AIM_ERR_OUT_OF_MEMORY if the layer list cannot grow.
  */
 AIM_API aim_status aim_model_add_dense(aim_model *model, const aim_dense_config *config);
@@ -591,6 +593,7 @@ AIM_API aim_status aim_conv2d_config_init(aim_conv2d_config *config, size_t filt
  * @retval AIM_ERR_SHAPE_MISMATCH if the input is not rank 3, the channels do
  * not divide by `groups`, or the dilated kernel is larger than the padded
  * input (the message names the layer and the dimension).
+ * @retval AIM_ERR_UNSUPPORTED if a GEMM dimension exceeds INT_MAX (BLAS takes int sizes).
  * @retval AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
  */
 AIM_API aim_status aim_model_add_conv2d(aim_model *model, const aim_conv2d_config *config);
@@ -671,6 +674,7 @@ AIM_API aim_status aim_model_layer_shape(const aim_model *model, size_t layer, s
  * @retval AIM_ERR_INVALID_ARGUMENT on NULL or a zero `max_batch`.
  * @retval AIM_ERR_INVALID_STATE if already compiled or there are no layers.
  * @retval AIM_ERR_OVERFLOW if a buffer size overflows.
+ * @retval AIM_ERR_UNSUPPORTED if `max_batch` exceeds INT_MAX (BLAS takes int sizes).
  * @retval AIM_ERR_OUT_OF_MEMORY if allocation failed; the model is then as before.
  */
 AIM_API aim_status aim_model_compile(aim_model *model, const aim_compile_config *config);
@@ -851,6 +855,7 @@ AIM_API aim_status aim_workspace_size(const aim_model *model, size_t max_batch, 
  * @param[out] out The workspace; caller frees with aim_workspace_free().
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW,
  * AIM_ERR_OUT_OF_MEMORY
+ * @retval AIM_ERR_UNSUPPORTED if `max_batch` exceeds INT_MAX (BLAS takes int sizes).
  */
 AIM_API aim_status aim_workspace_create(const aim_model *model, const aim_allocator *allocator,
                                         size_t max_batch, aim_workspace **out);
@@ -878,7 +883,8 @@ AIM_API const char *aim_workspace_last_error(const aim_workspace *workspace);
  * @param batch 1 to the workspace's `max_batch`.
  * @param[out] output `batch * output_size` floats.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (batch too
- * large or workspace made for another architecture), AIM_ERR_INVALID_STATE
+ * large, or a workspace too small for this model: a workspace serves any
+ * model whose activations and scratch fit in it), AIM_ERR_INVALID_STATE
  */
 AIM_API aim_status aim_model_predict(const aim_model *model, aim_workspace *workspace, const float *input,
                                      size_t batch, float *output);

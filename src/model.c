@@ -160,13 +160,13 @@ aim_status aim_model_add_dense(aim_model *m, const aim_dense_config *c) {
     memset(&L, 0, sizeof L);
     L.kind = AIM__LAYER_DENSE;
     current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    if (!aim__mul(c->units, L.in_size, &L.weight_count) || L.weight_count > SIZE_MAX / sizeof(float)) {
+        aim__set_error(m->err, "layer %zu (dense): weight count %zu x %zu overflows", idx, c->units, L.in_size);
+        return AIM_ERR_OVERFLOW;
+    }
     if (c->units > INT_MAX) {
         aim__set_error(m->err, "layer %zu (dense): units %zu exceeds the BLAS limit", idx, c->units);
         return AIM_ERR_UNSUPPORTED;
-    }
-    if (!aim__mul(c->units, L.in_size, &L.weight_count)) {
-        aim__set_error(m->err, "layer %zu (dense): weight count %zu x %zu overflows", idx, c->units, L.in_size);
-        return AIM_ERR_OVERFLOW;
     }
     L.out_rank = 1;
     L.out_dims[0] = c->units;
@@ -252,7 +252,8 @@ static aim_status out_len(aim_model *m, const char *kind, const char *axis, size
 
 /* Keras/TensorFlow "same": output ceil(n / s), total padding split evenly. */
 static void same_pad(size_t n, size_t k, size_t s, size_t d, size_t *pa, size_t *pb) {
-    size_t o = (n + s - 1) / s, eff = d * (k - 1) + 1, need = (o - 1) * s + eff;
+    /* ceil(n / s) without overflow; (o - 1) s <= n, and d, k <= INT_MAX here. */
+    size_t o = n / s + (n % s != 0), eff = d * (k - 1) + 1, need = (o - 1) * s + eff;
     size_t total = need > n ? need - n : 0;
     *pa = total / 2;
     *pb = total - *pa;
@@ -311,7 +312,11 @@ aim_status aim_model_add_conv2d(aim_model *m, const aim_conv2d_config *c) {
         w->pl = c->pad_left;
         w->pr = c->pad_right;
     } else if (c->padding == AIM_PAD_SAME) {
-        if (w->kh > INT_MAX || w->kw > INT_MAX || w->dh > INT_MAX || w->dw > INT_MAX) return AIM_ERR_UNSUPPORTED;
+        if (w->kh > INT_MAX || w->kw > INT_MAX || w->dh > INT_MAX || w->dw > INT_MAX) {
+            aim__set_error(m->err, "layer %zu (conv2d): kernel or dilation too large for \"same\" padding",
+                           idx);
+            return AIM_ERR_UNSUPPORTED;
+        }
         same_pad(H, w->kh, w->sh, w->dh, &w->pt, &w->pb);
         same_pad(W, w->kw, w->sw, w->dw, &w->pl, &w->pr);
     }
@@ -470,10 +475,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         aim__set_error(m->err, "compile: max_batch must be > 0");
         return AIM_ERR_INVALID_ARGUMENT;
     }
-    if (c.max_batch > INT_MAX) {
-        aim__set_error(m->err, "compile: max_batch %zu exceeds the BLAS limit", c.max_batch);
-        return AIM_ERR_UNSUPPORTED;
-    }
     const size_t B = c.max_batch, nl = m->n_layers;
 
     /* Parameter offsets, and the largest activation any gradient buffer holds. */
@@ -507,9 +508,13 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         if (m->layers[i].cache_per_sample) (void)plan(&p, B, m->layers[i].cache_per_sample);
     }
     size_t bytes;
-    if (p.overflow || !aim__mul(p.off, sizeof(float), &bytes)) {
+    if (p.overflow || !aim__mul(p.off, sizeof(float), &bytes) || bytes > SIZE_MAX - AIM__ALIGN) {
         aim__set_error(m->err, "compile: memory size overflows for max_batch %zu", B);
         return AIM_ERR_OVERFLOW;
+    }
+    if (B > INT_MAX) {
+        aim__set_error(m->err, "compile: max_batch %zu exceeds the BLAS limit", B);
+        return AIM_ERR_UNSUPPORTED;
     }
     void *raw = NULL;
     float *base = aim__alloc_aligned(&m->alloc, bytes, &raw);
@@ -850,9 +855,9 @@ aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocat
     if (!m || !out || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
     if (aim__allocator_resolve(allocator, &a) != AIM_OK) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) return AIM_ERR_INVALID_STATE;
-    if (max_batch > INT_MAX) return AIM_ERR_UNSUPPORTED;
     aim_status st = workspace_bytes(m, max_batch, &bytes, &per);
     if (st != AIM_OK) return st;
+    if (max_batch > INT_MAX) return AIM_ERR_UNSUPPORTED;
     aim_workspace *w = aim__alloc(&a, sizeof *w);
     if (!w) return AIM_ERR_OUT_OF_MEMORY;
     memset(w, 0, sizeof *w);

@@ -130,7 +130,14 @@ aim_status aim_tensor_rand_uniform(aim_tensor *t, aim_rng *rng, float low, float
         aim__set_error(t->err, "rand_uniform: need finite low <= high");
         return AIM_ERR_INVALID_ARGUMENT;
     }
-    for (size_t i = 0; i < t->size; i++) t->data[i] = low + (high - low) * aim__rng_uniform(rng);
+    /* In double, so high - low cannot overflow; rounding back to float can
+     * reach `high`, which the half-open range excludes. */
+    const double lo = (double)low, span = (double)high - (double)low;
+    const float below_high = low < high ? nextafterf(high, low) : low;
+    for (size_t i = 0; i < t->size; i++) {
+        float v = (float)(lo + span * (double)aim__rng_uniform(rng));
+        t->data[i] = v < high ? v : below_high;
+    }
     return AIM_OK;
 }
 

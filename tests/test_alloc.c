@@ -1,0 +1,593 @@
+/* Allocation: every allocation failure is reported as AIM_ERR_OUT_OF_MEMORY
+ * and leaks nothing, a failed call changes nothing (retrying it gives the
+ * same result as a run that never failed), and a training step or a predict
+ * allocates nothing once the model is compiled.
+ *
+ * The failing allocator (tests/support.c) fails its k-th call. The scenario
+ * below makes the same allocator calls in the same order on every run, so
+ * for every k below the number of calls of a clean run exactly one call fails.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "aimodel.h"
+#include "support.h"
+
+#define IN 20
+#define OUT 3
+#define BATCH 8
+#define MAX_K 1000 /* a clean scenario makes far fewer allocator calls */
+
+typedef struct objects {
+    aim_rng *rng;
+    aim_model *model;
+    aim_optimizer *adam;
+    aim_optimizer *sgd;
+    aim_workspace *ws;
+    aim_tensor *x;      /* BATCH x IN inputs, owned */
+    aim_tensor *labels_view; /* a wrapped view of a caller buffer */
+    float wrapped[BATCH];
+    int32_t labels[BATCH];
+    float out[BATCH * OUT];
+    float params[1024];
+    size_t nparams;
+} objects;
+
+static void free_objects(objects *o) {
+    aim_tensor_free(o->labels_view);
+    aim_tensor_free(o->x);
+    aim_workspace_free(o->ws);
+    aim_optimizer_free(o->sgd);
+    aim_optimizer_free(o->adam);
+    aim_model_free(o->model);
+    aim_rng_free(o->rng);
+    memset(o, 0, sizeof *o);
+}
+
+/* Runs `call`. If it fails, it must be the allocator's doing: status OOM and
+ * exactly one allocator failure. Without `retry` the scenario stops there;
+ * with it, the allocator is healed and the same call must now succeed.
+ * A call that returns AIM_OK must not have swallowed an allocator failure. */
+#define STEP(call)                                                      \
+    do {                                                                \
+        long before_ = ta->failures;                                    \
+        aim_status s_ = (call);                                         \
+        if (s_ == AIM_OK) {                                             \
+            assert_int_equal(ta->failures, before_);                    \
+            break;                                                      \
+        }                                                               \
+        assert_int_equal(s_, AIM_ERR_OUT_OF_MEMORY);                    \
+        assert_int_equal(ta->failures, before_ + 1);                    \
+        *failed_call = #call;                                           \
+        if (!retry) return 1;                                           \
+        ta->fail_at = -1;                                               \
+        assert_int_equal((call), AIM_OK);                               \
+    } while (0)
+
+/* 20 -> Dense 16 -> ReLU layer -> Dense 8 relu -> Dense 3, Adam and SGD with
+ * momentum, a workspace, tensors, an rng; two training steps and a predict.
+ * Returns 1 if a call failed and the scenario stopped, else 0. */
+static int scenario(test_alloc *ta, int retry, size_t extra_layers, objects *o, const char **failed_call) {
+    const aim_allocator *al = &ta->allocator;
+    const size_t in_dims[1] = {IN};
+    const size_t x_dims[2] = {BATCH, IN};
+    const size_t l_dims[1] = {BATCH};
+    aim_dense_config d1, d2, d3;
+    aim_compile_config cc;
+    aim_sgd_config sc;
+    float *p = NULL;
+
+    assert_int_equal(aim_dense_config_init(&d1, 16, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&d2, 8, AIM_ACT_RELU), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&d3, OUT, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = BATCH;
+    cc.seed = 1234;
+    cc.input_gradient = 1;
+    assert_int_equal(aim_sgd_config_init(&sc), AIM_OK);
+    sc.momentum = 0.9f;
+
+    STEP(aim_rng_create(al, 77, &o->rng));
+    STEP(aim_model_create(al, 1, in_dims, &o->model));
+    STEP(aim_model_add_dense(o->model, &d1));
+    STEP(aim_model_add_activation(o->model, AIM_ACT_RELU, 0.0f));
+    STEP(aim_model_add_dense(o->model, &d2));
+    STEP(aim_model_add_dense(o->model, &d3));
+    /* Optional identity layers, enough to make the layer list grow (and its
+     * reallocation fail) more than once. */
+    for (size_t i = 0; i < extra_layers; i++) STEP(aim_model_add_activation(o->model, AIM_ACT_IDENTITY, 0.0f));
+    STEP(aim_model_compile(o->model, &cc));
+    assert_int_equal(aim_model_layer_count(o->model), 4 + extra_layers);
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    assert_int_equal(o->nparams, (size_t)(IN * 16 + 16 + 16 * 8 + 8 + 8 * OUT + OUT));
+    STEP(aim_adam_create(al, NULL, o->nparams, &o->adam));
+    STEP(aim_sgd_create(al, &sc, o->nparams, &o->sgd));
+    STEP(aim_workspace_create(o->model, al, BATCH, &o->ws));
+    STEP(aim_tensor_create(al, 2, x_dims, &o->x));
+    STEP(aim_tensor_wrap(al, 1, l_dims, o->wrapped, &o->labels_view));
+    STEP(aim_tensor_rand_uniform(o->x, o->rng, -1.0f, 1.0f));
+    for (size_t i = 0; i < BATCH; i++) o->labels[i] = (int32_t)(i % OUT);
+
+    for (int step = 0; step < 2; step++) {
+        float loss = 0;
+        const float *g = NULL;
+        STEP(aim_model_zero_grad(o->model));
+        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, aim_tensor_data(o->x), BATCH));
+        STEP(aim_model_loss_sparse(o->model, o->labels, BATCH, &loss));
+        STEP(aim_model_backward(o->model, NULL));
+        STEP(aim_model_input_gradient(o->model, &g));
+        STEP(aim_optimizer_step_model(step == 0 ? o->adam : o->sgd, o->model, 0.01f));
+        assert_true(isfinite(loss));
+    }
+    STEP(aim_model_predict(o->model, o->ws, aim_tensor_data(o->x), BATCH, o->out));
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    memcpy(o->params, p, o->nparams * sizeof *p);
+    return 0;
+}
+
+/* A clean run: how many allocator calls, and the trained weights and outputs. */
+static long reference(size_t extra_layers, objects *ref) {
+    test_alloc ta;
+    const char *failed = NULL;
+    test_alloc_init(&ta, -1);
+    memset(ref, 0, sizeof *ref);
+    assert_int_equal(scenario(&ta, 0, extra_layers, ref, &failed), 0);
+    long calls = ta.calls;
+    objects keep = *ref;
+    free_objects(ref);
+    memcpy(ref->params, keep.params, sizeof keep.params);
+    memcpy(ref->out, keep.out, sizeof keep.out);
+    ref->nparams = keep.nparams;
+    assert_int_equal(ta.live, 0);
+    assert_int_equal(ta.failures, 0);
+    return calls;
+}
+
+static void fail_every_allocation(int retry, size_t extra_layers) {
+    objects ref;
+    long total = reference(extra_layers, &ref);
+    long failing_ks = 0;
+    long k;
+    print_message("clean scenario with %zu extra layers: %ld allocator calls\n", extra_layers, total);
+    assert_true(total >= 5);
+    for (k = 0; k < MAX_K; k++) {
+        test_alloc ta;
+        objects o;
+        const char *failed = NULL;
+        memset(&o, 0, sizeof o);
+        test_alloc_init(&ta, k);
+        int stopped = scenario(&ta, retry, extra_layers, &o, &failed);
+        if (k < total) {
+            /* The k-th call exists, so it failed, and was reported. */
+            if (ta.failures != 1) fail_msg("k=%ld: allocator failures %ld, expected 1", k, ta.failures);
+            assert_non_null(failed);
+            failing_ks++;
+        } else {
+            assert_int_equal(ta.failures, 0);
+        }
+        if (retry) {
+            /* The failed call, retried, leaves everything as if it never
+             * failed: same trained weights, same predictions, bit for bit. */
+            assert_int_equal(stopped, 0);
+            assert_int_equal(o.nparams, ref.nparams);
+            if (memcmp(o.params, ref.params, ref.nparams * sizeof(float)) != 0)
+                fail_msg("k=%ld: weights differ after retrying %s", k, failed);
+            assert_memory_equal(o.out, ref.out, sizeof ref.out);
+        }
+        free_objects(&o);
+        if (ta.live != 0) fail_msg("k=%ld (%s failed): %ld blocks leaked", k, failed ? failed : "-", ta.live);
+        if (ta.failures == 0) break;
+    }
+    assert_true(k < MAX_K);
+    assert_int_equal(k, total);
+    assert_true(failing_ks >= 5);
+}
+
+static void test_every_allocation_failure_is_reported_and_leaks_nothing(void **state) {
+    (void)state;
+    fail_every_allocation(0, 0);
+    fail_every_allocation(0, 30);
+}
+
+static void test_a_failed_call_retried_gives_the_clean_result(void **state) {
+    (void)state;
+    fail_every_allocation(1, 0);
+    fail_every_allocation(1, 30);
+}
+
+/* ------------------------------------------------------------------------- */
+/* A compile that runs out of memory leaves the model as it was               */
+/* ------------------------------------------------------------------------- */
+
+static aim_model *build_uncompiled(test_alloc *ta) {
+    const size_t in_dims[1] = {IN};
+    aim_dense_config dc;
+    aim_model *m = NULL;
+    assert_int_equal(aim_model_create(&ta->allocator, 1, in_dims, &m), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&dc, 16, AIM_ACT_RELU), AIM_OK);
+    assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+    assert_int_equal(aim_model_add_activation(m, AIM_ACT_TANH, 0.0f), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+    return m;
+}
+
+static void compile_config(aim_compile_config *cc) {
+    assert_int_equal(aim_compile_config_init(cc), AIM_OK);
+    cc->max_batch = BATCH;
+    cc->seed = 99;
+}
+
+static void test_compile_out_of_memory_then_compile_again(void **state) {
+    (void)state;
+    test_alloc ta;
+    aim_compile_config cc;
+    float ref_params[1024], *p = NULL;
+    size_t n = 0;
+    compile_config(&cc);
+
+    /* Clean compile: how many allocator calls it makes, and its weights. */
+    test_alloc_init(&ta, -1);
+    aim_model *m = build_uncompiled(&ta);
+    long c0 = ta.calls;
+    assert_int_equal(aim_model_compile(m, &cc), AIM_OK);
+    long compile_calls = ta.calls - c0;
+    assert_int_equal(aim_model_parameters(m, &p, &n), AIM_OK);
+    assert_true(n <= 1024);
+    memcpy(ref_params, p, n * sizeof *p);
+    aim_model_free(m);
+    assert_int_equal(ta.live, 0);
+    print_message("compile makes %ld allocator calls\n", compile_calls);
+    assert_true(compile_calls >= 1);
+
+    float x[BATCH * IN];
+    int32_t labels[BATCH];
+    fill_uniform(x, BATCH * IN, 3, -1.0f, 1.0f);
+    for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)(i % OUT);
+
+    for (long j = 0; j < compile_calls; j++) {
+        test_alloc_init(&ta, -1);
+        m = build_uncompiled(&ta);
+        long live_before = ta.live;
+        ta.fail_at = ta.calls + j;
+        assert_int_equal(aim_model_compile(m, &cc), AIM_ERR_OUT_OF_MEMORY);
+        assert_int_equal(ta.failures, 1);
+        /* Nothing the failed compile allocated is still held. */
+        if (ta.live != live_before) fail_msg("j=%ld: failed compile holds %ld blocks", j, ta.live - live_before);
+        assert_true(strlen(aim_model_last_error(m)) > 0);
+        /* Still an uncompiled model with its layers. */
+        float *q = NULL;
+        size_t qn = 0, bytes = 0;
+        assert_int_equal(aim_model_parameters(m, &q, &qn), AIM_ERR_INVALID_STATE);
+        assert_int_equal(aim_model_memory_size(m, &bytes), AIM_ERR_INVALID_STATE);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, 1), AIM_ERR_INVALID_STATE);
+        assert_int_equal(aim_model_layer_count(m), 3);
+        assert_int_equal(aim_model_output_size(m), OUT);
+        /* Compile again with memory available: same weights as a clean run. */
+        ta.fail_at = -1;
+        assert_int_equal(aim_model_compile(m, &cc), AIM_OK);
+        assert_int_equal(aim_model_parameters(m, &q, &qn), AIM_OK);
+        assert_int_equal(qn, n);
+        assert_memory_equal(q, ref_params, n * sizeof *q);
+        /* And it trains. */
+        aim_optimizer *opt = NULL;
+        assert_int_equal(aim_sgd_create(&ta.allocator, NULL, n, &opt), AIM_OK);
+        float first = 0, last = 0;
+        for (int s = 0; s < 30; s++) {
+            float l = 0;
+            assert_int_equal(aim_model_zero_grad(m), AIM_OK);
+            assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, BATCH), AIM_OK);
+            assert_int_equal(aim_model_loss_sparse(m, labels, BATCH, &l), AIM_OK);
+            assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
+            assert_int_equal(aim_optimizer_step_model(opt, m, 0.1f), AIM_OK);
+            if (s == 0) first = l;
+            last = l;
+        }
+        assert_true(last < first);
+        aim_optimizer_free(opt);
+        aim_model_free(m);
+        assert_int_equal(ta.live, 0);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* No allocation after compile                                               */
+/* ------------------------------------------------------------------------- */
+
+static void test_training_and_predict_allocate_nothing(void **state) {
+    (void)state;
+    test_alloc ta;
+    aim_compile_config cc;
+    aim_sgd_config sc;
+    aim_optimizer *adam = NULL, *sgd = NULL;
+    aim_workspace *ws = NULL;
+    float x[BATCH * IN], out[BATCH * OUT], *p = NULL, *g = NULL;
+    int32_t labels[BATCH];
+    size_t n = 0;
+
+    test_alloc_init(&ta, -1);
+    aim_model *m = build_uncompiled(&ta);
+    compile_config(&cc);
+    cc.input_gradient = 1;
+    assert_int_equal(aim_model_compile(m, &cc), AIM_OK);
+    assert_int_equal(aim_model_parameters(m, &p, &n), AIM_OK);
+    assert_int_equal(aim_adam_create(&ta.allocator, NULL, n, &adam), AIM_OK);
+    assert_int_equal(aim_sgd_config_init(&sc), AIM_OK);
+    sc.momentum = 0.9f;
+    sc.nesterov = 1;
+    sc.weight_decay = 1e-4f;
+    assert_int_equal(aim_sgd_create(&ta.allocator, &sc, n, &sgd), AIM_OK);
+    assert_int_equal(aim_workspace_create(m, &ta.allocator, BATCH, &ws), AIM_OK);
+    fill_uniform(x, BATCH * IN, 5, -1.0f, 1.0f);
+    for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)(i % OUT);
+
+    long calls = ta.calls, live = ta.live;
+    for (int s = 0; s < 50; s++) {
+        float l = 0;
+        const float *ig = NULL, *o = NULL;
+        size_t cnt = 0, off = 0, wc = 0, bc = 0, bytes = 0;
+        size_t batch = (size_t)(s % BATCH) + 1; /* every batch size up to max_batch */
+        assert_int_equal(aim_model_zero_grad(m), AIM_OK);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, batch), AIM_OK);
+        assert_int_equal(aim_model_output(m, &o, &cnt), AIM_OK);
+        assert_int_equal(aim_model_loss_sparse(m, labels, batch, &l), AIM_OK);
+        assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
+        assert_int_equal(aim_model_input_gradient(m, &ig), AIM_OK);
+        assert_int_equal(aim_model_gradients(m, &g, &cnt), AIM_OK);
+        assert_int_equal(aim_clip_grad_norm(g, cnt, 5.0f, NULL), AIM_OK);
+        assert_int_equal(aim_optimizer_step_model(s % 2 ? adam : sgd, m, 0.01f), AIM_OK);
+        assert_int_equal(aim_model_layer_parameters(m, 0, &off, &wc, &bc), AIM_OK);
+        assert_int_equal(aim_model_memory_size(m, &bytes), AIM_OK);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_INFERENCE, x, batch), AIM_OK);
+        assert_true(isfinite(l));
+    }
+    for (int s = 0; s < 50; s++) {
+        size_t batch = (size_t)(s % BATCH) + 1;
+        assert_int_equal(aim_model_predict(m, ws, x, batch, out), AIM_OK);
+    }
+    /* The raw optimizer step on the model's buffers too. */
+    assert_int_equal(aim_model_gradients(m, &g, &n), AIM_OK);
+    assert_int_equal(aim_model_parameters(m, &p, &n), AIM_OK);
+    for (int s = 0; s < 10; s++) assert_int_equal(aim_optimizer_step(adam, p, g, n, 0.001f), AIM_OK);
+    assert_int_equal(aim_optimizer_reset(adam), AIM_OK);
+    assert_int_equal(aim_optimizer_step(adam, p, g, n, 0.001f), AIM_OK);
+
+    if (ta.calls != calls) fail_msg("%ld allocator calls during 50 steps and 50 predicts", ta.calls - calls);
+    assert_int_equal(ta.live, live);
+
+    aim_workspace_free(ws);
+    aim_optimizer_free(sgd);
+    aim_optimizer_free(adam);
+    aim_model_free(m);
+    assert_int_equal(ta.live, 0);
+}
+
+static void test_float_losses_allocate_nothing(void **state) {
+    (void)state;
+    static const aim_loss_kind kinds[] = {AIM_LOSS_MSE, AIM_LOSS_BCE, AIM_LOSS_BCE_WITH_LOGITS,
+                                          AIM_LOSS_SOFTMAX_CROSS_ENTROPY};
+    const size_t in_dims[1] = {IN};
+    test_alloc ta;
+    aim_dense_config dc;
+    aim_compile_config cc;
+    aim_model *m = NULL;
+    aim_optimizer *opt = NULL;
+    float x[BATCH * IN], targets[BATCH * OUT], *p = NULL;
+    size_t n = 0;
+
+    /* Sigmoid outputs are valid probabilities for BCE and logits for the rest. */
+    test_alloc_init(&ta, -1);
+    assert_int_equal(aim_model_create(&ta.allocator, 1, in_dims, &m), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&dc, 16, AIM_ACT_TANH), AIM_OK);
+    assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_SIGMOID), AIM_OK);
+    assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+    compile_config(&cc);
+    assert_int_equal(aim_model_compile(m, &cc), AIM_OK);
+    assert_int_equal(aim_model_parameters(m, &p, &n), AIM_OK);
+    assert_int_equal(aim_adam_create(&ta.allocator, NULL, n, &opt), AIM_OK);
+    fill_uniform(x, BATCH * IN, 8, -1.0f, 1.0f);
+    for (size_t i = 0; i < BATCH; i++)
+        for (size_t j = 0; j < OUT; j++) targets[i * OUT + j] = (j == i % OUT) ? 1.0f : 0.0f;
+
+    long calls = ta.calls;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        for (int s = 0; s < 10; s++) {
+            float l = 0;
+            assert_int_equal(aim_model_zero_grad(m), AIM_OK);
+            assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, BATCH), AIM_OK);
+            assert_int_equal(aim_model_loss(m, kinds[k], targets, BATCH, &l), AIM_OK);
+            assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
+            assert_int_equal(aim_optimizer_step_model(opt, m, 0.01f), AIM_OK);
+            assert_true(isfinite(l));
+        }
+        if (ta.calls != calls) fail_msg("loss kind %d: %ld allocator calls", (int)kinds[k], ta.calls - calls);
+    }
+    aim_optimizer_free(opt);
+    aim_model_free(m);
+    assert_int_equal(ta.live, 0);
+}
+
+/* ------------------------------------------------------------------------- */
+/* The same for convolutional models                                         */
+/* ------------------------------------------------------------------------- */
+
+#define IMG_C 2
+#define IMG_H 8
+#define IMG_W 8
+#define IMG (IMG_C * IMG_H * IMG_W)
+
+typedef struct cnn_objects {
+    aim_model *model;
+    aim_optimizer *opt;
+    aim_workspace *ws;
+    float params[2048];
+    size_t nparams;
+    float out[BATCH * OUT];
+} cnn_objects;
+
+static void free_cnn(cnn_objects *o) {
+    aim_workspace_free(o->ws);
+    aim_optimizer_free(o->opt);
+    aim_model_free(o->model);
+    o->ws = NULL;
+    o->opt = NULL;
+    o->model = NULL;
+}
+
+/* variant 0: conv same -> max pool -> grouped dilated conv -> avg pool (padded) -> global avg pool -> dense
+ * variant 1: conv strided -> flatten -> dense */
+static int cnn_scenario(test_alloc *ta, int retry, int variant, cnn_objects *o, const char **failed_call) {
+    const aim_allocator *al = &ta->allocator;
+    const size_t in_dims[3] = {IMG_C, IMG_H, IMG_W};
+    aim_conv2d_config c1, c2;
+    aim_pool2d_config mp, ap;
+    aim_dense_config dc;
+    aim_compile_config cc;
+    float x[BATCH * IMG], *p = NULL;
+    int32_t labels[BATCH];
+    fill_uniform(x, BATCH * IMG, 17, -1.0f, 1.0f);
+    for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)(i % OUT);
+
+    assert_int_equal(aim_conv2d_config_init(&c1, 4, 3, 3, AIM_ACT_RELU), AIM_OK);
+    assert_int_equal(aim_conv2d_config_init(&c2, 4, 3, 3, AIM_ACT_TANH), AIM_OK);
+    if (variant == 0) {
+        c1.padding = AIM_PAD_SAME;
+        c2.groups = 2;
+        c2.dilation_h = 2;
+        c2.padding = AIM_PAD_EXPLICIT;
+        c2.pad_top = c2.pad_bottom = 2;
+        c2.pad_left = c2.pad_right = 1;
+    } else {
+        c1.stride_h = 2;
+        c1.stride_w = 2;
+    }
+    assert_int_equal(aim_pool2d_config_init(&mp, 2, 2), AIM_OK);
+    assert_int_equal(aim_pool2d_config_init(&ap, 3, 3), AIM_OK);
+    ap.stride_h = ap.stride_w = 1;
+    ap.pad_h = ap.pad_w = 1;
+    assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = BATCH;
+    cc.seed = 5;
+    cc.input_gradient = 1;
+
+    STEP(aim_model_create(al, 3, in_dims, &o->model));
+    STEP(aim_model_add_conv2d(o->model, &c1));
+    if (variant == 0) {
+        STEP(aim_model_add_max_pool2d(o->model, &mp));
+        STEP(aim_model_add_conv2d(o->model, &c2));
+        STEP(aim_model_add_avg_pool2d(o->model, &ap));
+        STEP(aim_model_add_global_avg_pool2d(o->model));
+    } else {
+        STEP(aim_model_add_flatten(o->model));
+    }
+    STEP(aim_model_add_dense(o->model, &dc));
+    STEP(aim_model_compile(o->model, &cc));
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    assert_true(o->nparams <= 2048);
+    STEP(aim_adam_create(al, NULL, o->nparams, &o->opt));
+    STEP(aim_workspace_create(o->model, al, BATCH, &o->ws));
+    for (int step = 0; step < 2; step++) {
+        float loss = 0;
+        STEP(aim_model_zero_grad(o->model));
+        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, x, BATCH));
+        STEP(aim_model_loss_sparse(o->model, labels, BATCH, &loss));
+        STEP(aim_model_backward(o->model, NULL));
+        STEP(aim_optimizer_step_model(o->opt, o->model, 0.01f));
+        assert_true(isfinite(loss));
+    }
+    STEP(aim_model_predict(o->model, o->ws, x, BATCH, o->out));
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    memcpy(o->params, p, o->nparams * sizeof *p);
+    return 0;
+}
+
+static void test_cnn_allocation_failures(void **state) {
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        for (int retry = 0; retry < 2; retry++) {
+            test_alloc ta;
+            cnn_objects ref, o;
+            const char *failed = NULL;
+            memset(&ref, 0, sizeof ref);
+            test_alloc_init(&ta, -1);
+            assert_int_equal(cnn_scenario(&ta, 0, variant, &ref, &failed), 0);
+            long total = ta.calls;
+            free_cnn(&ref);
+            assert_int_equal(ta.live, 0);
+            long k;
+            for (k = 0; k < MAX_K; k++) {
+                memset(&o, 0, sizeof o);
+                failed = NULL;
+                test_alloc_init(&ta, k);
+                int stopped = cnn_scenario(&ta, retry, variant, &o, &failed);
+                if (retry) {
+                    assert_int_equal(stopped, 0);
+                    assert_int_equal(o.nparams, ref.nparams);
+                    if (memcmp(o.params, ref.params, ref.nparams * sizeof(float)) != 0)
+                        fail_msg("variant %d k=%ld: weights differ after retrying %s", variant, k, failed);
+                    assert_memory_equal(o.out, ref.out, sizeof ref.out);
+                }
+                free_cnn(&o);
+                if (ta.live != 0)
+                    fail_msg("variant %d k=%ld (%s failed): %ld blocks leaked", variant, k, failed ? failed : "-",
+                             ta.live);
+                if (ta.failures == 0) break;
+            }
+            assert_int_equal(k, total);
+        }
+    }
+}
+
+static void test_cnn_training_allocates_nothing(void **state) {
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        test_alloc ta;
+        cnn_objects o;
+        const char *failed = NULL;
+        float x[BATCH * IMG], out[BATCH * OUT];
+        int32_t labels[BATCH];
+        memset(&o, 0, sizeof o);
+        test_alloc_init(&ta, -1);
+        assert_int_equal(cnn_scenario(&ta, 0, variant, &o, &failed), 0);
+        fill_uniform(x, BATCH * IMG, 18, -1.0f, 1.0f);
+        for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)((i * 5) % OUT);
+        long calls = ta.calls;
+        for (int s = 0; s < 50; s++) {
+            float l = 0;
+            const float *ig = NULL;
+            size_t batch = (size_t)(s % BATCH) + 1;
+            assert_int_equal(aim_model_zero_grad(o.model), AIM_OK);
+            assert_int_equal(aim_model_forward(o.model, AIM_MODE_TRAIN, x, batch), AIM_OK);
+            assert_int_equal(aim_model_loss_sparse(o.model, labels, batch, &l), AIM_OK);
+            assert_int_equal(aim_model_backward(o.model, NULL), AIM_OK);
+            assert_int_equal(aim_model_input_gradient(o.model, &ig), AIM_OK);
+            assert_int_equal(aim_optimizer_step_model(o.opt, o.model, 0.01f), AIM_OK);
+            assert_int_equal(aim_model_predict(o.model, o.ws, x, batch, out), AIM_OK);
+            assert_true(isfinite(l));
+        }
+        if (ta.calls != calls) fail_msg("variant %d: %ld allocator calls in 50 steps", variant, ta.calls - calls);
+        free_cnn(&o);
+        assert_int_equal(ta.live, 0);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_allocation_failure_is_reported_and_leaks_nothing),
+        cmocka_unit_test(test_a_failed_call_retried_gives_the_clean_result),
+        cmocka_unit_test(test_compile_out_of_memory_then_compile_again),
+        cmocka_unit_test(test_training_and_predict_allocate_nothing),
+        cmocka_unit_test(test_float_losses_allocate_nothing),
+        cmocka_unit_test(test_cnn_allocation_failures),
+        cmocka_unit_test(test_cnn_training_allocates_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

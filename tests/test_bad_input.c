@@ -1,0 +1,2308 @@
+/* Every public function of aimodel.h called with a bad argument, out of
+ * order, with an overflowing size or with non-finite data.
+ *
+ * The test is a table: each entry names one case, a small function that
+ * calls ONE public function wrongly (after valid set-up calls), and the status
+ * the header documents for it. Each entry runs as its own cmocka test on a
+ * fresh fixture, so one failing case neither hides nor disturbs the others.
+ * Void and query functions have entries too: their case asserts the
+ * documented neutral result (0, NULL, "") and returns AIM_OK.
+ *
+ * Where the header promises that a failed call changes nothing, the case also
+ * checks it (out-parameters left alone, shapes and parameters unchanged,
+ * optimizer step count unchanged). The tests after the table check that a
+ * model keeps working after refused calls and that error messages are set.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "aimodel.h"
+#include "support.h"
+
+/* ------------------------------------------------------------------------- */
+/* Fixture                                                                   */
+/* ------------------------------------------------------------------------- */
+
+#define IN 4      /* input features of the fixture models */
+#define OUT 3     /* output features */
+#define MAXB 4    /* max_batch of the compiled fixture models */
+#define BIG 16    /* capacity of the fixture's batch buffers */
+
+typedef struct fx fx;
+typedef aim_status (*case_fn)(fx *f);
+
+typedef struct entry {
+    const char *name; /* "t_<public function>__<what is wrong>" */
+    case_fn fn;
+    aim_status expected;
+} entry;
+
+struct fx {
+    const entry *e;
+    aim_rng *rng;
+    aim_tensor *t23, *t32, *t6, *t4;
+    aim_model *m;       /* IN -> Dense 5 relu -> Dense OUT, compiled, max_batch MAXB */
+    aim_model *m_unc;   /* the same layers, not compiled */
+    aim_model *m_empty; /* input {IN}, no layers */
+    aim_model *m_other; /* IN -> Dense 6 relu -> Dense OUT, compiled */
+    aim_model *m_lin;   /* IN -> Dense OUT (identity), compiled: NaN in, NaN out */
+    aim_model *m_ig;    /* like m, compiled with input_gradient = 1 */
+    aim_model *m_img_unc; /* input {2, 5, 5} (C x H x W), no layers yet */
+    aim_model *m_img;   /* {2,5,5} -> conv 3x3x3 relu -> max pool 2 -> flatten -> Dense OUT, compiled */
+    aim_workspace *ws;  /* for m, max_batch MAXB */
+    aim_optimizer *sgd; /* SGD for m's parameter count */
+    size_t nparams;     /* m's parameter count */
+    float x[BIG * IN];
+    float targets[BIG * OUT];
+    int32_t labels[BIG];
+    float out[BIG * OUT];
+    float buf[64];
+    float grads[64];
+};
+
+/* Out-parameters must be written only on success: cases preset them to this. */
+static char sentinel_byte;
+#define SENT ((void *)&sentinel_byte)
+
+static aim_model *build(size_t hidden, int compile, int32_t input_gradient) {
+    const size_t dims[1] = {IN};
+    aim_model *m = NULL;
+    aim_dense_config dc;
+    assert_int_equal(aim_model_create(NULL, 1, dims, &m), AIM_OK);
+    if (hidden > 0) {
+        assert_int_equal(aim_dense_config_init(&dc, hidden, AIM_ACT_RELU), AIM_OK);
+        assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+    }
+    assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+    if (compile) {
+        aim_compile_config cc;
+        assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+        cc.max_batch = MAXB;
+        cc.seed = 11;
+        cc.input_gradient = input_gradient;
+        assert_int_equal(aim_model_compile(m, &cc), AIM_OK);
+    }
+    return m;
+}
+
+static aim_model *build_image(int compile) {
+    const size_t dims[3] = {2, 5, 5};
+    aim_model *m = NULL;
+    assert_int_equal(aim_model_create(NULL, 3, dims, &m), AIM_OK);
+    if (compile) {
+        aim_conv2d_config cc;
+        aim_pool2d_config pc;
+        aim_dense_config dc;
+        aim_compile_config comp;
+        assert_int_equal(aim_conv2d_config_init(&cc, 3, 3, 3, AIM_ACT_RELU), AIM_OK);
+        assert_int_equal(aim_model_add_conv2d(m, &cc), AIM_OK);
+        assert_int_equal(aim_pool2d_config_init(&pc, 2, 2), AIM_OK);
+        assert_int_equal(aim_model_add_max_pool2d(m, &pc), AIM_OK);
+        assert_int_equal(aim_model_add_flatten(m), AIM_OK);
+        assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_IDENTITY), AIM_OK);
+        assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+        assert_int_equal(aim_compile_config_init(&comp), AIM_OK);
+        comp.max_batch = MAXB;
+        assert_int_equal(aim_model_compile(m, &comp), AIM_OK);
+    }
+    return m;
+}
+
+static aim_tensor *tensor2(size_t a, size_t b) {
+    const size_t dims[2] = {a, b};
+    aim_tensor *t = NULL;
+    assert_int_equal(aim_tensor_create(NULL, 2, dims, &t), AIM_OK);
+    return t;
+}
+
+static aim_tensor *tensor1(size_t a) {
+    aim_tensor *t = NULL;
+    assert_int_equal(aim_tensor_create(NULL, 1, &a, &t), AIM_OK);
+    return t;
+}
+
+static int setup(void **state) {
+    static fx storage;
+    fx *f = &storage;
+    const entry *e = *state;
+    memset(f, 0, sizeof *f);
+    f->e = e;
+    assert_int_equal(aim_rng_create(NULL, 5, &f->rng), AIM_OK);
+    f->t23 = tensor2(2, 3);
+    f->t32 = tensor2(3, 2);
+    f->t6 = tensor1(6);
+    f->t4 = tensor1(4);
+    f->m = build(5, 1, 0);
+    f->m_unc = build(5, 0, 0);
+    f->m_other = build(6, 1, 0);
+    f->m_lin = build(0, 1, 0);
+    f->m_ig = build(5, 1, 1);
+    f->m_img_unc = build_image(0);
+    f->m_img = build_image(1);
+    {
+        const size_t dims[1] = {IN};
+        assert_int_equal(aim_model_create(NULL, 1, dims, &f->m_empty), AIM_OK);
+    }
+    assert_int_equal(aim_workspace_create(f->m, NULL, MAXB, &f->ws), AIM_OK);
+    {
+        float *p = NULL;
+        assert_int_equal(aim_model_parameters(f->m, &p, &f->nparams), AIM_OK);
+        assert_int_equal(f->nparams, (size_t)(IN * 5 + 5 + 5 * OUT + OUT));
+    }
+    assert_int_equal(aim_sgd_create(NULL, NULL, f->nparams, &f->sgd), AIM_OK);
+    fill_uniform(f->x, BIG * IN, 1, -1.0f, 1.0f);
+    for (size_t i = 0; i < BIG; i++) {
+        f->labels[i] = (int32_t)(i % OUT);
+        for (size_t j = 0; j < OUT; j++) f->targets[i * OUT + j] = (j == i % OUT) ? 1.0f : 0.0f;
+    }
+    for (size_t i = 0; i < 64; i++) {
+        f->buf[i] = (float)i * 0.25f - 3.0f;
+        f->grads[i] = (float)(i % 7) * 0.1f - 0.3f;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    aim_optimizer_free(f->sgd);
+    aim_workspace_free(f->ws);
+    aim_model_free(f->m);
+    aim_model_free(f->m_unc);
+    aim_model_free(f->m_empty);
+    aim_model_free(f->m_other);
+    aim_model_free(f->m_lin);
+    aim_model_free(f->m_ig);
+    aim_model_free(f->m_img_unc);
+    aim_model_free(f->m_img);
+    aim_tensor_free(f->t23);
+    aim_tensor_free(f->t32);
+    aim_tensor_free(f->t6);
+    aim_tensor_free(f->t4);
+    aim_rng_free(f->rng);
+    return 0;
+}
+
+/* A valid training forward of `batch` samples. */
+static void fwd(aim_model *m, const fx *f, size_t batch) {
+    assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, f->x, batch), AIM_OK);
+}
+
+/* Copies a model's parameters (at most 64) so a case can check they did not move. */
+static size_t snapshot_params(aim_model *m, float *copy) {
+    float *p = NULL;
+    size_t n = 0;
+    assert_int_equal(aim_model_parameters(m, &p, &n), AIM_OK);
+    assert_true(n <= 64);
+    memcpy(copy, p, n * sizeof *p);
+    return n;
+}
+
+static void assert_params_equal(aim_model *m, const float *copy, size_t n) {
+    float *p = NULL;
+    size_t k = 0;
+    assert_int_equal(aim_model_parameters(m, &p, &k), AIM_OK);
+    assert_int_equal(k, n);
+    assert_memory_equal(p, copy, n * sizeof *p);
+}
+
+static void assert_shape(const aim_tensor *t, size_t rank, size_t d0, size_t d1) {
+    assert_int_equal(aim_tensor_rank(t), rank);
+    assert_int_equal(aim_tensor_dim(t, 0), d0);
+    if (rank > 1) assert_int_equal(aim_tensor_dim(t, 1), d1);
+}
+
+/* An allocator with a missing function, which every create must refuse. */
+static void *no_alloc(void *c, size_t n) {
+    (void)c;
+    (void)n;
+    return NULL;
+}
+static void no_free(void *c, void *p) {
+    (void)c;
+    (void)p;
+}
+static const aim_allocator incomplete_allocator = {NULL, no_alloc, NULL, no_free};
+
+#define CASE(name) static aim_status name(fx *f)
+#define UNUSED (void)f
+
+/* ------------------------------------------------------------------------- */
+/* Core: status strings, version                                             */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_status_str__unknown_value) {
+    UNUSED;
+    const char *s = aim_status_str((aim_status)99);
+    assert_non_null(s);
+    assert_string_equal(s, "unknown status");
+    for (int k = 0; k <= 9; k++) {
+        const char *d = aim_status_str((aim_status)k);
+        assert_non_null(d);
+        assert_true(d[0] != '\0');
+        assert_string_not_equal(d, "unknown status");
+    }
+    return AIM_OK;
+}
+
+CASE(t_aim_version__matches_header) {
+    UNUSED;
+    assert_non_null(aim_version());
+    assert_string_equal(aim_version(), AIM_VERSION_STRING);
+    return AIM_OK;
+}
+
+CASE(t_aim_version_number__matches_header) {
+    UNUSED;
+    assert_int_equal(aim_version_number(), AIM_VERSION_NUMBER);
+    return AIM_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* RNG                                                                       */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_rng_create__null_out) {
+    UNUSED;
+    return aim_rng_create(NULL, 1, NULL);
+}
+CASE(t_aim_rng_create__allocator_missing_function) {
+    UNUSED;
+    aim_rng *r = SENT;
+    aim_status s = aim_rng_create(&incomplete_allocator, 1, &r);
+    assert_ptr_equal(r, SENT);
+    return s;
+}
+CASE(t_aim_rng_free__null) {
+    UNUSED;
+    aim_rng_free(NULL);
+    return AIM_OK;
+}
+CASE(t_aim_rng_seed__null) {
+    UNUSED;
+    return aim_rng_seed(NULL, 1);
+}
+CASE(t_aim_rng_next_u64__null_rng) {
+    UNUSED;
+    uint64_t v = 0;
+    return aim_rng_next_u64(NULL, &v);
+}
+CASE(t_aim_rng_next_u64__null_out) { return aim_rng_next_u64(f->rng, NULL); }
+CASE(t_aim_rng_uniform__null_rng) {
+    UNUSED;
+    float v = 0;
+    return aim_rng_uniform(NULL, &v);
+}
+CASE(t_aim_rng_uniform__null_out) { return aim_rng_uniform(f->rng, NULL); }
+CASE(t_aim_rng_below__zero_bound) {
+    /* Refused: neither the out-parameter nor the generator's state moves. */
+    uint64_t v = 12345, a = 0, b = 0;
+    aim_rng *twin = NULL;
+    assert_int_equal(aim_rng_create(NULL, 5, &twin), AIM_OK);
+    aim_status s = aim_rng_below(f->rng, 0, &v);
+    assert_int_equal(v, 12345);
+    assert_int_equal(aim_rng_next_u64(f->rng, &a), AIM_OK);
+    assert_int_equal(aim_rng_next_u64(twin, &b), AIM_OK);
+    assert_int_equal(a, b);
+    aim_rng_free(twin);
+    return s;
+}
+CASE(t_aim_rng_below__null_rng) {
+    UNUSED;
+    uint64_t v = 0;
+    return aim_rng_below(NULL, 3, &v);
+}
+CASE(t_aim_rng_below__null_out) { return aim_rng_below(f->rng, 3, NULL); }
+CASE(t_aim_rng_normal__null_rng) {
+    UNUSED;
+    float v = 0;
+    return aim_rng_normal(NULL, &v);
+}
+CASE(t_aim_rng_normal__null_out) { return aim_rng_normal(f->rng, NULL); }
+CASE(t_aim_rng_shuffle_u32__null_rng) {
+    UNUSED;
+    uint32_t idx[3] = {0, 1, 2};
+    aim_status s = aim_rng_shuffle_u32(NULL, idx, 3);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    assert_int_equal(idx[2], 2);
+    return s;
+}
+CASE(t_aim_rng_shuffle_u32__null_indices) { return aim_rng_shuffle_u32(f->rng, NULL, 3); }
+
+/* ------------------------------------------------------------------------- */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_tensor_create__null_out) {
+    UNUSED;
+    const size_t d[2] = {2, 3};
+    return aim_tensor_create(NULL, 2, d, NULL);
+}
+CASE(t_aim_tensor_create__null_dims) {
+    UNUSED;
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(NULL, 2, NULL, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_create__rank_0) {
+    UNUSED;
+    const size_t d[1] = {2};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(NULL, 0, d, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_create__rank_5) {
+    UNUSED;
+    const size_t d[5] = {1, 1, 1, 1, 1};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(NULL, AIM_MAX_RANK + 1, d, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_create__zero_dim) {
+    UNUSED;
+    const size_t d[3] = {2, 0, 3};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(NULL, 3, d, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_create__element_count_overflow) {
+    UNUSED;
+    const size_t d[2] = {SIZE_MAX / 2, 3};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(NULL, 2, d, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_create__byte_count_overflow) {
+    /* The element count fits in size_t, the byte count does not. */
+    UNUSED;
+    const size_t d[1] = {SIZE_MAX / sizeof(float) + 1};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(NULL, 1, d, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_create__allocator_missing_function) {
+    UNUSED;
+    const size_t d[1] = {2};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_create(&incomplete_allocator, 1, d, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__null_data) {
+    UNUSED;
+    const size_t d[1] = {2};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 1, d, NULL, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__null_out) {
+    const size_t d[1] = {2};
+    return aim_tensor_wrap(NULL, 1, d, f->buf, NULL);
+}
+CASE(t_aim_tensor_wrap__null_dims) {
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 1, NULL, f->buf, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__rank_0) {
+    const size_t d[1] = {2};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 0, d, f->buf, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__zero_dim) {
+    const size_t d[2] = {0, 2};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__overflow) {
+    const size_t d[2] = {SIZE_MAX / 2, 3};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_free__null) {
+    UNUSED;
+    aim_tensor_free(NULL);
+    return AIM_OK;
+}
+CASE(t_aim_tensor_rank__null) {
+    UNUSED;
+    assert_int_equal(aim_tensor_rank(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_tensor_dim__null) {
+    UNUSED;
+    assert_int_equal(aim_tensor_dim(NULL, 0), 0);
+    return AIM_OK;
+}
+CASE(t_aim_tensor_dim__axis_out_of_range) {
+    assert_int_equal(aim_tensor_dim(f->t23, 2), 0);
+    assert_int_equal(aim_tensor_dim(f->t23, SIZE_MAX), 0);
+    return AIM_OK;
+}
+CASE(t_aim_tensor_size__null) {
+    UNUSED;
+    assert_int_equal(aim_tensor_size(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_tensor_data__null) {
+    UNUSED;
+    assert_null(aim_tensor_data(NULL));
+    return AIM_OK;
+}
+CASE(t_aim_tensor_data_const__null) {
+    UNUSED;
+    assert_null(aim_tensor_data_const(NULL));
+    return AIM_OK;
+}
+CASE(t_aim_tensor_reshape__null_tensor) {
+    UNUSED;
+    const size_t d[1] = {6};
+    return aim_tensor_reshape(NULL, 1, d);
+}
+CASE(t_aim_tensor_reshape__null_dims) {
+    aim_status s = aim_tensor_reshape(f->t23, 1, NULL);
+    assert_shape(f->t23, 2, 2, 3);
+    return s;
+}
+CASE(t_aim_tensor_reshape__rank_0) {
+    const size_t d[1] = {6};
+    aim_status s = aim_tensor_reshape(f->t23, 0, d);
+    assert_shape(f->t23, 2, 2, 3);
+    return s;
+}
+CASE(t_aim_tensor_reshape__rank_5) {
+    const size_t d[5] = {6, 1, 1, 1, 1};
+    aim_status s = aim_tensor_reshape(f->t23, 5, d);
+    assert_shape(f->t23, 2, 2, 3);
+    return s;
+}
+CASE(t_aim_tensor_reshape__zero_dim) {
+    const size_t d[2] = {6, 0};
+    aim_status s = aim_tensor_reshape(f->t23, 2, d);
+    assert_shape(f->t23, 2, 2, 3);
+    return s;
+}
+CASE(t_aim_tensor_reshape__count_differs) {
+    const size_t d[2] = {2, 4};
+    aim_status s = aim_tensor_reshape(f->t23, 2, d);
+    assert_shape(f->t23, 2, 2, 3);
+    assert_int_equal(aim_tensor_size(f->t23), 6);
+    return s;
+}
+CASE(t_aim_tensor_reshape__overflow) {
+    const size_t d[2] = {SIZE_MAX / 2, 3};
+    aim_status s = aim_tensor_reshape(f->t23, 2, d);
+    assert_shape(f->t23, 2, 2, 3);
+    return s;
+}
+CASE(t_aim_tensor_fill__null) {
+    UNUSED;
+    return aim_tensor_fill(NULL, 1.0f);
+}
+CASE(t_aim_tensor_copy__null_dst) { return aim_tensor_copy(NULL, f->t23); }
+CASE(t_aim_tensor_copy__null_src) {
+    assert_int_equal(aim_tensor_fill(f->t23, 2.0f), AIM_OK);
+    aim_status s = aim_tensor_copy(f->t23, NULL);
+    assert_true(aim_tensor_data(f->t23)[5] == 2.0f);
+    return s;
+}
+CASE(t_aim_tensor_copy__transposed_shape) {
+    /* Same element count, different shape: refused, destination untouched. */
+    assert_int_equal(aim_tensor_fill(f->t23, 2.0f), AIM_OK);
+    assert_int_equal(aim_tensor_fill(f->t32, 7.0f), AIM_OK);
+    aim_status s = aim_tensor_copy(f->t23, f->t32);
+    for (size_t i = 0; i < 6; i++) assert_true(aim_tensor_data(f->t23)[i] == 2.0f);
+    return s;
+}
+CASE(t_aim_tensor_copy__different_rank) {
+    assert_int_equal(aim_tensor_fill(f->t6, 1.0f), AIM_OK);
+    aim_status s = aim_tensor_copy(f->t6, f->t23);
+    for (size_t i = 0; i < 6; i++) assert_true(aim_tensor_data(f->t6)[i] == 1.0f);
+    return s;
+}
+CASE(t_aim_tensor_copy__different_count) { return aim_tensor_copy(f->t4, f->t6); }
+CASE(t_aim_tensor_rand_uniform__null_tensor) { return aim_tensor_rand_uniform(NULL, f->rng, 0.0f, 1.0f); }
+CASE(t_aim_tensor_rand_uniform__null_rng) { return aim_tensor_rand_uniform(f->t23, NULL, 0.0f, 1.0f); }
+CASE(t_aim_tensor_rand_uniform__nan_low) { return aim_tensor_rand_uniform(f->t23, f->rng, NAN, 1.0f); }
+CASE(t_aim_tensor_rand_uniform__inf_high) { return aim_tensor_rand_uniform(f->t23, f->rng, 0.0f, INFINITY); }
+CASE(t_aim_tensor_rand_uniform__low_above_high) {
+    aim_status s = aim_tensor_rand_uniform(f->t23, f->rng, 2.0f, 1.0f);
+    for (size_t i = 0; i < 6; i++) assert_true(aim_tensor_data(f->t23)[i] == 0.0f);
+    return s;
+}
+CASE(t_aim_tensor_rand_normal__null_tensor) { return aim_tensor_rand_normal(NULL, f->rng, 0.0f, 1.0f); }
+CASE(t_aim_tensor_rand_normal__null_rng) { return aim_tensor_rand_normal(f->t23, NULL, 0.0f, 1.0f); }
+CASE(t_aim_tensor_rand_normal__nan_mean) { return aim_tensor_rand_normal(f->t23, f->rng, NAN, 1.0f); }
+CASE(t_aim_tensor_rand_normal__inf_stddev) { return aim_tensor_rand_normal(f->t23, f->rng, 0.0f, INFINITY); }
+CASE(t_aim_tensor_rand_normal__negative_stddev) {
+    aim_status s = aim_tensor_rand_normal(f->t23, f->rng, 0.0f, -1.0f);
+    for (size_t i = 0; i < 6; i++) assert_true(aim_tensor_data(f->t23)[i] == 0.0f);
+    return s;
+}
+CASE(t_aim_tensor_last_error__null) {
+    UNUSED;
+    assert_non_null(aim_tensor_last_error(NULL));
+    assert_string_equal(aim_tensor_last_error(NULL), "");
+    return AIM_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Losses and activations on plain buffers                                   */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_loss__null_pred) {
+    float l = -1.0f;
+    aim_status s = aim_loss(AIM_LOSS_MSE, NULL, f->targets, 2, OUT, &l, NULL);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_loss__null_targets) {
+    float l = -1.0f;
+    aim_status s = aim_loss(AIM_LOSS_MSE, f->buf, NULL, 2, OUT, &l, NULL);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_loss__null_loss_out) { return aim_loss(AIM_LOSS_MSE, f->buf, f->targets, 2, OUT, NULL, NULL); }
+CASE(t_aim_loss__zero_batch) {
+    float l = -1.0f;
+    return aim_loss(AIM_LOSS_MSE, f->buf, f->targets, 0, OUT, &l, NULL);
+}
+CASE(t_aim_loss__zero_features) {
+    float l = -1.0f;
+    return aim_loss(AIM_LOSS_MSE, f->buf, f->targets, 2, 0, &l, NULL);
+}
+CASE(t_aim_loss__unknown_kind) {
+    float l = -1.0f;
+    aim_status s = aim_loss((aim_loss_kind)99, f->buf, f->targets, 2, OUT, &l, NULL);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_loss__size_overflow) {
+    /* Must be refused before any element is read. */
+    float l = -1.0f;
+    return aim_loss(AIM_LOSS_MSE, f->buf, f->targets, SIZE_MAX / 2, 3, &l, NULL);
+}
+CASE(t_aim_loss__nan_pred) {
+    float l = -1.0f;
+    f->buf[1] = NAN;
+    aim_status s = aim_loss(AIM_LOSS_MSE, f->buf, f->targets, 2, OUT, &l, f->out);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_loss__inf_target) {
+    float l = -1.0f;
+    f->targets[2] = INFINITY;
+    return aim_loss(AIM_LOSS_MSE, f->buf, f->targets, 2, OUT, &l, NULL);
+}
+CASE(t_aim_loss__nan_logit_softmax_ce) {
+    float l = -1.0f;
+    f->buf[0] = NAN;
+    return aim_loss(AIM_LOSS_SOFTMAX_CROSS_ENTROPY, f->buf, f->targets, 2, OUT, &l, NULL);
+}
+CASE(t_aim_loss_sparse__null_logits) {
+    float l = -1.0f;
+    return aim_loss_sparse(NULL, f->labels, 2, OUT, &l, NULL);
+}
+CASE(t_aim_loss_sparse__null_labels) {
+    float l = -1.0f;
+    return aim_loss_sparse(f->buf, NULL, 2, OUT, &l, NULL);
+}
+CASE(t_aim_loss_sparse__null_loss_out) { return aim_loss_sparse(f->buf, f->labels, 2, OUT, NULL, NULL); }
+CASE(t_aim_loss_sparse__zero_batch) {
+    float l = -1.0f;
+    return aim_loss_sparse(f->buf, f->labels, 0, OUT, &l, NULL);
+}
+CASE(t_aim_loss_sparse__zero_classes) {
+    float l = -1.0f;
+    return aim_loss_sparse(f->buf, f->labels, 2, 0, &l, NULL);
+}
+CASE(t_aim_loss_sparse__label_equal_to_classes) {
+    float l = -1.0f;
+    f->labels[1] = OUT;
+    aim_status s = aim_loss_sparse(f->buf, f->labels, 2, OUT, &l, f->out);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_loss_sparse__negative_label) {
+    float l = -1.0f;
+    f->labels[0] = -1;
+    return aim_loss_sparse(f->buf, f->labels, 2, OUT, &l, NULL);
+}
+CASE(t_aim_loss_sparse__size_overflow) {
+    float l = -1.0f;
+    return aim_loss_sparse(f->buf, f->labels, SIZE_MAX / 2, 3, &l, NULL);
+}
+CASE(t_aim_loss_sparse__nan_logit) {
+    float l = -1.0f;
+    f->buf[4] = NAN;
+    aim_status s = aim_loss_sparse(f->buf, f->labels, 2, OUT, &l, NULL);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_activation_forward__unknown_activation) {
+    memcpy(f->out, f->buf, 6 * sizeof(float));
+    aim_status s = aim_activation_forward((aim_activation)99, 0.0f, f->buf, f->out, 2, 3);
+    assert_memory_equal(f->out, f->buf, 6 * sizeof(float));
+    return s;
+}
+CASE(t_aim_activation_forward__null_x) { return aim_activation_forward(AIM_ACT_RELU, 0.0f, NULL, f->out, 2, 3); }
+CASE(t_aim_activation_forward__null_y) { return aim_activation_forward(AIM_ACT_RELU, 0.0f, f->buf, NULL, 2, 3); }
+CASE(t_aim_activation_forward__zero_rows) {
+    return aim_activation_forward(AIM_ACT_SOFTMAX, 0.0f, f->buf, f->out, 0, 3);
+}
+CASE(t_aim_activation_forward__zero_cols) {
+    return aim_activation_forward(AIM_ACT_SOFTMAX, 0.0f, f->buf, f->out, 2, 0);
+}
+CASE(t_aim_activation_forward__size_overflow) {
+    return aim_activation_forward(AIM_ACT_RELU, 0.0f, f->buf, f->out, SIZE_MAX / 2, 3);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Config initializers                                                       */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_dense_config_init__null) {
+    UNUSED;
+    return aim_dense_config_init(NULL, 3, AIM_ACT_RELU);
+}
+CASE(t_aim_compile_config_init__null) {
+    UNUSED;
+    return aim_compile_config_init(NULL);
+}
+CASE(t_aim_sgd_config_init__null) {
+    UNUSED;
+    return aim_sgd_config_init(NULL);
+}
+CASE(t_aim_adam_config_init__null) {
+    UNUSED;
+    return aim_adam_config_init(NULL);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Model construction                                                        */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_model_create__null_out) {
+    UNUSED;
+    const size_t d[1] = {IN};
+    return aim_model_create(NULL, 1, d, NULL);
+}
+CASE(t_aim_model_create__null_dims) {
+    UNUSED;
+    aim_model *m = SENT;
+    aim_status s = aim_model_create(NULL, 1, NULL, &m);
+    assert_ptr_equal(m, SENT);
+    return s;
+}
+CASE(t_aim_model_create__rank_0) {
+    UNUSED;
+    const size_t d[1] = {IN};
+    aim_model *m = SENT;
+    aim_status s = aim_model_create(NULL, 0, d, &m);
+    assert_ptr_equal(m, SENT);
+    return s;
+}
+CASE(t_aim_model_create__rank_4) {
+    /* A sample has rank 1 to 3 (the batch is the fourth dimension). */
+    UNUSED;
+    const size_t d[4] = {1, 2, 2, 2};
+    aim_model *m = SENT;
+    aim_status s = aim_model_create(NULL, 4, d, &m);
+    assert_ptr_equal(m, SENT);
+    return s;
+}
+CASE(t_aim_model_create__zero_dim) {
+    UNUSED;
+    const size_t d[2] = {3, 0};
+    aim_model *m = SENT;
+    aim_status s = aim_model_create(NULL, 2, d, &m);
+    assert_ptr_equal(m, SENT);
+    return s;
+}
+CASE(t_aim_model_create__overflow) {
+    UNUSED;
+    const size_t d[2] = {SIZE_MAX / 2, 3};
+    aim_model *m = SENT;
+    aim_status s = aim_model_create(NULL, 2, d, &m);
+    assert_ptr_equal(m, SENT);
+    return s;
+}
+CASE(t_aim_model_create__allocator_missing_function) {
+    UNUSED;
+    const size_t d[1] = {IN};
+    aim_model *m = SENT;
+    aim_status s = aim_model_create(&incomplete_allocator, 1, d, &m);
+    assert_ptr_equal(m, SENT);
+    return s;
+}
+CASE(t_aim_model_free__null) {
+    UNUSED;
+    aim_model_free(NULL);
+    return AIM_OK;
+}
+CASE(t_aim_model_add_dense__null_model) {
+    UNUSED;
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, 3, AIM_ACT_RELU), AIM_OK);
+    return aim_model_add_dense(NULL, &dc);
+}
+CASE(t_aim_model_add_dense__null_config) {
+    aim_status s = aim_model_add_dense(f->m_unc, NULL);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_dense__zero_units) {
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, 3, AIM_ACT_RELU), AIM_OK);
+    dc.units = 0;
+    aim_status s = aim_model_add_dense(f->m_unc, &dc);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    assert_int_equal(aim_model_output_size(f->m_unc), OUT);
+    return s;
+}
+CASE(t_aim_model_add_dense__unknown_activation) {
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, 3, AIM_ACT_RELU), AIM_OK);
+    dc.activation = (aim_activation)99;
+    aim_status s = aim_model_add_dense(f->m_unc, &dc);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_dense__unknown_init) {
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, 3, AIM_ACT_RELU), AIM_OK);
+    dc.init = (aim_init)99;
+    aim_status s = aim_model_add_dense(f->m_unc, &dc);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_dense__after_compile) {
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, 3, AIM_ACT_RELU), AIM_OK);
+    aim_status s = aim_model_add_dense(f->m, &dc);
+    assert_int_equal(aim_model_layer_count(f->m), 2);
+    assert_int_equal(aim_model_output_size(f->m), OUT);
+    return s;
+}
+CASE(t_aim_model_add_dense__parameter_count_overflow) {
+    /* IN * units weights overflow size_t. */
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, SIZE_MAX / 2, AIM_ACT_RELU), AIM_OK);
+    aim_status s = aim_model_add_dense(f->m_unc, &dc);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_activation__null_model) {
+    UNUSED;
+    return aim_model_add_activation(NULL, AIM_ACT_RELU, 0.0f);
+}
+CASE(t_aim_model_add_activation__unknown_activation) {
+    aim_status s = aim_model_add_activation(f->m_unc, (aim_activation)99, 0.0f);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_activation__negative_enum) {
+    aim_status s = aim_model_add_activation(f->m_unc, (aim_activation)-1, 0.0f);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_activation__after_compile) {
+    aim_status s = aim_model_add_activation(f->m, AIM_ACT_RELU, 0.0f);
+    assert_int_equal(aim_model_layer_count(f->m), 2);
+    return s;
+}
+/* Convolution and pooling: m_img_unc's current shape is 2 x 5 x 5. Every
+ * refused add leaves the layer count at 0. */
+static aim_status conv_with(fx *f, aim_model *m, void (*edit)(aim_conv2d_config *)) {
+    aim_conv2d_config c;
+    size_t layers = aim_model_layer_count(m);
+    assert_int_equal(aim_conv2d_config_init(&c, 3, 3, 3, AIM_ACT_RELU), AIM_OK);
+    if (edit) edit(&c);
+    aim_status s = aim_model_add_conv2d(m, &c);
+    if (s != AIM_OK) assert_int_equal(aim_model_layer_count(m), layers);
+    (void)f;
+    return s;
+}
+static void ed_zero_filters(aim_conv2d_config *c) { c->filters = 0; }
+static void ed_zero_kernel(aim_conv2d_config *c) { c->kernel_w = 0; }
+static void ed_zero_stride(aim_conv2d_config *c) { c->stride_h = 0; }
+static void ed_zero_dilation(aim_conv2d_config *c) { c->dilation_w = 0; }
+static void ed_zero_groups(aim_conv2d_config *c) { c->groups = 0; }
+static void ed_bad_padding(aim_conv2d_config *c) { c->padding = (aim_padding)99; }
+static void ed_bad_activation(aim_conv2d_config *c) { c->activation = (aim_activation)99; }
+static void ed_bad_init(aim_conv2d_config *c) { c->init = (aim_init)99; }
+static void ed_groups_3(aim_conv2d_config *c) { c->groups = 3; } /* 2 input channels */
+static void ed_kernel_6(aim_conv2d_config *c) { c->kernel_h = 6; }
+static void ed_dilation_3(aim_conv2d_config *c) { c->dilation_h = 3; } /* extent 7 > 5 */
+static void ed_dilation_huge(aim_conv2d_config *c) { c->dilation_h = SIZE_MAX; }
+static void ed_pad_overflow(aim_conv2d_config *c) {
+    c->padding = AIM_PAD_EXPLICIT;
+    c->pad_top = SIZE_MAX / 2;
+    c->pad_bottom = SIZE_MAX / 2 + 2;
+}
+static void ed_huge_stride_same(aim_conv2d_config *c) {
+    c->padding = AIM_PAD_SAME;
+    c->stride_h = c->stride_w = SIZE_MAX;
+}
+
+CASE(t_aim_conv2d_config_init__null) {
+    UNUSED;
+    return aim_conv2d_config_init(NULL, 3, 3, 3, AIM_ACT_RELU);
+}
+CASE(t_aim_model_add_conv2d__null_model) { return conv_with(f, NULL, NULL); }
+CASE(t_aim_model_add_conv2d__null_config) { return aim_model_add_conv2d(f->m_img_unc, NULL); }
+CASE(t_aim_model_add_conv2d__zero_filters) { return conv_with(f, f->m_img_unc, ed_zero_filters); }
+CASE(t_aim_model_add_conv2d__zero_kernel) { return conv_with(f, f->m_img_unc, ed_zero_kernel); }
+CASE(t_aim_model_add_conv2d__zero_stride) { return conv_with(f, f->m_img_unc, ed_zero_stride); }
+CASE(t_aim_model_add_conv2d__zero_dilation) { return conv_with(f, f->m_img_unc, ed_zero_dilation); }
+CASE(t_aim_model_add_conv2d__zero_groups) { return conv_with(f, f->m_img_unc, ed_zero_groups); }
+CASE(t_aim_model_add_conv2d__unknown_padding) { return conv_with(f, f->m_img_unc, ed_bad_padding); }
+CASE(t_aim_model_add_conv2d__unknown_activation) { return conv_with(f, f->m_img_unc, ed_bad_activation); }
+CASE(t_aim_model_add_conv2d__unknown_init) { return conv_with(f, f->m_img_unc, ed_bad_init); }
+CASE(t_aim_model_add_conv2d__input_not_rank_3) { return conv_with(f, f->m_unc, NULL); }
+CASE(t_aim_model_add_conv2d__groups_do_not_divide_channels) {
+    return conv_with(f, f->m_img_unc, ed_groups_3);
+}
+CASE(t_aim_model_add_conv2d__kernel_taller_than_input) { return conv_with(f, f->m_img_unc, ed_kernel_6); }
+CASE(t_aim_model_add_conv2d__dilated_kernel_taller_than_input) {
+    return conv_with(f, f->m_img_unc, ed_dilation_3);
+}
+CASE(t_aim_model_add_conv2d__dilation_overflow) { return conv_with(f, f->m_img_unc, ed_dilation_huge); }
+CASE(t_aim_model_add_conv2d__padding_overflow) { return conv_with(f, f->m_img_unc, ed_pad_overflow); }
+CASE(t_aim_model_add_conv2d__after_compile) { return conv_with(f, f->m_img, NULL); }
+CASE(t_aim_model_add_conv2d__huge_stride_same_padding) {
+    /* Valid: "same" with a stride beyond the input gives one output pixel. */
+    size_t rank = 0, dims[AIM_MAX_RANK] = {0};
+    aim_status s = conv_with(f, f->m_img_unc, ed_huge_stride_same);
+    if (s == AIM_OK) {
+        assert_int_equal(aim_model_layer_shape(f->m_img_unc, 0, &rank, dims), AIM_OK);
+        assert_int_equal(rank, 3);
+        assert_int_equal(dims[0], 3);
+        assert_int_equal(dims[1], 1);
+        assert_int_equal(dims[2], 1);
+    }
+    return s;
+}
+
+typedef aim_status (*pool_add)(aim_model *, const aim_pool2d_config *);
+static aim_status pool_with(aim_model *m, pool_add add, size_t k, size_t stride, size_t pad) {
+    aim_pool2d_config c;
+    size_t layers = aim_model_layer_count(m);
+    assert_int_equal(aim_pool2d_config_init(&c, k, k), AIM_OK);
+    c.stride_h = stride;
+    c.pad_h = c.pad_w = pad;
+    aim_status s = add(m, &c);
+    if (s != AIM_OK) assert_int_equal(aim_model_layer_count(m), layers);
+    return s;
+}
+CASE(t_aim_pool2d_config_init__null) {
+    UNUSED;
+    return aim_pool2d_config_init(NULL, 2, 2);
+}
+CASE(t_aim_model_add_max_pool2d__null_model) {
+    UNUSED;
+    aim_pool2d_config c;
+    assert_int_equal(aim_pool2d_config_init(&c, 2, 2), AIM_OK);
+    return aim_model_add_max_pool2d(NULL, &c);
+}
+CASE(t_aim_model_add_max_pool2d__null_config) { return aim_model_add_max_pool2d(f->m_img_unc, NULL); }
+CASE(t_aim_model_add_max_pool2d__zero_kernel) { return pool_with(f->m_img_unc, aim_model_add_max_pool2d, 0, 1, 0); }
+CASE(t_aim_model_add_max_pool2d__zero_stride) { return pool_with(f->m_img_unc, aim_model_add_max_pool2d, 2, 0, 0); }
+CASE(t_aim_model_add_max_pool2d__input_not_rank_3) { return pool_with(f->m_unc, aim_model_add_max_pool2d, 2, 2, 0); }
+CASE(t_aim_model_add_max_pool2d__window_larger_than_input) {
+    return pool_with(f->m_img_unc, aim_model_add_max_pool2d, 6, 6, 0);
+}
+CASE(t_aim_model_add_max_pool2d__padding_over_half_window) {
+    return pool_with(f->m_img_unc, aim_model_add_max_pool2d, 2, 2, 2);
+}
+CASE(t_aim_model_add_max_pool2d__after_compile) { return pool_with(f->m_img, aim_model_add_max_pool2d, 2, 2, 0); }
+CASE(t_aim_model_add_avg_pool2d__null_model) {
+    UNUSED;
+    aim_pool2d_config c;
+    assert_int_equal(aim_pool2d_config_init(&c, 2, 2), AIM_OK);
+    return aim_model_add_avg_pool2d(NULL, &c);
+}
+CASE(t_aim_model_add_avg_pool2d__null_config) { return aim_model_add_avg_pool2d(f->m_img_unc, NULL); }
+CASE(t_aim_model_add_avg_pool2d__zero_kernel) { return pool_with(f->m_img_unc, aim_model_add_avg_pool2d, 0, 1, 0); }
+CASE(t_aim_model_add_avg_pool2d__input_not_rank_3) { return pool_with(f->m_unc, aim_model_add_avg_pool2d, 2, 2, 0); }
+CASE(t_aim_model_add_avg_pool2d__window_larger_than_input) {
+    return pool_with(f->m_img_unc, aim_model_add_avg_pool2d, 6, 6, 0);
+}
+CASE(t_aim_model_add_avg_pool2d__padding_over_half_window) {
+    return pool_with(f->m_img_unc, aim_model_add_avg_pool2d, 3, 3, 2);
+}
+CASE(t_aim_model_add_avg_pool2d__after_compile) { return pool_with(f->m_img, aim_model_add_avg_pool2d, 2, 2, 0); }
+CASE(t_aim_model_add_global_avg_pool2d__null) {
+    UNUSED;
+    return aim_model_add_global_avg_pool2d(NULL);
+}
+CASE(t_aim_model_add_global_avg_pool2d__input_not_rank_3) {
+    aim_status s = aim_model_add_global_avg_pool2d(f->m_unc);
+    assert_int_equal(aim_model_layer_count(f->m_unc), 2);
+    return s;
+}
+CASE(t_aim_model_add_global_avg_pool2d__after_compile) { return aim_model_add_global_avg_pool2d(f->m_img); }
+CASE(t_aim_model_add_flatten__null) {
+    UNUSED;
+    return aim_model_add_flatten(NULL);
+}
+CASE(t_aim_model_add_flatten__after_compile) {
+    aim_status s = aim_model_add_flatten(f->m_img);
+    assert_int_equal(aim_model_layer_count(f->m_img), 4);
+    return s;
+}
+CASE(t_aim_model_layer_shape__null_model) {
+    UNUSED;
+    size_t r = 0, d[AIM_MAX_RANK];
+    return aim_model_layer_shape(NULL, 0, &r, d);
+}
+CASE(t_aim_model_layer_shape__null_rank) {
+    size_t d[AIM_MAX_RANK];
+    return aim_model_layer_shape(f->m_img, 0, NULL, d);
+}
+CASE(t_aim_model_layer_shape__null_dims) {
+    size_t r = 77;
+    aim_status s = aim_model_layer_shape(f->m_img, 0, &r, NULL);
+    assert_int_equal(r, 77);
+    return s;
+}
+CASE(t_aim_model_layer_shape__layer_out_of_range) {
+    size_t r = 77, d[AIM_MAX_RANK] = {77, 77, 77, 77};
+    aim_status s = aim_model_layer_shape(f->m_img, 4, &r, d);
+    assert_int_equal(r, 77);
+    assert_int_equal(d[0], 77);
+    return s;
+}
+CASE(t_aim_model_layer_shape__no_layers) {
+    size_t r = 77, d[AIM_MAX_RANK];
+    return aim_model_layer_shape(f->m_img_unc, 0, &r, d);
+}
+
+CASE(t_aim_model_compile__null_model) {
+    UNUSED;
+    return aim_model_compile(NULL, NULL);
+}
+CASE(t_aim_model_compile__zero_max_batch) {
+    aim_compile_config cc;
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = 0;
+    aim_status s = aim_model_compile(f->m_unc, &cc);
+    /* Still not compiled: a valid compile must now work. */
+    assert_int_equal(aim_model_forward(f->m_unc, AIM_MODE_TRAIN, f->x, 1), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_compile(f->m_unc, NULL), AIM_OK);
+    return s;
+}
+CASE(t_aim_model_compile__twice) {
+    float before[64];
+    size_t n = snapshot_params(f->m, before);
+    aim_status s = aim_model_compile(f->m, NULL);
+    assert_params_equal(f->m, before, n);
+    return s;
+}
+CASE(t_aim_model_compile__no_layers) { return aim_model_compile(f->m_empty, NULL); }
+CASE(t_aim_model_compile__activation_size_overflow) {
+    /* max_batch * units * sizeof(float) overflows. */
+    aim_compile_config cc;
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = SIZE_MAX / 2;
+    aim_status s = aim_model_compile(f->m_unc, &cc);
+    assert_int_equal(aim_model_compile(f->m_unc, NULL), AIM_OK);
+    return s;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Forward, output, losses, backward                                         */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_model_forward__null_model) { return aim_model_forward(NULL, AIM_MODE_TRAIN, f->x, 1); }
+CASE(t_aim_model_forward__null_input) { return aim_model_forward(f->m, AIM_MODE_TRAIN, NULL, 1); }
+CASE(t_aim_model_forward__zero_batch) { return aim_model_forward(f->m, AIM_MODE_TRAIN, f->x, 0); }
+CASE(t_aim_model_forward__unknown_mode) { return aim_model_forward(f->m, (aim_mode)99, f->x, 1); }
+CASE(t_aim_model_forward__batch_above_max_batch) {
+    aim_status s = aim_model_forward(f->m, AIM_MODE_TRAIN, f->x, MAXB + 1);
+    /* No forward happened. */
+    const float *o = NULL;
+    assert_int_equal(aim_model_output(f->m, &o, NULL), AIM_ERR_INVALID_STATE);
+    return s;
+}
+CASE(t_aim_model_forward__huge_batch) { return aim_model_forward(f->m, AIM_MODE_INFERENCE, f->x, SIZE_MAX); }
+CASE(t_aim_model_forward__not_compiled) { return aim_model_forward(f->m_unc, AIM_MODE_TRAIN, f->x, 1); }
+CASE(t_aim_model_forward__no_layers) { return aim_model_forward(f->m_empty, AIM_MODE_TRAIN, f->x, 1); }
+
+CASE(t_aim_model_output__null_model) {
+    UNUSED;
+    const float *o = NULL;
+    return aim_model_output(NULL, &o, NULL);
+}
+CASE(t_aim_model_output__null_output) {
+    size_t n = 77;
+    fwd(f->m, f, 2);
+    aim_status s = aim_model_output(f->m, NULL, &n);
+    assert_int_equal(n, 77);
+    return s;
+}
+CASE(t_aim_model_output__before_forward) {
+    const float *o = SENT;
+    size_t n = 77;
+    aim_status s = aim_model_output(f->m, &o, &n);
+    assert_ptr_equal(o, SENT);
+    assert_int_equal(n, 77);
+    return s;
+}
+CASE(t_aim_model_output__not_compiled) {
+    const float *o = NULL;
+    return aim_model_output(f->m_unc, &o, NULL);
+}
+
+CASE(t_aim_model_loss__null_model) {
+    float l = 0;
+    return aim_model_loss(NULL, AIM_LOSS_MSE, f->targets, 2, &l);
+}
+CASE(t_aim_model_loss__null_targets) {
+    float l = 0;
+    fwd(f->m, f, 2);
+    return aim_model_loss(f->m, AIM_LOSS_MSE, NULL, 2, &l);
+}
+CASE(t_aim_model_loss__null_loss_out) {
+    fwd(f->m, f, 2);
+    return aim_model_loss(f->m, AIM_LOSS_MSE, f->targets, 2, NULL);
+}
+CASE(t_aim_model_loss__unknown_kind) {
+    float l = -1.0f;
+    fwd(f->m, f, 2);
+    aim_status s = aim_model_loss(f->m, (aim_loss_kind)99, f->targets, 2, &l);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_model_loss__batch_differs_from_forward) {
+    float l = -1.0f;
+    fwd(f->m, f, 2);
+    aim_status s = aim_model_loss(f->m, AIM_LOSS_MSE, f->targets, 3, &l);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_model_loss__before_forward) {
+    float l = -1.0f;
+    aim_status s = aim_model_loss(f->m, AIM_LOSS_MSE, f->targets, 2, &l);
+    assert_true(l == -1.0f);
+    return s;
+}
+CASE(t_aim_model_loss__not_compiled) {
+    float l = -1.0f;
+    return aim_model_loss(f->m_unc, AIM_LOSS_MSE, f->targets, 2, &l);
+}
+CASE(t_aim_model_loss__nan_target) {
+    /* The loss is NaN: refused, and no gradient is kept for backward. */
+    float l = -1.0f;
+    fwd(f->m, f, 2);
+    f->targets[1] = NAN;
+    aim_status s = aim_model_loss(f->m, AIM_LOSS_MSE, f->targets, 2, &l);
+    assert_true(l == -1.0f);
+    assert_int_equal(aim_model_backward(f->m, NULL), AIM_ERR_INVALID_STATE);
+    return s;
+}
+CASE(t_aim_model_loss__nan_output) {
+    float l = -1.0f;
+    f->x[0] = NAN; /* m_lin has no activation, so the NaN reaches the output */
+    fwd(f->m_lin, f, 2);
+    return aim_model_loss(f->m_lin, AIM_LOSS_BCE_WITH_LOGITS, f->targets, 2, &l);
+}
+
+CASE(t_aim_model_loss_sparse__null_model) {
+    float l = 0;
+    return aim_model_loss_sparse(NULL, f->labels, 2, &l);
+}
+CASE(t_aim_model_loss_sparse__null_labels) {
+    float l = 0;
+    fwd(f->m, f, 2);
+    return aim_model_loss_sparse(f->m, NULL, 2, &l);
+}
+CASE(t_aim_model_loss_sparse__null_loss_out) {
+    fwd(f->m, f, 2);
+    return aim_model_loss_sparse(f->m, f->labels, 2, NULL);
+}
+CASE(t_aim_model_loss_sparse__label_out_of_range) {
+    float l = -1.0f;
+    fwd(f->m, f, 2);
+    f->labels[1] = OUT;
+    aim_status s = aim_model_loss_sparse(f->m, f->labels, 2, &l);
+    assert_true(l == -1.0f);
+    assert_int_equal(aim_model_backward(f->m, NULL), AIM_ERR_INVALID_STATE);
+    return s;
+}
+CASE(t_aim_model_loss_sparse__negative_label) {
+    float l = -1.0f;
+    fwd(f->m, f, 2);
+    f->labels[0] = INT32_MIN;
+    return aim_model_loss_sparse(f->m, f->labels, 2, &l);
+}
+CASE(t_aim_model_loss_sparse__batch_differs_from_forward) {
+    float l = -1.0f;
+    fwd(f->m, f, 3);
+    return aim_model_loss_sparse(f->m, f->labels, 2, &l);
+}
+CASE(t_aim_model_loss_sparse__before_forward) {
+    float l = -1.0f;
+    return aim_model_loss_sparse(f->m, f->labels, 2, &l);
+}
+CASE(t_aim_model_loss_sparse__not_compiled) {
+    float l = -1.0f;
+    return aim_model_loss_sparse(f->m_unc, f->labels, 2, &l);
+}
+CASE(t_aim_model_loss_sparse__nan_logits) {
+    float l = -1.0f;
+    f->x[IN] = NAN; /* second sample */
+    fwd(f->m_lin, f, 2);
+    aim_status s = aim_model_loss_sparse(f->m_lin, f->labels, 2, &l);
+    assert_true(l == -1.0f);
+    assert_int_equal(aim_model_backward(f->m_lin, NULL), AIM_ERR_INVALID_STATE);
+    return s;
+}
+
+CASE(t_aim_model_backward__null_model) {
+    UNUSED;
+    return aim_model_backward(NULL, NULL);
+}
+CASE(t_aim_model_backward__before_forward) {
+    float *g = NULL;
+    size_t n = 0;
+    aim_status s = aim_model_backward(f->m, f->grads);
+    assert_int_equal(aim_model_gradients(f->m, &g, &n), AIM_OK);
+    for (size_t i = 0; i < n; i++) assert_true(g[i] == 0.0f);
+    return s;
+}
+CASE(t_aim_model_backward__after_inference_forward) {
+    assert_int_equal(aim_model_forward(f->m, AIM_MODE_INFERENCE, f->x, 2), AIM_OK);
+    return aim_model_backward(f->m, f->grads);
+}
+CASE(t_aim_model_backward__no_loss_and_null_grad) {
+    fwd(f->m, f, 2);
+    return aim_model_backward(f->m, NULL);
+}
+CASE(t_aim_model_backward__not_compiled) { return aim_model_backward(f->m_unc, f->grads); }
+
+CASE(t_aim_model_input_gradient__null_model) {
+    UNUSED;
+    const float *g = NULL;
+    return aim_model_input_gradient(NULL, &g);
+}
+CASE(t_aim_model_input_gradient__null_grad) {
+    fwd(f->m_ig, f, 2);
+    assert_int_equal(aim_model_backward(f->m_ig, f->grads), AIM_OK);
+    return aim_model_input_gradient(f->m_ig, NULL);
+}
+CASE(t_aim_model_input_gradient__not_enabled) {
+    const float *g = SENT;
+    fwd(f->m, f, 2);
+    assert_int_equal(aim_model_backward(f->m, f->grads), AIM_OK);
+    aim_status s = aim_model_input_gradient(f->m, &g);
+    assert_ptr_equal(g, SENT);
+    return s;
+}
+CASE(t_aim_model_input_gradient__before_backward) {
+    const float *g = SENT;
+    fwd(f->m_ig, f, 2);
+    aim_status s = aim_model_input_gradient(f->m_ig, &g);
+    assert_ptr_equal(g, SENT);
+    return s;
+}
+CASE(t_aim_model_input_gradient__not_compiled) {
+    const float *g = NULL;
+    return aim_model_input_gradient(f->m_unc, &g);
+}
+
+CASE(t_aim_model_zero_grad__null) {
+    UNUSED;
+    return aim_model_zero_grad(NULL);
+}
+CASE(t_aim_model_zero_grad__not_compiled) { return aim_model_zero_grad(f->m_unc); }
+
+CASE(t_aim_model_parameters__null_model) {
+    UNUSED;
+    float *p = NULL;
+    size_t n = 0;
+    return aim_model_parameters(NULL, &p, &n);
+}
+CASE(t_aim_model_parameters__null_params) {
+    size_t n = 77;
+    aim_status s = aim_model_parameters(f->m, NULL, &n);
+    assert_int_equal(n, 77);
+    return s;
+}
+CASE(t_aim_model_parameters__null_count) {
+    float *p = SENT;
+    aim_status s = aim_model_parameters(f->m, &p, NULL);
+    assert_ptr_equal(p, SENT);
+    return s;
+}
+CASE(t_aim_model_parameters__not_compiled) {
+    float *p = SENT;
+    size_t n = 77;
+    aim_status s = aim_model_parameters(f->m_unc, &p, &n);
+    assert_ptr_equal(p, SENT);
+    assert_int_equal(n, 77);
+    return s;
+}
+CASE(t_aim_model_gradients__null_model) {
+    UNUSED;
+    float *p = NULL;
+    size_t n = 0;
+    return aim_model_gradients(NULL, &p, &n);
+}
+CASE(t_aim_model_gradients__null_grads) {
+    size_t n = 0;
+    return aim_model_gradients(f->m, NULL, &n);
+}
+CASE(t_aim_model_gradients__null_count) {
+    float *p = NULL;
+    return aim_model_gradients(f->m, &p, NULL);
+}
+CASE(t_aim_model_gradients__not_compiled) {
+    float *p = SENT;
+    size_t n = 77;
+    aim_status s = aim_model_gradients(f->m_unc, &p, &n);
+    assert_ptr_equal(p, SENT);
+    return s;
+}
+
+CASE(t_aim_model_layer_parameters__null_model) {
+    UNUSED;
+    size_t o, w, b;
+    return aim_model_layer_parameters(NULL, 0, &o, &w, &b);
+}
+CASE(t_aim_model_layer_parameters__null_offset) {
+    size_t w, b;
+    return aim_model_layer_parameters(f->m, 0, NULL, &w, &b);
+}
+CASE(t_aim_model_layer_parameters__null_weight_count) {
+    size_t o, b;
+    return aim_model_layer_parameters(f->m, 0, &o, NULL, &b);
+}
+CASE(t_aim_model_layer_parameters__null_bias_count) {
+    size_t o, w;
+    return aim_model_layer_parameters(f->m, 0, &o, &w, NULL);
+}
+CASE(t_aim_model_layer_parameters__layer_out_of_range) {
+    size_t o = 77, w = 77, b = 77;
+    aim_status s = aim_model_layer_parameters(f->m, 2, &o, &w, &b);
+    assert_int_equal(o, 77);
+    assert_int_equal(w, 77);
+    assert_int_equal(b, 77);
+    return s;
+}
+CASE(t_aim_model_layer_parameters__not_compiled) {
+    size_t o, w, b;
+    return aim_model_layer_parameters(f->m_unc, 0, &o, &w, &b);
+}
+CASE(t_aim_model_layer_count__null) {
+    UNUSED;
+    assert_int_equal(aim_model_layer_count(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_model_input_size__null) {
+    UNUSED;
+    assert_int_equal(aim_model_input_size(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_model_output_size__null) {
+    UNUSED;
+    assert_int_equal(aim_model_output_size(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_model_output_size__no_layers) {
+    assert_int_equal(aim_model_output_size(f->m_empty), 0);
+    assert_int_equal(aim_model_layer_count(f->m_empty), 0);
+    assert_int_equal(aim_model_input_size(f->m_empty), IN);
+    return AIM_OK;
+}
+CASE(t_aim_model_memory_size__null_model) {
+    UNUSED;
+    size_t b = 0;
+    return aim_model_memory_size(NULL, &b);
+}
+CASE(t_aim_model_memory_size__null_bytes) { return aim_model_memory_size(f->m, NULL); }
+CASE(t_aim_model_memory_size__not_compiled) {
+    size_t b = 77;
+    aim_status s = aim_model_memory_size(f->m_unc, &b);
+    assert_int_equal(b, 77);
+    return s;
+}
+CASE(t_aim_model_last_error__null) {
+    UNUSED;
+    assert_non_null(aim_model_last_error(NULL));
+    assert_string_equal(aim_model_last_error(NULL), "");
+    return AIM_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Workspaces and predict                                                    */
+/* ------------------------------------------------------------------------- */
+
+CASE(t_aim_workspace_size__null_model) {
+    UNUSED;
+    size_t b = 0;
+    return aim_workspace_size(NULL, 2, &b);
+}
+CASE(t_aim_workspace_size__null_bytes) { return aim_workspace_size(f->m, 2, NULL); }
+CASE(t_aim_workspace_size__zero_batch) {
+    size_t b = 77;
+    aim_status s = aim_workspace_size(f->m, 0, &b);
+    assert_int_equal(b, 77);
+    return s;
+}
+CASE(t_aim_workspace_size__not_compiled) {
+    size_t b = 0;
+    return aim_workspace_size(f->m_unc, 2, &b);
+}
+CASE(t_aim_workspace_size__overflow) {
+    size_t b = 77;
+    aim_status s = aim_workspace_size(f->m, SIZE_MAX / 2, &b);
+    assert_int_equal(b, 77);
+    return s;
+}
+CASE(t_aim_workspace_create__null_model) {
+    UNUSED;
+    aim_workspace *w = SENT;
+    aim_status s = aim_workspace_create(NULL, NULL, 2, &w);
+    assert_ptr_equal(w, SENT);
+    return s;
+}
+CASE(t_aim_workspace_create__null_out) { return aim_workspace_create(f->m, NULL, 2, NULL); }
+CASE(t_aim_workspace_create__zero_batch) {
+    aim_workspace *w = SENT;
+    aim_status s = aim_workspace_create(f->m, NULL, 0, &w);
+    assert_ptr_equal(w, SENT);
+    return s;
+}
+CASE(t_aim_workspace_create__not_compiled) {
+    aim_workspace *w = SENT;
+    aim_status s = aim_workspace_create(f->m_unc, NULL, 2, &w);
+    assert_ptr_equal(w, SENT);
+    return s;
+}
+CASE(t_aim_workspace_create__overflow) {
+    aim_workspace *w = SENT;
+    aim_status s = aim_workspace_create(f->m, NULL, SIZE_MAX / 2, &w);
+    assert_ptr_equal(w, SENT);
+    return s;
+}
+CASE(t_aim_workspace_create__allocator_missing_function) {
+    aim_workspace *w = SENT;
+    aim_status s = aim_workspace_create(f->m, &incomplete_allocator, 2, &w);
+    assert_ptr_equal(w, SENT);
+    return s;
+}
+CASE(t_aim_workspace_free__null) {
+    UNUSED;
+    aim_workspace_free(NULL);
+    return AIM_OK;
+}
+CASE(t_aim_workspace_last_error__null) {
+    UNUSED;
+    assert_non_null(aim_workspace_last_error(NULL));
+    assert_string_equal(aim_workspace_last_error(NULL), "");
+    return AIM_OK;
+}
+
+/* Output must stay untouched by every refused predict. */
+static aim_status predict_checked(fx *f, const aim_model *m, aim_workspace *ws, const float *x, size_t batch,
+                                  float *y) {
+    for (size_t i = 0; i < BIG * OUT; i++) f->out[i] = -42.0f;
+    aim_status s = aim_model_predict(m, ws, x, batch, y);
+    if (s != AIM_OK) {
+        for (size_t i = 0; i < BIG * OUT; i++) assert_true(f->out[i] == -42.0f);
+    }
+    return s;
+}
+CASE(t_aim_model_predict__null_model) { return predict_checked(f, NULL, f->ws, f->x, 1, f->out); }
+CASE(t_aim_model_predict__null_workspace) { return predict_checked(f, f->m, NULL, f->x, 1, f->out); }
+CASE(t_aim_model_predict__null_input) { return predict_checked(f, f->m, f->ws, NULL, 1, f->out); }
+CASE(t_aim_model_predict__null_output) { return aim_model_predict(f->m, f->ws, f->x, 1, NULL); }
+CASE(t_aim_model_predict__zero_batch) { return predict_checked(f, f->m, f->ws, f->x, 0, f->out); }
+CASE(t_aim_model_predict__batch_above_workspace) {
+    return predict_checked(f, f->m, f->ws, f->x, MAXB + 1, f->out);
+}
+CASE(t_aim_model_predict__workspace_of_other_architecture) {
+    return predict_checked(f, f->m_other, f->ws, f->x, 1, f->out);
+}
+CASE(t_aim_model_predict__workspace_of_larger_architecture) {
+    /* A workspace serves any model whose activations and scratch fit in it,
+     * so one made for a larger model is accepted and gives the same output
+     * as the model's own workspace. */
+    aim_workspace *w = NULL;
+    float ref[64], got[64];
+    size_t no = aim_model_output_size(f->m);
+    assert_true(no <= 64);
+    assert_int_equal(aim_model_predict(f->m, f->ws, f->x, 1, ref), AIM_OK);
+    assert_int_equal(aim_workspace_create(f->m_other, NULL, MAXB, &w), AIM_OK);
+    aim_status s = aim_model_predict(f->m, w, f->x, 1, got);
+    aim_workspace_free(w);
+    if (s == AIM_OK) assert_memory_equal(ref, got, no * sizeof(float));
+    return s;
+}
+CASE(t_aim_model_predict__not_compiled) { return predict_checked(f, f->m_unc, f->ws, f->x, 1, f->out); }
+
+/* ------------------------------------------------------------------------- */
+/* Optimizers and clipping                                                   */
+/* ------------------------------------------------------------------------- */
+
+static aim_status sgd_with(fx *f, float momentum, float dampening, float wd, int32_t nesterov) {
+    aim_sgd_config c;
+    aim_optimizer *o = SENT;
+    assert_int_equal(aim_sgd_config_init(&c), AIM_OK);
+    c.momentum = momentum;
+    c.dampening = dampening;
+    c.weight_decay = wd;
+    c.nesterov = nesterov;
+    aim_status s = aim_sgd_create(NULL, &c, f->nparams, &o);
+    if (s == AIM_OK) aim_optimizer_free(o);
+    else assert_ptr_equal(o, SENT);
+    return s;
+}
+static aim_status adam_with(fx *f, float b1, float b2, float eps, float wd) {
+    aim_adam_config c;
+    aim_optimizer *o = SENT;
+    assert_int_equal(aim_adam_config_init(&c), AIM_OK);
+    c.beta1 = b1;
+    c.beta2 = b2;
+    c.epsilon = eps;
+    c.weight_decay = wd;
+    aim_status s = aim_adam_create(NULL, &c, f->nparams, &o);
+    if (s == AIM_OK) aim_optimizer_free(o);
+    else assert_ptr_equal(o, SENT);
+    return s;
+}
+
+CASE(t_aim_sgd_create__null_out) { return aim_sgd_create(NULL, NULL, f->nparams, NULL); }
+CASE(t_aim_sgd_create__zero_count) {
+    UNUSED;
+    aim_optimizer *o = SENT;
+    aim_status s = aim_sgd_create(NULL, NULL, 0, &o);
+    assert_ptr_equal(o, SENT);
+    return s;
+}
+CASE(t_aim_sgd_create__negative_momentum) { return sgd_with(f, -0.5f, 0.0f, 0.0f, 0); }
+CASE(t_aim_sgd_create__nan_momentum) { return sgd_with(f, NAN, 0.0f, 0.0f, 0); }
+CASE(t_aim_sgd_create__dampening_above_1) { return sgd_with(f, 0.9f, 1.5f, 0.0f, 0); }
+CASE(t_aim_sgd_create__negative_weight_decay) { return sgd_with(f, 0.0f, 0.0f, -0.1f, 0); }
+CASE(t_aim_sgd_create__nesterov_without_momentum) { return sgd_with(f, 0.0f, 0.0f, 0.0f, 1); }
+CASE(t_aim_sgd_create__nesterov_with_dampening) { return sgd_with(f, 0.9f, 0.5f, 0.0f, 1); }
+CASE(t_aim_sgd_create__overflow) {
+    UNUSED;
+    aim_sgd_config c;
+    aim_optimizer *o = SENT;
+    assert_int_equal(aim_sgd_config_init(&c), AIM_OK);
+    c.momentum = 0.9f; /* needs a momentum buffer of count floats */
+    aim_status s = aim_sgd_create(NULL, &c, SIZE_MAX / 2, &o);
+    assert_ptr_equal(o, SENT);
+    return s;
+}
+CASE(t_aim_sgd_create__allocator_missing_function) {
+    aim_optimizer *o = SENT;
+    aim_status s = aim_sgd_create(&incomplete_allocator, NULL, f->nparams, &o);
+    assert_ptr_equal(o, SENT);
+    return s;
+}
+CASE(t_aim_adam_create__null_out) { return aim_adam_create(NULL, NULL, f->nparams, NULL); }
+CASE(t_aim_adam_create__zero_count) {
+    UNUSED;
+    aim_optimizer *o = SENT;
+    aim_status s = aim_adam_create(NULL, NULL, 0, &o);
+    assert_ptr_equal(o, SENT);
+    return s;
+}
+CASE(t_aim_adam_create__beta1_above_1) { return adam_with(f, 1.5f, 0.999f, 1e-8f, 0.0f); }
+CASE(t_aim_adam_create__negative_beta2) { return adam_with(f, 0.9f, -0.1f, 1e-8f, 0.0f); }
+CASE(t_aim_adam_create__nan_epsilon) { return adam_with(f, 0.9f, 0.999f, NAN, 0.0f); }
+CASE(t_aim_adam_create__negative_weight_decay) { return adam_with(f, 0.9f, 0.999f, 1e-8f, -1.0f); }
+CASE(t_aim_adam_create__overflow) {
+    UNUSED;
+    aim_optimizer *o = SENT;
+    aim_status s = aim_adam_create(NULL, NULL, SIZE_MAX / 2, &o);
+    assert_ptr_equal(o, SENT);
+    return s;
+}
+CASE(t_aim_optimizer_free__null) {
+    UNUSED;
+    aim_optimizer_free(NULL);
+    return AIM_OK;
+}
+
+/* A refused step must leave the parameters (bit for bit) and the step count alone. */
+static aim_status step_checked(fx *f, aim_optimizer *o, float *params, const float *grads, size_t count,
+                               float lr) {
+    float before[64];
+    memcpy(before, f->buf, sizeof before);
+    uint64_t steps = aim_optimizer_steps(o);
+    aim_status s = aim_optimizer_step(o, params, grads, count, lr);
+    if (s != AIM_OK) {
+        assert_memory_equal(f->buf, before, sizeof before);
+        assert_int_equal(aim_optimizer_steps(o), steps);
+    }
+    return s;
+}
+CASE(t_aim_optimizer_step__null_optimizer) { return step_checked(f, NULL, f->buf, f->grads, f->nparams, 0.1f); }
+CASE(t_aim_optimizer_step__null_params) { return step_checked(f, f->sgd, NULL, f->grads, f->nparams, 0.1f); }
+CASE(t_aim_optimizer_step__null_grads) { return step_checked(f, f->sgd, f->buf, NULL, f->nparams, 0.1f); }
+CASE(t_aim_optimizer_step__nan_learning_rate) {
+    return step_checked(f, f->sgd, f->buf, f->grads, f->nparams, NAN);
+}
+CASE(t_aim_optimizer_step__inf_learning_rate) {
+    return step_checked(f, f->sgd, f->buf, f->grads, f->nparams, INFINITY);
+}
+CASE(t_aim_optimizer_step__negative_learning_rate) {
+    return step_checked(f, f->sgd, f->buf, f->grads, f->nparams, -0.1f);
+}
+CASE(t_aim_optimizer_step__count_smaller) {
+    return step_checked(f, f->sgd, f->buf, f->grads, f->nparams - 1, 0.1f);
+}
+CASE(t_aim_optimizer_step__count_larger) {
+    return step_checked(f, f->sgd, f->buf, f->grads, f->nparams + 1, 0.1f);
+}
+CASE(t_aim_optimizer_step__adam_check_finite_nan_grad) {
+    aim_adam_config c;
+    aim_optimizer *o = NULL;
+    assert_int_equal(aim_adam_config_init(&c), AIM_OK);
+    c.check_finite = 1;
+    assert_int_equal(aim_adam_create(NULL, &c, 8, &o), AIM_OK);
+    f->grads[5] = NAN;
+    aim_status s = step_checked(f, o, f->buf, f->grads, 8, 0.1f);
+    /* Nothing changed: with a clean gradient, the next step is a first step. */
+    f->grads[5] = 0.5f;
+    assert_int_equal(aim_optimizer_steps(o), 0);
+    assert_int_equal(aim_optimizer_step(o, f->buf, f->grads, 8, 0.1f), AIM_OK);
+    assert_int_equal(aim_optimizer_steps(o), 1);
+    aim_optimizer_free(o);
+    return s;
+}
+CASE(t_aim_optimizer_step__sgd_check_finite_inf_grad) {
+    aim_sgd_config c;
+    aim_optimizer *o = NULL;
+    assert_int_equal(aim_sgd_config_init(&c), AIM_OK);
+    c.check_finite = 1;
+    c.momentum = 0.9f;
+    assert_int_equal(aim_sgd_create(NULL, &c, 8, &o), AIM_OK);
+    f->grads[7] = -INFINITY;
+    aim_status s = step_checked(f, o, f->buf, f->grads, 8, 0.1f);
+    aim_optimizer_free(o);
+    return s;
+}
+CASE(t_aim_optimizer_step_model__null_optimizer) { return aim_optimizer_step_model(NULL, f->m, 0.1f); }
+CASE(t_aim_optimizer_step_model__null_model) { return aim_optimizer_step_model(f->sgd, NULL, 0.1f); }
+CASE(t_aim_optimizer_step_model__not_compiled) { return aim_optimizer_step_model(f->sgd, f->m_unc, 0.1f); }
+CASE(t_aim_optimizer_step_model__count_mismatch) {
+    /* f->sgd was made for m's count; m_other has more parameters. */
+    float before[64];
+    size_t n = snapshot_params(f->m_other, before);
+    aim_status s = aim_optimizer_step_model(f->sgd, f->m_other, 0.1f);
+    assert_params_equal(f->m_other, before, n);
+    assert_int_equal(aim_optimizer_steps(f->sgd), 0);
+    return s;
+}
+CASE(t_aim_optimizer_step_model__nan_learning_rate) {
+    float before[64];
+    size_t n = snapshot_params(f->m, before);
+    aim_status s = aim_optimizer_step_model(f->sgd, f->m, NAN);
+    assert_params_equal(f->m, before, n);
+    return s;
+}
+CASE(t_aim_optimizer_step_model__check_finite_nan_grad) {
+    aim_adam_config c;
+    aim_optimizer *o = NULL;
+    float before[64], *g = NULL;
+    size_t n = 0;
+    assert_int_equal(aim_adam_config_init(&c), AIM_OK);
+    c.check_finite = 1;
+    assert_int_equal(aim_adam_create(NULL, &c, f->nparams, &o), AIM_OK);
+    fwd(f->m, f, 2);
+    assert_int_equal(aim_model_backward(f->m, f->grads), AIM_OK);
+    assert_int_equal(aim_model_gradients(f->m, &g, &n), AIM_OK);
+    g[n - 1] = NAN;
+    n = snapshot_params(f->m, before);
+    aim_status s = aim_optimizer_step_model(o, f->m, 0.01f);
+    assert_params_equal(f->m, before, n);
+    assert_int_equal(aim_optimizer_steps(o), 0);
+    aim_optimizer_free(o);
+    return s;
+}
+CASE(t_aim_optimizer_reset__null) {
+    UNUSED;
+    return aim_optimizer_reset(NULL);
+}
+CASE(t_aim_optimizer_steps__null) {
+    UNUSED;
+    assert_int_equal(aim_optimizer_steps(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_optimizer_last_error__null) {
+    /* Not spelled out for NULL in the header; "" like every other *_last_error. */
+    UNUSED;
+    assert_non_null(aim_optimizer_last_error(NULL));
+    assert_string_equal(aim_optimizer_last_error(NULL), "");
+    return AIM_OK;
+}
+
+/* A refused clip leaves the gradients alone. */
+static aim_status clip_checked(fx *f, float *g, size_t n, float max_norm) {
+    float before[64], norm = -1.0f;
+    memcpy(before, f->grads, sizeof before);
+    aim_status s = aim_clip_grad_norm(g, n, max_norm, &norm);
+    if (s != AIM_OK) {
+        assert_memory_equal(f->grads, before, sizeof before);
+        assert_true(norm == -1.0f);
+    }
+    return s;
+}
+CASE(t_aim_clip_grad_norm__null_grads) { return clip_checked(f, NULL, 8, 1.0f); }
+CASE(t_aim_clip_grad_norm__zero_count) { return clip_checked(f, f->grads, 0, 1.0f); }
+CASE(t_aim_clip_grad_norm__zero_max_norm) { return clip_checked(f, f->grads, 8, 0.0f); }
+CASE(t_aim_clip_grad_norm__negative_max_norm) { return clip_checked(f, f->grads, 8, -1.0f); }
+CASE(t_aim_clip_grad_norm__nan_max_norm) { return clip_checked(f, f->grads, 8, NAN); }
+CASE(t_aim_clip_grad_norm__inf_max_norm) { return clip_checked(f, f->grads, 8, INFINITY); }
+CASE(t_aim_clip_grad_norm__nan_grad) {
+    f->grads[3] = NAN;
+    return clip_checked(f, f->grads, 8, 0.01f);
+}
+CASE(t_aim_clip_grad_norm__inf_grad) {
+    f->grads[0] = INFINITY;
+    return clip_checked(f, f->grads, 8, 0.01f);
+}
+CASE(t_aim_clip_grad_norm__null_norm_out_is_allowed) {
+    /* Positive control: NULL norm_out is documented as allowed. */
+    for (size_t i = 0; i < 4; i++) f->grads[i] = 3.0f; /* norm 6 */
+    aim_status s = aim_clip_grad_norm(f->grads, 4, 1.5f, NULL);
+    for (size_t i = 0; i < 4; i++) assert_float_equal(f->grads[i], 0.75f, 1e-5);
+    return s;
+}
+
+/* ------------------------------------------------------------------------- */
+/* The table                                                                 */
+/* ------------------------------------------------------------------------- */
+
+#define IA AIM_ERR_INVALID_ARGUMENT
+#define SHAPE AIM_ERR_SHAPE_MISMATCH
+#define OVF AIM_ERR_OVERFLOW
+#define STATE AIM_ERR_INVALID_STATE
+#define NONFIN AIM_ERR_NON_FINITE
+#define E(fn, status) {#fn, fn, status}
+
+static const entry table[] = {
+    E(t_aim_status_str__unknown_value, AIM_OK),
+    E(t_aim_version__matches_header, AIM_OK),
+    E(t_aim_version_number__matches_header, AIM_OK),
+
+    E(t_aim_rng_create__null_out, IA),
+    E(t_aim_rng_create__allocator_missing_function, IA),
+    E(t_aim_rng_free__null, AIM_OK),
+    E(t_aim_rng_seed__null, IA),
+    E(t_aim_rng_next_u64__null_rng, IA),
+    E(t_aim_rng_next_u64__null_out, IA),
+    E(t_aim_rng_uniform__null_rng, IA),
+    E(t_aim_rng_uniform__null_out, IA),
+    E(t_aim_rng_below__zero_bound, IA),
+    E(t_aim_rng_below__null_rng, IA),
+    E(t_aim_rng_below__null_out, IA),
+    E(t_aim_rng_normal__null_rng, IA),
+    E(t_aim_rng_normal__null_out, IA),
+    E(t_aim_rng_shuffle_u32__null_rng, IA),
+    E(t_aim_rng_shuffle_u32__null_indices, IA),
+
+    E(t_aim_tensor_create__null_out, IA),
+    E(t_aim_tensor_create__null_dims, IA),
+    E(t_aim_tensor_create__rank_0, IA),
+    E(t_aim_tensor_create__rank_5, IA),
+    E(t_aim_tensor_create__zero_dim, IA),
+    E(t_aim_tensor_create__element_count_overflow, OVF),
+    E(t_aim_tensor_create__byte_count_overflow, OVF),
+    E(t_aim_tensor_create__allocator_missing_function, IA),
+    E(t_aim_tensor_wrap__null_data, IA),
+    E(t_aim_tensor_wrap__null_out, IA),
+    E(t_aim_tensor_wrap__null_dims, IA),
+    E(t_aim_tensor_wrap__rank_0, IA),
+    E(t_aim_tensor_wrap__zero_dim, IA),
+    E(t_aim_tensor_wrap__overflow, OVF),
+    E(t_aim_tensor_free__null, AIM_OK),
+    E(t_aim_tensor_rank__null, AIM_OK),
+    E(t_aim_tensor_dim__null, AIM_OK),
+    E(t_aim_tensor_dim__axis_out_of_range, AIM_OK),
+    E(t_aim_tensor_size__null, AIM_OK),
+    E(t_aim_tensor_data__null, AIM_OK),
+    E(t_aim_tensor_data_const__null, AIM_OK),
+    E(t_aim_tensor_reshape__null_tensor, IA),
+    E(t_aim_tensor_reshape__null_dims, IA),
+    E(t_aim_tensor_reshape__rank_0, IA),
+    E(t_aim_tensor_reshape__rank_5, IA),
+    E(t_aim_tensor_reshape__zero_dim, IA),
+    E(t_aim_tensor_reshape__count_differs, SHAPE),
+    E(t_aim_tensor_reshape__overflow, OVF),
+    E(t_aim_tensor_fill__null, IA),
+    E(t_aim_tensor_copy__null_dst, IA),
+    E(t_aim_tensor_copy__null_src, IA),
+    E(t_aim_tensor_copy__transposed_shape, SHAPE),
+    E(t_aim_tensor_copy__different_rank, SHAPE),
+    E(t_aim_tensor_copy__different_count, SHAPE),
+    E(t_aim_tensor_rand_uniform__null_tensor, IA),
+    E(t_aim_tensor_rand_uniform__null_rng, IA),
+    E(t_aim_tensor_rand_uniform__nan_low, IA),
+    E(t_aim_tensor_rand_uniform__inf_high, IA),
+    E(t_aim_tensor_rand_uniform__low_above_high, IA),
+    E(t_aim_tensor_rand_normal__null_tensor, IA),
+    E(t_aim_tensor_rand_normal__null_rng, IA),
+    E(t_aim_tensor_rand_normal__nan_mean, IA),
+    E(t_aim_tensor_rand_normal__inf_stddev, IA),
+    E(t_aim_tensor_rand_normal__negative_stddev, IA),
+    E(t_aim_tensor_last_error__null, AIM_OK),
+
+    E(t_aim_loss__null_pred, IA),
+    E(t_aim_loss__null_targets, IA),
+    E(t_aim_loss__null_loss_out, IA),
+    E(t_aim_loss__zero_batch, IA),
+    E(t_aim_loss__zero_features, IA),
+    E(t_aim_loss__unknown_kind, IA),
+    E(t_aim_loss__size_overflow, OVF),
+    E(t_aim_loss__nan_pred, NONFIN),
+    E(t_aim_loss__inf_target, NONFIN),
+    E(t_aim_loss__nan_logit_softmax_ce, NONFIN),
+    E(t_aim_loss_sparse__null_logits, IA),
+    E(t_aim_loss_sparse__null_labels, IA),
+    E(t_aim_loss_sparse__null_loss_out, IA),
+    E(t_aim_loss_sparse__zero_batch, IA),
+    E(t_aim_loss_sparse__zero_classes, IA),
+    E(t_aim_loss_sparse__label_equal_to_classes, IA),
+    E(t_aim_loss_sparse__negative_label, IA),
+    E(t_aim_loss_sparse__size_overflow, OVF),
+    E(t_aim_loss_sparse__nan_logit, NONFIN),
+    E(t_aim_activation_forward__unknown_activation, IA),
+    E(t_aim_activation_forward__null_x, IA),
+    E(t_aim_activation_forward__null_y, IA),
+    E(t_aim_activation_forward__zero_rows, IA),
+    E(t_aim_activation_forward__zero_cols, IA),
+    E(t_aim_activation_forward__size_overflow, OVF),
+
+    E(t_aim_dense_config_init__null, IA),
+    E(t_aim_compile_config_init__null, IA),
+    E(t_aim_sgd_config_init__null, IA),
+    E(t_aim_adam_config_init__null, IA),
+
+    E(t_aim_model_create__null_out, IA),
+    E(t_aim_model_create__null_dims, IA),
+    E(t_aim_model_create__rank_0, IA),
+    E(t_aim_model_create__rank_4, IA),
+    E(t_aim_model_create__zero_dim, IA),
+    E(t_aim_model_create__overflow, OVF),
+    E(t_aim_model_create__allocator_missing_function, IA),
+    E(t_aim_model_free__null, AIM_OK),
+    E(t_aim_model_add_dense__null_model, IA),
+    E(t_aim_model_add_dense__null_config, IA),
+    E(t_aim_model_add_dense__zero_units, IA),
+    E(t_aim_model_add_dense__unknown_activation, IA),
+    E(t_aim_model_add_dense__unknown_init, IA),
+    E(t_aim_model_add_dense__after_compile, STATE),
+    E(t_aim_model_add_dense__parameter_count_overflow, OVF),
+    E(t_aim_model_add_activation__null_model, IA),
+    E(t_aim_model_add_activation__unknown_activation, IA),
+    E(t_aim_model_add_activation__negative_enum, IA),
+    E(t_aim_model_add_activation__after_compile, STATE),
+    E(t_aim_conv2d_config_init__null, IA),
+    E(t_aim_model_add_conv2d__null_model, IA),
+    E(t_aim_model_add_conv2d__null_config, IA),
+    E(t_aim_model_add_conv2d__zero_filters, IA),
+    E(t_aim_model_add_conv2d__zero_kernel, IA),
+    E(t_aim_model_add_conv2d__zero_stride, IA),
+    E(t_aim_model_add_conv2d__zero_dilation, IA),
+    E(t_aim_model_add_conv2d__zero_groups, IA),
+    E(t_aim_model_add_conv2d__unknown_padding, IA),
+    E(t_aim_model_add_conv2d__unknown_activation, IA),
+    E(t_aim_model_add_conv2d__unknown_init, IA),
+    E(t_aim_model_add_conv2d__input_not_rank_3, SHAPE),
+    E(t_aim_model_add_conv2d__groups_do_not_divide_channels, SHAPE),
+    E(t_aim_model_add_conv2d__kernel_taller_than_input, SHAPE),
+    E(t_aim_model_add_conv2d__dilated_kernel_taller_than_input, SHAPE),
+    E(t_aim_model_add_conv2d__dilation_overflow, OVF),
+    E(t_aim_model_add_conv2d__padding_overflow, OVF),
+    E(t_aim_model_add_conv2d__after_compile, STATE),
+    E(t_aim_model_add_conv2d__huge_stride_same_padding, AIM_OK),
+    E(t_aim_pool2d_config_init__null, IA),
+    E(t_aim_model_add_max_pool2d__null_model, IA),
+    E(t_aim_model_add_max_pool2d__null_config, IA),
+    E(t_aim_model_add_max_pool2d__zero_kernel, IA),
+    E(t_aim_model_add_max_pool2d__zero_stride, IA),
+    E(t_aim_model_add_max_pool2d__input_not_rank_3, SHAPE),
+    E(t_aim_model_add_max_pool2d__window_larger_than_input, SHAPE),
+    E(t_aim_model_add_max_pool2d__padding_over_half_window, SHAPE),
+    E(t_aim_model_add_max_pool2d__after_compile, STATE),
+    E(t_aim_model_add_avg_pool2d__null_model, IA),
+    E(t_aim_model_add_avg_pool2d__null_config, IA),
+    E(t_aim_model_add_avg_pool2d__zero_kernel, IA),
+    E(t_aim_model_add_avg_pool2d__input_not_rank_3, SHAPE),
+    E(t_aim_model_add_avg_pool2d__window_larger_than_input, SHAPE),
+    E(t_aim_model_add_avg_pool2d__padding_over_half_window, SHAPE),
+    E(t_aim_model_add_avg_pool2d__after_compile, STATE),
+    E(t_aim_model_add_global_avg_pool2d__null, IA),
+    E(t_aim_model_add_global_avg_pool2d__input_not_rank_3, SHAPE),
+    E(t_aim_model_add_global_avg_pool2d__after_compile, STATE),
+    E(t_aim_model_add_flatten__null, IA),
+    E(t_aim_model_add_flatten__after_compile, STATE),
+    E(t_aim_model_layer_shape__null_model, IA),
+    E(t_aim_model_layer_shape__null_rank, IA),
+    E(t_aim_model_layer_shape__null_dims, IA),
+    E(t_aim_model_layer_shape__layer_out_of_range, IA),
+    E(t_aim_model_layer_shape__no_layers, IA),
+    E(t_aim_model_compile__null_model, IA),
+    E(t_aim_model_compile__zero_max_batch, IA),
+    E(t_aim_model_compile__twice, STATE),
+    E(t_aim_model_compile__no_layers, STATE),
+    E(t_aim_model_compile__activation_size_overflow, OVF),
+
+    E(t_aim_model_forward__null_model, IA),
+    E(t_aim_model_forward__null_input, IA),
+    E(t_aim_model_forward__zero_batch, IA),
+    E(t_aim_model_forward__unknown_mode, IA),
+    E(t_aim_model_forward__batch_above_max_batch, SHAPE),
+    E(t_aim_model_forward__huge_batch, SHAPE),
+    E(t_aim_model_forward__not_compiled, STATE),
+    E(t_aim_model_forward__no_layers, STATE),
+    E(t_aim_model_output__null_model, IA),
+    E(t_aim_model_output__null_output, IA),
+    E(t_aim_model_output__before_forward, STATE),
+    E(t_aim_model_output__not_compiled, STATE),
+    E(t_aim_model_loss__null_model, IA),
+    E(t_aim_model_loss__null_targets, IA),
+    E(t_aim_model_loss__null_loss_out, IA),
+    E(t_aim_model_loss__unknown_kind, IA),
+    E(t_aim_model_loss__batch_differs_from_forward, SHAPE),
+    E(t_aim_model_loss__before_forward, STATE),
+    E(t_aim_model_loss__not_compiled, STATE),
+    E(t_aim_model_loss__nan_target, NONFIN),
+    E(t_aim_model_loss__nan_output, NONFIN),
+    E(t_aim_model_loss_sparse__null_model, IA),
+    E(t_aim_model_loss_sparse__null_labels, IA),
+    E(t_aim_model_loss_sparse__null_loss_out, IA),
+    E(t_aim_model_loss_sparse__label_out_of_range, IA),
+    E(t_aim_model_loss_sparse__negative_label, IA),
+    E(t_aim_model_loss_sparse__batch_differs_from_forward, SHAPE),
+    E(t_aim_model_loss_sparse__before_forward, STATE),
+    E(t_aim_model_loss_sparse__not_compiled, STATE),
+    E(t_aim_model_loss_sparse__nan_logits, NONFIN),
+    E(t_aim_model_backward__null_model, IA),
+    E(t_aim_model_backward__before_forward, STATE),
+    E(t_aim_model_backward__after_inference_forward, STATE),
+    E(t_aim_model_backward__no_loss_and_null_grad, STATE),
+    E(t_aim_model_backward__not_compiled, STATE),
+    E(t_aim_model_input_gradient__null_model, IA),
+    E(t_aim_model_input_gradient__null_grad, IA),
+    E(t_aim_model_input_gradient__not_enabled, STATE),
+    E(t_aim_model_input_gradient__before_backward, STATE),
+    E(t_aim_model_input_gradient__not_compiled, STATE),
+    E(t_aim_model_zero_grad__null, IA),
+    E(t_aim_model_zero_grad__not_compiled, STATE),
+    E(t_aim_model_parameters__null_model, IA),
+    E(t_aim_model_parameters__null_params, IA),
+    E(t_aim_model_parameters__null_count, IA),
+    E(t_aim_model_parameters__not_compiled, STATE),
+    E(t_aim_model_gradients__null_model, IA),
+    E(t_aim_model_gradients__null_grads, IA),
+    E(t_aim_model_gradients__null_count, IA),
+    E(t_aim_model_gradients__not_compiled, STATE),
+    E(t_aim_model_layer_parameters__null_model, IA),
+    E(t_aim_model_layer_parameters__null_offset, IA),
+    E(t_aim_model_layer_parameters__null_weight_count, IA),
+    E(t_aim_model_layer_parameters__null_bias_count, IA),
+    E(t_aim_model_layer_parameters__layer_out_of_range, IA),
+    E(t_aim_model_layer_parameters__not_compiled, STATE),
+    E(t_aim_model_layer_count__null, AIM_OK),
+    E(t_aim_model_input_size__null, AIM_OK),
+    E(t_aim_model_output_size__null, AIM_OK),
+    E(t_aim_model_output_size__no_layers, AIM_OK),
+    E(t_aim_model_memory_size__null_model, IA),
+    E(t_aim_model_memory_size__null_bytes, IA),
+    E(t_aim_model_memory_size__not_compiled, STATE),
+    E(t_aim_model_last_error__null, AIM_OK),
+
+    E(t_aim_workspace_size__null_model, IA),
+    E(t_aim_workspace_size__null_bytes, IA),
+    E(t_aim_workspace_size__zero_batch, IA),
+    E(t_aim_workspace_size__not_compiled, STATE),
+    E(t_aim_workspace_size__overflow, OVF),
+    E(t_aim_workspace_create__null_model, IA),
+    E(t_aim_workspace_create__null_out, IA),
+    E(t_aim_workspace_create__zero_batch, IA),
+    E(t_aim_workspace_create__not_compiled, STATE),
+    E(t_aim_workspace_create__overflow, OVF),
+    E(t_aim_workspace_create__allocator_missing_function, IA),
+    E(t_aim_workspace_free__null, AIM_OK),
+    E(t_aim_workspace_last_error__null, AIM_OK),
+    E(t_aim_model_predict__null_model, IA),
+    E(t_aim_model_predict__null_workspace, IA),
+    E(t_aim_model_predict__null_input, IA),
+    E(t_aim_model_predict__null_output, IA),
+    E(t_aim_model_predict__zero_batch, IA),
+    E(t_aim_model_predict__batch_above_workspace, SHAPE),
+    E(t_aim_model_predict__workspace_of_other_architecture, SHAPE),
+    E(t_aim_model_predict__workspace_of_larger_architecture, AIM_OK),
+    E(t_aim_model_predict__not_compiled, STATE),
+
+    E(t_aim_sgd_create__null_out, IA),
+    E(t_aim_sgd_create__zero_count, IA),
+    E(t_aim_sgd_create__negative_momentum, IA),
+    E(t_aim_sgd_create__nan_momentum, IA),
+    E(t_aim_sgd_create__dampening_above_1, IA),
+    E(t_aim_sgd_create__negative_weight_decay, IA),
+    E(t_aim_sgd_create__nesterov_without_momentum, IA),
+    E(t_aim_sgd_create__nesterov_with_dampening, IA),
+    E(t_aim_sgd_create__overflow, OVF),
+    E(t_aim_sgd_create__allocator_missing_function, IA),
+    E(t_aim_adam_create__null_out, IA),
+    E(t_aim_adam_create__zero_count, IA),
+    E(t_aim_adam_create__beta1_above_1, IA),
+    E(t_aim_adam_create__negative_beta2, IA),
+    E(t_aim_adam_create__nan_epsilon, IA),
+    E(t_aim_adam_create__negative_weight_decay, IA),
+    E(t_aim_adam_create__overflow, OVF),
+    E(t_aim_optimizer_free__null, AIM_OK),
+    E(t_aim_optimizer_step__null_optimizer, IA),
+    E(t_aim_optimizer_step__null_params, IA),
+    E(t_aim_optimizer_step__null_grads, IA),
+    E(t_aim_optimizer_step__nan_learning_rate, IA),
+    E(t_aim_optimizer_step__inf_learning_rate, IA),
+    E(t_aim_optimizer_step__negative_learning_rate, IA),
+    E(t_aim_optimizer_step__count_smaller, SHAPE),
+    E(t_aim_optimizer_step__count_larger, SHAPE),
+    E(t_aim_optimizer_step__adam_check_finite_nan_grad, NONFIN),
+    E(t_aim_optimizer_step__sgd_check_finite_inf_grad, NONFIN),
+    E(t_aim_optimizer_step_model__null_optimizer, IA),
+    E(t_aim_optimizer_step_model__null_model, IA),
+    E(t_aim_optimizer_step_model__not_compiled, STATE),
+    E(t_aim_optimizer_step_model__count_mismatch, SHAPE),
+    E(t_aim_optimizer_step_model__nan_learning_rate, IA),
+    E(t_aim_optimizer_step_model__check_finite_nan_grad, NONFIN),
+    E(t_aim_optimizer_reset__null, IA),
+    E(t_aim_optimizer_steps__null, AIM_OK),
+    E(t_aim_optimizer_last_error__null, AIM_OK),
+    E(t_aim_clip_grad_norm__null_grads, IA),
+    E(t_aim_clip_grad_norm__zero_count, IA),
+    E(t_aim_clip_grad_norm__zero_max_norm, IA),
+    E(t_aim_clip_grad_norm__negative_max_norm, IA),
+    E(t_aim_clip_grad_norm__nan_max_norm, IA),
+    E(t_aim_clip_grad_norm__inf_max_norm, IA),
+    E(t_aim_clip_grad_norm__nan_grad, NONFIN),
+    E(t_aim_clip_grad_norm__inf_grad, NONFIN),
+    E(t_aim_clip_grad_norm__null_norm_out_is_allowed, AIM_OK),
+};
+
+#define N_ENTRIES (sizeof table / sizeof table[0])
+
+static void run_entry(void **state) {
+    fx *f = *state;
+    aim_status got = f->e->fn(f);
+    if (got != f->e->expected) {
+        fail_msg("%s: expected %d (%s), got %d (%s)", f->e->name, (int)f->e->expected,
+                 aim_status_str(f->e->expected), (int)got, aim_status_str(got));
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Coverage: every public function has at least one entry                    */
+/* ------------------------------------------------------------------------- */
+
+static const char *const public_functions[] = {
+    "aim_status_str", "aim_version", "aim_version_number",
+    "aim_rng_create", "aim_rng_free", "aim_rng_seed", "aim_rng_next_u64", "aim_rng_uniform",
+    "aim_rng_below", "aim_rng_normal", "aim_rng_shuffle_u32",
+    "aim_tensor_create", "aim_tensor_wrap", "aim_tensor_free", "aim_tensor_rank", "aim_tensor_dim",
+    "aim_tensor_size", "aim_tensor_data", "aim_tensor_data_const", "aim_tensor_reshape",
+    "aim_tensor_fill", "aim_tensor_copy", "aim_tensor_rand_uniform", "aim_tensor_rand_normal",
+    "aim_tensor_last_error",
+    "aim_loss", "aim_loss_sparse", "aim_activation_forward",
+    "aim_dense_config_init", "aim_compile_config_init", "aim_sgd_config_init", "aim_adam_config_init",
+    "aim_model_create", "aim_model_free", "aim_model_add_dense", "aim_model_add_activation",
+    "aim_conv2d_config_init", "aim_model_add_conv2d", "aim_pool2d_config_init", "aim_model_add_max_pool2d",
+    "aim_model_add_avg_pool2d", "aim_model_add_global_avg_pool2d", "aim_model_add_flatten",
+    "aim_model_layer_shape",
+    "aim_model_compile", "aim_model_forward", "aim_model_output", "aim_model_loss",
+    "aim_model_loss_sparse", "aim_model_backward", "aim_model_input_gradient", "aim_model_zero_grad",
+    "aim_model_parameters", "aim_model_gradients", "aim_model_layer_parameters",
+    "aim_model_layer_count", "aim_model_input_size", "aim_model_output_size",
+    "aim_model_memory_size", "aim_model_last_error",
+    "aim_workspace_size", "aim_workspace_create", "aim_workspace_free", "aim_workspace_last_error",
+    "aim_model_predict",
+    "aim_sgd_create", "aim_adam_create", "aim_optimizer_free", "aim_optimizer_step",
+    "aim_optimizer_step_model", "aim_optimizer_reset", "aim_optimizer_steps",
+    "aim_optimizer_last_error", "aim_clip_grad_norm",
+};
+
+static int has_entry(const char *fn, size_t len) {
+    for (size_t k = 0; k < N_ENTRIES; k++) {
+        const char *n = table[k].name + 2; /* skip "t_" */
+        if (strncmp(n, fn, len) == 0 && strncmp(n + len, "__", 2) == 0) return 1;
+    }
+    return 0;
+}
+
+static void test_every_public_function_has_an_entry(void **state) {
+    (void)state;
+    size_t nf = sizeof public_functions / sizeof public_functions[0];
+    for (size_t i = 0; i < nf; i++) {
+        if (!has_entry(public_functions[i], strlen(public_functions[i])))
+            fail_msg("no table entry calls %s", public_functions[i]);
+    }
+    assert_int_equal(nf, 74);
+}
+
+/* The same against the header itself, when the test runs from the source
+ * tree (as `make test` does): a function added to aimodel.h without a table
+ * entry is reported here. Every declaration starts a line with "AIM_API". */
+static void test_every_function_in_the_header_has_an_entry(void **state) {
+    (void)state;
+    static char text[1 << 18];
+    FILE *fp = fopen("include/aimodel.h", "rb");
+    if (!fp) {
+        print_message("include/aimodel.h not found from the working directory; skipped\n");
+        skip();
+    }
+    size_t n = fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    size_t declared = 0;
+    for (const char *p = strstr(text, "\nAIM_API "); p; p = strstr(p + 1, "\nAIM_API ")) {
+        const char *paren = strchr(p, '(');
+        assert_non_null(paren);
+        const char *name = paren;
+        while (name > p && (name[-1] == '_' || (name[-1] >= 'a' && name[-1] <= 'z') ||
+                            (name[-1] >= '0' && name[-1] <= '9')))
+            name--;
+        size_t len = (size_t)(paren - name);
+        assert_true(len > 4 && strncmp(name, "aim_", 4) == 0);
+        declared++;
+        if (!has_entry(name, len)) fail_msg("no table entry calls %.*s", (int)len, name);
+    }
+    print_message("%zu functions declared in aimodel.h, all in the table\n", declared);
+    assert_true(declared >= 66);
+}
+
+/* ------------------------------------------------------------------------- */
+/* After refused calls, objects still work and messages are set              */
+/* ------------------------------------------------------------------------- */
+
+static int setup_plain(void **state) {
+    static entry dummy = {"plain", NULL, AIM_OK};
+    *state = &dummy;
+    return setup(state);
+}
+
+static void train_steps(aim_model *m, aim_optimizer *o, const fx *f, size_t batch, int steps, float *first,
+                        float *last) {
+    for (int i = 0; i < steps; i++) {
+        float l = 0;
+        assert_int_equal(aim_model_zero_grad(m), AIM_OK);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, f->x, batch), AIM_OK);
+        assert_int_equal(aim_model_loss_sparse(m, f->labels, batch, &l), AIM_OK);
+        assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
+        assert_int_equal(aim_optimizer_step_model(o, m, 0.1f), AIM_OK);
+        if (i == 0) *first = l;
+        *last = l;
+    }
+}
+
+static void test_model_trains_after_refused_forward(void **state) {
+    fx *f = *state;
+    const float *o1 = NULL, *o2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    float snap[MAXB * OUT], before[64], first = 0, last = 0;
+    size_t np = snapshot_params(f->m, before);
+
+    fwd(f->m, f, 2);
+    assert_int_equal(aim_model_output(f->m, &o1, &n1), AIM_OK);
+    assert_int_equal(n1, 2 * OUT);
+    memcpy(snap, o1, n1 * sizeof *o1);
+
+    /* Refused calls in a row: none may disturb the last forward or the weights. */
+    assert_int_equal(aim_model_forward(f->m, AIM_MODE_TRAIN, f->x, MAXB + 1), AIM_ERR_SHAPE_MISMATCH);
+    assert_int_equal(aim_model_forward(f->m, AIM_MODE_TRAIN, f->x, 0), AIM_ERR_INVALID_ARGUMENT);
+    assert_int_equal(aim_model_forward(f->m, AIM_MODE_TRAIN, NULL, 2), AIM_ERR_INVALID_ARGUMENT);
+    assert_int_equal(aim_model_compile(f->m, NULL), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_add_activation(f->m, AIM_ACT_TANH, 0.0f), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_output(f->m, &o2, &n2), AIM_OK);
+    assert_int_equal(n2, n1);
+    assert_memory_equal(o2, snap, n1 * sizeof *o2);
+    assert_params_equal(f->m, before, np);
+
+    /* A loss of the kept forward still works: batch 2 is the last good one. */
+    float l = 0;
+    assert_int_equal(aim_model_loss_sparse(f->m, f->labels, 2, &l), AIM_OK);
+    assert_int_equal(aim_model_backward(f->m, NULL), AIM_OK);
+
+    /* And the model trains: the loss on a fixed batch goes down. */
+    train_steps(f->m, f->sgd, f, MAXB, 40, &first, &last);
+    assert_true(isfinite(last));
+    assert_true(last < first);
+}
+
+static void test_model_trains_after_refused_optimizer_step(void **state) {
+    fx *f = *state;
+    float first = 0, last = 0;
+    assert_int_equal(aim_optimizer_step_model(f->sgd, f->m, -1.0f), AIM_ERR_INVALID_ARGUMENT);
+    assert_int_equal(aim_optimizer_step_model(f->sgd, f->m_other, 0.1f), AIM_ERR_SHAPE_MISMATCH);
+    assert_int_equal(aim_optimizer_steps(f->sgd), 0);
+    train_steps(f->m, f->sgd, f, MAXB, 40, &first, &last);
+    assert_int_equal(aim_optimizer_steps(f->sgd), 40);
+    assert_true(last < first);
+}
+
+static void test_model_last_error_after_shape_error(void **state) {
+    fx *f = *state;
+    assert_non_null(aim_model_last_error(f->m));
+    assert_string_equal(aim_model_last_error(f->m), "");
+    assert_int_equal(aim_model_forward(f->m, AIM_MODE_TRAIN, f->x, MAXB + 1), AIM_ERR_SHAPE_MISMATCH);
+    const char *msg = aim_model_last_error(f->m);
+    assert_non_null(msg);
+    assert_true(strlen(msg) > 0);
+    print_message("forward batch > max_batch: \"%s\"\n", msg);
+
+    float l = 0;
+    fwd(f->m, f, 2);
+    assert_int_equal(aim_model_loss(f->m, AIM_LOSS_MSE, f->targets, 3, &l), AIM_ERR_SHAPE_MISMATCH);
+    msg = aim_model_last_error(f->m);
+    assert_true(strlen(msg) > 0);
+    print_message("loss batch differs: \"%s\"\n", msg);
+
+    assert_non_null(strstr(msg, "batch"));
+
+    /* Errors found while building name the layer ("layer 2 (dense): ..."):
+     * with dense layers flattening their input, that is where a layer's
+     * sizes are validated. */
+    aim_dense_config dc;
+    assert_int_equal(aim_dense_config_init(&dc, 0, AIM_ACT_RELU), AIM_OK);
+    assert_int_equal(aim_model_add_dense(f->m_unc, &dc), AIM_ERR_INVALID_ARGUMENT);
+    msg = aim_model_last_error(f->m_unc);
+    print_message("add_dense with 0 units: \"%s\"\n", msg);
+    assert_non_null(strstr(msg, "layer"));
+    assert_int_equal(aim_model_add_activation(f->m_unc, (aim_activation)99, 0.0f), AIM_ERR_INVALID_ARGUMENT);
+    msg = aim_model_last_error(f->m_unc);
+    print_message("add_activation 99: \"%s\"\n", msg);
+    assert_non_null(strstr(msg, "layer"));
+
+    /* A shape error at build time names the layer and the dimension. */
+    aim_conv2d_config cc;
+    assert_int_equal(aim_conv2d_config_init(&cc, 3, 6, 3, AIM_ACT_RELU), AIM_OK);
+    assert_int_equal(aim_model_add_conv2d(f->m_img_unc, &cc), AIM_ERR_SHAPE_MISMATCH);
+    msg = aim_model_last_error(f->m_img_unc);
+    print_message("conv2d kernel 6 over height 5: \"%s\"\n", msg);
+    assert_non_null(strstr(msg, "layer 0"));
+    assert_non_null(strstr(msg, "height"));
+    assert_int_equal(aim_model_add_max_pool2d(f->m_unc, &(aim_pool2d_config){2, 2, 2, 2, 0, 0}),
+                     AIM_ERR_SHAPE_MISMATCH);
+    msg = aim_model_last_error(f->m_unc);
+    print_message("max_pool2d after dense: \"%s\"\n", msg);
+    assert_non_null(strstr(msg, "layer 2"));
+    assert_non_null(strstr(msg, "rank"));
+}
+
+static void test_workspace_error_message(void **state) {
+    /* A workspace sized for IN -> 5 -> OUT asked to serve IN -> 6 -> OUT: the
+     * workspace (predict cannot write to its const model) says why. */
+    fx *f = *state;
+    assert_string_equal(aim_workspace_last_error(f->ws), "");
+    assert_int_equal(aim_model_predict(f->m_other, f->ws, f->x, 1, f->out), AIM_ERR_SHAPE_MISMATCH);
+    const char *msg = aim_workspace_last_error(f->ws);
+    assert_non_null(msg);
+    print_message("workspace of other architecture: \"%s\"\n", msg);
+    assert_true(strlen(msg) > 0);
+    assert_int_equal(aim_model_predict(f->m, f->ws, f->x, MAXB + 1, f->out), AIM_ERR_SHAPE_MISMATCH);
+    assert_non_null(strstr(aim_workspace_last_error(f->ws), "batch"));
+    /* The workspace still serves its own model, as a fresh one would. */
+    float ref[MAXB * OUT];
+    aim_workspace *fresh = NULL;
+    assert_int_equal(aim_workspace_create(f->m, NULL, MAXB, &fresh), AIM_OK);
+    assert_int_equal(aim_model_predict(f->m, fresh, f->x, MAXB, ref), AIM_OK);
+    assert_int_equal(aim_model_predict(f->m, f->ws, f->x, MAXB, f->out), AIM_OK);
+    assert_memory_equal(f->out, ref, sizeof ref);
+    aim_workspace_free(fresh);
+}
+
+static void test_other_objects_keep_messages(void **state) {
+    fx *f = *state;
+    const size_t d[2] = {5, 5};
+    assert_string_equal(aim_tensor_last_error(f->t23), "");
+    assert_int_equal(aim_tensor_reshape(f->t23, 2, d), AIM_ERR_SHAPE_MISMATCH);
+    assert_true(strlen(aim_tensor_last_error(f->t23)) > 0);
+
+    assert_string_equal(aim_optimizer_last_error(f->sgd), "");
+    assert_int_equal(aim_optimizer_step(f->sgd, f->buf, f->grads, 3, 0.1f), AIM_ERR_SHAPE_MISMATCH);
+    assert_true(strlen(aim_optimizer_last_error(f->sgd)) > 0);
+}
+
+static void test_compile_refused_then_compiles(void **state) {
+    fx *f = *state;
+    aim_compile_config cc;
+    float first = 0, last = 0;
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = 0;
+    assert_int_equal(aim_model_compile(f->m_unc, &cc), AIM_ERR_INVALID_ARGUMENT);
+    assert_true(strlen(aim_model_last_error(f->m_unc)) > 0);
+    cc.max_batch = SIZE_MAX / 2; /* too large: OVERFLOW per the header (see the table) */
+    assert_true(aim_model_compile(f->m_unc, &cc) != AIM_OK);
+    /* Layers can still be added, then compile succeeds. */
+    assert_int_equal(aim_model_add_activation(f->m_unc, AIM_ACT_IDENTITY, 0.0f), AIM_OK);
+    cc.max_batch = MAXB;
+    cc.seed = 11;
+    assert_int_equal(aim_model_compile(f->m_unc, &cc), AIM_OK);
+    /* Same architecture and seed as f->m (plus an identity layer without
+     * parameters): same initial weights. */
+    float a[64], b[64];
+    size_t na = snapshot_params(f->m_unc, a), nb = snapshot_params(f->m, b);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na * sizeof(float));
+    train_steps(f->m_unc, f->sgd, f, MAXB, 40, &first, &last);
+    assert_true(last < first);
+}
+
+/* ------------------------------------------------------------------------- */
+
+static struct CMUnitTest table_tests[N_ENTRIES];
+
+int main(void) {
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        table_tests[i].name = table[i].name;
+        table_tests[i].test_func = run_entry;
+        table_tests[i].setup_func = setup;
+        table_tests[i].teardown_func = teardown;
+        table_tests[i].initial_state = (void *)(uintptr_t)&table[i];
+    }
+    const struct CMUnitTest other_tests[] = {
+        cmocka_unit_test(test_every_public_function_has_an_entry),
+        cmocka_unit_test(test_every_function_in_the_header_has_an_entry),
+        cmocka_unit_test_setup_teardown(test_model_trains_after_refused_forward, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_model_trains_after_refused_optimizer_step, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_model_last_error_after_shape_error, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_workspace_error_message, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_other_objects_keep_messages, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_compile_refused_then_compiles, setup_plain, teardown),
+    };
+    int failed = cmocka_run_group_tests_name("bad_input_table", table_tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("bad_input_after_refusal", other_tests, NULL, NULL);
+    return failed;
+}
