@@ -127,10 +127,15 @@ $(BUILD)/tests/%: tests/%.c tests/support.c tests/support.h $(wildcard tests/gol
 test: deps-build
 	@$(MAKE) --no-print-directory test-run
 
-.PHONY: test-run
+.PHONY: test-run test-valgrind
+# The suite under valgrind memcheck: any error or leak fails.
+test-valgrind: deps-build
+	$(call install_missing,/usr/bin/valgrind:valgrind,exit 1)
+	@$(MAKE) --no-print-directory test-run TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"
+
 test-run: $(TESTS)
 	@pass=0; fail=0; failed=""; for t in $(TESTS); do \
-	  echo "== $$t"; if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; done; \
+	  echo "== $$t"; if $(TEST_WRAP) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; done; \
 	  echo ""; [ -z "$$failed" ] || echo "failed programs:$$failed"; \
 	  echo "test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
