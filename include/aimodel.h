@@ -565,7 +565,7 @@ typedef struct aim_conv2d_config {
     size_t dilation_h;         /**< Vertical dilation, > 0. Default 1. */
     size_t dilation_w;         /**< Horizontal dilation, > 0. Default 1. */
     size_t groups;             /**< Groups, > 0, dividing input and output channels; in_channels = depthwise. Default 1. */
-    aim_activation activation; /**< Fused activation. Default as given to aim_conv2d_config_init(). */
+    aim_activation activation; /**< Fused activation, not softmax. Default as given to aim_conv2d_config_init(). */
     float alpha;               /**< Leaky relu slope. Default 0.01. */
     int32_t use_bias;          /**< Nonzero to add a bias per output channel. Default 1. */
     aim_init init;             /**< Initialization (fans count the kernel's area). Default ::AIM_INIT_GLOROT_UNIFORM. */
@@ -593,7 +593,8 @@ AIM_API aim_status aim_conv2d_config_init(aim_conv2d_config *config, size_t filt
  * @retval AIM_ERR_SHAPE_MISMATCH if the input is not rank 3, the channels do
  * not divide by `groups`, or the dilated kernel is larger than the padded
  * input (the message names the layer and the dimension).
- * @retval AIM_ERR_UNSUPPORTED if a GEMM dimension exceeds INT_MAX (BLAS takes int sizes).
+ * @retval AIM_ERR_UNSUPPORTED if a GEMM dimension exceeds INT_MAX (BLAS takes int sizes), or the
+ * fused activation is softmax (add an activation layer instead).
  * @retval AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
  */
 AIM_API aim_status aim_model_add_conv2d(aim_model *model, const aim_conv2d_config *config);

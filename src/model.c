@@ -287,6 +287,12 @@ aim_status aim_model_add_conv2d(aim_model *m, const aim_conv2d_config *c) {
         aim__set_error(m->err, "layer %zu (conv2d): unknown activation, init or padding value", idx);
         return AIM_ERR_INVALID_ARGUMENT;
     }
+    if (c->activation == AIM_ACT_SOFTMAX) {
+        /* Over which axis? Channels (Keras) and the last axis (PyTorch dim=-1)
+         * disagree; an explicit activation layer states it. */
+        aim__set_error(m->err, "layer %zu (conv2d): fused softmax is not supported; add an activation layer", idx);
+        return AIM_ERR_UNSUPPORTED;
+    }
     aim__layer L;
     memset(&L, 0, sizeof L);
     L.kind = AIM__LAYER_CONV2D;

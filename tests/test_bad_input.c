@@ -893,6 +893,14 @@ CASE(t_aim_model_add_conv2d__dilated_kernel_taller_than_input) {
 CASE(t_aim_model_add_conv2d__dilation_overflow) { return conv_with(f, f->m_img_unc, ed_dilation_huge); }
 CASE(t_aim_model_add_conv2d__padding_overflow) { return conv_with(f, f->m_img_unc, ed_pad_overflow); }
 CASE(t_aim_model_add_conv2d__after_compile) { return conv_with(f, f->m_img, NULL); }
+static void ed_fused_softmax(aim_conv2d_config *c) { c->activation = AIM_ACT_SOFTMAX; }
+CASE(t_aim_model_add_conv2d__fused_softmax) {
+    /* The axis of a softmax over C x H x W is ambiguous: refused, with a message. */
+    aim_status s = conv_with(f, f->m_img_unc, ed_fused_softmax);
+    assert_int_equal(aim_model_layer_count(f->m_img_unc), 0);
+    assert_non_null(strstr(aim_model_last_error(f->m_img_unc), "softmax"));
+    return s;
+}
 CASE(t_aim_model_add_conv2d__huge_stride_same_padding) {
     /* Valid: "same" with a stride beyond the input gives one output pixel. */
     size_t rank = 0, dims[AIM_MAX_RANK] = {0};
@@ -1845,6 +1853,7 @@ static const entry table[] = {
     E(t_aim_model_add_conv2d__padding_overflow, OVF),
     E(t_aim_model_add_conv2d__after_compile, STATE),
     E(t_aim_model_add_conv2d__huge_stride_same_padding, AIM_OK),
+    E(t_aim_model_add_conv2d__fused_softmax, AIM_ERR_UNSUPPORTED),
     E(t_aim_pool2d_config_init__null, IA),
     E(t_aim_model_add_max_pool2d__null_model, IA),
     E(t_aim_model_add_max_pool2d__null_config, IA),
