@@ -22,6 +22,10 @@ BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenb
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
 OPT     ?= -O2
+# The library's own loops (activations, pooling, im2col) are written to be
+# vectorized, which GCC does fully only at -O3 (no -ffast-math: results stay
+# bit-identical to -O2).
+LIB_OPT ?= -O3
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(BLAS_CFLAGS)
 
@@ -53,7 +57,7 @@ EX_SRCS   := $(wildcard examples/*.c)
 EX_COMMON := $(wildcard examples/common/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EX_SRCS))
 
-.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi
+.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi bench
 
 all: lib
 
@@ -64,13 +68,14 @@ help:
 	@echo "make test       install missing dependencies, build and run the cmocka suite (SANITIZE=1: under ASan+UBSan)"
 	@echo "make demo       install missing dependencies and train the seed MLP on Fashion-MNIST"
 	@echo "make examples   build every example into $(BUILD)/examples/"
+	@echo "make bench      speed figures (tests/bench/), OpenBLAS core as set and auto-detected, 1 and 2 threads"
 	@echo "make docs       API reference with Doxygen into build/docs/html"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=... ; make uninstall undoes it"
 	@echo "make deps       install the build dependencies (apt-get as root, else prints the command)"
 
 $(BUILD)/obj/%.o: src/%.c include/aimodel.h src/internal.h
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(if $(filter 1,$(SANITIZE)),,$(LIB_OPT)) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(STATIC): $(OBJS)
 	@rm -f $@
@@ -149,6 +154,10 @@ examples: $(EXAMPLES)
 demo: deps-build deps-demo
 	@$(MAKE) --no-print-directory $(BUILD)/examples/mlp_classifier
 	$(BUILD)/examples/mlp_classifier $(DEMO_ARGS)
+
+# ---- benchmarks: print figures, never fail on a timing --------------------
+bench: deps-build lib
+	tests/bench/run.sh $(BENCH_ARGS)
 
 # ---- docs ----------------------------------------------------------------------
 docs: include/aimodel.h docs/Doxyfile README.md

@@ -42,7 +42,10 @@ void aim__act_forward(aim_activation act, float alpha, const float *x, float *y,
             for (size_t i = 0; i < n; i++) y[i] = x[i];
         break;
     case AIM_ACT_RELU: /* f(x) = max(x, 0) */
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
         break;
     case AIM_ACT_LEAKY_RELU: /* f(x) = x > 0 ? x : alpha x */
         for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
@@ -70,11 +73,19 @@ void aim__act_backward(aim_activation act, float alpha, const float *x, const fl
         if (dx != dy)
             for (size_t i = 0; i < n; i++) dx[i] = dy[i];
         break;
+    /* dy is loaded unconditionally so the select compiles to a blend, not a
+     * branch on the (unpredictable) sign of x. */
     case AIM_ACT_RELU: /* f' = [x > 0] */
-        for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] = x[i] > 0.0f ? d : 0.0f;
+        }
         break;
     case AIM_ACT_LEAKY_RELU: /* f' = x > 0 ? 1 : alpha */
-        for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        for (size_t i = 0; i < n; i++) {
+            float d = dy[i];
+            dx[i] = x[i] > 0.0f ? d : alpha * d;
+        }
         break;
     case AIM_ACT_SIGMOID: /* f' = y (1 - y) */
         for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
