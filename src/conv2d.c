@@ -45,6 +45,18 @@ size_t aim__conv2d_scratch_floats(const aim__layer *L) {
     return 2 * g.K * g.HWo;
 }
 
+/* A sum with eight independent partial sums: the compiler may not reorder a
+ * float reduction itself, and one serial chain is latency-bound. */
+static float sum8(const float *v, size_t n) {
+    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t k = 0; k < 8; k++) p[k] += v[i + k];
+    float s = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    for (; i < n; i++) s += v[i];
+    return s;
+}
+
 /* The range of output columns j whose input column j sw - pl + off lies in
  * [0, W): j in [*j0, *j1). Keeps the inner loops free of bounds tests. */
 static void valid_range(size_t n_out, size_t stride, size_t pad, size_t off, size_t n_in, size_t *j0,
@@ -96,7 +108,14 @@ static void col2im(const aim__window *w, const geom *g, const float *dcol, float
                 for (size_t i = i0; i < i1; i++) {
                     const float *r = row + i * g->Wo;
                     float *xr = dx + c * g->HW + (i * w->sh + p * w->dh - w->pt) * g->W;
-                    for (size_t j = j0; j < j1; j++) xr[j * w->sw + q * w->dw - w->pl] += r[j];
+                    if (w->sw == 1) {
+                        /* unit stride: a plain vector add */
+                        float *xs = xr + (j0 + q * w->dw - w->pl);
+                        const float *rs = r + j0;
+                        for (size_t j = 0; j < j1 - j0; j++) xs[j] += rs[j];
+                    } else {
+                        for (size_t j = j0; j < j1; j++) xr[j * w->sw + q * w->dw - w->pl] += r[j];
+                    }
                 }
             }
 }
@@ -117,13 +136,15 @@ void aim__conv2d_forward(const aim__layer *L, const float *params, const float *
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(g.Og), BI(g.HWo), BI(g.K), 1.0f,
                         Wt + gi * g.Og * g.K, BI(g.K), col, BI(g.HWo), 0.0f, zn + gi * g.Og * g.HWo, BI(g.HWo));
         }
+        /* Bias and activation per sample, while its output is still in cache. */
         if (b)
             for (size_t o = 0; o < g.O; o++) {
                 float *zo = zn + o * g.HWo;
-                for (size_t k = 0; k < g.HWo; k++) zo[k] += b[o];
+                const float bo = b[o]; /* a local, so the loop need not reload it through a may-alias pointer */
+                for (size_t k = 0; k < g.HWo; k++) zo[k] += bo;
             }
+        aim__act_forward(L->act, L->alpha, zn, y + n * g.O * g.HWo, 1, g.O * g.HWo);
     }
-    aim__act_forward(L->act, L->alpha, z, y, batch, g.O * g.HWo);
 }
 
 void aim__conv2d_backward(const aim__layer *L, const float *params, float *dparams, const float *x,
@@ -133,12 +154,14 @@ void aim__conv2d_backward(const aim__layer *L, const float *params, float *dpara
     const float *Wt = params;
     float *dW = dparams, *db = L->bias_count ? dparams + L->weight_count : NULL;
     float *col = scratch, *dcol = scratch + g.K * g.HWo;
-    /* dZ = dY ⊙ f'(Z), in place */
-    aim__act_backward(L->act, L->alpha, cache ? cache : y, y, dy, dy, batch, g.O * g.HWo);
+    const float *z = cache ? cache : y;
     if (dx) memset(dx, 0, batch * g.C * g.HW * sizeof(float));
     for (size_t n = 0; n < batch; n++) {
         const float *xn = x + n * g.C * g.HW;
-        const float *dzn = dy + n * g.O * g.HWo;
+        const size_t on = n * g.O * g.HWo;
+        /* dZ = dY ⊙ f'(Z), in place, one sample at a time so it stays in cache */
+        aim__act_backward(L->act, L->alpha, z + on, y + on, dy + on, dy + on, 1, g.O * g.HWo);
+        const float *dzn = dy + on;
         for (size_t gi = 0; gi < w->groups; gi++) {
             const float *dz = dzn + gi * g.Og * g.HWo;
             im2col(w, &g, xn + gi * g.Cg * g.HW, col);
@@ -154,12 +177,7 @@ void aim__conv2d_backward(const aim__layer *L, const float *params, float *dpara
         }
         /* db[o] += sum over positions of dZ[n, o] */
         if (db)
-            for (size_t o = 0; o < g.O; o++) {
-                const float *dzo = dzn + o * g.HWo;
-                float s = 0.0f;
-                for (size_t k = 0; k < g.HWo; k++) s += dzo[k];
-                db[o] += s;
-            }
+            for (size_t o = 0; o < g.O; o++) db[o] += sum8(dzn + o * g.HWo, g.HWo);
     }
 }
 

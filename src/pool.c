@@ -25,7 +25,75 @@ static void clip(size_t i, size_t stride, size_t pad, size_t k, size_t n, size_t
     if (*b > n) *b = n;
 }
 
+/* The common 2x2 window with stride 2 and no padding (every seed CNN's
+ * pooling): the four candidates of a window are compared with selects, not
+ * branches, keeping PyTorch's rule (first maximum wins; NaN wins). Returns
+ * the window's position 0..3 of the maximum. */
+static inline unsigned pick4(float a, float b, float c, float d, float *m) {
+    unsigned at = 0;
+    float v = a;
+    int t = (b > v) | (b != b);
+    v = t ? b : v;
+    at = t ? 1u : at;
+    t = (c > v) | (c != c);
+    v = t ? c : v;
+    at = t ? 2u : at;
+    t = (d > v) | (d != d);
+    v = t ? d : v;
+    at = t ? 3u : at;
+    *m = v;
+    return at;
+}
+
+static int is_2x2_s2(const aim__layer *L) {
+    const aim__window *w = &L->win;
+    return L->kind == AIM__LAYER_MAX_POOL2D && w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && w->pt == 0 &&
+           w->pl == 0;
+}
+
+static void max2x2_forward(const aim__layer *L, const float *x, float *y, size_t batch) {
+    const size_t C = L->in_dims[0], H = L->in_dims[1], W = L->in_dims[2];
+    const size_t Ho = L->out_dims[1], Wo = L->out_dims[2];
+    for (size_t nc = 0; nc < batch * C; nc++)
+        for (size_t i = 0; i < Ho; i++) {
+            const float *r0 = x + nc * H * W + 2 * i * W, *r1 = r0 + W;
+            float *yr = y + (nc * Ho + i) * Wo;
+            for (size_t j = 0; j < Wo; j++) {
+                float m;
+                (void)pick4(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], &m);
+                yr[j] = m;
+            }
+        }
+}
+
+static void max2x2_backward(const aim__layer *L, const float *x, const float *dy, float *dx, size_t batch) {
+    const size_t C = L->in_dims[0], H = L->in_dims[1], W = L->in_dims[2];
+    const size_t Ho = L->out_dims[1], Wo = L->out_dims[2];
+    /* Windows do not overlap: each covered input is written exactly once;
+     * only an odd last row or column needs zeroing first. */
+    if (2 * Ho != H || 2 * Wo != W) memset(dx, 0, batch * C * H * W * sizeof(float));
+    for (size_t nc = 0; nc < batch * C; nc++)
+        for (size_t i = 0; i < Ho; i++) {
+            const size_t off = nc * H * W + 2 * i * W;
+            const float *r0 = x + off, *r1 = r0 + W;
+            float *d0 = dx + off, *d1 = d0 + W;
+            const float *dyr = dy + (nc * Ho + i) * Wo;
+            for (size_t j = 0; j < Wo; j++) {
+                float m, g = dyr[j];
+                unsigned at = pick4(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], &m);
+                d0[2 * j] = at == 0 ? g : 0.0f;
+                d0[2 * j + 1] = at == 1 ? g : 0.0f;
+                d1[2 * j] = at == 2 ? g : 0.0f;
+                d1[2 * j + 1] = at == 3 ? g : 0.0f;
+            }
+        }
+}
+
 void aim__pool_forward(const aim__layer *L, const float *x, float *y, size_t batch) {
+    if (is_2x2_s2(L)) {
+        max2x2_forward(L, x, y, batch);
+        return;
+    }
     if (L->kind == AIM__LAYER_FLATTEN) {
         if (y != x) memcpy(y, x, batch * L->in_size * sizeof(float));
         return;
@@ -74,6 +142,10 @@ void aim__pool_forward(const aim__layer *L, const float *x, float *y, size_t bat
 }
 
 void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, float *dx, size_t batch) {
+    if (is_2x2_s2(L)) {
+        max2x2_backward(L, x, dy, dx, batch);
+        return;
+    }
     if (L->kind == AIM__LAYER_FLATTEN) {
         if (dx != dy) memcpy(dx, dy, batch * L->in_size * sizeof(float));
         return;
