@@ -1,0 +1,304 @@
+/*
+ * libaimodel examples - command line, timing, mini-batches, evaluation.
+ * SPDX-License-Identifier: MIT
+ */
+/* clock_gettime() is POSIX, not C11. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "example_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Fixed seeds of the synthetic stand-in, so --seed changes only the training
+ * run and not the data, as with the real files. */
+#define SYNTHETIC_TRAIN_SEED 20260001u
+#define SYNTHETIC_TEST_SEED 20260002u
+#define SYNTHETIC_TRAIN_COUNT 60000u
+#define SYNTHETIC_TEST_COUNT 10000u
+
+/* Sizes above this are refused as typos rather than attempted. */
+#define MAX_EPOCHS 100000u
+#define MAX_BATCH 65536u
+
+void ex_options_default(ex_options *options)
+{
+    options->data_dir = FM_DEFAULT_DIR;
+    options->epochs = 5;
+    options->batch = 32;
+    options->seed = 42;
+    options->synthetic = 0;
+}
+
+static void print_help(const ex_program *program, const ex_options *defaults)
+{
+    printf("usage: %s [options]\n%s\n\noptions:\n", program->name, program->summary);
+    if (program->uses_data) {
+        printf("  --data DIR    Fashion-MNIST directory (default %s)\n", defaults->data_dir);
+        printf("  --synthetic   use the built-in synthetic data instead of the files\n");
+    } else {
+        printf("  --data DIR    accepted for uniformity; this program makes its own data\n");
+        printf("  --synthetic   accepted for uniformity; no effect\n");
+    }
+    printf("  --epochs N    passes over the training data (default %zu)\n", defaults->epochs);
+    printf("  --batch N     mini-batch size (default %zu)\n", defaults->batch);
+    printf("  --seed N      seed of weight initialization and shuffling (default %llu)\n",
+           (unsigned long long)defaults->seed);
+    printf("  --help        show this and exit\n");
+    printf("\nThe last line of output is \"RESULT %s key=value ...\".\n", program->name);
+}
+
+/* A decimal number in [min, max]; rejects signs, blanks and trailing text,
+ * which strtoull would accept or ignore. */
+static int parse_count(const char *text, unsigned long long min, unsigned long long max,
+                       unsigned long long *out)
+{
+    if (text == NULL || text[0] < '0' || text[0] > '9') {
+        return -1;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value < min || value > max) {
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, ex_options *options)
+{
+    ex_options defaults = *options;
+    for (int i = 1; i < argc; ++i) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            print_help(program, &defaults);
+            return EX_ARGS_HELP;
+        }
+        if (strcmp(arg, "--synthetic") == 0) {
+            options->synthetic = 1;
+            continue;
+        }
+
+        /* The remaining options take a value, as "--opt VALUE" or "--opt=VALUE". */
+        static const char *const with_value[] = {"--data", "--epochs", "--batch", "--seed"};
+        const char *name = NULL;
+        const char *value = NULL;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) {
+            size_t len = strlen(with_value[k]);
+            if (strncmp(arg, with_value[k], len) == 0 && (arg[len] == '\0' || arg[len] == '=')) {
+                name = with_value[k];
+                if (arg[len] == '=') {
+                    value = arg + len + 1;
+                } else if (i + 1 < argc) {
+                    value = argv[++i];
+                }
+                break;
+            }
+        }
+        if (name == NULL) {
+            fprintf(stderr, "%s: unknown option '%s' (try --help)\n", program->name, arg);
+            return EX_ARGS_BAD;
+        }
+        if (value == NULL || value[0] == '\0') {
+            fprintf(stderr, "%s: %s needs a value (try --help)\n", program->name, name);
+            return EX_ARGS_BAD;
+        }
+
+        unsigned long long number = 0;
+        if (strcmp(name, "--data") == 0) {
+            options->data_dir = value;
+        } else if (strcmp(name, "--epochs") == 0 && parse_count(value, 1, MAX_EPOCHS, &number) == 0) {
+            options->epochs = (size_t)number;
+        } else if (strcmp(name, "--batch") == 0 && parse_count(value, 1, MAX_BATCH, &number) == 0) {
+            options->batch = (size_t)number;
+        } else if (strcmp(name, "--seed") == 0 && parse_count(value, 0, UINT64_MAX, &number) == 0) {
+            options->seed = (uint64_t)number;
+        } else {
+            fprintf(stderr, "%s: invalid value '%s' for %s (try --help)\n", program->name, value, name);
+            return EX_ARGS_BAD;
+        }
+    }
+    return EX_ARGS_RUN;
+}
+
+double ex_now(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        return 0.0;
+    }
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ex_report_failure(const char *what, aim_status status, const char *detail)
+{
+    fprintf(stderr, "error: %s failed: %s", what, aim_status_str(status));
+    if (detail != NULL && detail[0] != '\0') {
+        fprintf(stderr, ": %s", detail);
+    }
+    fputc('\n', stderr);
+}
+
+int ex_load_fashion_mnist(const ex_options *options, fm_set *train, fm_set *validation, fm_set *test,
+                          const char **source)
+{
+    char err[512] = "";
+    int loaded = 0;
+    if (!options->synthetic) {
+        loaded = fm_load(options->data_dir, FM_TRAIN, train, err, sizeof err) == 0 &&
+                 fm_load(options->data_dir, FM_TEST, test, err, sizeof err) == 0;
+        if (!loaded) {
+            fm_free(train);
+            fprintf(stderr,
+                    "note: cannot read Fashion-MNIST: %s\n"
+                    "note: using the built-in SYNTHETIC data set instead; accuracies are not "
+                    "comparable to Fashion-MNIST results\n",
+                    err);
+        }
+    } else {
+        fprintf(stderr, "note: --synthetic: using the built-in synthetic data set\n");
+    }
+    if (!loaded) {
+        if (fm_synthetic(SYNTHETIC_TRAIN_SEED, SYNTHETIC_TRAIN_COUNT, train, err, sizeof err) != 0 ||
+            fm_synthetic(SYNTHETIC_TEST_SEED, SYNTHETIC_TEST_COUNT, test, err, sizeof err) != 0) {
+            fprintf(stderr, "error: %s\n", err);
+            fm_free(train);
+            return -1;
+        }
+    }
+    if (fm_split_tail(train, EX_VALIDATION_COUNT, validation, err, sizeof err) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        fm_free(train);
+        fm_free(test);
+        return -1;
+    }
+    *source = loaded ? "fashion-mnist" : "synthetic";
+    return 0;
+}
+
+aim_status ex_batcher_init(ex_batcher *batcher, const ex_rows *rows, size_t batch, uint64_t seed)
+{
+    if (batcher == NULL || rows == NULL || rows->x == NULL || rows->x_width == 0 || rows->count == 0 ||
+        batch == 0 || (rows->y != NULL && rows->y_width == 0)) {
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (rows->count > UINT32_MAX) {
+        return AIM_ERR_OVERFLOW; /* the permutation holds uint32_t indices */
+    }
+    memset(batcher, 0, sizeof *batcher);
+    batcher->rows = *rows;
+    batcher->batch = batch;
+    batcher->next = rows->count; /* nothing drawn before the first shuffle */
+
+    aim_status status = aim_rng_create(NULL, seed, &batcher->rng);
+    if (status != AIM_OK) {
+        return status;
+    }
+    batcher->order = malloc(rows->count * sizeof *batcher->order);
+    batcher->x = malloc(batch * rows->x_width * sizeof *batcher->x);
+    if (rows->y != NULL) {
+        batcher->y = malloc(batch * rows->y_width * sizeof *batcher->y);
+    }
+    if (rows->labels != NULL) {
+        batcher->labels = malloc(batch * sizeof *batcher->labels);
+    }
+    if (batcher->order == NULL || batcher->x == NULL || (rows->y != NULL && batcher->y == NULL) ||
+        (rows->labels != NULL && batcher->labels == NULL)) {
+        ex_batcher_free(batcher);
+        return AIM_ERR_OUT_OF_MEMORY;
+    }
+    return AIM_OK;
+}
+
+aim_status ex_batcher_shuffle(ex_batcher *batcher)
+{
+    /* Shuffling the identity each epoch keeps an epoch's order a function of
+     * the seed and the epoch number only. */
+    for (size_t i = 0; i < batcher->rows.count; ++i) {
+        batcher->order[i] = (uint32_t)i;
+    }
+    batcher->next = 0;
+    return aim_rng_shuffle_u32(batcher->rng, batcher->order, batcher->rows.count);
+}
+
+size_t ex_batcher_next(ex_batcher *batcher)
+{
+    const ex_rows *rows = &batcher->rows;
+    size_t left = rows->count - batcher->next;
+    size_t n = left < batcher->batch ? left : batcher->batch;
+    for (size_t i = 0; i < n; ++i) {
+        size_t src = batcher->order[batcher->next + i];
+        memcpy(batcher->x + i * rows->x_width, rows->x + src * rows->x_width, rows->x_width * sizeof(float));
+        if (rows->y != NULL) {
+            memcpy(batcher->y + i * rows->y_width, rows->y + src * rows->y_width,
+                   rows->y_width * sizeof(float));
+        }
+        if (rows->labels != NULL) {
+            batcher->labels[i] = rows->labels[src];
+        }
+    }
+    batcher->next += n;
+    return n;
+}
+
+void ex_batcher_free(ex_batcher *batcher)
+{
+    if (batcher == NULL) {
+        return;
+    }
+    aim_rng_free(batcher->rng);
+    free(batcher->order);
+    free(batcher->x);
+    free(batcher->y);
+    free(batcher->labels);
+    memset(batcher, 0, sizeof *batcher);
+}
+
+size_t ex_count_correct(const float *output, size_t batch, size_t outputs, const int32_t *labels,
+                        float threshold)
+{
+    size_t correct = 0;
+    for (size_t i = 0; i < batch; ++i) {
+        const float *row = output + i * outputs;
+        int32_t predicted = 0;
+        if (outputs == 1) {
+            predicted = row[0] >= threshold ? 1 : 0;
+        } else {
+            size_t best = 0;
+            for (size_t j = 1; j < outputs; ++j) {
+                if (row[j] > row[best]) {
+                    best = j;
+                }
+            }
+            predicted = (int32_t)best;
+        }
+        if (predicted == labels[i]) {
+            ++correct;
+        }
+    }
+    return correct;
+}
+
+aim_status ex_accuracy(const aim_model *model, aim_workspace *workspace, size_t max_batch, const ex_rows *rows,
+                       float threshold, float *scratch, double *accuracy)
+{
+    if (rows == NULL || rows->labels == NULL || rows->count == 0 || max_batch == 0 || accuracy == NULL) {
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    size_t outputs = aim_model_output_size(model);
+    size_t correct = 0;
+    for (size_t first = 0; first < rows->count; first += max_batch) {
+        size_t n = rows->count - first < max_batch ? rows->count - first : max_batch;
+        aim_status status = aim_model_predict(model, workspace, rows->x + first * rows->x_width, n, scratch);
+        if (status != AIM_OK) {
+            return status;
+        }
+        correct += ex_count_correct(scratch, n, outputs, rows->labels + first, threshold);
+    }
+    *accuracy = (double)correct / (double)rows->count;
+    return AIM_OK;
+}

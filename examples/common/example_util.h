@@ -1,0 +1,148 @@
+/*
+ * libaimodel examples - command line, timing, mini-batches, evaluation.
+ * SPDX-License-Identifier: MIT
+ */
+/*
+ * What every example host program shares, so that each program's own file
+ * shows only its model and its training loop. The library itself prints
+ * nothing; the printing here is the host's business.
+ */
+#ifndef EXAMPLES_EXAMPLE_UTIL_H
+#define EXAMPLES_EXAMPLE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aimodel.h"
+#include "fashion_mnist.h"
+
+/* Samples per aim_model_predict() call when evaluating; the size every
+ * example gives its inference workspace. */
+#define EX_EVAL_BATCH 256
+
+/* Training images held out (from the end of the training file) to report
+ * val_accuracy each epoch without looking at the test set. */
+#define EX_VALIDATION_COUNT 5000
+
+/* Exit status for a command-line mistake (1 is for a failed run). */
+#define EX_EXIT_USAGE 2
+
+/* ---- command line ------------------------------------------------------ */
+
+typedef struct ex_options {
+    const char *data_dir; /* --data DIR */
+    size_t epochs;        /* --epochs N, >= 1 */
+    size_t batch;         /* --batch N, >= 1 */
+    uint64_t seed;        /* --seed N: weight initialization and shuffling */
+    int synthetic;        /* --synthetic: skip the real data */
+} ex_options;
+
+/* What --help says about a program. */
+typedef struct ex_program {
+    const char *name;    /* e.g. "mlp_classifier" */
+    const char *summary; /* one line */
+    int uses_data;       /* 0 if --data and --synthetic are accepted but unused */
+} ex_program;
+
+typedef enum ex_args_result {
+    EX_ARGS_RUN = 0,  /* options parsed; go on */
+    EX_ARGS_HELP = 1, /* --help was printed; exit 0 */
+    EX_ARGS_BAD = 2   /* a message went to stderr; exit EX_EXIT_USAGE */
+} ex_args_result;
+
+/* Defaults shared by all programs: FM_DEFAULT_DIR, 5 epochs, batch 32, seed 42. */
+void ex_options_default(ex_options *options);
+
+/* Parses argv over `options`, which hold the program's defaults on entry
+ * (--help prints them). Accepts "--opt VALUE" and "--opt=VALUE". */
+ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, ex_options *options);
+
+/* ---- timing and reporting ---------------------------------------------- */
+
+/* Seconds on CLOCK_MONOTONIC, for differences only. */
+double ex_now(void);
+
+/* Prints "NAME: failed: STATUS: DETAIL" to stderr. */
+void ex_report_failure(const char *what, aim_status status, const char *detail);
+
+/*
+ * Runs an aim_ call; on failure reports it and jumps to the enclosing
+ * function's `cleanup` label. `detail` (usually the failing object's
+ * aim_*_last_error()) is evaluated only after the call has failed, so it
+ * describes this failure, not an earlier one.
+ */
+#define EX_TRY(call, detail)                                        \
+    do {                                                            \
+        aim_status ex_try_status_ = (call);                         \
+        if (ex_try_status_ != AIM_OK) {                             \
+            ex_report_failure(#call, ex_try_status_, (detail));     \
+            goto cleanup;                                           \
+        }                                                           \
+    } while (0)
+
+/* ---- data -------------------------------------------------------------- */
+
+/*
+ * Fills `train`, `validation` (the last EX_VALIDATION_COUNT training images)
+ * and `test`: from Fashion-MNIST in options->data_dir, or, with --synthetic
+ * or when those files cannot be read, from fm_synthetic() with fixed seeds,
+ * saying so on stderr. `*source` becomes "fashion-mnist" or "synthetic".
+ * Returns 0, or -1 after printing why (the sets are then empty).
+ */
+int ex_load_fashion_mnist(const ex_options *options, fm_set *train, fm_set *validation, fm_set *test,
+                          const char **source);
+
+/* Borrowed rows of a data set: inputs plus float targets and/or labels. */
+typedef struct ex_rows {
+    const float *x;        /* (count, x_width) */
+    size_t x_width;
+    const float *y;        /* (count, y_width) float targets, or NULL */
+    size_t y_width;
+    const int32_t *labels; /* (count) integer labels, or NULL */
+    size_t count;
+} ex_rows;
+
+/* Draws shuffled mini-batches from `rows` into buffers of its own. */
+typedef struct ex_batcher {
+    ex_rows rows;          /* borrowed; must outlive the batcher */
+    size_t batch;          /* largest batch */
+    size_t next;           /* position in `order` */
+    aim_rng *rng;
+    uint32_t *order;       /* (rows.count) permutation of the epoch */
+    float *x;              /* (batch, x_width) current batch */
+    float *y;              /* (batch, y_width) or NULL */
+    int32_t *labels;       /* (batch) or NULL */
+} ex_batcher;
+
+/* Allocates the batch buffers and a generator seeded with `seed`. `batcher`
+ * may be zero-initialized; ex_batcher_free() is safe after a failure. */
+aim_status ex_batcher_init(ex_batcher *batcher, const ex_rows *rows, size_t batch, uint64_t seed);
+
+/* Starts an epoch: a fresh permutation from aim_rng_shuffle_u32(). */
+aim_status ex_batcher_shuffle(ex_batcher *batcher);
+
+/* Gathers the next rows of the epoch into x / y / labels and returns how
+ * many (the last batch may be short, as in Keras); 0 when the epoch is over. */
+size_t ex_batcher_next(ex_batcher *batcher);
+
+void ex_batcher_free(ex_batcher *batcher);
+
+/* ---- evaluation -------------------------------------------------------- */
+
+/*
+ * How many of `batch` output rows (of `outputs` values each) name the right
+ * label: by argmax, or for a single output by output >= threshold meaning 1.
+ */
+size_t ex_count_correct(const float *output, size_t batch, size_t outputs, const int32_t *labels,
+                        float threshold);
+
+/*
+ * Accuracy of a compiled model on `rows` (labels required), by
+ * aim_model_predict() in chunks of at most `max_batch` samples through
+ * `workspace`; `scratch` holds max_batch * output_size floats. On failure
+ * see aim_workspace_last_error(workspace).
+ */
+aim_status ex_accuracy(const aim_model *model, aim_workspace *workspace, size_t max_batch, const ex_rows *rows,
+                       float threshold, float *scratch, double *accuracy);
+
+#endif
