@@ -166,19 +166,17 @@ docs: include/aimodel.h docs/Doxyfile README.md
 	doxygen docs/Doxyfile
 
 # ---- install -------------------------------------------------------------------
-$(BUILD)/aimodel.pc: pkgconfig/aimodel.pc.in Makefile
-	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
-	    -e 's|@VERSION@|$(VERSION)|g' $< > $@
-
-install: lib $(BUILD)/aimodel.pc
+# aimodel.pc is generated for this PREFIX at every install.
+install: lib
 	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
 	install -m 644 include/aimodel.h $(DESTDIR)$(INCDIR)/aimodel.h
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libaimodel.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libaimodel.so.$(VERSION)
 	ln -sf libaimodel.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libaimodel.so
-	install -m 644 $(BUILD)/aimodel.pc $(DESTDIR)$(PCDIR)/aimodel.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' pkgconfig/aimodel.pc.in > $(DESTDIR)$(PCDIR)/aimodel.pc
+	chmod 644 $(DESTDIR)$(PCDIR)/aimodel.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/aimodel.h $(DESTDIR)$(LIBDIR)/libaimodel.a \
