@@ -497,7 +497,8 @@ AIM_API aim_status aim_compile_config_init(aim_compile_config *config);
 /**
  * @brief Starts a sequential model with the shape of one input sample.
  * @param allocator Allocator for everything the model owns, or NULL.
- * @param rank Rank of one sample, 1 to 3 (e.g. 1 for features, 3 for C×H×W).
+ * @param rank Rank of one sample, 1 to 3 (1 for features, 2 for a time × features
+ * sequence, 3 for C×H×W).
  * @param dims The sample's sizes, each > 0.
  * @param[out] out The model; caller frees with aim_model_free().
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
@@ -656,6 +657,48 @@ AIM_API aim_status aim_model_add_global_avg_pool2d(aim_model *model);
 AIM_API aim_status aim_model_add_flatten(aim_model *model);
 
 /**
+ * @brief Options of a stack of LSTM layers (PyTorch nn.LSTM with
+ * batch_first=True): gates i, f, g, o; per stacked layer the parameters are
+ * W_ih [4·hidden, in], W_hh [4·hidden, hidden], b_ih [4·hidden], b_hh
+ * [4·hidden], in that order, so PyTorch weights import directly. The initial
+ * hidden and cell states are zero.
+ */
+typedef struct aim_lstm_config {
+    size_t hidden;            /**< Hidden size, > 0. */
+    size_t layers;            /**< Stacked layers, 1 to 16. Default 1. */
+    int32_t return_sequences; /**< Nonzero: output [time, hidden]; zero: the last step [hidden]. Default 0. */
+    /** ::AIM_INIT_PYTORCH (default): everything U(-1/sqrt(hidden), 1/sqrt(hidden)).
+     * ::AIM_INIT_GLOROT_UNIFORM: Glorot kernels, zero biases but 1 for the
+     * forget gate of b_ih (Keras' unit_forget_bias). Also HE_NORMAL, ZEROS. */
+    aim_init init;
+} aim_lstm_config;
+
+/**
+ * @brief Fills an LSTM config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param hidden Hidden size.
+ * @param layers Stacked layers.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_lstm_config_init(aim_lstm_config *config, size_t hidden, size_t layers);
+
+/**
+ * @brief Appends a stack of LSTM layers. The current shape must be one
+ * sequence [time, features] (rank 2); the output is [time, hidden] or
+ * [hidden]. The forward computes all steps' input projections in one GEMM
+ * and one recurrent GEMM per step; the backward is full backpropagation
+ * through time.
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_lstm_config_init()).
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL, a zero size, more than 16 layers or an unknown init.
+ * @retval AIM_ERR_SHAPE_MISMATCH if the current shape is not rank 2 (the message names the layer).
+ * @retval AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_UNSUPPORTED (a GEMM
+ * dimension over INT_MAX), AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_lstm(aim_model *model, const aim_lstm_config *config);
+
+/**
  * @brief The shape of one output sample of a layer, for checking a model as
  * it is built.
  * @param model The model.
@@ -783,7 +826,9 @@ AIM_API aim_status aim_model_parameters(aim_model *model, float **params, size_t
 AIM_API aim_status aim_model_gradients(aim_model *model, float **grads, size_t *count);
 
 /**
- * @brief Where one layer's parameters sit in the flat buffer.
+ * @brief Where one layer's parameters sit in the flat buffer. For an LSTM
+ * layer `weight_count` covers all its parameters (see ::aim_lstm_config for
+ * their order) and `bias_count` is 0.
  * @param model A compiled model.
  * @param layer Layer index from 0.
  * @param[out] offset First float of the layer's weights.

@@ -89,8 +89,12 @@ typedef enum aim__layer_kind {
     AIM__LAYER_MAX_POOL2D = 3,
     AIM__LAYER_AVG_POOL2D = 4,
     AIM__LAYER_GLOBAL_AVG_POOL2D = 5,
-    AIM__LAYER_FLATTEN = 6
+    AIM__LAYER_FLATTEN = 6,
+    AIM__LAYER_LSTM = 7
 } aim__layer_kind;
+
+/* The most LSTM layers one aim_model_add_lstm() may stack. */
+#define AIM__LSTM_MAX_LAYERS 16
 
 /* Window geometry shared by conv2d and pooling. Input C×H×W, output O×Ho×Wo. */
 typedef struct aim__window {
@@ -109,7 +113,10 @@ typedef struct aim__layer {
     size_t weight_count;     /* weights, then ... */
     size_t bias_count;       /* ... biases, contiguous */
     size_t cache_per_sample; /* floats kept per sample by a training forward */
-    size_t scratch_floats;   /* floats of scratch one forward or backward call needs */
+    size_t scratch_floats;   /* floats of scratch one forward or backward call needs ... */
+    size_t scratch_per_sample; /* ... plus this many per sample of the batch */
+    size_t lstm_hidden, lstm_layers; /* LSTM: hidden size, stacked layers */
+    int lstm_sequences;      /* LSTM: output every step (else the last) */
     aim__window win;         /* conv2d and pooling */
     aim_activation act;
     float alpha;
@@ -150,6 +157,17 @@ void aim__conv2d_init(const aim__layer *L, float *params, struct aim_rng *rng);
 /* pool.c: max, average and global average pooling; flatten is a copy. */
 void aim__pool_forward(const aim__layer *L, const float *x, float *y, size_t batch);
 void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, float *dx, size_t batch);
+
+/* lstm.c: input (B, T, F) batch first; PyTorch nn.LSTM layout and gate order.
+ * The training forward keeps gates, cells and outputs in `cache`; the
+ * backward turns the cached gates into their gradients in place. */
+size_t aim__lstm_cache_per_sample(const aim__layer *L);
+size_t aim__lstm_scratch_per_sample(const aim__layer *L);
+void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
+                       float *scratch, size_t batch);
+void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
+                        const float *dy, float *dx, float *scratch, size_t batch);
+void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng);
 
 /* ---- model.c ------------------------------------------------------------- */
 

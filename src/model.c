@@ -50,6 +50,7 @@ static const char *kind_name(aim__layer_kind k) {
     case AIM__LAYER_AVG_POOL2D: return "avg_pool2d";
     case AIM__LAYER_GLOBAL_AVG_POOL2D: return "global_avg_pool2d";
     case AIM__LAYER_FLATTEN: return "flatten";
+    case AIM__LAYER_LSTM: return "lstm";
     }
     return "?";
 }
@@ -434,6 +435,80 @@ aim_status aim_model_add_flatten(aim_model *m) {
     return push_layer(m, &L);
 }
 
+aim_status aim_lstm_config_init(aim_lstm_config *c, size_t hidden, size_t layers) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->hidden = hidden;
+    c->layers = layers;
+    c->return_sequences = 0;
+    c->init = AIM_INIT_PYTORCH;
+    return AIM_OK;
+}
+
+aim_status aim_model_add_lstm(aim_model *m, const aim_lstm_config *c) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    const size_t idx = m->n_layers;
+    if (!c) {
+        aim__set_error(m->err, "layer %zu (lstm): config is NULL", idx);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim_status st = check_buildable(m, "add_lstm");
+    if (st != AIM_OK) return st;
+    if (c->hidden == 0 || c->layers == 0 || c->layers > AIM__LSTM_MAX_LAYERS || c->init < AIM_INIT_GLOROT_UNIFORM ||
+        c->init > AIM_INIT_ZEROS) {
+        aim__set_error(m->err, "layer %zu (lstm): hidden > 0, layers 1..%d and a known init are required", idx,
+                       AIM__LSTM_MAX_LAYERS);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = AIM__LAYER_LSTM;
+    current_shape(m, &L.in_rank, L.in_dims, &L.in_size);
+    if (L.in_rank != 2) {
+        aim__set_error(m->err, "layer %zu (lstm): input must be one time x features sequence (rank 2), got rank %zu",
+                       idx, L.in_rank);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const size_t T = L.in_dims[0], F = L.in_dims[1], H = c->hidden;
+    /* Counts: params = sum over layers of 4H(in + H) + 8H; cache 6·T·H per layer. */
+    size_t g, per, total = 0, tmp, cache, out;
+    int ok = aim__mul(H, 4, &g) && aim__mul(g, T, &tmp) && aim__mul(tmp, 2, &tmp);
+    for (size_t l = 0; ok && l < c->layers; l++) {
+        size_t in = l == 0 ? F : H;
+        ok = aim__add(in, H, &per) && aim__mul(per, g, &per) && aim__add(per, 2 * g, &per) &&
+             aim__add(total, per, &total);
+    }
+    ok = ok && total <= SIZE_MAX / sizeof(float) && aim__mul(T, H, &tmp) && aim__mul(tmp, 6, &cache) &&
+         aim__mul(cache, c->layers, &cache) && aim__mul(T, H, &out);
+    if (!ok) {
+        aim__set_error(m->err, "layer %zu (lstm): parameter or memory size overflows", idx);
+        return AIM_ERR_OVERFLOW;
+    }
+    if (g > INT_MAX || F > INT_MAX || out > INT_MAX / 4) {
+        aim__set_error(m->err, "layer %zu (lstm): a GEMM dimension exceeds the BLAS limit", idx);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    L.lstm_hidden = H;
+    L.lstm_layers = c->layers;
+    L.lstm_sequences = c->return_sequences != 0;
+    L.init = c->init;
+    L.weight_count = total;
+    L.bias_count = 0;
+    if (L.lstm_sequences) {
+        L.out_rank = 2;
+        L.out_dims[0] = T;
+        L.out_dims[1] = H;
+        L.out_size = out;
+    } else {
+        L.out_rank = 1;
+        L.out_dims[0] = H;
+        L.out_size = H;
+    }
+    L.cache_per_sample = aim__lstm_cache_per_sample(&L);
+    L.scratch_per_sample = aim__lstm_scratch_per_sample(&L);
+    return push_layer(m, &L);
+}
+
 aim_status aim_model_layer_shape(const aim_model *m, size_t layer, size_t *rank, size_t *dims) {
     if (!m || !rank || !dims || layer >= m->n_layers) return AIM_ERR_INVALID_ARGUMENT;
     const aim__layer *L = &m->layers[layer];
@@ -449,6 +524,19 @@ aim_status aim_compile_config_init(aim_compile_config *c) {
     c->seed = 0;
     c->rng = NULL;
     return AIM_OK;
+}
+
+/* Floats of scratch the model's layers need at `batch`; 0 on overflow. */
+static int scratch_for(const aim_model *m, size_t batch, size_t *out) {
+    size_t mx = 0;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        size_t s;
+        if (!aim__mul(batch, m->layers[i].scratch_per_sample, &s) || !aim__add(s, m->layers[i].scratch_floats, &s))
+            return 0;
+        if (s > mx) mx = s;
+    }
+    *out = mx;
+    return 1;
 }
 
 /* The block's layout: a list of regions, each a multiple of AIM__ALIGN
@@ -501,9 +589,11 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     size_t o_d0 = plan(&p, B, max_act);
     size_t o_d1 = plan(&p, B, max_act);
     size_t o_igrad = c.input_gradient ? plan(&p, B, m->in_size) : 0;
-    size_t max_scratch = 0;
-    for (size_t i = 0; i < nl; i++)
-        if (m->layers[i].scratch_floats > max_scratch) max_scratch = m->layers[i].scratch_floats;
+    size_t max_scratch;
+    if (!scratch_for(m, B, &max_scratch)) {
+        aim__set_error(m->err, "compile: scratch size overflows for max_batch %zu", B);
+        return AIM_ERR_OVERFLOW;
+    }
     size_t o_scratch = plan(&p, max_scratch, 1);
     const size_t floats_per_ptr = (sizeof(float *) + sizeof(float) - 1) / sizeof(float);
     size_t o_ptrs = plan(&p, 2 * nl, floats_per_ptr);
@@ -564,6 +654,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         const aim__layer *L = &m->layers[i];
         if (L->kind == AIM__LAYER_DENSE) aim__dense_init(L, m->params + L->param_offset, rng);
         else if (L->kind == AIM__LAYER_CONV2D) aim__conv2d_init(L, m->params + L->param_offset, rng);
+        else if (L->kind == AIM__LAYER_LSTM) aim__lstm_init(L, m->params + L->param_offset, rng);
     }
     m->compiled = 1;
     m->batch = 0;
@@ -594,6 +685,9 @@ static void run_forward(const aim__layer *layers, size_t nl, const float *params
         case AIM__LAYER_GLOBAL_AVG_POOL2D:
         case AIM__LAYER_FLATTEN:
             aim__pool_forward(L, in, acts[i], batch);
+            break;
+        case AIM__LAYER_LSTM:
+            aim__lstm_forward(L, params + L->param_offset, in, acts[i], cache, scratch, batch);
             break;
         }
         in = acts[i];
@@ -739,6 +833,10 @@ aim_status aim_model_backward(aim_model *m, const float *output_grad) {
         case AIM__LAYER_FLATTEN:
             if (dx) aim__pool_backward(L, x, dy, dx, B);
             break;
+        case AIM__LAYER_LSTM:
+            aim__lstm_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->caches[k], dy, dx,
+                               m->scratch, B);
+            break;
         }
         cur = 1 - cur;
     }
@@ -827,19 +925,12 @@ static size_t inference_floats(const aim_model *m) {
     return mx;
 }
 
-static size_t scratch_floats(const aim_model *m) {
-    size_t mx = 0;
-    for (size_t i = 0; i < m->n_layers; i++)
-        if (m->layers[i].scratch_floats > mx) mx = m->layers[i].scratch_floats;
-    return mx;
-}
-
 /* Layout: two ping-pong buffers of `*per` floats, then the scratch. */
 static aim_status workspace_bytes(const aim_model *m, size_t max_batch, size_t *bytes, size_t *per) {
-    size_t n, sc;
+    size_t n, sc, scratch;
     if (!aim__mul(max_batch, inference_floats(m), &n) || !aim__round_floats(n, per) || !aim__mul(*per, 2, &n) ||
-        !aim__round_floats(scratch_floats(m), &sc) || !aim__add(n, sc, &n) || !aim__mul(n, sizeof(float), bytes) ||
-        *bytes > SIZE_MAX - AIM__ALIGN)
+        !scratch_for(m, max_batch, &scratch) || !aim__round_floats(scratch, &sc) || !aim__add(n, sc, &n) ||
+        !aim__mul(n, sizeof(float), bytes) || *bytes > SIZE_MAX - AIM__ALIGN)
         return AIM_ERR_OVERFLOW;
     return AIM_OK;
 }
@@ -876,7 +967,7 @@ aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocat
     memset(base, 0, bytes);
     w->max_batch = max_batch;
     w->act_floats = inference_floats(m);
-    w->scratch_floats = scratch_floats(m);
+    (void)scratch_for(m, max_batch, &w->scratch_floats); /* cannot overflow: workspace_bytes passed */
     w->buf[0] = base;
     w->buf[1] = base + per;
     w->scratch = base + 2 * per;
@@ -907,7 +998,9 @@ aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *
         aim__set_error(w->err, "predict: batch %zu exceeds the workspace's max_batch %zu", batch, w->max_batch);
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    if (inference_floats(m) > w->act_floats || scratch_floats(m) > w->scratch_floats) {
+    size_t need_scratch = 0;
+    (void)scratch_for(m, batch, &need_scratch); /* batch <= max_batch: no overflow */
+    if (inference_floats(m) > w->act_floats || need_scratch > w->scratch_floats) {
         aim__set_error(w->err, "predict: the workspace was made for a smaller model (%zu < %zu floats per sample)",
                        w->act_floats, inference_floats(m));
         return AIM_ERR_SHAPE_MISMATCH;

@@ -1,0 +1,231 @@
+/*
+ * A stack of LSTM layers, PyTorch nn.LSTM semantics and layout (batch first):
+ *   X (B, T, F) -> H (B, T, Hd) for every step, or (B, Hd) for the last one.
+ * Parameters of sub-layer l, in this order (as PyTorch's state_dict):
+ *   W_ih (4Hd, in_l), W_hh (4Hd, Hd), b_ih (4Hd), b_hh (4Hd); in_0 = F, in_l = Hd
+ * Gates in PyTorch's order i, f, g, o:
+ *   a_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
+ *   i = σ(a_i)  f = σ(a_f)  g = tanh(a_g)  o = σ(a_o)
+ *   c_t = f ⊙ c_{t-1} + i ⊙ g
+ *   h_t = o ⊙ tanh(c_t)
+ * https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html
+ *
+ * Forward: the input projection of all steps is ONE GEMM (B·T rows); then one
+ * recurrent GEMM per step accumulates into the rows of that step (ldc = T·4Hd).
+ * Backward: full backpropagation through time, adding into the flat gradients.
+ * SPDX-License-Identifier: MIT
+ */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define BI(n) ((blasint)(n))
+
+static float sigm(float x) { return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x)); }
+
+/* Sizes of sub-layer l. */
+static size_t in_of(const aim__layer *L, size_t l) { return l == 0 ? L->in_dims[1] : L->lstm_hidden; }
+
+static size_t sub_params(const aim__layer *L, size_t l) {
+    const size_t H = L->lstm_hidden;
+    return 4 * H * in_of(L, l) + 4 * H * H + 8 * H;
+}
+
+/* Cache per sample: for each sub-layer, gates (T, 4H), cells (T, H), outputs (T, H). */
+size_t aim__lstm_cache_per_sample(const aim__layer *L) {
+    return L->lstm_layers * L->in_dims[0] * 6 * L->lstm_hidden;
+}
+
+/* Scratch per sample: the larger of inference (gates, two output sequences,
+ * one cell state) and backward (dh, dc, two input-gradient sequences). */
+size_t aim__lstm_scratch_per_sample(const aim__layer *L) {
+    const size_t T = L->in_dims[0], H = L->lstm_hidden, F = L->in_dims[1];
+    const size_t mx = F > H ? F : H;
+    const size_t inf = T * 4 * H + 2 * T * H + H;
+    const size_t bwd = 2 * H + 2 * T * mx;
+    return inf > bwd ? inf : bwd;
+}
+
+/* One sub-layer forward. x (B, T, in); writes gates (B, T, 4H) activated,
+ * cells (B, T, H) or only the running cell when `cells_all` is 0 (then `c`
+ * holds (B, H)), and h (B, T, H). */
+static void sub_forward(size_t B, size_t T, size_t in, size_t H, const float *p, const float *x, float *gates,
+                        float *c, int cells_all, float *h) {
+    const float *Wih = p, *Whh = p + 4 * H * in, *bih = Whh + 4 * H * H, *bhh = bih + 4 * H;
+    const size_t G = 4 * H;
+    /* A = X·W_ihᵀ for all B·T rows at once; then + b_ih + b_hh */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(B * T), BI(G), BI(in), 1.0f, x, BI(in), Wih, BI(in),
+                0.0f, gates, BI(G));
+    for (size_t r = 0; r < B * T; r++) {
+        float *a = gates + r * G;
+        for (size_t k = 0; k < G; k++) a[k] += bih[k] + bhh[k];
+    }
+    for (size_t t = 0; t < T; t++) {
+        /* A_t += h_{t-1}·W_hhᵀ; rows of step t are T·4H apart, h_{t-1} rows T·H apart. h_0 = 0. */
+        if (t > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(B), BI(G), BI(H), 1.0f, h + (t - 1) * H,
+                        BI(T * H), Whh, BI(H), 1.0f, gates + t * G, BI(T * G));
+        for (size_t b = 0; b < B; b++) {
+            float *a = gates + (b * T + t) * G;
+            float *ht = h + (b * T + t) * H;
+            float *ct = cells_all ? c + (b * T + t) * H : c + b * H;
+            const float *cp = cells_all ? (t ? ct - H : NULL) : (t ? ct : NULL);
+            for (size_t j = 0; j < H; j++) {
+                float ig = sigm(a[j]);              /* i = σ(a_i) */
+                float fg = sigm(a[H + j]);          /* f = σ(a_f) */
+                float gg = tanhf(a[2 * H + j]);     /* g = tanh(a_g) */
+                float og = sigm(a[3 * H + j]);      /* o = σ(a_o) */
+                float cprev = cp ? cp[j] : 0.0f;
+                float cn = fg * cprev + ig * gg;    /* c_t = f c_{t-1} + i g */
+                ct[j] = cn;
+                ht[j] = og * tanhf(cn);             /* h_t = o tanh(c_t) */
+                a[j] = ig;
+                a[H + j] = fg;
+                a[2 * H + j] = gg;
+                a[3 * H + j] = og;
+            }
+        }
+    }
+}
+
+/* Copies what the layer outputs: the whole top sequence, or its last step. */
+static void emit(const aim__layer *L, size_t B, const float *htop, float *y) {
+    const size_t T = L->in_dims[0], H = L->lstm_hidden;
+    if (L->lstm_sequences) {
+        memcpy(y, htop, B * T * H * sizeof(float));
+    } else {
+        for (size_t b = 0; b < B; b++) memcpy(y + b * H, htop + (b * T + T - 1) * H, H * sizeof(float));
+    }
+}
+
+void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
+                       float *scratch, size_t B) {
+    const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers;
+    const float *in = x;
+    const float *p = params;
+    if (cache) {
+        /* Training: every sub-layer keeps gates, cells and outputs for BPTT. */
+        for (size_t l = 0; l < NL; l++) {
+            float *base = cache + l * B * T * 6 * H;
+            float *gates = base, *cells = base + B * T * 4 * H, *h = cells + B * T * H;
+            sub_forward(B, T, in_of(L, l), H, p, in, gates, cells, 1, h);
+            p += sub_params(L, l);
+            in = h;
+        }
+    } else {
+        /* Inference: gates of one sub-layer, two output sequences, one cell row per sample. */
+        float *gates = scratch, *hs[2] = {scratch + B * T * 4 * H, scratch + B * T * 5 * H};
+        float *c = scratch + B * T * 6 * H;
+        for (size_t l = 0; l < NL; l++) {
+            sub_forward(B, T, in_of(L, l), H, p, in, gates, c, 0, hs[l % 2]);
+            p += sub_params(L, l);
+            in = hs[l % 2];
+        }
+    }
+    emit(L, B, in, y);
+}
+
+void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
+                        const float *dy, float *dx, float *scratch, size_t B) {
+    const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers, G = 4 * H;
+    const size_t F = L->in_dims[1], mx = F > H ? F : H;
+    float *dh = scratch, *dc = scratch + B * H;
+    float *dseq[2] = {scratch + 2 * B * H, scratch + 2 * B * H + B * T * mx};
+    /* Offsets of each sub-layer's parameters. */
+    size_t off[AIM__LSTM_MAX_LAYERS];
+    size_t acc = 0;
+    for (size_t l = 0; l < NL; l++) {
+        off[l] = acc;
+        acc += sub_params(L, l);
+    }
+    const float *dabove = dy; /* gradient w.r.t. this sub-layer's output sequence */
+    int above_is_last_only = !L->lstm_sequences;
+    for (size_t l = NL; l-- > 0;) {
+        const size_t in = in_of(L, l);
+        const float *p = params + off[l];
+        float *dp = dparams + off[l];
+        const float *Wih = p, *Whh = p + G * in;
+        float *dWih = dp, *dWhh = dp + G * in, *dbih = dWhh + G * H, *dbhh = dbih + G;
+        float *base = cache + l * B * T * 6 * H; /* the gates become dA in place */
+        float *gates = base;
+        const float *cells = base + B * T * G, *h = cells + B * T * H;
+        const float *xin = l == 0 ? x : cache + (l - 1) * B * T * 6 * H + B * T * 5 * H;
+        memset(dh, 0, B * H * sizeof(float));
+        memset(dc, 0, B * H * sizeof(float));
+        for (size_t t = T; t-- > 0;) {
+            for (size_t b = 0; b < B; b++) {
+                float *a = gates + (b * T + t) * G;
+                const float *ct = cells + (b * T + t) * H;
+                float *dhb = dh + b * H, *dcb = dc + b * H;
+                const float *up = above_is_last_only ? (t == T - 1 ? dabove + b * H : NULL)
+                                                     : dabove + (b * T + t) * H;
+                for (size_t j = 0; j < H; j++) {
+                    float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];
+                    float cprev = t ? (ct - H)[j] : 0.0f;
+                    float tc = tanhf(ct[j]);
+                    float dhj = dhb[j] + (up ? up[j] : 0.0f);             /* dh_t = dH_t + dh from t+1 */
+                    float dcj = dcb[j] + dhj * og * (1.0f - tc * tc);     /* dc_t += dh_t o (1 - tanh² c_t) */
+                    a[j] = dcj * gg * ig * (1.0f - ig);                   /* da_i = dc g · σ' */
+                    a[H + j] = dcj * cprev * fg * (1.0f - fg);            /* da_f = dc c_{t-1} · σ' */
+                    a[2 * H + j] = dcj * ig * (1.0f - gg * gg);           /* da_g = dc i · tanh' */
+                    a[3 * H + j] = dhj * tc * og * (1.0f - og);           /* da_o = dh tanh(c_t) · σ' */
+                    dcb[j] = dcj * fg;                                    /* dc_{t-1} = dc_t f */
+                }
+            }
+            /* dh_{t-1} = dA_t·W_hh   (B, H) = (B, 4H)·(4H, H) */
+            if (t > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(B), BI(H), BI(G), 1.0f, gates + t * G,
+                            BI(T * G), Whh, BI(H), 0.0f, dh, BI(H));
+        }
+        /* dW_hh += Σ_t dA_tᵀ·h_{t-1}: per sample, steps 1..T-1 against outputs 0..T-2 */
+        if (T > 1)
+            for (size_t b = 0; b < B; b++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(G), BI(H), BI(T - 1), 1.0f,
+                            gates + (b * T + 1) * G, BI(G), h + b * T * H, BI(H), 1.0f, dWhh, BI(H));
+        /* dW_ih += dAᵀ·X over all B·T rows */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(G), BI(in), BI(B * T), 1.0f, gates, BI(G), xin,
+                    BI(in), 1.0f, dWih, BI(in));
+        /* db_ih += Σ dA;  db_hh += Σ dA */
+        for (size_t r = 0; r < B * T; r++) {
+            const float *a = gates + r * G;
+            for (size_t k = 0; k < G; k++) {
+                dbih[k] += a[k];
+                dbhh[k] += a[k];
+            }
+        }
+        /* dX = dA·W_ih   (B·T, in): the sub-layer below's output gradient, or the layer's dx */
+        float *dout = l == 0 ? dx : dseq[l % 2];
+        if (dout)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(B * T), BI(in), BI(G), 1.0f, gates, BI(G),
+                        Wih, BI(in), 0.0f, dout, BI(in));
+        dabove = dout;
+        above_is_last_only = 0;
+    }
+}
+
+void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng) {
+    /* PyTorch: every weight and bias U(-1/sqrt(H), 1/sqrt(H)). Keras-style
+     * Glorot applies to the input kernel with fans (in, 4H); the recurrent
+     * kernel and biases then follow PyTorch's rule, with the forget-gate
+     * bias at 1 as Keras' unit_forget_bias. */
+    const size_t H = L->lstm_hidden;
+    float *p = params;
+    for (size_t l = 0; l < L->lstm_layers; l++) {
+        const size_t in = in_of(L, l), n = sub_params(L, l);
+        if (L->init == AIM_INIT_PYTORCH) {
+            float bound = (float)(1.0 / sqrt((double)H));
+            for (size_t i = 0; i < n; i++) p[i] = bound * (2.0f * aim__rng_uniform(rng) - 1.0f);
+        } else if (L->init == AIM_INIT_ZEROS) {
+            memset(p, 0, n * sizeof(float));
+        } else {
+            float *wih = p, *whh = p + 4 * H * in, *b = whh + 4 * H * H;
+            aim__init_weights(L->init, wih, 4 * H * in, b, 0, in, 4 * H, rng);
+            aim__init_weights(L->init, whh, 4 * H * H, b, 0, H, 4 * H, rng);
+            memset(b, 0, 8 * H * sizeof(float));
+            for (size_t j = 0; j < H; j++) b[H + j] = 1.0f; /* forget gate of b_ih */
+        }
+        p += n;
+    }
+}
