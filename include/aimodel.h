@@ -699,6 +699,34 @@ AIM_API aim_status aim_lstm_config_init(aim_lstm_config *config, size_t hidden, 
 AIM_API aim_status aim_model_add_lstm(aim_model *model, const aim_lstm_config *config);
 
 /**
+ * @brief Sets (or clears) the initial hidden and cell states an LSTM layer
+ * starts from in aim_model_forward(). They stay until changed, and apply to
+ * forwards of exactly `batch` samples (another batch is refused with
+ * ::AIM_ERR_SHAPE_MISMATCH). aim_model_predict() always starts from zero.
+ * @param model A compiled model.
+ * @param layer Index of an LSTM layer.
+ * @param h0 [layers, batch, hidden] floats (PyTorch's h_0 layout), or NULL with `c0` NULL to return to zero states.
+ * @param c0 [layers, batch, hidden] floats, or NULL with `h0` NULL.
+ * @param batch The batch they describe, 1 to max_batch.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also: not an LSTM layer, only one of h0/c0),
+ * AIM_ERR_SHAPE_MISMATCH (batch over max_batch), AIM_ERR_INVALID_STATE (not compiled)
+ */
+AIM_API aim_status aim_model_lstm_set_state(aim_model *model, size_t layer, const float *h0, const float *c0,
+                                            size_t batch);
+
+/**
+ * @brief Copies the final hidden and cell states (PyTorch's h_n, c_n) of an
+ * LSTM layer after a training forward.
+ * @param model A model after aim_model_forward() in ::AIM_MODE_TRAIN.
+ * @param layer Index of an LSTM layer.
+ * @param[out] h [layers, batch, hidden] floats, or NULL.
+ * @param[out] c [layers, batch, hidden] floats, or NULL (not both NULL).
+ * @param batch Must equal the forward's batch.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_lstm_final_state(aim_model *model, size_t layer, float *h, float *c, size_t batch);
+
+/**
  * @brief The shape of one output sample of a layer, for checking a model as
  * it is built.
  * @param model The model.

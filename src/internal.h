@@ -160,13 +160,16 @@ void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, fl
 
 /* lstm.c: input (B, T, F) batch first; PyTorch nn.LSTM layout and gate order.
  * The training forward keeps gates, cells and outputs in `cache`; the
- * backward turns the cached gates into their gradients in place. */
+ * backward turns the cached gates into their gradients in place. `init` is
+ * NULL (zero initial state) or h0 (layers, B, H) followed by c0 (layers, B, H).
+ * aim__lstm_final_state copies h_T and c_T out of a training cache. */
 size_t aim__lstm_cache_per_sample(const aim__layer *L);
 size_t aim__lstm_scratch_per_sample(const aim__layer *L);
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
-                       float *scratch, size_t batch);
+                       float *scratch, const float *init, size_t batch);
 void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
-                        const float *dy, float *dx, float *scratch, size_t batch);
+                        const float *dy, float *dx, float *scratch, const float *init, size_t batch);
+void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, float *c);
 void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng);
 
 /* ---- model.c ------------------------------------------------------------- */

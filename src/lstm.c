@@ -52,7 +52,7 @@ size_t aim__lstm_scratch_per_sample(const aim__layer *L) {
  * cells (B, T, H) or only the running cell when `cells_all` is 0 (then `c`
  * holds (B, H)), and h (B, T, H). */
 static void sub_forward(size_t B, size_t T, size_t in, size_t H, const float *p, const float *x, float *gates,
-                        float *c, int cells_all, float *h) {
+                        float *c, int cells_all, float *h, const float *h0, const float *c0) {
     const float *Wih = p, *Whh = p + 4 * H * in, *bih = Whh + 4 * H * H, *bhh = bih + 4 * H;
     const size_t G = 4 * H;
     /* A = X·W_ihᵀ for all B·T rows at once; then + b_ih + b_hh */
@@ -63,15 +63,19 @@ static void sub_forward(size_t B, size_t T, size_t in, size_t H, const float *p,
         for (size_t k = 0; k < G; k++) a[k] += bih[k] + bhh[k];
     }
     for (size_t t = 0; t < T; t++) {
-        /* A_t += h_{t-1}·W_hhᵀ; rows of step t are T·4H apart, h_{t-1} rows T·H apart. h_0 = 0. */
+        /* A_t += h_{t-1}·W_hhᵀ; rows of step t are T·4H apart, h_{t-1} rows T·H apart
+         * (the initial state h0 is (B, H), zero when not given). */
         if (t > 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(B), BI(G), BI(H), 1.0f, h + (t - 1) * H,
                         BI(T * H), Whh, BI(H), 1.0f, gates + t * G, BI(T * G));
+        else if (h0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(B), BI(G), BI(H), 1.0f, h0, BI(H), Whh, BI(H),
+                        1.0f, gates, BI(T * G));
         for (size_t b = 0; b < B; b++) {
             float *a = gates + (b * T + t) * G;
             float *ht = h + (b * T + t) * H;
             float *ct = cells_all ? c + (b * T + t) * H : c + b * H;
-            const float *cp = cells_all ? (t ? ct - H : NULL) : (t ? ct : NULL);
+            const float *cp = t ? (cells_all ? ct - H : ct) : (c0 ? c0 + b * H : NULL);
             for (size_t j = 0; j < H; j++) {
                 float ig = sigm(a[j]);              /* i = σ(a_i) */
                 float fg = sigm(a[H + j]);          /* f = σ(a_f) */
@@ -101,7 +105,7 @@ static void emit(const aim__layer *L, size_t B, const float *htop, float *y) {
 }
 
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
-                       float *scratch, size_t B) {
+                       float *scratch, const float *init, size_t B) {
     const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers;
     const float *in = x;
     const float *p = params;
@@ -110,7 +114,8 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
         for (size_t l = 0; l < NL; l++) {
             float *base = cache + l * B * T * 6 * H;
             float *gates = base, *cells = base + B * T * 4 * H, *h = cells + B * T * H;
-            sub_forward(B, T, in_of(L, l), H, p, in, gates, cells, 1, h);
+            sub_forward(B, T, in_of(L, l), H, p, in, gates, cells, 1, h, init ? init + l * B * H : NULL,
+                        init ? init + (NL + l) * B * H : NULL);
             p += sub_params(L, l);
             in = h;
         }
@@ -119,7 +124,8 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
         float *gates = scratch, *hs[2] = {scratch + B * T * 4 * H, scratch + B * T * 5 * H};
         float *c = scratch + B * T * 6 * H;
         for (size_t l = 0; l < NL; l++) {
-            sub_forward(B, T, in_of(L, l), H, p, in, gates, c, 0, hs[l % 2]);
+            sub_forward(B, T, in_of(L, l), H, p, in, gates, c, 0, hs[l % 2], init ? init + l * B * H : NULL,
+                        init ? init + (NL + l) * B * H : NULL);
             p += sub_params(L, l);
             in = hs[l % 2];
         }
@@ -128,7 +134,7 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
 }
 
 void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
-                        const float *dy, float *dx, float *scratch, size_t B) {
+                        const float *dy, float *dx, float *scratch, const float *init, size_t B) {
     const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers, G = 4 * H;
     const size_t F = L->in_dims[1], mx = F > H ? F : H;
     float *dh = scratch, *dc = scratch + B * H;
@@ -152,6 +158,7 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
         float *gates = base;
         const float *cells = base + B * T * G, *h = cells + B * T * H;
         const float *xin = l == 0 ? x : cache + (l - 1) * B * T * 6 * H + B * T * 5 * H;
+        const float *h0 = init ? init + l * B * H : NULL, *c0 = init ? init + (NL + l) * B * H : NULL;
         memset(dh, 0, B * H * sizeof(float));
         memset(dc, 0, B * H * sizeof(float));
         for (size_t t = T; t-- > 0;) {
@@ -163,7 +170,7 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
                                                      : dabove + (b * T + t) * H;
                 for (size_t j = 0; j < H; j++) {
                     float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];
-                    float cprev = t ? (ct - H)[j] : 0.0f;
+                    float cprev = t ? (ct - H)[j] : (c0 ? c0[b * H + j] : 0.0f);
                     float tc = tanhf(ct[j]);
                     float dhj = dhb[j] + (up ? up[j] : 0.0f);             /* dh_t = dH_t + dh from t+1 */
                     float dcj = dcb[j] + dhj * og * (1.0f - tc * tc);     /* dc_t += dh_t o (1 - tanh² c_t) */
@@ -184,6 +191,10 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
             for (size_t b = 0; b < B; b++)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(G), BI(H), BI(T - 1), 1.0f,
                             gates + (b * T + 1) * G, BI(G), h + b * T * H, BI(H), 1.0f, dWhh, BI(H));
+        /* ... plus dA_0ᵀ·h0 when an initial state was given */
+        if (h0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(G), BI(H), BI(B), 1.0f, gates, BI(T * G), h0,
+                        BI(H), 1.0f, dWhh, BI(H));
         /* dW_ih += dAᵀ·X over all B·T rows */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(G), BI(in), BI(B * T), 1.0f, gates, BI(G), xin,
                     BI(in), 1.0f, dWih, BI(in));
@@ -202,6 +213,17 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
                         Wih, BI(in), 0.0f, dout, BI(in));
         dabove = dout;
         above_is_last_only = 0;
+    }
+}
+
+void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t B, float *h, float *c) {
+    const size_t T = L->in_dims[0], H = L->lstm_hidden;
+    for (size_t l = 0; l < L->lstm_layers; l++) {
+        const float *cells = cache + l * B * T * 6 * H + B * T * 4 * H, *hs = cells + B * T * H;
+        for (size_t b = 0; b < B; b++) {
+            if (h) memcpy(h + (l * B + b) * H, hs + (b * T + T - 1) * H, H * sizeof(float));
+            if (c) memcpy(c + (l * B + b) * H, cells + (b * T + T - 1) * H, H * sizeof(float));
+        }
     }
 }
 

@@ -28,6 +28,9 @@ struct aim_model {
     float *input;         /* (max_batch, in_size): copy of the last training input */
     float **acts;         /* n_layers pointers, each (max_batch, out_size) */
     float **caches;       /* n_layers pointers, NULL when a layer keeps nothing */
+    float **inits;        /* n_layers pointers: an LSTM's initial h0 then c0 (layers, max_batch, H), else NULL */
+    size_t *init_batch;   /* n_layers: the batch the initial state was set for, 0 for a zero state */
+    float **active_inits; /* n_layers: what the last forward used (NULL: zero state) */
     float *dbuf[2];       /* gradient ping-pong, each (max_batch, max activation size) */
     float *scratch;       /* (max scratch_floats over the layers): im2col and the like */
     float *input_grad;    /* (max_batch, in_size) when input_gradient */
@@ -509,6 +512,62 @@ aim_status aim_model_add_lstm(aim_model *m, const aim_lstm_config *c) {
     return push_layer(m, &L);
 }
 
+static aim_status lstm_layer(const aim_model *m, size_t layer, char *err, const char *what) {
+    if (!m->compiled) {
+        aim__set_error(err, "%s: the model is not compiled", what);
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (layer >= m->n_layers || m->layers[layer].kind != AIM__LAYER_LSTM) {
+        aim__set_error(err, "%s: layer %zu is not an LSTM layer", what, layer);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    return AIM_OK;
+}
+
+aim_status aim_model_lstm_set_state(aim_model *m, size_t layer, const float *h0, const float *c0, size_t batch) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = lstm_layer(m, layer, m->err, "lstm_set_state");
+    if (st != AIM_OK) return st;
+    if (!h0 && !c0) {
+        m->init_batch[layer] = 0;
+        return AIM_OK;
+    }
+    if (!h0 || !c0 || batch == 0) {
+        aim__set_error(m->err, "lstm_set_state: give both h0 and c0 (or neither) and batch > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (batch > m->max_batch) {
+        aim__set_error(m->err, "lstm_set_state: batch %zu exceeds max_batch %zu", batch, m->max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const aim__layer *L = &m->layers[layer];
+    const size_t n = L->lstm_layers * batch * L->lstm_hidden;
+    memcpy(m->inits[layer], h0, n * sizeof(float));
+    memcpy(m->inits[layer] + n, c0, n * sizeof(float));
+    m->init_batch[layer] = batch;
+    return AIM_OK;
+}
+
+aim_status aim_model_lstm_final_state(aim_model *m, size_t layer, float *h, float *c, size_t batch) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = lstm_layer(m, layer, m->err, "lstm_final_state");
+    if (st != AIM_OK) return st;
+    if ((!h && !c)) {
+        aim__set_error(m->err, "lstm_final_state: h and c are both NULL");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!m->trained_forward) {
+        aim__set_error(m->err, "lstm_final_state: needs a forward pass in AIM_MODE_TRAIN");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (batch != m->batch) {
+        aim__set_error(m->err, "lstm_final_state: batch %zu differs from the last forward's %zu", batch, m->batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    aim__lstm_final_state(&m->layers[layer], m->caches[layer], batch, h, c);
+    return AIM_OK;
+}
+
 aim_status aim_model_layer_shape(const aim_model *m, size_t layer, size_t *rank, size_t *dims) {
     if (!m || !rank || !dims || layer >= m->n_layers) return AIM_ERR_INVALID_ARGUMENT;
     const aim__layer *L = &m->layers[layer];
@@ -596,12 +655,15 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     }
     size_t o_scratch = plan(&p, max_scratch, 1);
     const size_t floats_per_ptr = (sizeof(float *) + sizeof(float) - 1) / sizeof(float);
-    size_t o_ptrs = plan(&p, 2 * nl, floats_per_ptr);
+    const size_t floats_per_size = (sizeof(size_t) + sizeof(float) - 1) / sizeof(float);
+    size_t o_ptrs = plan(&p, 4 * nl, floats_per_ptr);
+    size_t o_ibatch = plan(&p, nl, floats_per_size);
     /* The per-layer offsets are recomputed below in the same order. */
     size_t first_layer_off = p.off;
     for (size_t i = 0; i < nl; i++) {
         (void)plan(&p, B, m->layers[i].out_size);
         if (m->layers[i].cache_per_sample) (void)plan(&p, B, m->layers[i].cache_per_sample);
+        if (m->layers[i].kind == AIM__LAYER_LSTM) (void)plan(&p, B, 2 * m->layers[i].lstm_layers * m->layers[i].lstm_hidden);
     }
     size_t bytes;
     if (p.overflow || !aim__mul(p.off, sizeof(float), &bytes) || bytes > SIZE_MAX - AIM__ALIGN) {
@@ -632,6 +694,9 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     m->scratch = base + o_scratch;
     m->acts = (float **)(void *)(base + o_ptrs);
     m->caches = m->acts + nl;
+    m->inits = m->acts + 2 * nl;
+    m->active_inits = m->acts + 3 * nl;
+    m->init_batch = (size_t *)(void *)(base + o_ibatch);
     size_t off = first_layer_off, pofs = 0;
     planner q = {off, 0};
     for (size_t i = 0; i < nl; i++) {
@@ -640,6 +705,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         pofs += L->weight_count + L->bias_count;
         m->acts[i] = base + plan(&q, B, L->out_size);
         m->caches[i] = L->cache_per_sample ? base + plan(&q, B, L->cache_per_sample) : NULL;
+        m->inits[i] = L->kind == AIM__LAYER_LSTM ? base + plan(&q, B, 2 * L->lstm_layers * L->lstm_hidden) : NULL;
+        m->init_batch[i] = 0;
     }
     m->n_params = n_params;
     m->max_batch = B;
@@ -665,7 +732,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
 /* Runs the layers. `acts[i]` receives layer i's output; `caches` is NULL in
  * inference. Reads `layers` and `params` only, so it is safe on a shared model. */
 static void run_forward(const aim__layer *layers, size_t nl, const float *params, const float *x,
-                        float *const *acts, float *const *caches, float *scratch, size_t batch) {
+                        float *const *acts, float *const *caches, const float *const *inits, float *scratch,
+                        size_t batch) {
     const float *in = x;
     for (size_t i = 0; i < nl; i++) {
         const aim__layer *L = &layers[i];
@@ -687,7 +755,7 @@ static void run_forward(const aim__layer *layers, size_t nl, const float *params
             aim__pool_forward(L, in, acts[i], batch);
             break;
         case AIM__LAYER_LSTM:
-            aim__lstm_forward(L, params + L->param_offset, in, acts[i], cache, scratch, batch);
+            aim__lstm_forward(L, params + L->param_offset, in, acts[i], cache, scratch, inits ? inits[i] : NULL, batch);
             break;
         }
         in = acts[i];
@@ -722,7 +790,16 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
         memcpy(m->input, input, batch * m->in_size * sizeof(float));
         x = m->input;
     }
-    run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL, m->scratch, batch);
+    /* An LSTM's initial state applies only to the batch size it was set for. */
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->init_batch[i] && m->init_batch[i] != batch) {
+            aim__set_error(m->err, "forward: layer %zu (lstm) has an initial state for batch %zu, not %zu", i,
+                           m->init_batch[i], batch);
+            return AIM_ERR_SHAPE_MISMATCH;
+        }
+    for (size_t i = 0; i < m->n_layers; i++) m->active_inits[i] = m->init_batch[i] ? m->inits[i] : NULL;
+    run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL,
+                (const float *const *)m->active_inits, m->scratch, batch);
     m->batch = batch;
     m->trained_forward = train;
     m->loss_ready = 0;
@@ -835,7 +912,7 @@ aim_status aim_model_backward(aim_model *m, const float *output_grad) {
             break;
         case AIM__LAYER_LSTM:
             aim__lstm_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->caches[k], dy, dx,
-                               m->scratch, B);
+                               m->scratch, m->active_inits[k], B);
             break;
         }
         cur = 1 - cur;
@@ -1018,7 +1095,7 @@ aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *
             size_t i = start + j;
             acts[j] = i == nl - 1 ? output : w->buf[i % 2];
         }
-        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, w->scratch, batch);
+        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, NULL, w->scratch, batch);
         in = acts[cnt - 1];
     }
     return AIM_OK;
