@@ -1099,6 +1099,61 @@ AIM_API aim_status aim_clip_grad_norm(float *grads, size_t count, float max_norm
 
 /** @} */
 
+/**
+ * @defgroup aim_serial Serialization
+ * @brief Models, and optionally an optimizer's state, to and from memory
+ * buffers in the versioned, checksummed format of docs/FORMAT.md. No I/O:
+ * the host writes the bytes wherever it likes.
+ * @{
+ */
+
+/**
+ * @brief Bytes aim_model_serialize() will write.
+ * @param model A compiled model.
+ * @param optimizer Its optimizer, to save its state too (so training resumes
+ * exactly), or NULL.
+ * @param[out] bytes The size.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not compiled),
+ * AIM_ERR_SHAPE_MISMATCH (the optimizer is for another parameter count), AIM_ERR_OVERFLOW
+ */
+AIM_API aim_status aim_model_serialized_size(const aim_model *model, const aim_optimizer *optimizer, size_t *bytes);
+
+/**
+ * @brief Writes the model's architecture, compile options and weights (and
+ * the optimizer's state) into a caller buffer. Reads the model only.
+ * @param model A compiled model.
+ * @param optimizer Its optimizer, or NULL.
+ * @param buffer Where to write.
+ * @param capacity Bytes available at `buffer`.
+ * @param[out] written Bytes written (aim_model_serialized_size()).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE,
+ * AIM_ERR_SHAPE_MISMATCH (capacity too small, or optimizer of another size), AIM_ERR_OVERFLOW
+ */
+AIM_API aim_status aim_model_serialize(const aim_model *model, const aim_optimizer *optimizer, void *buffer,
+                                       size_t capacity, size_t *written);
+
+/**
+ * @brief Builds a new compiled model (and optimizer) from a buffer written by
+ * aim_model_serialize(). Every field is validated; nothing is read past
+ * `length`; on failure nothing is allocated.
+ * @param allocator Allocator for the new objects, or NULL. Its refusals bound
+ * how much memory an untrusted buffer can make the library allocate.
+ * @param buffer The bytes.
+ * @param length Their count.
+ * @param[out] model The model; caller frees with aim_model_free().
+ * @param[out] optimizer If not NULL: the saved optimizer (caller frees with
+ * aim_optimizer_free()), or NULL when the buffer holds none.
+ * @retval AIM_OK on success.
+ * @retval AIM_ERR_INVALID_ARGUMENT on NULL `buffer` or `model`.
+ * @retval AIM_ERR_VERSION if written by a newer format version.
+ * @retval AIM_ERR_CORRUPT_DATA on a bad magic, checksum, length or field.
+ * @retval AIM_ERR_OUT_OF_MEMORY, AIM_ERR_OVERFLOW if the model it describes cannot be allocated.
+ */
+AIM_API aim_status aim_model_deserialize(const aim_allocator *allocator, const void *buffer, size_t length,
+                                         aim_model **model, aim_optimizer **optimizer);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -172,9 +172,42 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
 void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, float *c);
 void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng);
 
+/* ---- optimizer.c: the state object, shared with serialize.c --------------- */
+
+typedef enum { AIM__OPT_SGD = 0, AIM__OPT_ADAM = 1 } aim__opt_kind;
+
+struct aim_optimizer {
+    aim_allocator alloc;
+    aim__opt_kind kind;
+    size_t count;
+    uint64_t steps;
+    aim_sgd_config sgd;
+    aim_adam_config adam;
+    void *raw;
+    float *m; /* SGD: momentum buffer (NULL without momentum); Adam: first moment (count) */
+    float *v; /* Adam: second moment (count) */
+    char err[AIM__ERR_CAP];
+};
+
 /* ---- model.c ------------------------------------------------------------- */
 
 /* Used by the optimizer module's aim_optimizer_step_model. */
 aim_status aim__model_flat(aim_model *model, float **params, float **grads, size_t *count);
+
+/* What serialize.c reads of a model. */
+typedef struct aim__model_view {
+    size_t in_rank;
+    const size_t *in_dims;
+    const aim__layer *layers;
+    size_t n_layers;
+    int compiled;
+    size_t max_batch;
+    int input_gradient;
+    const float *params;
+    size_t n_params;
+} aim__model_view;
+void aim__model_get_view(const aim_model *model, aim__model_view *view);
+/* Sets the error message of a model (serialize.c reports through it). */
+void aim__model_set_error(aim_model *model, const char *msg);
 
 #endif

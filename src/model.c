@@ -945,6 +945,20 @@ aim_status aim__model_flat(aim_model *m, float **params, float **grads, size_t *
     return AIM_OK;
 }
 
+void aim__model_get_view(const aim_model *m, aim__model_view *v) {
+    v->in_rank = m->in_rank;
+    v->in_dims = m->in_dims;
+    v->layers = m->layers;
+    v->n_layers = m->n_layers;
+    v->compiled = m->compiled;
+    v->max_batch = m->max_batch;
+    v->input_gradient = m->input_gradient;
+    v->params = m->params;
+    v->n_params = m->n_params;
+}
+
+void aim__model_set_error(aim_model *m, const char *msg) { aim__set_error(m->err, "%s", msg); }
+
 aim_status aim_model_parameters(aim_model *m, float **params, size_t *count) {
     if (!m || !params || !count) return AIM_ERR_INVALID_ARGUMENT;
     aim_status st = check_compiled(m, m->err, "parameters");

@@ -12,21 +12,6 @@
 
 #include "internal.h"
 
-typedef enum { OPT_SGD = 0, OPT_ADAM = 1 } opt_kind;
-
-struct aim_optimizer {
-    aim_allocator alloc;
-    opt_kind kind;
-    size_t count;
-    uint64_t steps;
-    aim_sgd_config sgd;
-    aim_adam_config adam;
-    void *raw;
-    float *m;  /* SGD: momentum buffer; Adam: first moment   (count) */
-    float *v;  /* Adam: second moment                           (count) */
-    char err[AIM__ERR_CAP];
-};
-
 aim_status aim_sgd_config_init(aim_sgd_config *c) {
     if (!c) return AIM_ERR_INVALID_ARGUMENT;
     memset(c, 0, sizeof *c);
@@ -42,7 +27,7 @@ aim_status aim_adam_config_init(aim_adam_config *c) {
     return AIM_OK;
 }
 
-static aim_status create(const aim_allocator *allocator, opt_kind kind, size_t count, size_t buffers,
+static aim_status create(const aim_allocator *allocator, aim__opt_kind kind, size_t count, size_t buffers,
                          aim_optimizer **out) {
     aim_allocator a;
     size_t per, total, bytes;
@@ -82,7 +67,7 @@ aim_status aim_sgd_create(const aim_allocator *allocator, const aim_sgd_config *
         c.dampening > 1.0f || (c.nesterov && (c.momentum <= 0.0f || c.dampening != 0.0f)))
         return AIM_ERR_INVALID_ARGUMENT;
     /* Plain SGD keeps no state, so it allocates no buffer. */
-    aim_status st = create(allocator, OPT_SGD, count, c.momentum > 0.0f ? 1 : 0, out);
+    aim_status st = create(allocator, AIM__OPT_SGD, count, c.momentum > 0.0f ? 1 : 0, out);
     if (st == AIM_OK) (*out)->sgd = c;
     return st;
 }
@@ -96,7 +81,7 @@ aim_status aim_adam_create(const aim_allocator *allocator, const aim_adam_config
     if (!(c.beta1 >= 0.0f && c.beta1 < 1.0f) || !(c.beta2 >= 0.0f && c.beta2 < 1.0f) ||
         !(isfinite(c.epsilon) && c.epsilon > 0.0f) || !finite_nonneg(c.weight_decay))
         return AIM_ERR_INVALID_ARGUMENT;
-    aim_status st = create(allocator, OPT_ADAM, count, 2, out);
+    aim_status st = create(allocator, AIM__OPT_ADAM, count, 2, out);
     if (st == AIM_OK) (*out)->adam = c;
     return st;
 }
@@ -170,11 +155,11 @@ aim_status aim_optimizer_step(aim_optimizer *o, float *params, const float *grad
         aim__set_error(o->err, "step: %zu parameters given, the optimizer was made for %zu", count, o->count);
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    if ((o->kind == OPT_SGD ? o->sgd.check_finite : o->adam.check_finite) && !aim__all_finite(grads, count)) {
+    if ((o->kind == AIM__OPT_SGD ? o->sgd.check_finite : o->adam.check_finite) && !aim__all_finite(grads, count)) {
         aim__set_error(o->err, "step: a gradient is NaN or infinite; parameters left unchanged");
         return AIM_ERR_NON_FINITE;
     }
-    if (o->kind == OPT_SGD) sgd_step(o, params, grads, count, learning_rate);
+    if (o->kind == AIM__OPT_SGD) sgd_step(o, params, grads, count, learning_rate);
     else adam_step(o, params, grads, count, learning_rate);
     o->steps++;
     return AIM_OK;
