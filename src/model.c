@@ -28,7 +28,9 @@ struct aim_model {
     float *input;         /* (max_batch, in_size): copy of the last training input */
     float **acts;         /* n_layers pointers, each (max_batch, out_size) */
     float **caches;       /* n_layers pointers, NULL when a layer keeps nothing */
-    float **inits;        /* n_layers pointers: an LSTM's initial h0 then c0 (layers, max_batch, H), else NULL */
+    float **inits;        /* n_layers pointers, NULL but for an LSTM: the initial state as set, h0 then c0
+                           * (layers, batch, H) each, followed by the copy the last forward used, which its
+                           * backward reads (so setting a state in between changes nothing) */
     size_t *init_batch;   /* n_layers: the batch the initial state was set for, 0 for a zero state */
     float **active_inits; /* n_layers: what the last forward used (NULL: zero state) */
     float *dbuf[2];       /* gradient ping-pong, each (max_batch, max activation size) */
@@ -663,7 +665,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     for (size_t i = 0; i < nl; i++) {
         (void)plan(&p, B, m->layers[i].out_size);
         if (m->layers[i].cache_per_sample) (void)plan(&p, B, m->layers[i].cache_per_sample);
-        if (m->layers[i].kind == AIM__LAYER_LSTM) (void)plan(&p, B, 2 * m->layers[i].lstm_layers * m->layers[i].lstm_hidden);
+        if (m->layers[i].kind == AIM__LAYER_LSTM) (void)plan(&p, B, 4 * m->layers[i].lstm_layers * m->layers[i].lstm_hidden);
     }
     size_t bytes;
     if (p.overflow || !aim__mul(p.off, sizeof(float), &bytes) || bytes > SIZE_MAX - AIM__ALIGN) {
@@ -705,7 +707,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         pofs += L->weight_count + L->bias_count;
         m->acts[i] = base + plan(&q, B, L->out_size);
         m->caches[i] = L->cache_per_sample ? base + plan(&q, B, L->cache_per_sample) : NULL;
-        m->inits[i] = L->kind == AIM__LAYER_LSTM ? base + plan(&q, B, 2 * L->lstm_layers * L->lstm_hidden) : NULL;
+        m->inits[i] = L->kind == AIM__LAYER_LSTM ? base + plan(&q, B, 4 * L->lstm_layers * L->lstm_hidden) : NULL;
         m->init_batch[i] = 0;
     }
     m->n_params = n_params;
@@ -782,6 +784,13 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
         aim__set_error(m->err, "forward: batch %zu exceeds the compiled max_batch %zu", batch, m->max_batch);
         return AIM_ERR_SHAPE_MISMATCH;
     }
+    /* An LSTM's initial state applies only to the batch size it was set for. */
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->init_batch[i] && m->init_batch[i] != batch) {
+            aim__set_error(m->err, "forward: layer %zu (lstm) has an initial state for batch %zu, not %zu", i,
+                           m->init_batch[i], batch);
+            return AIM_ERR_SHAPE_MISMATCH;
+        }
     const int train = mode == AIM_MODE_TRAIN;
     /* A training pass keeps its own copy of the input: the backward of the
      * first layer needs it, and the caller may reuse its buffer meanwhile. */
@@ -790,14 +799,15 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
         memcpy(m->input, input, batch * m->in_size * sizeof(float));
         x = m->input;
     }
-    /* An LSTM's initial state applies only to the batch size it was set for. */
-    for (size_t i = 0; i < m->n_layers; i++)
-        if (m->init_batch[i] && m->init_batch[i] != batch) {
-            aim__set_error(m->err, "forward: layer %zu (lstm) has an initial state for batch %zu, not %zu", i,
-                           m->init_batch[i], batch);
-            return AIM_ERR_SHAPE_MISMATCH;
-        }
-    for (size_t i = 0; i < m->n_layers; i++) m->active_inits[i] = m->init_batch[i] ? m->inits[i] : NULL;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        m->active_inits[i] = NULL;
+        if (!m->init_batch[i]) continue;
+        const aim__layer *L = &m->layers[i];
+        const size_t n = 2 * L->lstm_layers * L->lstm_hidden * batch;
+        float *used = m->inits[i] + 2 * L->lstm_layers * L->lstm_hidden * m->max_batch;
+        memcpy(used, m->inits[i], n * sizeof(float));
+        m->active_inits[i] = used;
+    }
     run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL,
                 (const float *const *)m->active_inits, m->scratch, batch);
     m->batch = batch;

@@ -47,6 +47,9 @@ static void print_help(const ex_program *program, const ex_options *defaults)
     printf("  --batch N     mini-batch size (default %zu)\n", defaults->batch);
     printf("  --seed N      seed of weight initialization and shuffling (default %llu)\n",
            (unsigned long long)defaults->seed);
+    if (program->extra_help != NULL) {
+        fputs(program->extra_help, stdout);
+    }
     printf("  --help        show this and exit\n");
     printf("\nThe last line of output is \"RESULT %s key=value ...\".\n", program->name);
 }
@@ -67,6 +70,45 @@ static int parse_count(const char *text, unsigned long long min, unsigned long l
     }
     *out = value;
     return 0;
+}
+
+int ex_parse_size(const char *text, size_t min, size_t max, size_t *out)
+{
+    unsigned long long value = 0;
+    if (parse_count(text, min, max, &value) != 0) {
+        return -1;
+    }
+    *out = (size_t)value;
+    return 0;
+}
+
+int ex_take_option(int *argc, char **argv, const char *program_name, const char *name, const char **value)
+{
+    const size_t len = strlen(name);
+    int found = 0;
+    int kept = 1;
+    for (int i = 1; i < *argc; ++i) {
+        const char *arg = argv[i];
+        if (strncmp(arg, name, len) != 0 || (arg[len] != '\0' && arg[len] != '=')) {
+            argv[kept++] = argv[i];
+            continue;
+        }
+        const char *v = NULL;
+        if (arg[len] == '=') {
+            v = arg + len + 1;
+        } else if (i + 1 < *argc) {
+            v = argv[++i];
+        }
+        if (v == NULL || v[0] == '\0') {
+            fprintf(stderr, "%s: %s needs a value (try --help)\n", program_name, name);
+            return -1;
+        }
+        *value = v;
+        found = 1;
+    }
+    *argc = kept;
+    argv[kept] = NULL; /* argv[argc] stays NULL, as main() received it */
+    return found;
 }
 
 ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, ex_options *options)

@@ -42,6 +42,8 @@ typedef struct ex_program {
     const char *name;    /* e.g. "mlp_classifier" */
     const char *summary; /* one line */
     int uses_data;       /* 0 if --data and --synthetic are accepted but unused */
+    const char *extra_help; /* lines --help prints after the shared options (the
+                               program's own, see ex_take_option()), or NULL */
 } ex_program;
 
 typedef enum ex_args_result {
@@ -56,6 +58,19 @@ void ex_options_default(ex_options *options);
 /* Parses argv over `options`, which hold the program's defaults on entry
  * (--help prints them). Accepts "--opt VALUE" and "--opt=VALUE". */
 ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, ex_options *options);
+
+/*
+ * For a program's own options, which ex_parse_args() does not know: finds
+ * "--name VALUE" or "--name=VALUE" in argv, points `*value` at the value
+ * (the last occurrence wins) and removes it from argv, so call this before
+ * ex_parse_args(). Returns 1 if found, 0 if absent (`*value` unchanged), -1
+ * after printing a message if the value is missing or empty.
+ */
+int ex_take_option(int *argc, char **argv, const char *program_name, const char *name, const char **value);
+
+/* A decimal number in [min, max], without sign, blanks or trailing text.
+ * Returns 0, or -1 if `text` is not one. */
+int ex_parse_size(const char *text, size_t min, size_t max, size_t *out);
 
 /* ---- timing and reporting ---------------------------------------------- */
 
