@@ -3,9 +3,10 @@
  * same result as a run that never failed), and a training step or a predict
  * allocates nothing once the model is compiled.
  *
- * The failing allocator (tests/support.c) fails its k-th call. The scenario
- * below makes the same allocator calls in the same order on every run, so
- * for every k below the number of calls of a clean run exactly one call fails.
+ * The failing allocator (tests/support.c) fails its k-th call. Each scenario
+ * below (dense, convolutional and LSTM models) makes the same allocator calls
+ * in the same order on every run, so for every k below the number of calls of
+ * a clean run exactly one call fails.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -579,6 +580,188 @@ static void test_cnn_training_allocates_nothing(void **state) {
     }
 }
 
+/* ------------------------------------------------------------------------- */
+/* The same for LSTM models                                                  */
+/* ------------------------------------------------------------------------- */
+
+#define SEQ_T 5
+#define SEQ_F 3
+#define SEQ (SEQ_T * SEQ_F)
+#define LSTM_H 6
+#define LSTM_H2 4
+
+typedef struct lstm_objects {
+    aim_model *model;
+    aim_optimizer *opt;
+    aim_workspace *ws;
+    float params[2048];
+    size_t nparams;
+    float out[BATCH * OUT];
+    float h[2 * BATCH * LSTM_H], c[2 * BATCH * LSTM_H]; /* layer 0's states, [2, BATCH, H] */
+    float h2[BATCH * LSTM_H2], c2[BATCH * LSTM_H2];     /* layer 1's */
+} lstm_objects;
+
+static void free_lstm(lstm_objects *o) {
+    aim_workspace_free(o->ws);
+    aim_optimizer_free(o->opt);
+    aim_model_free(o->model);
+    o->ws = NULL;
+    o->opt = NULL;
+    o->model = NULL;
+}
+
+/* variant 0: LSTM 6 x 2 layers (sequence) -> LSTM 4 (last step) -> dense; the
+ *            states are carried from each step to the next
+ * variant 1: LSTM 6 (sequence, Glorot) -> flatten -> dense; zero states */
+static int lstm_scenario(test_alloc *ta, int retry, int variant, lstm_objects *o, const char **failed_call) {
+    const aim_allocator *al = &ta->allocator;
+    const size_t in_dims[2] = {SEQ_T, SEQ_F};
+    aim_lstm_config l1, l2;
+    aim_dense_config dc;
+    aim_compile_config cc;
+    float x[BATCH * SEQ], *p = NULL;
+    int32_t labels[BATCH];
+    fill_uniform(x, BATCH * SEQ, 19, -1.0f, 1.0f);
+    for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)(i % OUT);
+
+    assert_int_equal(aim_lstm_config_init(&l1, LSTM_H, variant == 0 ? 2 : 1), AIM_OK);
+    l1.return_sequences = 1;
+    if (variant == 1) l1.init = AIM_INIT_GLOROT_UNIFORM;
+    assert_int_equal(aim_lstm_config_init(&l2, LSTM_H2, 1), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = BATCH;
+    cc.seed = 6;
+    cc.input_gradient = 1;
+
+    STEP(aim_model_create(al, 2, in_dims, &o->model));
+    STEP(aim_model_add_lstm(o->model, &l1));
+    if (variant == 0) STEP(aim_model_add_lstm(o->model, &l2));
+    else STEP(aim_model_add_flatten(o->model));
+    STEP(aim_model_add_dense(o->model, &dc));
+    STEP(aim_model_compile(o->model, &cc));
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    assert_true(o->nparams <= 2048);
+    STEP(aim_adam_create(al, NULL, o->nparams, &o->opt));
+    STEP(aim_workspace_create(o->model, al, BATCH, &o->ws));
+    memset(o->h, 0, sizeof o->h);
+    memset(o->c, 0, sizeof o->c);
+    memset(o->h2, 0, sizeof o->h2);
+    memset(o->c2, 0, sizeof o->c2);
+    for (int step = 0; step < 2; step++) {
+        float loss = 0;
+        const float *g = NULL;
+        if (variant == 0) {
+            STEP(aim_model_lstm_set_state(o->model, 0, o->h, o->c, BATCH));
+            STEP(aim_model_lstm_set_state(o->model, 1, o->h2, o->c2, BATCH));
+        }
+        STEP(aim_model_zero_grad(o->model));
+        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, x, BATCH));
+        STEP(aim_model_loss_sparse(o->model, labels, BATCH, &loss));
+        STEP(aim_model_backward(o->model, NULL));
+        STEP(aim_model_input_gradient(o->model, &g));
+        STEP(aim_optimizer_step_model(o->opt, o->model, 0.01f));
+        if (variant == 0) {
+            STEP(aim_model_lstm_final_state(o->model, 0, o->h, o->c, BATCH));
+            STEP(aim_model_lstm_final_state(o->model, 1, o->h2, o->c2, BATCH));
+        }
+        assert_true(isfinite(loss));
+    }
+    STEP(aim_model_predict(o->model, o->ws, x, BATCH, o->out));
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    memcpy(o->params, p, o->nparams * sizeof *p);
+    return 0;
+}
+
+static void test_lstm_allocation_failures(void **state) {
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        for (int retry = 0; retry < 2; retry++) {
+            test_alloc ta;
+            lstm_objects ref, o;
+            const char *failed = NULL;
+            memset(&ref, 0, sizeof ref);
+            test_alloc_init(&ta, -1);
+            assert_int_equal(lstm_scenario(&ta, 0, variant, &ref, &failed), 0);
+            long total = ta.calls;
+            free_lstm(&ref);
+            assert_int_equal(ta.live, 0);
+            assert_true(total >= 5);
+            if (retry == 0) print_message("LSTM variant %d: %ld allocator calls\n", variant, total);
+            long k;
+            for (k = 0; k < MAX_K; k++) {
+                memset(&o, 0, sizeof o);
+                failed = NULL;
+                test_alloc_init(&ta, k);
+                int stopped = lstm_scenario(&ta, retry, variant, &o, &failed);
+                if (k < total) {
+                    if (ta.failures != 1) fail_msg("variant %d k=%ld: allocator failures %ld", variant, k, ta.failures);
+                    assert_non_null(failed);
+                }
+                if (retry) {
+                    /* Retried, the failed call leaves everything as if it never failed. */
+                    assert_int_equal(stopped, 0);
+                    assert_int_equal(o.nparams, ref.nparams);
+                    if (memcmp(o.params, ref.params, ref.nparams * sizeof(float)) != 0)
+                        fail_msg("variant %d k=%ld: weights differ after retrying %s", variant, k, failed);
+                    assert_memory_equal(o.out, ref.out, sizeof ref.out);
+                    assert_memory_equal(o.h, ref.h, sizeof ref.h);
+                    assert_memory_equal(o.c2, ref.c2, sizeof ref.c2);
+                }
+                free_lstm(&o);
+                if (ta.live != 0)
+                    fail_msg("variant %d k=%ld (%s failed): %ld blocks leaked", variant, k, failed ? failed : "-",
+                             ta.live);
+                if (ta.failures == 0) break;
+            }
+            assert_int_equal(k, total);
+        }
+    }
+}
+
+static void test_lstm_training_allocates_nothing(void **state) {
+    (void)state;
+    for (int variant = 0; variant < 2; variant++) {
+        test_alloc ta;
+        lstm_objects o;
+        const char *failed = NULL;
+        float x[BATCH * SEQ], out[BATCH * OUT];
+        int32_t labels[BATCH];
+        memset(&o, 0, sizeof o);
+        test_alloc_init(&ta, -1);
+        assert_int_equal(lstm_scenario(&ta, 0, variant, &o, &failed), 0);
+        fill_uniform(x, BATCH * SEQ, 20, -1.0f, 1.0f);
+        for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)((i * 5) % OUT);
+        long calls = ta.calls, live = ta.live;
+        for (int s = 0; s < 50; s++) {
+            float l = 0;
+            const float *ig = NULL;
+            size_t batch = (size_t)(s % BATCH) + 1; /* every batch size up to max_batch */
+            if (variant == 0) { /* states for this batch (their values: the last ones, any batch) */
+                assert_int_equal(aim_model_lstm_set_state(o.model, 0, o.h, o.c, batch), AIM_OK);
+                assert_int_equal(aim_model_lstm_set_state(o.model, 1, o.h2, o.c2, batch), AIM_OK);
+            }
+            assert_int_equal(aim_model_zero_grad(o.model), AIM_OK);
+            assert_int_equal(aim_model_forward(o.model, AIM_MODE_TRAIN, x, batch), AIM_OK);
+            assert_int_equal(aim_model_loss_sparse(o.model, labels, batch, &l), AIM_OK);
+            assert_int_equal(aim_model_backward(o.model, NULL), AIM_OK);
+            assert_int_equal(aim_model_input_gradient(o.model, &ig), AIM_OK);
+            assert_int_equal(aim_optimizer_step_model(o.opt, o.model, 0.01f), AIM_OK);
+            if (variant == 0) {
+                assert_int_equal(aim_model_lstm_final_state(o.model, 0, o.h, o.c, batch), AIM_OK);
+                assert_int_equal(aim_model_lstm_final_state(o.model, 1, o.h2, o.c2, batch), AIM_OK);
+            }
+            assert_int_equal(aim_model_forward(o.model, AIM_MODE_INFERENCE, x, batch), AIM_OK);
+            assert_int_equal(aim_model_predict(o.model, o.ws, x, batch, out), AIM_OK);
+            assert_true(isfinite(l));
+        }
+        if (ta.calls != calls) fail_msg("variant %d: %ld allocator calls in 50 LSTM steps", variant, ta.calls - calls);
+        assert_int_equal(ta.live, live);
+        free_lstm(&o);
+        assert_int_equal(ta.live, 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_allocation_failure_is_reported_and_leaks_nothing),
@@ -588,6 +771,8 @@ int main(void) {
         cmocka_unit_test(test_float_losses_allocate_nothing),
         cmocka_unit_test(test_cnn_allocation_failures),
         cmocka_unit_test(test_cnn_training_allocates_nothing),
+        cmocka_unit_test(test_lstm_allocation_failures),
+        cmocka_unit_test(test_lstm_training_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

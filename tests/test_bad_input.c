@@ -34,6 +34,10 @@
 #define OUT 3     /* output features */
 #define MAXB 4    /* max_batch of the compiled fixture models */
 #define BIG 16    /* capacity of the fixture's batch buffers */
+#define SEQ_T 3   /* steps of the fixture's sequences (SEQ_T x IN per sample) */
+#define LSTM_H 5  /* hidden size of the fixture's LSTM */
+#define LSTM_L 2  /* its stacked layers */
+#define LSTM_STATE (LSTM_L * MAXB * LSTM_H) /* floats of an h0 or c0 for max_batch */
 
 typedef struct fx fx;
 typedef aim_status (*case_fn)(fx *f);
@@ -56,6 +60,8 @@ struct fx {
     aim_model *m_ig;    /* like m, compiled with input_gradient = 1 */
     aim_model *m_img_unc; /* input {2, 5, 5} (C x H x W), no layers yet */
     aim_model *m_img;   /* {2,5,5} -> conv 3x3x3 relu -> max pool 2 -> flatten -> Dense OUT, compiled */
+    aim_model *m_seq_unc; /* input {SEQ_T, IN} (time x features), no layers yet */
+    aim_model *m_lstm;  /* {SEQ_T, IN} -> LSTM LSTM_H x LSTM_L (last step) -> Dense OUT, compiled, input_gradient */
     aim_workspace *ws;  /* for m, max_batch MAXB */
     aim_optimizer *sgd; /* SGD for m's parameter count */
     size_t nparams;     /* m's parameter count */
@@ -65,6 +71,7 @@ struct fx {
     float out[BIG * OUT];
     float buf[64];
     float grads[64];
+    float h0[LSTM_STATE], c0[LSTM_STATE]; /* initial states, [layers, batch, H] for any batch <= MAXB */
 };
 
 /* Out-parameters must be written only on success: cases preset them to this. */
@@ -116,6 +123,27 @@ static aim_model *build_image(int compile) {
     return m;
 }
 
+/* {SEQ_T, IN} sequences; compiled: -> LSTM LSTM_H x LSTM_L (last step) -> Dense OUT. */
+static aim_model *build_lstm(int compile) {
+    const size_t dims[2] = {SEQ_T, IN};
+    aim_model *m = NULL;
+    assert_int_equal(aim_model_create(NULL, 2, dims, &m), AIM_OK);
+    if (compile) {
+        aim_lstm_config lc;
+        aim_dense_config dc;
+        aim_compile_config comp;
+        assert_int_equal(aim_lstm_config_init(&lc, LSTM_H, LSTM_L), AIM_OK);
+        assert_int_equal(aim_model_add_lstm(m, &lc), AIM_OK);
+        assert_int_equal(aim_dense_config_init(&dc, OUT, AIM_ACT_IDENTITY), AIM_OK);
+        assert_int_equal(aim_model_add_dense(m, &dc), AIM_OK);
+        assert_int_equal(aim_compile_config_init(&comp), AIM_OK);
+        comp.max_batch = MAXB;
+        comp.input_gradient = 1;
+        assert_int_equal(aim_model_compile(m, &comp), AIM_OK);
+    }
+    return m;
+}
+
 static aim_tensor *tensor2(size_t a, size_t b) {
     const size_t dims[2] = {a, b};
     aim_tensor *t = NULL;
@@ -147,6 +175,8 @@ static int setup(void **state) {
     f->m_ig = build(5, 1, 1);
     f->m_img_unc = build_image(0);
     f->m_img = build_image(1);
+    f->m_seq_unc = build_lstm(0);
+    f->m_lstm = build_lstm(1);
     {
         const size_t dims[1] = {IN};
         assert_int_equal(aim_model_create(NULL, 1, dims, &f->m_empty), AIM_OK);
@@ -167,6 +197,8 @@ static int setup(void **state) {
         f->buf[i] = (float)i * 0.25f - 3.0f;
         f->grads[i] = (float)(i % 7) * 0.1f - 0.3f;
     }
+    fill_uniform(f->h0, LSTM_STATE, 2, -0.9f, 0.9f);
+    fill_uniform(f->c0, LSTM_STATE, 3, -1.5f, 1.5f);
     *state = f;
     return 0;
 }
@@ -183,6 +215,8 @@ static int teardown(void **state) {
     aim_model_free(f->m_ig);
     aim_model_free(f->m_img_unc);
     aim_model_free(f->m_img);
+    aim_model_free(f->m_seq_unc);
+    aim_model_free(f->m_lstm);
     aim_tensor_free(f->t23);
     aim_tensor_free(f->t32);
     aim_tensor_free(f->t6);
@@ -1366,6 +1400,245 @@ CASE(t_aim_model_last_error__null) {
 }
 
 /* ------------------------------------------------------------------------- */
+/* LSTM layers and their states                                              */
+/* ------------------------------------------------------------------------- */
+
+/* Adds an LSTM (hidden LSTM_H, 1 layer unless edited) to `m`; a refused add
+ * leaves the layer count as it was. */
+static aim_status lstm_with(aim_model *m, void (*edit)(aim_lstm_config *)) {
+    aim_lstm_config c;
+    size_t layers = aim_model_layer_count(m);
+    assert_int_equal(aim_lstm_config_init(&c, LSTM_H, 1), AIM_OK);
+    if (edit) edit(&c);
+    aim_status s = aim_model_add_lstm(m, &c);
+    if (s != AIM_OK) assert_int_equal(aim_model_layer_count(m), layers);
+    return s;
+}
+static void el_zero_hidden(aim_lstm_config *c) { c->hidden = 0; }
+static void el_zero_layers(aim_lstm_config *c) { c->layers = 0; }
+static void el_16_layers(aim_lstm_config *c) { c->layers = 16; }
+static void el_17_layers(aim_lstm_config *c) { c->layers = 17; }
+static void el_bad_init(aim_lstm_config *c) { c->init = (aim_init)99; }
+static void el_negative_init(aim_lstm_config *c) { c->init = (aim_init)-1; }
+static void el_hidden_overflow(aim_lstm_config *c) { c->hidden = SIZE_MAX / 8; }
+/* 4 * hidden = 2^31 gates per step: over BLAS's int, though no count overflows (64-bit size_t). */
+static void el_gates_over_int_max(aim_lstm_config *c) { c->hidden = (size_t)1 << 29; }
+/* 4 * hidden = 2^30 fits, but the output sequence SEQ_T x hidden (x 4 gates) does not. */
+static void el_sequence_over_int_max(aim_lstm_config *c) {
+    c->hidden = (size_t)1 << 28;
+    c->return_sequences = 1;
+}
+
+/* The last model error names the layer and contains `word`. */
+static void assert_error_mentions(const aim_model *m, const char *layer, const char *word) {
+    const char *msg = aim_model_last_error(m);
+    if (!strstr(msg, layer) || !strstr(msg, word))
+        fail_msg("message \"%s\" should name \"%s\" and say \"%s\"", msg, layer, word);
+}
+
+CASE(t_aim_lstm_config_init__null) {
+    UNUSED;
+    return aim_lstm_config_init(NULL, LSTM_H, 1);
+}
+CASE(t_aim_model_add_lstm__null_model) {
+    UNUSED;
+    return lstm_with(NULL, NULL);
+}
+CASE(t_aim_model_add_lstm__null_config) {
+    aim_status s = aim_model_add_lstm(f->m_seq_unc, NULL);
+    assert_int_equal(aim_model_layer_count(f->m_seq_unc), 0);
+    return s;
+}
+CASE(t_aim_model_add_lstm__zero_hidden) { return lstm_with(f->m_seq_unc, el_zero_hidden); }
+CASE(t_aim_model_add_lstm__zero_layers) { return lstm_with(f->m_seq_unc, el_zero_layers); }
+CASE(t_aim_model_add_lstm__17_layers) { return lstm_with(f->m_seq_unc, el_17_layers); }
+CASE(t_aim_model_add_lstm__16_layers) {
+    /* Positive control: 16 stacked layers is the documented maximum. */
+    aim_status s = lstm_with(f->m_seq_unc, el_16_layers);
+    assert_int_equal(aim_model_layer_count(f->m_seq_unc), 1);
+    return s;
+}
+CASE(t_aim_model_add_lstm__unknown_init) { return lstm_with(f->m_seq_unc, el_bad_init); }
+CASE(t_aim_model_add_lstm__negative_init) { return lstm_with(f->m_seq_unc, el_negative_init); }
+CASE(t_aim_model_add_lstm__after_rank_1_shape) {
+    /* m_unc's two dense layers output rank 1: the LSTM is layer 2. */
+    aim_status s = lstm_with(f->m_unc, NULL);
+    assert_error_mentions(f->m_unc, "layer 2 (lstm)", "rank 1");
+    return s;
+}
+CASE(t_aim_model_add_lstm__rank_1_input) {
+    aim_status s = lstm_with(f->m_empty, NULL);
+    assert_error_mentions(f->m_empty, "layer 0 (lstm)", "rank 1");
+    return s;
+}
+CASE(t_aim_model_add_lstm__rank_3_input) {
+    aim_status s = lstm_with(f->m_img_unc, NULL);
+    assert_error_mentions(f->m_img_unc, "layer 0 (lstm)", "rank 3");
+    return s;
+}
+CASE(t_aim_model_add_lstm__after_compile) { return lstm_with(f->m_lstm, NULL); }
+CASE(t_aim_model_add_lstm__parameter_count_overflow) { return lstm_with(f->m_seq_unc, el_hidden_overflow); }
+CASE(t_aim_model_add_lstm__gates_over_int_max) { return lstm_with(f->m_seq_unc, el_gates_over_int_max); }
+CASE(t_aim_model_add_lstm__sequence_over_int_max) { return lstm_with(f->m_seq_unc, el_sequence_over_int_max); }
+
+/* m_lstm's output at `batch` (inference), copied to `y` (batch * OUT floats). */
+static void lstm_output(fx *f, size_t batch, float *y) {
+    const float *o = NULL;
+    size_t n = 0;
+    assert_int_equal(aim_model_forward(f->m_lstm, AIM_MODE_INFERENCE, f->x, batch), AIM_OK);
+    assert_int_equal(aim_model_output(f->m_lstm, &o, &n), AIM_OK);
+    assert_int_equal(n, batch * OUT);
+    memcpy(y, o, n * sizeof *o);
+}
+
+/* A set_state call after a valid state for batch 2 was set: a refused one
+ * leaves that state in force (the same output at batch 2 as before). The
+ * refused calls pass other data (c0 as h0 and so on), so a partial copy
+ * would show. */
+static aim_status set_state_checked(fx *f, aim_model *m, size_t layer, const float *h0, const float *c0,
+                                    size_t batch) {
+    float before[MAXB * OUT], after[MAXB * OUT];
+    assert_int_equal(aim_model_lstm_set_state(f->m_lstm, 0, f->h0, f->c0, 2), AIM_OK);
+    lstm_output(f, 2, before);
+    aim_status s = aim_model_lstm_set_state(m, layer, h0, c0, batch);
+    if (s != AIM_OK) {
+        lstm_output(f, 2, after);
+        assert_memory_equal(before, after, 2 * OUT * sizeof(float));
+    }
+    return s;
+}
+CASE(t_aim_model_lstm_set_state__null_model) { return aim_model_lstm_set_state(NULL, 0, f->h0, f->c0, 1); }
+CASE(t_aim_model_lstm_set_state__not_compiled) {
+    assert_int_equal(lstm_with(f->m_seq_unc, NULL), AIM_OK);
+    return aim_model_lstm_set_state(f->m_seq_unc, 0, f->h0, f->c0, 1);
+}
+CASE(t_aim_model_lstm_set_state__not_an_lstm_layer) {
+    aim_status s = set_state_checked(f, f->m_lstm, 1, f->h0, f->c0, 1); /* layer 1 is dense */
+    assert_error_mentions(f->m_lstm, "layer 1", "not an LSTM");
+    return s;
+}
+CASE(t_aim_model_lstm_set_state__dense_model) { return aim_model_lstm_set_state(f->m, 0, f->h0, f->c0, 1); }
+CASE(t_aim_model_lstm_set_state__layer_out_of_range) { return set_state_checked(f, f->m_lstm, 2, f->h0, f->c0, 1); }
+CASE(t_aim_model_lstm_set_state__only_h0) { return set_state_checked(f, f->m_lstm, 0, f->c0, NULL, 2); }
+CASE(t_aim_model_lstm_set_state__only_c0) { return set_state_checked(f, f->m_lstm, 0, NULL, f->h0, 2); }
+CASE(t_aim_model_lstm_set_state__zero_batch) { return set_state_checked(f, f->m_lstm, 0, f->c0, f->h0, 0); }
+CASE(t_aim_model_lstm_set_state__batch_above_max_batch) {
+    aim_status s = set_state_checked(f, f->m_lstm, 0, f->c0, f->h0, MAXB + 1);
+    assert_error_mentions(f->m_lstm, "lstm_set_state", "max_batch");
+    return s;
+}
+CASE(t_aim_model_lstm_set_state__clear_with_both_null) {
+    /* Positive control: NULL, NULL returns to zero states, for any batch. */
+    float zero[MAXB * OUT], got[MAXB * OUT];
+    lstm_output(f, 3, zero);
+    assert_int_equal(aim_model_lstm_set_state(f->m_lstm, 0, f->h0, f->c0, 3), AIM_OK);
+    lstm_output(f, 3, got);
+    assert_memory_not_equal(got, zero, 3 * OUT * sizeof(float));
+    aim_status s = aim_model_lstm_set_state(f->m_lstm, 0, NULL, NULL, 0);
+    lstm_output(f, 3, got);
+    assert_memory_equal(got, zero, 3 * OUT * sizeof(float));
+    lstm_output(f, 1, got); /* no longer tied to batch 3 */
+    return s;
+}
+
+CASE(t_aim_model_forward__batch_differs_from_lstm_state) {
+    /* States set for batch 2 refuse a forward of 3, naming the layer; the
+     * refused forward changes nothing: the last forward's output stays, and
+     * a backward still differentiates that forward (same gradients as
+     * without the refused call). */
+    float *g = NULL, ref_g[512], out2[2 * OUT], ref_x[2 * SEQ_T * IN];
+    const float *o = NULL, *ig = NULL;
+    size_t n = 0, no = 0;
+    assert_int_equal(aim_model_lstm_set_state(f->m_lstm, 0, f->h0, f->c0, 2), AIM_OK);
+    assert_int_equal(aim_model_zero_grad(f->m_lstm), AIM_OK);
+    fwd(f->m_lstm, f, 2);
+    assert_int_equal(aim_model_backward(f->m_lstm, f->grads), AIM_OK);
+    assert_int_equal(aim_model_gradients(f->m_lstm, &g, &n), AIM_OK);
+    assert_true(n <= 512);
+    memcpy(ref_g, g, n * sizeof *g);
+    assert_int_equal(aim_model_input_gradient(f->m_lstm, &ig), AIM_OK);
+    memcpy(ref_x, ig, sizeof ref_x);
+
+    assert_int_equal(aim_model_zero_grad(f->m_lstm), AIM_OK);
+    fwd(f->m_lstm, f, 2);
+    assert_int_equal(aim_model_output(f->m_lstm, &o, &no), AIM_OK);
+    memcpy(out2, o, sizeof out2);
+    aim_status s = aim_model_forward(f->m_lstm, AIM_MODE_TRAIN, f->x + 7, 3); /* other data, other batch */
+    assert_error_mentions(f->m_lstm, "layer 0 (lstm)", "batch 2");
+    assert_int_equal(aim_model_output(f->m_lstm, &o, &no), AIM_OK);
+    assert_int_equal(no, 2 * OUT);
+    assert_memory_equal(o, out2, sizeof out2);
+    assert_int_equal(aim_model_backward(f->m_lstm, f->grads), AIM_OK);
+    assert_int_equal(aim_model_gradients(f->m_lstm, &g, &n), AIM_OK);
+    for (size_t i = 0; i < n; i++)
+        if (g[i] != ref_g[i])
+            fail_msg("the refused forward changed the next backward: gradient %zu is %.9g, not %.9g", i,
+                     (double)g[i], (double)ref_g[i]);
+    assert_int_equal(aim_model_input_gradient(f->m_lstm, &ig), AIM_OK);
+    assert_memory_equal(ig, ref_x, sizeof ref_x);
+    return s;
+}
+CASE(t_aim_model_forward__inference_batch_differs_from_lstm_state) {
+    assert_int_equal(aim_model_lstm_set_state(f->m_lstm, 0, f->h0, f->c0, 2), AIM_OK);
+    aim_status s = aim_model_forward(f->m_lstm, AIM_MODE_INFERENCE, f->x, 1);
+    const float *o = NULL;
+    assert_int_equal(aim_model_output(f->m_lstm, &o, NULL), AIM_ERR_INVALID_STATE); /* no forward happened */
+    return s;
+}
+
+/* A final_state call whose outputs start as -42: refused, they stay so. */
+static aim_status final_state_checked(fx *f, aim_model *m, size_t layer, int want_h, int want_c, size_t batch) {
+    float h[LSTM_STATE], c[LSTM_STATE];
+    for (size_t i = 0; i < LSTM_STATE; i++) h[i] = c[i] = -42.0f;
+    aim_status s = aim_model_lstm_final_state(m, layer, want_h ? h : NULL, want_c ? c : NULL, batch);
+    if (s != AIM_OK)
+        for (size_t i = 0; i < LSTM_STATE; i++) assert_true(h[i] == -42.0f && c[i] == -42.0f);
+    (void)f;
+    return s;
+}
+CASE(t_aim_model_lstm_final_state__null_model) { return final_state_checked(f, NULL, 0, 1, 1, 1); }
+CASE(t_aim_model_lstm_final_state__not_compiled) {
+    assert_int_equal(lstm_with(f->m_seq_unc, NULL), AIM_OK);
+    return final_state_checked(f, f->m_seq_unc, 0, 1, 1, 1);
+}
+CASE(t_aim_model_lstm_final_state__not_an_lstm_layer) {
+    fwd(f->m_lstm, f, 2);
+    return final_state_checked(f, f->m_lstm, 1, 1, 1, 2);
+}
+CASE(t_aim_model_lstm_final_state__layer_out_of_range) {
+    fwd(f->m_lstm, f, 2);
+    return final_state_checked(f, f->m_lstm, 7, 1, 1, 2);
+}
+CASE(t_aim_model_lstm_final_state__both_null) {
+    fwd(f->m_lstm, f, 2);
+    return final_state_checked(f, f->m_lstm, 0, 0, 0, 2);
+}
+CASE(t_aim_model_lstm_final_state__before_any_forward) { return final_state_checked(f, f->m_lstm, 0, 1, 1, 2); }
+CASE(t_aim_model_lstm_final_state__after_inference_forward) {
+    /* The last forward kept no states, even though an earlier one did. */
+    fwd(f->m_lstm, f, 2);
+    assert_int_equal(aim_model_forward(f->m_lstm, AIM_MODE_INFERENCE, f->x, 2), AIM_OK);
+    aim_status s = final_state_checked(f, f->m_lstm, 0, 1, 1, 2);
+    assert_error_mentions(f->m_lstm, "lstm_final_state", "AIM_MODE_TRAIN");
+    return s;
+}
+CASE(t_aim_model_lstm_final_state__batch_differs_from_forward) {
+    fwd(f->m_lstm, f, 2);
+    return final_state_checked(f, f->m_lstm, 0, 1, 1, 3);
+}
+CASE(t_aim_model_lstm_final_state__h_only) {
+    /* Positive control: either output may be NULL; all [layers, 2, H] values
+     * of h are written, and lie in (-1, 1) as o * tanh(c) does. */
+    float h[LSTM_STATE];
+    for (size_t i = 0; i < LSTM_STATE; i++) h[i] = -42.0f;
+    fwd(f->m_lstm, f, 2);
+    aim_status s = aim_model_lstm_final_state(f->m_lstm, 0, h, NULL, 2);
+    for (size_t i = 0; i < LSTM_L * 2 * LSTM_H; i++) assert_true(h[i] > -1.0f && h[i] < 1.0f);
+    for (size_t i = LSTM_L * 2 * LSTM_H; i < LSTM_STATE; i++) assert_true(h[i] == -42.0f);
+    return s;
+}
+
+/* ------------------------------------------------------------------------- */
 /* Workspaces and predict                                                    */
 /* ------------------------------------------------------------------------- */
 
@@ -1886,6 +2159,42 @@ static const entry table[] = {
     E(t_aim_model_compile__no_layers, STATE),
     E(t_aim_model_compile__activation_size_overflow, OVF),
 
+    E(t_aim_lstm_config_init__null, IA),
+    E(t_aim_model_add_lstm__null_model, IA),
+    E(t_aim_model_add_lstm__null_config, IA),
+    E(t_aim_model_add_lstm__zero_hidden, IA),
+    E(t_aim_model_add_lstm__zero_layers, IA),
+    E(t_aim_model_add_lstm__17_layers, IA),
+    E(t_aim_model_add_lstm__16_layers, AIM_OK),
+    E(t_aim_model_add_lstm__unknown_init, IA),
+    E(t_aim_model_add_lstm__negative_init, IA),
+    E(t_aim_model_add_lstm__after_rank_1_shape, SHAPE),
+    E(t_aim_model_add_lstm__rank_1_input, SHAPE),
+    E(t_aim_model_add_lstm__rank_3_input, SHAPE),
+    E(t_aim_model_add_lstm__after_compile, STATE),
+    E(t_aim_model_add_lstm__parameter_count_overflow, OVF),
+    E(t_aim_model_add_lstm__gates_over_int_max, AIM_ERR_UNSUPPORTED),
+    E(t_aim_model_add_lstm__sequence_over_int_max, AIM_ERR_UNSUPPORTED),
+    E(t_aim_model_lstm_set_state__null_model, IA),
+    E(t_aim_model_lstm_set_state__not_compiled, STATE),
+    E(t_aim_model_lstm_set_state__not_an_lstm_layer, IA),
+    E(t_aim_model_lstm_set_state__dense_model, IA),
+    E(t_aim_model_lstm_set_state__layer_out_of_range, IA),
+    E(t_aim_model_lstm_set_state__only_h0, IA),
+    E(t_aim_model_lstm_set_state__only_c0, IA),
+    E(t_aim_model_lstm_set_state__zero_batch, IA),
+    E(t_aim_model_lstm_set_state__batch_above_max_batch, SHAPE),
+    E(t_aim_model_lstm_set_state__clear_with_both_null, AIM_OK),
+    E(t_aim_model_lstm_final_state__null_model, IA),
+    E(t_aim_model_lstm_final_state__not_compiled, STATE),
+    E(t_aim_model_lstm_final_state__not_an_lstm_layer, IA),
+    E(t_aim_model_lstm_final_state__layer_out_of_range, IA),
+    E(t_aim_model_lstm_final_state__both_null, IA),
+    E(t_aim_model_lstm_final_state__before_any_forward, STATE),
+    E(t_aim_model_lstm_final_state__after_inference_forward, STATE),
+    E(t_aim_model_lstm_final_state__batch_differs_from_forward, SHAPE),
+    E(t_aim_model_lstm_final_state__h_only, AIM_OK),
+
     E(t_aim_model_forward__null_model, IA),
     E(t_aim_model_forward__null_input, IA),
     E(t_aim_model_forward__zero_batch, IA),
@@ -1894,6 +2203,8 @@ static const entry table[] = {
     E(t_aim_model_forward__huge_batch, SHAPE),
     E(t_aim_model_forward__not_compiled, STATE),
     E(t_aim_model_forward__no_layers, STATE),
+    E(t_aim_model_forward__batch_differs_from_lstm_state, SHAPE),
+    E(t_aim_model_forward__inference_batch_differs_from_lstm_state, SHAPE),
     E(t_aim_model_output__null_model, IA),
     E(t_aim_model_output__null_output, IA),
     E(t_aim_model_output__before_forward, STATE),
@@ -2050,7 +2361,8 @@ static const char *const public_functions[] = {
     "aim_model_create", "aim_model_free", "aim_model_add_dense", "aim_model_add_activation",
     "aim_conv2d_config_init", "aim_model_add_conv2d", "aim_pool2d_config_init", "aim_model_add_max_pool2d",
     "aim_model_add_avg_pool2d", "aim_model_add_global_avg_pool2d", "aim_model_add_flatten",
-    "aim_model_layer_shape",
+    "aim_model_layer_shape", "aim_lstm_config_init", "aim_model_add_lstm", "aim_model_lstm_set_state",
+    "aim_model_lstm_final_state",
     "aim_model_compile", "aim_model_forward", "aim_model_output", "aim_model_loss",
     "aim_model_loss_sparse", "aim_model_backward", "aim_model_input_gradient", "aim_model_zero_grad",
     "aim_model_parameters", "aim_model_gradients", "aim_model_layer_parameters",
@@ -2078,7 +2390,7 @@ static void test_every_public_function_has_an_entry(void **state) {
         if (!has_entry(public_functions[i], strlen(public_functions[i])))
             fail_msg("no table entry calls %s", public_functions[i]);
     }
-    assert_int_equal(nf, 74);
+    assert_int_equal(nf, 78);
 }
 
 /* The same against the header itself, when the test runs from the source
