@@ -94,7 +94,8 @@ $(SHARED): $(OBJS) src/aimodel.map
 DEPS_BUILD := /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h:libopenblas-dev \
               /usr/include/cmocka.h:libcmocka-dev \
               /usr/bin/pkg-config:pkg-config \
-              /usr/include/zlib.h:zlib1g-dev
+              /usr/include/zlib.h:zlib1g-dev \
+              /usr/lib/python3/dist-packages/numpy/__init__.py:python3-numpy
 DEPS_DOCS  := /usr/bin/doxygen:doxygen
 DEPS_DEMO  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz:dataset-fashion-mnist
 
@@ -138,9 +139,17 @@ test-valgrind: deps-build
 	$(call install_missing,/usr/bin/valgrind:valgrind,exit 1)
 	@$(MAKE) --no-print-directory test-run TEST_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"
 
-test-run: $(TESTS)
+# The Python binding's test runs too when Debian's python3 with numpy is
+# there, except under the sanitizers or valgrind (the binding loads the
+# shared library into an uninstrumented interpreter).
+PY_TEST := $(if $(filter 1,$(SANITIZE))$(TEST_WRAP),,$(shell /usr/bin/python3 -c 'import numpy' 2>/dev/null && echo yes))
+
+test-run: $(TESTS) $(if $(PY_TEST),$(SHARED))
 	@pass=0; fail=0; failed=""; for t in $(TESTS); do \
 	  echo "== $$t"; if $(TEST_WRAP) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; done; \
+	  if [ -n "$(PY_TEST)" ]; then echo "== examples/python/test_binding.py"; \
+	    if AIMODEL_LIB=$(CURDIR)/$(SHARED) /usr/bin/python3 examples/python/test_binding.py; then pass=$$((pass+1)); \
+	    else fail=$$((fail+1)); failed="$$failed examples/python/test_binding.py"; fi; fi; \
 	  echo ""; [ -z "$$failed" ] || echo "failed programs:$$failed"; \
 	  echo "test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 

@@ -1,0 +1,1029 @@
+"""ctypes binding of libaimodel (include/aimodel.h), with numpy arrays.
+
+Loading: the shared library is looked up as $AIMODEL_LIB if set, else with
+ctypes.util.find_library("aimodel"), else as build/libaimodel.so of the
+repository this file sits in (examples/python/../../build/libaimodel.so).
+
+Errors: every C call that returns an aim_status other than AIM_OK raises
+AimError, which carries the status (a Status), aim_status_str(status), the
+failing C function's name and the relevant object's *_last_error() message.
+The message is "" where the C API has no place for one: functions without an
+object (aim_loss, aim_rng_*, aim_*_create, aim_model_deserialize, ...) and
+functions that take the model as const (output, layer_shape, serialize, ...),
+whose failures would otherwise show an earlier call's stale message.
+Mistakes caught on the Python side (a closed object, an array whose size is
+not a whole number of samples) raise ValueError / TypeError.
+
+Arrays handed to C are converted with np.ascontiguousarray(..., float32 or
+int32), which copies only when needed, and are held in local variables for
+the duration of the call.
+
+Lifetimes:
+  * Model.parameters() and Model.gradients() return numpy views over the
+    model's own buffers (no copy): writing to them writes the model. Such a
+    view keeps the Python Model object from being garbage collected, but an
+    explicit Model.close() (or leaving a ``with`` block) frees the C memory,
+    and any view taken before is then dangling and must not be used.
+  * Model.output() returns a copy unless called with copy=False; the view
+    then stays valid only until the next forward() (and until close()).
+  * Model.predict() runs through a Workspace the model creates on first use
+    and frees in close(); it never touches the model's training memory.
+"""
+
+import ctypes
+import ctypes.util
+import enum
+import os
+
+import numpy as np
+
+__all__ = [
+    "AimError", "Status", "Activation", "Init", "Mode", "LossKind", "Padding",
+    "Model", "Workspace", "Optimizer", "Adam", "SGD", "Rng",
+    "status_str", "version", "version_number", "lib",
+    "loss", "loss_sparse", "activation_forward", "clip_grad_norm",
+]
+
+# ---------------------------------------------------------------------------
+# enums (values from include/aimodel.h)
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    ERR_INVALID_ARGUMENT = 1
+    ERR_SHAPE_MISMATCH = 2
+    ERR_OUT_OF_MEMORY = 3
+    ERR_OVERFLOW = 4
+    ERR_UNSUPPORTED = 5
+    ERR_NON_FINITE = 6
+    ERR_CORRUPT_DATA = 7
+    ERR_INVALID_STATE = 8
+    ERR_VERSION = 9
+
+
+class Activation(enum.IntEnum):
+    IDENTITY = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    SIGMOID = 3
+    TANH = 4
+    SOFTMAX = 5
+    GELU = 6
+
+
+class Init(enum.IntEnum):
+    GLOROT_UNIFORM = 0
+    PYTORCH = 1
+    HE_NORMAL = 2
+    ZEROS = 3
+
+
+class Mode(enum.IntEnum):
+    TRAIN = 0
+    INFERENCE = 1
+
+
+class LossKind(enum.IntEnum):
+    MSE = 0
+    BCE = 1
+    BCE_WITH_LOGITS = 2
+    SOFTMAX_CROSS_ENTROPY = 3
+
+
+class Padding(enum.IntEnum):
+    EXPLICIT = 0
+    VALID = 1
+    SAME = 2
+
+
+def _enum(cls, value):
+    """An enum member from a member, an int or a case-insensitive name."""
+    if isinstance(value, str):
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            raise ValueError("unknown %s %r (one of %s)" % (
+                cls.__name__, value, ", ".join(m.name.lower() for m in cls))) from None
+    return cls(value)
+
+
+# ---------------------------------------------------------------------------
+# the library
+
+c_size_p = ctypes.POINTER(ctypes.c_size_t)
+c_float_p = ctypes.POINTER(ctypes.c_float)
+c_int32_p = ctypes.POINTER(ctypes.c_int32)
+c_uint32_p = ctypes.POINTER(ctypes.c_uint32)
+c_void_pp = ctypes.POINTER(ctypes.c_void_p)
+c_float_pp = ctypes.POINTER(c_float_p)
+# C enums (aim_status, aim_activation, ...) are int-sized on the ABIs this
+# runs on (GCC/Clang, System V and Windows x64).
+c_enum = ctypes.c_int
+
+
+def _find_library():
+    env = os.environ.get("AIMODEL_LIB")
+    if env:
+        return env
+    found = ctypes.util.find_library("aimodel")
+    if found:
+        return found
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here, os.pardir, os.pardir, "build", "libaimodel.so")
+
+
+class DenseConfig(ctypes.Structure):
+    _fields_ = [("units", ctypes.c_size_t), ("activation", c_enum), ("alpha", ctypes.c_float),
+                ("use_bias", ctypes.c_int32), ("init", c_enum)]
+
+
+class CompileConfig(ctypes.Structure):
+    _fields_ = [("max_batch", ctypes.c_size_t), ("input_gradient", ctypes.c_int32),
+                ("seed", ctypes.c_uint64), ("rng", ctypes.c_void_p)]
+
+
+class Conv2dConfig(ctypes.Structure):
+    _fields_ = [("filters", ctypes.c_size_t), ("kernel_h", ctypes.c_size_t), ("kernel_w", ctypes.c_size_t),
+                ("stride_h", ctypes.c_size_t), ("stride_w", ctypes.c_size_t), ("padding", c_enum),
+                ("pad_top", ctypes.c_size_t), ("pad_bottom", ctypes.c_size_t),
+                ("pad_left", ctypes.c_size_t), ("pad_right", ctypes.c_size_t),
+                ("dilation_h", ctypes.c_size_t), ("dilation_w", ctypes.c_size_t),
+                ("groups", ctypes.c_size_t), ("activation", c_enum), ("alpha", ctypes.c_float),
+                ("use_bias", ctypes.c_int32), ("init", c_enum)]
+
+
+class Pool2dConfig(ctypes.Structure):
+    _fields_ = [("kernel_h", ctypes.c_size_t), ("kernel_w", ctypes.c_size_t),
+                ("stride_h", ctypes.c_size_t), ("stride_w", ctypes.c_size_t),
+                ("pad_h", ctypes.c_size_t), ("pad_w", ctypes.c_size_t)]
+
+
+class LstmConfig(ctypes.Structure):
+    _fields_ = [("hidden", ctypes.c_size_t), ("layers", ctypes.c_size_t),
+                ("return_sequences", ctypes.c_int32), ("init", c_enum)]
+
+
+class SgdConfig(ctypes.Structure):
+    _fields_ = [("momentum", ctypes.c_float), ("dampening", ctypes.c_float),
+                ("weight_decay", ctypes.c_float), ("nesterov", ctypes.c_int32),
+                ("check_finite", ctypes.c_int32)]
+
+
+class AdamConfig(ctypes.Structure):
+    _fields_ = [("beta1", ctypes.c_float), ("beta2", ctypes.c_float), ("epsilon", ctypes.c_float),
+                ("weight_decay", ctypes.c_float), ("decoupled", ctypes.c_int32),
+                ("check_finite", ctypes.c_int32)]
+
+
+_S = ctypes.c_size_t
+_VP = ctypes.c_void_p
+_STATUS = "status"  # marker: restype c_enum, checked by the wrapper
+
+# name: (restype, argtypes). Every function used below is declared here.
+_PROTOTYPES = {
+    "aim_status_str": (ctypes.c_char_p, [c_enum]),
+    "aim_version": (ctypes.c_char_p, []),
+    "aim_version_number": (ctypes.c_uint32, []),
+    # rng
+    "aim_rng_create": (_STATUS, [_VP, ctypes.c_uint64, c_void_pp]),
+    "aim_rng_free": (None, [_VP]),
+    "aim_rng_seed": (_STATUS, [_VP, ctypes.c_uint64]),
+    "aim_rng_next_u64": (_STATUS, [_VP, ctypes.POINTER(ctypes.c_uint64)]),
+    "aim_rng_uniform": (_STATUS, [_VP, c_float_p]),
+    "aim_rng_below": (_STATUS, [_VP, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)]),
+    "aim_rng_normal": (_STATUS, [_VP, c_float_p]),
+    "aim_rng_shuffle_u32": (_STATUS, [_VP, c_uint32_p, _S]),
+    # plain-buffer functions
+    "aim_loss": (_STATUS, [c_enum, c_float_p, c_float_p, _S, _S, c_float_p, c_float_p]),
+    "aim_loss_sparse": (_STATUS, [c_float_p, c_int32_p, _S, _S, c_float_p, c_float_p]),
+    "aim_activation_forward": (_STATUS, [c_enum, ctypes.c_float, c_float_p, c_float_p, _S, _S]),
+    "aim_clip_grad_norm": (_STATUS, [c_float_p, _S, ctypes.c_float, c_float_p]),
+    # configs
+    "aim_dense_config_init": (_STATUS, [ctypes.POINTER(DenseConfig), _S, c_enum]),
+    "aim_compile_config_init": (_STATUS, [ctypes.POINTER(CompileConfig)]),
+    "aim_conv2d_config_init": (_STATUS, [ctypes.POINTER(Conv2dConfig), _S, _S, _S, c_enum]),
+    "aim_pool2d_config_init": (_STATUS, [ctypes.POINTER(Pool2dConfig), _S, _S]),
+    "aim_lstm_config_init": (_STATUS, [ctypes.POINTER(LstmConfig), _S, _S]),
+    "aim_sgd_config_init": (_STATUS, [ctypes.POINTER(SgdConfig)]),
+    "aim_adam_config_init": (_STATUS, [ctypes.POINTER(AdamConfig)]),
+    # model
+    "aim_model_create": (_STATUS, [_VP, _S, c_size_p, c_void_pp]),
+    "aim_model_free": (None, [_VP]),
+    "aim_model_add_dense": (_STATUS, [_VP, ctypes.POINTER(DenseConfig)]),
+    "aim_model_add_activation": (_STATUS, [_VP, c_enum, ctypes.c_float]),
+    "aim_model_add_conv2d": (_STATUS, [_VP, ctypes.POINTER(Conv2dConfig)]),
+    "aim_model_add_max_pool2d": (_STATUS, [_VP, ctypes.POINTER(Pool2dConfig)]),
+    "aim_model_add_avg_pool2d": (_STATUS, [_VP, ctypes.POINTER(Pool2dConfig)]),
+    "aim_model_add_global_avg_pool2d": (_STATUS, [_VP]),
+    "aim_model_add_flatten": (_STATUS, [_VP]),
+    "aim_model_add_lstm": (_STATUS, [_VP, ctypes.POINTER(LstmConfig)]),
+    "aim_model_lstm_set_state": (_STATUS, [_VP, _S, c_float_p, c_float_p, _S]),
+    "aim_model_lstm_final_state": (_STATUS, [_VP, _S, c_float_p, c_float_p, _S]),
+    "aim_model_layer_shape": (_STATUS, [_VP, _S, c_size_p, c_size_p]),
+    "aim_model_compile": (_STATUS, [_VP, ctypes.POINTER(CompileConfig)]),
+    "aim_model_forward": (_STATUS, [_VP, c_enum, c_float_p, _S]),
+    "aim_model_output": (_STATUS, [_VP, c_float_pp, c_size_p]),
+    "aim_model_loss": (_STATUS, [_VP, c_enum, c_float_p, _S, c_float_p]),
+    "aim_model_loss_sparse": (_STATUS, [_VP, c_int32_p, _S, c_float_p]),
+    "aim_model_backward": (_STATUS, [_VP, c_float_p]),
+    "aim_model_input_gradient": (_STATUS, [_VP, c_float_pp]),
+    "aim_model_zero_grad": (_STATUS, [_VP]),
+    "aim_model_parameters": (_STATUS, [_VP, c_float_pp, c_size_p]),
+    "aim_model_gradients": (_STATUS, [_VP, c_float_pp, c_size_p]),
+    "aim_model_layer_parameters": (_STATUS, [_VP, _S, c_size_p, c_size_p, c_size_p]),
+    "aim_model_layer_count": (_S, [_VP]),
+    "aim_model_input_size": (_S, [_VP]),
+    "aim_model_output_size": (_S, [_VP]),
+    "aim_model_memory_size": (_STATUS, [_VP, c_size_p]),
+    "aim_model_last_error": (ctypes.c_char_p, [_VP]),
+    # workspace
+    "aim_workspace_size": (_STATUS, [_VP, _S, c_size_p]),
+    "aim_workspace_create": (_STATUS, [_VP, _VP, _S, c_void_pp]),
+    "aim_workspace_free": (None, [_VP]),
+    "aim_workspace_last_error": (ctypes.c_char_p, [_VP]),
+    "aim_model_predict": (_STATUS, [_VP, _VP, c_float_p, _S, c_float_p]),
+    # optimizers
+    "aim_sgd_create": (_STATUS, [_VP, ctypes.POINTER(SgdConfig), _S, c_void_pp]),
+    "aim_adam_create": (_STATUS, [_VP, ctypes.POINTER(AdamConfig), _S, c_void_pp]),
+    "aim_optimizer_free": (None, [_VP]),
+    "aim_optimizer_step": (_STATUS, [_VP, c_float_p, c_float_p, _S, ctypes.c_float]),
+    "aim_optimizer_step_model": (_STATUS, [_VP, _VP, ctypes.c_float]),
+    "aim_optimizer_reset": (_STATUS, [_VP]),
+    "aim_optimizer_steps": (ctypes.c_uint64, [_VP]),
+    "aim_optimizer_last_error": (ctypes.c_char_p, [_VP]),
+    # serialization
+    "aim_model_serialized_size": (_STATUS, [_VP, _VP, c_size_p]),
+    "aim_model_serialize": (_STATUS, [_VP, _VP, _VP, _S, c_size_p]),
+    "aim_model_deserialize": (_STATUS, [_VP, _VP, _S, c_void_pp, c_void_pp]),
+}
+
+
+def _load():
+    path = _find_library()
+    library = ctypes.CDLL(path)
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(library, name)
+        fn.restype = c_enum if restype is _STATUS else restype
+        fn.argtypes = argtypes
+    return library
+
+
+#: The loaded ctypes.CDLL, with every prototype above declared.
+lib = _load()
+_lib = lib
+
+
+def status_str(status):
+    """aim_status_str(): a short English description of a status code."""
+    return _lib.aim_status_str(int(status)).decode("utf-8", "replace")
+
+
+def version():
+    """The library's version string, e.g. "0.1.0"."""
+    return _lib.aim_version().decode("ascii")
+
+
+def version_number():
+    """The library's version as MAJOR * 10000 + MINOR * 100 + PATCH."""
+    return int(_lib.aim_version_number())
+
+
+class AimError(Exception):
+    """A C call returned a status other than AIM_OK.
+
+    Attributes: status (Status, or the raw int if unknown), status_str
+    (aim_status_str), message (the object's last_error, may be ""),
+    function (the C function's name).
+    """
+
+    def __init__(self, status, function="", message=""):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        self.status = status
+        self.status_str = status_str(status)
+        self.message = message or ""
+        self.function = function
+        text = "%s: %s" % (function, self.status_str) if function else self.status_str
+        if self.message:
+            text += ": " + self.message
+        super().__init__(text)
+
+
+def _decode(raw):
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def _check(status, function, last_error=None):
+    """Raises AimError for a non-OK status; `last_error` is a callable that
+    returns the failing object's message (read at once: it is only valid
+    until that object's next call)."""
+    if status != Status.OK:
+        message = ""
+        if last_error is not None:
+            try:
+                message = last_error()
+            except Exception:  # the message is a courtesy; never mask the status
+                message = ""
+        raise AimError(status, function, message)
+
+
+def _f32(array):
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _fptr(array):
+    return array.ctypes.data_as(c_float_p)
+
+
+def _view(pointer, count, owner, shape=None):
+    """A numpy float32 view of `count` floats at `pointer`, no copy. The view
+    keeps `owner` (a Python object) alive; it does not stop owner.close()."""
+    if count == 0:
+        return np.empty(0 if shape is None else shape, dtype=np.float32)
+    carray = ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float * count)).contents
+    carray._aim_owner = owner  # the numpy array's base chain holds carray
+    array = np.ctypeslib.as_array(carray)
+    return array if shape is None else array.reshape(shape)
+
+
+def _pair(value, what):
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError("%s must be an int or a pair, got %r" % (what, value))
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+# ---------------------------------------------------------------------------
+# random numbers
+
+
+class Rng:
+    """aim_rng: xoshiro256** seeded by splitmix64; the same seed gives the
+    same sequence on every platform."""
+
+    def __init__(self, seed=0):
+        handle = ctypes.c_void_p()
+        _check(_lib.aim_rng_create(None, ctypes.c_uint64(int(seed) & 0xFFFFFFFFFFFFFFFF), ctypes.byref(handle)),
+               "aim_rng_create")
+        self._handle = handle.value
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("the Rng is closed")
+        return self._handle
+
+    @property
+    def handle(self):
+        """The raw aim_rng* as an int (for advanced use with `lib`)."""
+        return self._h()
+
+    def seed(self, seed):
+        _check(_lib.aim_rng_seed(self._h(), ctypes.c_uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)), "aim_rng_seed")
+
+    def next_u64(self):
+        out = ctypes.c_uint64()
+        _check(_lib.aim_rng_next_u64(self._h(), ctypes.byref(out)), "aim_rng_next_u64")
+        return out.value
+
+    def uniform(self):
+        out = ctypes.c_float()
+        _check(_lib.aim_rng_uniform(self._h(), ctypes.byref(out)), "aim_rng_uniform")
+        return out.value
+
+    def below(self, bound):
+        out = ctypes.c_uint64()
+        _check(_lib.aim_rng_below(self._h(), int(bound), ctypes.byref(out)), "aim_rng_below")
+        return out.value
+
+    def normal(self):
+        out = ctypes.c_float()
+        _check(_lib.aim_rng_normal(self._h(), ctypes.byref(out)), "aim_rng_normal")
+        return out.value
+
+    def shuffle(self, indices):
+        """Shuffles a C-contiguous numpy uint32 array in place (Fisher-Yates)."""
+        if not (isinstance(indices, np.ndarray) and indices.dtype == np.uint32 and indices.flags.c_contiguous
+                and indices.flags.writeable):
+            raise TypeError("shuffle() needs a writable C-contiguous numpy uint32 array")
+        _check(_lib.aim_rng_shuffle_u32(self._h(), indices.ctypes.data_as(c_uint32_p), indices.size),
+               "aim_rng_shuffle_u32")
+        return indices
+
+    def permutation(self, n):
+        """aim_rng_shuffle_u32 over the identity 0..n-1 (as the C examples'
+        batcher does every epoch)."""
+        return self.shuffle(np.arange(n, dtype=np.uint32))
+
+    def close(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.aim_rng_free(handle)
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# plain-buffer functions
+
+
+def loss(kind, pred, targets, grad=False):
+    """aim_loss() on arrays: the mean loss, or (loss, d loss / d pred) with
+    grad=True. `pred` is (batch, features) (a 1-D array is one sample)."""
+    p = _f32(pred)
+    t = _f32(targets)
+    if p.shape != t.shape or p.size == 0:
+        raise ValueError("pred %s and targets %s must have the same non-empty shape" % (p.shape, t.shape))
+    batch = p.shape[0] if p.ndim > 1 else 1
+    features = p.size // batch
+    out = ctypes.c_float()
+    g = np.empty_like(p) if grad else None
+    _check(_lib.aim_loss(int(_enum(LossKind, kind)), _fptr(p), _fptr(t), batch, features, ctypes.byref(out),
+                         _fptr(g) if grad else None), "aim_loss")
+    return (out.value, g) if grad else out.value
+
+
+def loss_sparse(logits, labels, grad=False):
+    """aim_loss_sparse(): softmax cross-entropy of (batch, classes) logits
+    against integer labels; the mean loss, or (loss, gradient) with grad=True."""
+    z = _f32(logits)
+    y = np.ascontiguousarray(labels, dtype=np.int32).ravel()
+    if z.ndim != 2 or z.shape[0] != y.size:
+        raise ValueError("logits must be (batch, classes) with one label per row")
+    out = ctypes.c_float()
+    g = np.empty_like(z) if grad else None
+    _check(_lib.aim_loss_sparse(_fptr(z), y.ctypes.data_as(c_int32_p), z.shape[0], z.shape[1],
+                                ctypes.byref(out), _fptr(g) if grad else None), "aim_loss_sparse")
+    return (out.value, g) if grad else out.value
+
+
+def activation_forward(activation, x, alpha=0.01):
+    """aim_activation_forward(): the activation of `x` (softmax per row of
+    the last dimension) as a new array."""
+    a = _f32(x)
+    if a.size == 0:
+        raise ValueError("empty input")
+    cols = a.shape[-1] if a.ndim else 1
+    rows = a.size // cols
+    y = np.empty_like(a)
+    _check(_lib.aim_activation_forward(int(_enum(Activation, activation)), alpha, _fptr(a), _fptr(y), rows, cols),
+           "aim_activation_forward")
+    return y
+
+
+def clip_grad_norm(grads, max_norm):
+    """aim_clip_grad_norm() in place on a float32 C-contiguous array (e.g.
+    Model.gradients()); returns the norm before clipping."""
+    if not (isinstance(grads, np.ndarray) and grads.dtype == np.float32 and grads.flags.c_contiguous):
+        raise TypeError("clip_grad_norm() works in place: pass a C-contiguous float32 numpy array")
+    norm = ctypes.c_float()
+    _check(_lib.aim_clip_grad_norm(_fptr(grads), grads.size, max_norm, ctypes.byref(norm)), "aim_clip_grad_norm")
+    return norm.value
+
+
+# ---------------------------------------------------------------------------
+# workspace
+
+
+class Workspace:
+    """aim_workspace: the memory one thread needs for Model.predict_with()
+    on a shared, read-only model. Serves any model of the same architecture."""
+
+    def __init__(self, model, max_batch=256):
+        handle = ctypes.c_void_p()
+        mh = model._h()
+        # The model is const here and there is no workspace yet: no message.
+        _check(_lib.aim_workspace_create(mh, None, int(max_batch), ctypes.byref(handle)), "aim_workspace_create")
+        self._handle = handle.value
+        self.max_batch = int(max_batch)
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("the Workspace is closed")
+        return self._handle
+
+    def last_error(self):
+        return _decode(_lib.aim_workspace_last_error(self._h()))
+
+    def close(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.aim_workspace_free(handle)
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# model
+
+# Functions taking `const aim_model *`: they cannot set the model's message
+# (and the library does not clear it on success), so their AimError carries
+# an empty message rather than a stale one.
+_CONST_MODEL_FUNCTIONS = frozenset([
+    "aim_model_output", "aim_model_input_gradient", "aim_model_layer_shape", "aim_model_layer_parameters",
+    "aim_model_memory_size", "aim_model_serialized_size", "aim_model_serialize",
+    "aim_workspace_size", "aim_workspace_create",
+])
+
+
+class Model:
+    """A sequential model (aim_model).
+
+    >>> m = Model(784)
+    >>> m.add_dense(64, "relu").add_dense(10)
+    >>> m.compile(max_batch=32, seed=42)
+    """
+
+    #: Samples per aim_model_predict() call (and the internal workspace size).
+    PREDICT_BATCH = 256
+
+    def __init__(self, input_shape):
+        shape = (int(input_shape),) if np.isscalar(input_shape) else tuple(int(d) for d in input_shape)
+        dims = (ctypes.c_size_t * max(len(shape), 1))(*shape)
+        handle = ctypes.c_void_p()
+        _check(_lib.aim_model_create(None, len(shape), dims, ctypes.byref(handle)), "aim_model_create")
+        self._handle = handle.value
+        self._workspace = None
+        self.input_shape = shape
+        self.compiled = False
+
+    @classmethod
+    def _from_handle(cls, handle):
+        self = cls.__new__(cls)
+        self._handle = handle
+        self._workspace = None
+        # The ABI has no query for the input shape: only its element count.
+        self.input_shape = (int(_lib.aim_model_input_size(handle)),)
+        self.compiled = True
+        return self
+
+    # -- plumbing
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("the Model is closed")
+        return self._handle
+
+    def last_error(self):
+        """aim_model_last_error(): the message of the last failed call ("" if none)."""
+        return _decode(_lib.aim_model_last_error(self._h()))
+
+    def _call(self, name, *args):
+        h = self._h()
+        # A function that takes the model as const cannot record a message:
+        # what aim_model_last_error() holds then belongs to an earlier failure.
+        last_error = None if name in _CONST_MODEL_FUNCTIONS else (lambda: _decode(_lib.aim_model_last_error(h)))
+        _check(getattr(_lib, name)(h, *args), name, last_error)
+
+    @property
+    def handle(self):
+        """The raw aim_model* as an int (for advanced use with `lib`)."""
+        return self._h()
+
+    # -- building
+    def add_dense(self, units, activation=Activation.IDENTITY, alpha=None, use_bias=True,
+                  init=Init.GLOROT_UNIFORM):
+        cfg = DenseConfig()
+        _check(_lib.aim_dense_config_init(ctypes.byref(cfg), int(units), int(_enum(Activation, activation))),
+               "aim_dense_config_init")
+        if alpha is not None:
+            cfg.alpha = alpha
+        cfg.use_bias = 1 if use_bias else 0
+        cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_dense", ctypes.byref(cfg))
+        return self
+
+    def add_activation(self, activation, alpha=0.01):
+        self._call("aim_model_add_activation", int(_enum(Activation, activation)), alpha)
+        return self
+
+    def add_conv2d(self, filters, kernel, stride=1, padding=Padding.VALID, activation=Activation.IDENTITY,
+                   dilation=1, groups=1, alpha=None, use_bias=True, init=Init.GLOROT_UNIFORM):
+        """A 2-D convolution over C x H x W samples. `padding` is a Padding
+        (or "valid"/"same"), or explicit zeros: an int for all sides, a pair
+        (rows, cols) for both sides, or (top, bottom, left, right)."""
+        kh, kw = _pair(kernel, "kernel")
+        cfg = Conv2dConfig()
+        _check(_lib.aim_conv2d_config_init(ctypes.byref(cfg), int(filters), kh, kw,
+                                           int(_enum(Activation, activation))), "aim_conv2d_config_init")
+        cfg.stride_h, cfg.stride_w = _pair(stride, "stride")
+        cfg.dilation_h, cfg.dilation_w = _pair(dilation, "dilation")
+        cfg.groups = int(groups)
+        if isinstance(padding, (str, Padding)):
+            cfg.padding = int(_enum(Padding, padding))
+        else:
+            if isinstance(padding, (tuple, list)) and len(padding) == 4:
+                top, bottom, left, right = (int(p) for p in padding)
+            else:
+                top, left = _pair(padding, "padding")
+                bottom, right = top, left
+            cfg.padding = int(Padding.EXPLICIT)
+            cfg.pad_top, cfg.pad_bottom, cfg.pad_left, cfg.pad_right = top, bottom, left, right
+        if alpha is not None:
+            cfg.alpha = alpha
+        cfg.use_bias = 1 if use_bias else 0
+        cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_conv2d", ctypes.byref(cfg))
+        return self
+
+    def _pool(self, name, kernel, stride, padding):
+        kh, kw = _pair(kernel, "kernel")
+        cfg = Pool2dConfig()
+        _check(_lib.aim_pool2d_config_init(ctypes.byref(cfg), kh, kw), "aim_pool2d_config_init")
+        if stride is not None:
+            cfg.stride_h, cfg.stride_w = _pair(stride, "stride")
+        cfg.pad_h, cfg.pad_w = _pair(padding, "padding")
+        self._call(name, ctypes.byref(cfg))
+        return self
+
+    def add_max_pool2d(self, kernel, stride=None, padding=0):
+        """Max pooling; stride defaults to the window (PyTorch/Keras)."""
+        return self._pool("aim_model_add_max_pool2d", kernel, stride, padding)
+
+    def add_avg_pool2d(self, kernel, stride=None, padding=0):
+        """Average pooling; stride defaults to the window; padding counts in the divisor."""
+        return self._pool("aim_model_add_avg_pool2d", kernel, stride, padding)
+
+    def add_global_avg_pool2d(self):
+        self._call("aim_model_add_global_avg_pool2d")
+        return self
+
+    def add_flatten(self):
+        self._call("aim_model_add_flatten")
+        return self
+
+    def add_lstm(self, hidden, layers=1, return_sequences=False, init=None):
+        """A stack of LSTM layers over [time, features] samples (PyTorch
+        nn.LSTM, batch_first). init defaults to the C default (PYTORCH)."""
+        cfg = LstmConfig()
+        _check(_lib.aim_lstm_config_init(ctypes.byref(cfg), int(hidden), int(layers)), "aim_lstm_config_init")
+        cfg.return_sequences = 1 if return_sequences else 0
+        if init is not None:
+            cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_lstm", ctypes.byref(cfg))
+        return self
+
+    def compile(self, max_batch=32, seed=0, input_gradient=False, rng=None):
+        """Allocates the model's memory for `max_batch` samples and
+        initializes the weights from `seed` (or from an Rng)."""
+        cfg = CompileConfig()
+        _check(_lib.aim_compile_config_init(ctypes.byref(cfg)), "aim_compile_config_init")
+        cfg.max_batch = int(max_batch)
+        cfg.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+        cfg.input_gradient = 1 if input_gradient else 0
+        cfg.rng = rng.handle if rng is not None else None
+        self._call("aim_model_compile", ctypes.byref(cfg))
+        self.compiled = True
+        return self
+
+    # -- queries
+    @property
+    def layer_count(self):
+        return int(_lib.aim_model_layer_count(self._h()))
+
+    @property
+    def input_size(self):
+        return int(_lib.aim_model_input_size(self._h()))
+
+    @property
+    def output_size(self):
+        return int(_lib.aim_model_output_size(self._h()))
+
+    def layer_shape(self, layer):
+        """The shape of one output sample of layer `layer` (negative counts from the end)."""
+        if layer < 0:
+            layer += self.layer_count
+        rank = ctypes.c_size_t()
+        dims = (ctypes.c_size_t * 4)()
+        self._call("aim_model_layer_shape", int(layer), ctypes.byref(rank), dims)
+        return tuple(int(dims[i]) for i in range(rank.value))
+
+    @property
+    def output_shape(self):
+        return self.layer_shape(-1) if self.layer_count else self.input_shape
+
+    @property
+    def memory_size(self):
+        out = ctypes.c_size_t()
+        self._call("aim_model_memory_size", ctypes.byref(out))
+        return out.value
+
+    def layer_parameters(self, layer):
+        """(offset, weight_count, bias_count) of layer `layer` in parameters()."""
+        off, nw, nb = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
+        self._call("aim_model_layer_parameters", int(layer), ctypes.byref(off), ctypes.byref(nw), ctypes.byref(nb))
+        return off.value, nw.value, nb.value
+
+    # -- buffers (views, see the module docstring for lifetimes)
+    def _buffer(self, name):
+        ptr, count = c_float_p(), ctypes.c_size_t()
+        self._call(name, ctypes.byref(ptr), ctypes.byref(count))
+        return _view(ptr, count.value, self)
+
+    def parameters(self):
+        """The flat parameter buffer as a float32 numpy view (no copy; writes
+        go to the model). Valid until close()."""
+        return self._buffer("aim_model_parameters")
+
+    def gradients(self):
+        """The flat gradient buffer as a float32 numpy view (no copy). Valid until close()."""
+        return self._buffer("aim_model_gradients")
+
+    # -- training
+    def _batch_of(self, array, per_sample, what):
+        if per_sample == 0 or array.size == 0 or array.size % per_sample:
+            raise ValueError("%s has %d floats, not a whole number of samples of %d"
+                             % (what, array.size, per_sample))
+        return array.size // per_sample
+
+    def zero_grad(self):
+        self._call("aim_model_zero_grad")
+
+    def forward(self, x, mode=Mode.TRAIN):
+        """Runs the forward pass on (batch, *input_shape) samples in the
+        model's own memory; returns the batch size. See output()."""
+        xa = _f32(x)
+        batch = self._batch_of(xa, self.input_size, "input")
+        self._call("aim_model_forward", int(_enum(Mode, mode)), _fptr(xa), batch)
+        return batch
+
+    def output(self, copy=True):
+        """The last forward's output as (batch, *output_shape). A copy by
+        default; copy=False gives a view valid until the next forward."""
+        ptr, count = c_float_p(), ctypes.c_size_t()
+        self._call("aim_model_output", ctypes.byref(ptr), ctypes.byref(count))
+        shape = (count.value // max(self.output_size, 1),) + self.output_shape
+        view = _view(ptr, count.value, self, shape)
+        return view.copy() if copy else view
+
+    def loss_sparse(self, labels):
+        """Softmax cross-entropy of the last output (logits) against int
+        labels; keeps the gradient for backward(). Returns the mean loss."""
+        y = np.ascontiguousarray(labels, dtype=np.int32).ravel()
+        out = ctypes.c_float()
+        self._call("aim_model_loss_sparse", y.ctypes.data_as(c_int32_p), y.size, ctypes.byref(out))
+        return out.value
+
+    def loss(self, kind, targets):
+        """A loss (LossKind) of the last output against float targets of the
+        output's shape; keeps the gradient for backward(). Returns the mean loss."""
+        t = _f32(targets)
+        batch = self._batch_of(t, self.output_size, "targets")
+        out = ctypes.c_float()
+        self._call("aim_model_loss", int(_enum(LossKind, kind)), _fptr(t), batch, ctypes.byref(out))
+        return out.value
+
+    def backward(self, output_grad=None):
+        """Backpropagates (adding into gradients()) from d loss / d output,
+        or from the gradient kept by the last loss when None."""
+        if output_grad is None:
+            self._call("aim_model_backward", None)
+        else:
+            g = _f32(output_grad)
+            # The C function reads batch * output_size floats with no length
+            # argument; check the count here so C never reads past the array.
+            ptr, count = c_float_p(), ctypes.c_size_t()
+            self._call("aim_model_output", ctypes.byref(ptr), ctypes.byref(count))
+            if g.size != count.value:
+                raise ValueError("output_grad has %d floats, the last output has %d" % (g.size, count.value))
+            self._call("aim_model_backward", _fptr(g))
+
+    def input_gradient(self):
+        """d loss / d input of the last backward (compile with
+        input_gradient=True), as a copy shaped like the input batch."""
+        ptr = c_float_p()
+        self._call("aim_model_input_gradient", ctypes.byref(ptr))
+        out_ptr, count = c_float_p(), ctypes.c_size_t()
+        self._call("aim_model_output", ctypes.byref(out_ptr), ctypes.byref(count))
+        batch = count.value // max(self.output_size, 1)
+        return _view(ptr, batch * self.input_size, self, (batch,) + self.input_shape).copy()
+
+    def lstm_set_state(self, layer, h0=None, c0=None, batch=None):
+        """Initial (h0, c0), each [layers, batch, hidden], of LSTM layer
+        `layer` for forwards of exactly that batch; both None to reset."""
+        if h0 is None and c0 is None:
+            self._call("aim_model_lstm_set_state", int(layer), None, None, int(batch or 1))
+            return
+        h = _f32(h0)
+        c = _f32(c0)
+        if h.ndim != 3 or h.shape != c.shape:
+            raise ValueError("h0 and c0 must both be [layers, batch, hidden]")
+        self._call("aim_model_lstm_set_state", int(layer), _fptr(h), _fptr(c), h.shape[1])
+
+    def lstm_final_state(self, layer, batch, layers, hidden):
+        """(h_n, c_n) of LSTM layer `layer` after a training forward of `batch` samples."""
+        h = np.empty((layers, batch, hidden), dtype=np.float32)
+        c = np.empty_like(h)
+        self._call("aim_model_lstm_final_state", int(layer), _fptr(h), _fptr(c), int(batch))
+        return h, c
+
+    # -- inference
+    def predict_with(self, workspace, x):
+        """aim_model_predict() through a caller's Workspace (one per thread),
+        in chunks of workspace.max_batch; returns (batch, *output_shape)."""
+        xa = _f32(x)
+        n = self._batch_of(xa, self.input_size, "input")
+        flat = xa.reshape(n, self.input_size)
+        out = np.empty((n, self.output_size), dtype=np.float32)
+        mh, wh = self._h(), workspace._h()
+        chunk = workspace.max_batch
+        for first in range(0, n, chunk):
+            part = flat[first:first + chunk]  # rows of a C-contiguous array: contiguous
+            _check(_lib.aim_model_predict(mh, wh, _fptr(part), part.shape[0], _fptr(out[first:first + chunk])),
+                   "aim_model_predict", lambda: _decode(_lib.aim_workspace_last_error(wh)))
+        return out.reshape((n,) + self.output_shape)
+
+    def predict(self, x):
+        """Inference on (batch, *input_shape) samples through the model's own
+        Workspace (created on first use, PREDICT_BATCH samples per call);
+        leaves the training memory alone."""
+        if self._workspace is None:
+            self._workspace = Workspace(self, self.PREDICT_BATCH)
+        return self.predict_with(self._workspace, x)
+
+    # -- serialization
+    def serialize(self, optimizer=None):
+        """The model (and the optimizer's state) in the format of docs/FORMAT.md."""
+        oh = optimizer._h() if optimizer is not None else None
+        size = ctypes.c_size_t()
+        self._call("aim_model_serialized_size", oh, ctypes.byref(size))
+        buffer = ctypes.create_string_buffer(max(size.value, 1))
+        written = ctypes.c_size_t()
+        self._call("aim_model_serialize", oh, buffer, size.value, ctypes.byref(written))
+        return buffer.raw[:written.value]
+
+    @classmethod
+    def deserialize(cls, data):
+        """(Model, Optimizer or None) from bytes written by serialize()."""
+        data = bytes(data)
+        buffer = ctypes.create_string_buffer(data, max(len(data), 1))
+        mh, oh = ctypes.c_void_p(), ctypes.c_void_p()
+        # No object exists to hold a message when this fails: the status says it all.
+        _check(_lib.aim_model_deserialize(None, buffer, len(data), ctypes.byref(mh), ctypes.byref(oh)),
+               "aim_model_deserialize")
+        model = cls._from_handle(mh.value)
+        optimizer = Optimizer._from_handle(oh.value) if oh.value else None
+        return model, optimizer
+
+    # -- lifetime
+    def close(self):
+        """Frees the C model (and the predict workspace) exactly once; later
+        calls do nothing. Views from parameters()/gradients() become invalid."""
+        ws, self._workspace = getattr(self, "_workspace", None), None
+        if ws is not None:
+            ws.close()
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.aim_model_free(handle)
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        if self._handle is None:
+            return "<aimodel.Model closed>"
+        return "<aimodel.Model %s -> %s, %d layers%s>" % (
+            self.input_shape, self.output_shape, self.layer_count, ", compiled" if self.compiled else "")
+
+
+# ---------------------------------------------------------------------------
+# optimizers
+
+
+def _config(struct_type, init_name, kwargs):
+    cfg = struct_type()
+    _check(getattr(_lib, init_name)(ctypes.byref(cfg)), init_name)
+    names = [f[0] for f in struct_type._fields_]
+    for key, value in kwargs.items():
+        if key not in names:
+            raise TypeError("unknown option %r (one of %s)" % (key, ", ".join(names)))
+        setattr(cfg, key, int(bool(value)) if key in ("nesterov", "decoupled", "check_finite") else value)
+    return cfg
+
+
+def _count_of(model_or_count):
+    if isinstance(model_or_count, Model):
+        return model_or_count.parameters().size
+    return int(model_or_count)
+
+
+class Optimizer:
+    """aim_optimizer (SGD or Adam). Create with Adam(...) / SGD(...), or get
+    one back from Model.deserialize()."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create an optimizer with Adam(...) or SGD(...)")
+
+    @classmethod
+    def _from_handle(cls, handle):
+        self = object.__new__(cls)
+        self._handle = handle
+        return self
+
+    def _h(self):
+        if self._handle is None:
+            raise ValueError("the Optimizer is closed")
+        return self._handle
+
+    def last_error(self):
+        return _decode(_lib.aim_optimizer_last_error(self._h()))
+
+    def _call(self, name, *args):
+        h = self._h()
+        _check(getattr(_lib, name)(h, *args), name, lambda: _decode(_lib.aim_optimizer_last_error(h)))
+
+    def step(self, model, lr):
+        """One update of the model's parameters from its gradients."""
+        h = self._h()
+        _check(_lib.aim_optimizer_step_model(h, model._h(), lr), "aim_optimizer_step_model",
+               lambda: _decode(_lib.aim_optimizer_last_error(h)))
+
+    def step_arrays(self, params, grads, lr):
+        """aim_optimizer_step() on caller buffers: `params` (float32,
+        C-contiguous, updated in place) from `grads`."""
+        if not (isinstance(params, np.ndarray) and params.dtype == np.float32 and params.flags.c_contiguous):
+            raise TypeError("params is updated in place: pass a C-contiguous float32 numpy array")
+        g = _f32(grads)
+        if g.size != params.size:
+            raise ValueError("params and grads differ in size")
+        self._call("aim_optimizer_step", _fptr(params), _fptr(g), params.size, lr)
+
+    def reset(self):
+        self._call("aim_optimizer_reset")
+
+    @property
+    def steps(self):
+        return int(_lib.aim_optimizer_steps(self._h()))
+
+    @property
+    def handle(self):
+        return self._h()
+
+    def close(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None and _lib is not None:
+            _lib.aim_optimizer_free(handle)
+
+    @property
+    def closed(self):
+        return self._handle is None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Adam(Optimizer):
+    """Adam / AdamW for a model's parameters (or a count). Options:
+    beta1, beta2, epsilon, weight_decay, decoupled, check_finite."""
+
+    def __init__(self, model_or_count, **options):
+        cfg = _config(AdamConfig, "aim_adam_config_init", options)
+        handle = ctypes.c_void_p()
+        self._handle = None
+        _check(_lib.aim_adam_create(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
+               "aim_adam_create")
+        self._handle = handle.value
+
+
+class SGD(Optimizer):
+    """SGD for a model's parameters (or a count). Options: momentum,
+    dampening, weight_decay, nesterov, check_finite."""
+
+    def __init__(self, model_or_count, **options):
+        cfg = _config(SgdConfig, "aim_sgd_config_init", options)
+        handle = ctypes.c_void_p()
+        self._handle = None
+        _check(_lib.aim_sgd_create(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
+               "aim_sgd_create")
+        self._handle = handle.value

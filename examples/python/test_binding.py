@@ -1,0 +1,453 @@
+#!/usr/bin/python3
+"""Checks of the Python binding (aimodel.py). A plain script: run it, read
+the last line ("python binding: N passed, M failed"), exit code 0 or 1.
+
+    AIMODEL_LIB=/work/main/build/libaimodel.so /usr/bin/python3 examples/python/test_binding.py
+"""
+
+import ctypes
+import gc
+import os
+import sys
+import traceback
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aimodel as aim  # noqa: E402
+from aimodel import AimError, Status  # noqa: E402
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def expect_error(status, fn, *args, contains=(), message=True, **kwargs):
+    """Runs fn, which must raise AimError with `status` and (unless
+    message=False) a non-empty message containing every string of
+    `contains`; returns the error."""
+    try:
+        fn(*args, **kwargs)
+    except AimError as e:
+        assert e.status == status, "status %r, expected %r (%s)" % (e.status, status, e)
+        assert isinstance(e.status, Status)
+        assert e.status_str == aim.status_str(status) and e.status_str, e.status_str
+        assert e.message or not message, "empty message for %s" % e
+        for text in contains:
+            assert text in e.message, "%r not in message %r" % (text, e.message)
+        assert isinstance(e, Exception)
+        return e
+    raise AssertionError("no AimError (expected %r)" % status)
+
+
+def data(n=64, features=6, classes=3, seed=0):
+    """A small separable problem: the label is the argmax of a fixed projection."""
+    rs = np.random.RandomState(seed)
+    x = rs.randn(n, features).astype(np.float32)
+    w = rs.randn(features, classes).astype(np.float32)
+    return x, np.argmax(x @ w, axis=1).astype(np.int32)
+
+
+def mlp(seed=3, max_batch=16, **compile_kw):
+    m = aim.Model(6)
+    m.add_dense(12, aim.Activation.RELU).add_dense(8, "tanh").add_dense(3)
+    m.compile(max_batch=max_batch, seed=seed, **compile_kw)
+    return m
+
+
+def numpy_forward(model, x, activations):
+    """Dense layers evaluated with numpy from the model's parameter buffer
+    (weights [units, inputs] row-major, then bias), in float64."""
+    params = model.parameters().astype(np.float64)
+    h = x.astype(np.float64).reshape(x.shape[0], -1)
+    for layer, act in enumerate(activations):
+        off, nw, nb = model.layer_parameters(layer)
+        units = model.layer_shape(layer)[0]
+        w = params[off:off + nw].reshape(units, -1)
+        h = h @ w.T + (params[off + nw:off + nw + nb] if nb else 0.0)
+        h = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh, None: lambda v: v}[act](h)
+    return h
+
+
+# ---------------------------------------------------------------------------
+
+
+@test
+def version_and_status_strings():
+    assert aim.version().count(".") == 2
+    major, minor, patch = (int(p) for p in aim.version().split("."))
+    assert aim.version_number() == major * 10000 + minor * 100 + patch
+    assert aim.status_str(Status.OK)
+    assert aim.status_str(Status.ERR_SHAPE_MISMATCH) != aim.status_str(Status.ERR_INVALID_ARGUMENT)
+    assert aim.status_str(12345) == "unknown status"
+    assert issubclass(AimError, Exception)
+
+
+@test
+def model_queries_and_shapes():
+    with mlp() as m:
+        assert m.layer_count == 3 and m.input_size == 6 and m.output_size == 3
+        assert [m.layer_shape(i) for i in range(3)] == [(12,), (8,), (3,)]
+        assert m.parameters().size == 6 * 12 + 12 + 12 * 8 + 8 + 8 * 3 + 3
+        assert m.layer_parameters(1) == (6 * 12 + 12, 12 * 8, 8)
+        assert m.memory_size > 0
+
+
+@test
+def training_decreases_loss():
+    x, y = data()
+    with mlp() as m, aim.Adam(m) as opt:
+        first = last = None
+        for step in range(60):
+            i = (step * 16) % x.shape[0]
+            m.zero_grad()
+            m.forward(x[i:i + 16])
+            loss = m.loss_sparse(y[i:i + 16])
+            m.backward()
+            opt.step(m, 1e-2)
+            first = loss if first is None else first
+            last = loss
+        assert opt.steps == 60
+        assert np.isfinite(last) and last < 0.5 * first, (first, last)
+        full = float(aim.loss_sparse(m.predict(x), y))
+        assert full < first, (first, full)
+
+
+@test
+def predict_matches_numpy_forward():
+    x, _ = data(n=40)
+    with mlp() as m:
+        expected = numpy_forward(m, x, ["relu", "tanh", None])
+        got = m.predict(x)
+        assert got.shape == (40, 3) and got.dtype == np.float32
+        assert np.max(np.abs(got - expected)) < 1e-5, np.max(np.abs(got - expected))
+        # forward(INFERENCE) + output() agrees with predict() (other memory, same math)
+        m.forward(x[:16], aim.Mode.INFERENCE)
+        assert np.max(np.abs(m.output() - got[:16])) < 1e-6
+
+
+@test
+def binding_matches_raw_c_calls():
+    """The same model built once through the classes and once through the
+    bare C functions: identical weights and bit-identical predictions."""
+    lib = aim.lib
+    x, _ = data(n=10)
+    dims = (ctypes.c_size_t * 1)(6)
+    handle = ctypes.c_void_p()
+    assert lib.aim_model_create(None, 1, dims, ctypes.byref(handle)) == 0
+    raw = handle.value
+    try:
+        for units, act in ((12, 1), (8, 4), (3, 0)):
+            cfg = aim.DenseConfig()
+            assert lib.aim_dense_config_init(ctypes.byref(cfg), units, act) == 0
+            assert lib.aim_model_add_dense(raw, ctypes.byref(cfg)) == 0
+        cc = aim.CompileConfig()
+        assert lib.aim_compile_config_init(ctypes.byref(cc)) == 0
+        cc.max_batch, cc.seed = 16, 3
+        assert lib.aim_model_compile(raw, ctypes.byref(cc)) == 0
+        p, n = aim.c_float_p(), ctypes.c_size_t()
+        assert lib.aim_model_parameters(raw, ctypes.byref(p), ctypes.byref(n)) == 0
+        raw_params = np.array(p[:n.value], dtype=np.float32)
+        xc = np.ascontiguousarray(x, dtype=np.float32)
+        assert lib.aim_model_forward(raw, 1, xc.ctypes.data_as(aim.c_float_p), 10) == 0
+        out, count = aim.c_float_p(), ctypes.c_size_t()
+        assert lib.aim_model_output(raw, ctypes.byref(out), ctypes.byref(count)) == 0
+        raw_out = np.array(out[:count.value], dtype=np.float32).reshape(10, 3)
+    finally:
+        lib.aim_model_free(raw)
+    with mlp(seed=3) as m:
+        assert np.array_equal(m.parameters(), raw_params)
+        m.forward(x, "inference")
+        assert np.array_equal(m.output(), raw_out)
+
+
+@test
+def parameters_and_gradients_are_views():
+    x, y = data(n=16)
+    with mlp() as m:
+        p = m.parameters()
+        assert p.dtype == np.float32 and p.flags.c_contiguous and not p.flags.owndata
+        assert np.shares_memory(p, m.parameters())
+        before = m.predict(x[:4])
+        saved = p.copy()
+        p[:] = 0.0  # writes go straight to the model
+        assert np.all(m.predict(x[:4]) == 0.0)
+        p[:] = saved
+        assert np.array_equal(m.predict(x[:4]), before)
+        g = m.gradients()
+        m.zero_grad()
+        assert not np.any(g)
+        m.forward(x)
+        m.loss_sparse(y)
+        m.backward()
+        assert np.any(g)  # the same view sees the new gradients
+        m.zero_grad()
+        assert not np.any(g)
+        # a view keeps the Python model alive until it is dropped
+        view = mlp().parameters()
+        gc.collect()
+        assert np.all(np.isfinite(view))
+
+
+@test
+def explicit_output_grad_matches_kept_gradient():
+    x, y = data(n=8)
+    with mlp(input_gradient=True) as m:
+        m.zero_grad()
+        m.forward(x)
+        _, g = aim.loss_sparse(m.output(), y, grad=True)
+        loss = m.loss_sparse(y)
+        m.backward()
+        kept = m.gradients().copy()
+        dx_kept = m.input_gradient()
+        assert dx_kept.shape == (8, 6)
+        m.zero_grad()
+        m.forward(x)
+        m.backward(g)
+        assert np.allclose(m.gradients(), kept, atol=1e-7)
+        assert np.allclose(m.input_gradient(), dx_kept, atol=1e-7)
+        assert abs(loss - aim.loss_sparse(m.output(), y)) < 1e-6
+        try:
+            m.backward(g[:3])
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a short output_grad was accepted")
+
+
+@test
+def float_losses_and_functions():
+    rs = np.random.RandomState(1)
+    pred = rs.rand(5, 4).astype(np.float32)
+    target = rs.rand(5, 4).astype(np.float32)
+    mse, grad = aim.loss(aim.LossKind.MSE, pred, target, grad=True)
+    assert abs(mse - np.mean((pred - target) ** 2)) < 1e-6
+    assert np.allclose(grad, 2 * (pred - target) / pred.size, atol=1e-7)
+    soft = aim.activation_forward("softmax", pred)
+    e = np.exp(pred - pred.max(axis=1, keepdims=True))
+    assert np.allclose(soft, e / e.sum(axis=1, keepdims=True), atol=1e-6)
+    with aim.Model(4) as m:
+        m.add_dense(4, "sigmoid")
+        m.compile(max_batch=5, seed=9)
+        m.forward(pred)
+        l1 = m.loss(aim.LossKind.BCE, (target > 0.5).astype(np.float32))
+        l2 = aim.loss("bce", m.output(), (target > 0.5).astype(np.float32))
+        assert abs(l1 - l2) < 1e-6
+    g = np.array([3.0, 4.0], dtype=np.float32)
+    assert abs(aim.clip_grad_norm(g, 1.0) - 5.0) < 1e-6 and abs(np.linalg.norm(g) - 1.0) < 1e-5
+    # no object, so no message: status and function name only
+    e = expect_error(Status.ERR_INVALID_ARGUMENT, aim.loss_sparse, pred, np.array([0, 1, 2, 9, 0]), message=False)
+    assert e.function == "aim_loss_sparse" and "aim_loss_sparse" in str(e)
+
+
+@test
+def sgd_step_matches_numpy():
+    x, y = data(n=16)
+    with mlp() as m, aim.SGD(m, momentum=0.0) as sgd:
+        m.zero_grad()
+        m.forward(x)
+        m.loss_sparse(y)
+        m.backward()
+        expected = m.parameters() - np.float32(0.1) * m.gradients()
+        sgd.step(m, 0.1)
+        assert np.allclose(m.parameters(), expected, atol=1e-7)
+    params = np.ones(3, dtype=np.float32)
+    with aim.SGD(3, weight_decay=0.5) as sgd:
+        sgd.step_arrays(params, np.zeros(3), 0.1)
+        assert np.allclose(params, 0.95)
+    try:
+        aim.Adam(3, betta1=0.9)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a misspelt option was accepted")
+
+
+@test
+def serialize_round_trip_is_bit_identical():
+    x, y = data()
+    with mlp() as m, aim.Adam(m) as opt:
+        for _ in range(3):
+            m.zero_grad()
+            m.forward(x[:16])
+            m.loss_sparse(y[:16])
+            m.backward()
+            opt.step(m, 1e-2)
+        blob = m.serialize()
+        assert isinstance(blob, bytes) and len(blob) > m.parameters().nbytes
+        m2, none = aim.Model.deserialize(blob)
+        with m2:
+            assert none is None
+            assert m2.layer_count == 3 and m2.output_shape == (3,)
+            assert np.array_equal(m2.parameters(), m.parameters())
+            assert np.array_equal(m2.predict(x), m.predict(x))
+        # with the optimizer: training resumes exactly
+        m3, opt3 = aim.Model.deserialize(m.serialize(opt))
+        with m3, opt3:
+            assert isinstance(opt3, aim.Optimizer) and opt3.steps == 3
+            for model, o in ((m, opt), (m3, opt3)):
+                model.zero_grad()
+                model.forward(x[16:32])
+                model.loss_sparse(y[16:32])
+                model.backward()
+                o.step(model, 1e-2)
+            assert np.array_equal(m3.parameters(), m.parameters())
+        bad = bytearray(blob)
+        bad[len(bad) // 2] ^= 0xFF
+        try:
+            aim.Model.deserialize(bytes(bad))
+        except AimError as e:
+            assert e.status in (Status.ERR_CORRUPT_DATA, Status.ERR_VERSION), e
+        else:
+            raise AssertionError("a corrupted buffer was accepted")
+        expect_error(Status.ERR_CORRUPT_DATA, aim.Model.deserialize, blob[:10], message=False)
+
+
+@test
+def batch_over_max_batch_is_a_shape_mismatch():
+    x, _ = data(n=20)
+    with mlp(max_batch=16) as m:
+        e = expect_error(Status.ERR_SHAPE_MISMATCH, m.forward, x, contains=("batch",))
+        assert "batch" in str(e) and aim.status_str(Status.ERR_SHAPE_MISMATCH) in str(e)
+        assert m.last_error() == e.message
+        m.forward(x[:16])  # the model still works after the failure
+
+
+@test
+def conv2d_after_rank1_input_names_the_layer():
+    with aim.Model(16) as m:
+        m.add_dense(4)
+        e = expect_error(Status.ERR_SHAPE_MISMATCH, m.add_conv2d, 8, 3, contains=("layer 1", "conv2d"))
+        assert "rank" in e.message
+
+
+@test
+def other_errors_surface_as_aim_error():
+    x, y = data(n=4)
+    m = aim.Model(6)
+    m.add_dense(3)
+    expect_error(Status.ERR_INVALID_STATE, m.forward, x)      # not compiled
+    m.compile(max_batch=4, seed=1)
+    expect_error(Status.ERR_INVALID_STATE, m.add_dense, 2)    # already compiled
+    m.forward(x, aim.Mode.INFERENCE)
+    try:
+        m.backward()  # no training forward / no loss
+    except AimError as e:
+        assert e.status == Status.ERR_INVALID_STATE
+    else:
+        raise AssertionError("backward without a training forward was accepted")
+    m.forward(x)
+    expect_error(Status.ERR_SHAPE_MISMATCH, m.loss_sparse, y[:3], contains=("batch",))
+    # A const-model function cannot record a message: the error must not
+    # show the loss_sparse message still held by the model.
+    expect_error(Status.ERR_INVALID_ARGUMENT, m.layer_shape, 7, message=False)
+    try:
+        m.layer_shape(7)
+    except AimError as e:
+        assert e.message == "", "stale message %r" % e.message
+    try:
+        m.forward(np.zeros(7, dtype=np.float32))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("7 floats accepted as samples of 6")
+    with aim.Adam(5) as opt:
+        expect_error(Status.ERR_SHAPE_MISMATCH, opt.step, m, 1e-3)  # optimizer for another count
+    m.close()
+
+
+@test
+def conv_pool_lstm_models_run():
+    rs = np.random.RandomState(2)
+    with aim.Model((1, 8, 8)) as cnn:
+        cnn.add_conv2d(4, 3, padding="same", activation="relu").add_max_pool2d(2)
+        cnn.add_conv2d(4, (3, 3), padding=1).add_avg_pool2d(2).add_global_avg_pool2d()
+        cnn.add_flatten().add_dense(2)
+        assert cnn.layer_shape(0) == (4, 8, 8) and cnn.layer_shape(1) == (4, 4, 4)
+        assert cnn.layer_shape(3) == (4, 2, 2) and cnn.layer_shape(4) == (4,)
+        cnn.compile(max_batch=3, seed=5)
+        x = rs.rand(3, 1, 8, 8).astype(np.float32)
+        cnn.forward(x)
+        assert cnn.output().shape == (3, 2)
+        assert np.allclose(cnn.predict(x), cnn.output(), atol=1e-6)
+    with aim.Model((5, 3)) as rnn:
+        rnn.add_lstm(4, layers=2, return_sequences=True)
+        assert rnn.layer_shape(0) == (5, 4)
+        rnn.add_lstm(6).add_dense(2)
+        rnn.compile(max_batch=2, seed=5)
+        x = rs.rand(2, 5, 3).astype(np.float32)
+        rnn.forward(x)
+        out = rnn.output()
+        assert out.shape == (2, 2) and np.allclose(rnn.predict(x), out, atol=1e-6)
+        h, c = rnn.lstm_final_state(1, batch=2, layers=1, hidden=6)
+        assert h.shape == (1, 2, 6) and np.any(h) and np.any(c)
+
+
+@test
+def rng_shuffle_is_a_deterministic_permutation():
+    with aim.Rng(43) as a, aim.Rng(43) as b:
+        p = a.permutation(1000)
+        assert p.dtype == np.uint32 and np.array_equal(np.sort(p), np.arange(1000))
+        assert np.array_equal(p, b.permutation(1000))
+        assert not np.array_equal(p, a.permutation(1000))
+        assert 0 <= a.uniform() < 1 and a.below(7) < 7
+        a.seed(1)
+        b.seed(1)
+        assert a.next_u64() == b.next_u64()
+    try:
+        aim.Rng(1).shuffle(np.arange(5))  # int64, not uint32
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a non-uint32 array was shuffled")
+
+
+@test
+def double_close_and_use_after_close():
+    m = mlp()
+    m.predict(np.zeros((2, 6), dtype=np.float32))  # creates the internal workspace
+    opt = aim.Adam(m)
+    ws = aim.Workspace(m, 4)
+    rng = aim.Rng(1)
+    for obj in (ws, opt, m, rng):
+        obj.close()
+        obj.close()
+    assert m.closed and opt.closed
+    for call in (lambda: m.forward(np.zeros((1, 6))), m.parameters, lambda: opt.steps):
+        try:
+            call()
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a closed object was used")
+    m = opt = ws = rng = None  # drop the last references: __del__ runs
+    gc.collect()  # __del__ after close() frees nothing twice
+    with mlp() as m2:
+        pass
+    m2.close()
+    del m2
+    gc.collect()
+
+
+def main():
+    passed = failed = 0
+    for fn in TESTS:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - report every failure and go on
+            failed += 1
+            print("FAIL %s" % fn.__name__)
+            traceback.print_exc(file=sys.stdout)
+        else:
+            passed += 1
+            print("ok   %s" % fn.__name__)
+    gc.collect()
+    print("python binding: %d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
