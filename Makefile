@@ -164,6 +164,50 @@ demo: deps-build deps-demo
 	@$(MAKE) --no-print-directory $(BUILD)/examples/mlp_classifier
 	$(BUILD)/examples/mlp_classifier $(DEMO_ARGS)
 
+# ---- MPI data parallelism (docs/DISTRIBUTED.md) ------------------------------
+# The MPI program lives in examples/mpi/, out of reach of the examples/*.c
+# rule, so `make examples` needs no MPI; these are built with mpicc only here.
+MPICC      ?= mpicc
+MPIRUN     ?= mpirun
+MPI_NP     ?= 2
+# --allow-run-as-root is needed as root (CI) and harmless otherwise;
+# --oversubscribe lets MPI_NP exceed the cores.
+MPIRUN_FLAGS ?= --oversubscribe --allow-run-as-root
+DEPS_MPI   := /usr/bin/mpicc:libopenmpi-dev /usr/bin/mpirun:openmpi-bin
+MPI_DP     := examples/mpi/mpi_dp.c examples/mpi/mpi_dp.h
+
+$(BUILD)/examples/mpi/mpi_data_parallel: examples/mpi/mpi_data_parallel.c $(MPI_DP) $(EX_COMMON) $(wildcard examples/common/*.h) $(STATIC)
+	@mkdir -p $(@D)
+	$(MPICC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -Iexamples/mpi -o $@ $< examples/mpi/mpi_dp.c $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm $(LDSAN)
+
+$(BUILD)/tests/mpi/test_mpi: tests/mpi/test_mpi.c $(MPI_DP) tests/support.c tests/support.h $(STATIC)
+	@mkdir -p $(@D)
+	$(MPICC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -Iexamples/mpi -o $@ $< examples/mpi/mpi_dp.c tests/support.c $(STATIC) $(BLAS_LIBS) -lm $(LDSAN)
+
+.PHONY: test-mpi
+# Installs Open MPI when missing (as root), then runs the test on MPI_NP
+# ranks and the example for a few steps on the synthetic data; one line sums up.
+test-mpi: deps-build
+	$(call install_missing,$(DEPS_MPI),exit 1)
+	@$(MAKE) --no-print-directory $(BUILD)/tests/mpi/test_mpi $(BUILD)/examples/mpi/mpi_data_parallel
+	@export OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1}; pass=0; fail=0; \
+	  echo "== $(MPIRUN) -np $(MPI_NP) $(BUILD)/tests/mpi/test_mpi"; \
+	  if $(MPIRUN) $(MPIRUN_FLAGS) -np $(MPI_NP) $(BUILD)/tests/mpi/test_mpi; then pass=$$((pass+1)); else fail=$$((fail+1)); fi; \
+	  echo "== $(MPIRUN) -np $(MPI_NP) $(BUILD)/examples/mpi/mpi_data_parallel --synthetic --steps 60 --batch 48"; \
+	  out=$$($(MPIRUN) $(MPIRUN_FLAGS) -np $(MPI_NP) $(BUILD)/examples/mpi/mpi_data_parallel --synthetic --steps 60 --batch 48); \
+	  rc=$$?; echo "$$out"; \
+	  if [ $$rc -eq 0 ] && echo "$$out" | grep -q "^RESULT mpi_data_parallel .*ranks=$(MPI_NP) .*in_sync=1"; then pass=$$((pass+1)); \
+	  else fail=$$((fail+1)); echo "mpi_data_parallel: exit $$rc or no RESULT line with ranks=$(MPI_NP) in_sync=1"; fi; \
+	  echo ""; echo "mpi programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+# Learning curves as PNG in $(BUILD)/plots/: runs mlp_classifier, cnn_classifier
+# (1 epoch) and linear_regression with --log and draws the CSVs with gnuplot
+# (examples/plots.sh installs gnuplot-nox as root, else prints the command).
+.PHONY: plots
+plots: deps-build deps-demo
+	@$(MAKE) --no-print-directory examples
+	sh examples/plots.sh $(BUILD)
+
 # ---- benchmarks: print figures, never fail on a timing --------------------
 bench: deps-build lib
 	tests/bench/run.sh $(BENCH_ARGS)

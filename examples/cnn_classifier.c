@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         .name = "cnn_classifier",
         .summary = "Trains the classic Conv-Pool-Conv-Pool-Dense CNN on Fashion-MNIST with Adam.",
         .uses_data = 1,
+        .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -42,7 +43,11 @@ int main(int argc, char **argv)
     ex_batcher batcher = {0};
     float *scratch = NULL;
     const char *source = "";
+    ex_log metrics = {0};
 
+    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
+        goto cleanup;
+    }
     if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
         goto cleanup;
     }
@@ -122,10 +127,13 @@ int main(int argc, char **argv)
         double val_accuracy = 0.0;
         EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, 0.5f, scratch, &val_accuracy),
                aim_workspace_last_error(workspace));
-        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f  val_accuracy %.4f  %.2fs\n", epoch, opt.epochs,
-               loss_sum / (double)train.count, (double)correct / (double)train.count, val_accuracy,
-               ex_now() - epoch_start);
+        const double loss = loss_sum / (double)train.count;
+        const double accuracy = (double)correct / (double)train.count;
+        const double seconds = ex_now() - epoch_start;
+        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f  val_accuracy %.4f  %.2fs\n", epoch, opt.epochs, loss,
+               accuracy, val_accuracy, seconds);
         fflush(stdout);
+        ex_log_row(&metrics, "%zu,%.6g,%.6g,%.6g,%.3f", epoch, loss, accuracy, val_accuracy, seconds);
     }
     double train_seconds = ex_now() - train_start;
 
@@ -133,11 +141,15 @@ int main(int argc, char **argv)
     EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, 0.5f, scratch, &test_accuracy),
            aim_workspace_last_error(workspace));
     printf("test accuracy %.4f on %zu images\n", test_accuracy, test.count);
+    if (ex_log_close(&metrics) != 0) {
+        goto cleanup;
+    }
     printf("RESULT cnn_classifier test_accuracy=%.4f train_seconds=%.2f epochs=%zu batch=%zu seed=%llu data=%s\n",
            test_accuracy, train_seconds, opt.epochs, opt.batch, (unsigned long long)opt.seed, source);
     exit_code = 0;
 
 cleanup:
+    ex_log_close(&metrics);
     free(scratch);
     ex_batcher_free(&batcher);
     aim_workspace_free(workspace);

@@ -9,9 +9,14 @@
  * intercept land within a few hundredths of 3 and 2 (noise in 800 points
  * allows no better; the program also prints the exact least-squares line),
  * and the test MSE near the noise variance, 1.
+ *
+ * With --log FILE it also writes the points and the two lines for a plot
+ * (examples/plots.sh draws them) to a second CSV, POINTS_SUFFIX in place of
+ * FILE's ".csv" (appended if FILE has none).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "aimodel.h"
 #include "example_util.h"
@@ -29,6 +34,47 @@
  * leaves in w and b (about 0.02 at the full rate) by about three. */
 #define LEARNING_RATE 0.01f
 #define FINAL_LEARNING_RATE 0.001f
+
+#define POINTS_SUFFIX ".points.csv"
+
+/* "runs/lr.csv" -> "runs/lr.points.csv", "lr.log" -> "lr.log.points.csv", in
+ * a malloc'ed string; NULL when out of memory. */
+static char *points_path(const char *log_path)
+{
+    size_t len = strlen(log_path);
+    if (len >= 4 && strcmp(log_path + len - 4, ".csv") == 0) {
+        len -= 4;
+    }
+    char *path = malloc(len + sizeof POINTS_SUFFIX);
+    if (path != NULL) {
+        memcpy(path, log_path, len);
+        memcpy(path + len, POINTS_SUFFIX, sizeof POINTS_SUFFIX);
+    }
+    return path;
+}
+
+/* The second CSV: "series,x,y" rows of the training and test points, then
+ * the ends, at X_LOW and X_HIGH, of the fitted and the true line. Returns 0,
+ * or -1 after printing why. */
+static int write_points(const char *path, const float *x, const float *y, size_t train_count, size_t count,
+                        double slope, double intercept)
+{
+    ex_log points = {0};
+    if (ex_log_open(&points, path, "series,x,y") != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < count; ++i) {
+        ex_log_row(&points, "%s,%.6g,%.6g", i < train_count ? "train" : "test", (double)x[i], (double)y[i]);
+    }
+    const double ends[2] = {X_LOW, X_HIGH};
+    for (size_t i = 0; i < 2; ++i) {
+        ex_log_row(&points, "fitted,%.6g,%.6g", ends[i], slope * ends[i] + intercept);
+    }
+    for (size_t i = 0; i < 2; ++i) {
+        ex_log_row(&points, "true,%.6g,%.6g", ends[i], (double)TRUE_SLOPE * ends[i] + (double)TRUE_INTERCEPT);
+    }
+    return ex_log_close(&points);
+}
 
 /* Draws the data set: x in `x`, y in `y`, `count` points. */
 static aim_status make_points(aim_rng *rng, float *x, float *y, size_t count)
@@ -75,6 +121,10 @@ int main(int argc, char **argv)
         .name = "linear_regression",
         .summary = "Fits y = 3x + 2 + noise with one dense unit, MSE and SGD.",
         .uses_data = 0,
+        .log_columns = "epoch,loss,slope,intercept,seconds",
+        .extra_help = "                and a second CSV, FILE with \"" POINTS_SUFFIX "\" in place of \".csv\":\n"
+                      "                series,x,y rows of the train and test points and of the ends\n"
+                      "                of the fitted and the true line (series fitted, true)\n",
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -91,11 +141,20 @@ int main(int argc, char **argv)
     aim_optimizer *sgd = NULL;
     aim_workspace *workspace = NULL;
     ex_batcher batcher = {0};
+    ex_log metrics = {0};
+    char *points = NULL;
     float *x = malloc(POINT_COUNT * sizeof *x);
     float *y = malloc(POINT_COUNT * sizeof *y);
     float *predicted = malloc(TEST_COUNT * sizeof *predicted);
     if (x == NULL || y == NULL || predicted == NULL) {
         fprintf(stderr, "error: out of memory\n");
+        goto cleanup;
+    }
+    if (opt.log_path != NULL && (points = points_path(opt.log_path)) == NULL) {
+        fprintf(stderr, "error: out of memory\n");
+        goto cleanup;
+    }
+    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
         goto cleanup;
     }
 
@@ -161,8 +220,11 @@ int main(int argc, char **argv)
             EX_TRY(aim_optimizer_step_model(sgd, model, learning_rate), aim_optimizer_last_error(sgd));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
         }
-        printf("epoch %zu/%zu  loss %.4f  slope %.4f  intercept %.4f  %.2fs\n", epoch, opt.epochs,
-               loss_sum / (double)train_count, (double)*slope, (double)*intercept, ex_now() - epoch_start);
+        const double loss = loss_sum / (double)train_count;
+        const double seconds = ex_now() - epoch_start;
+        printf("epoch %zu/%zu  loss %.4f  slope %.4f  intercept %.4f  %.2fs\n", epoch, opt.epochs, loss,
+               (double)*slope, (double)*intercept, seconds);
+        ex_log_row(&metrics, "%zu,%.6g,%.6g,%.6g,%.6f", epoch, loss, (double)*slope, (double)*intercept, seconds);
     }
     double train_seconds = ex_now() - train_start;
 
@@ -181,6 +243,11 @@ int main(int argc, char **argv)
     printf("least sq.  y = %.4f x + %.4f (exact fit to the same training points)\n", ls_slope, ls_intercept);
     printf("true       y = %.4f x + %.4f\n", (double)TRUE_SLOPE, (double)TRUE_INTERCEPT);
     printf("test MSE %.4f (the noise alone gives about 1)\n", (double)test_mse);
+    if (ex_log_close(&metrics) != 0 ||
+        (points != NULL &&
+         write_points(points, x, y, train_count, POINT_COUNT, (double)*slope, (double)*intercept) != 0)) {
+        goto cleanup;
+    }
     printf("RESULT linear_regression slope=%.4f intercept=%.4f test_mse=%.4f train_seconds=%.3f epochs=%zu "
            "batch=%zu seed=%llu\n",
            (double)*slope, (double)*intercept, (double)test_mse, train_seconds, opt.epochs, opt.batch,
@@ -188,6 +255,8 @@ int main(int argc, char **argv)
     exit_code = 0;
 
 cleanup:
+    ex_log_close(&metrics);
+    free(points);
     ex_batcher_free(&batcher);
     aim_workspace_free(workspace);
     aim_optimizer_free(sgd);

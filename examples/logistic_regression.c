@@ -28,6 +28,10 @@
 /* Labels from this one up are the positive class of the Fashion-MNIST task. */
 #define FIRST_POSITIVE 5
 
+/* Both stages share one --log file; the added last column names the stage
+ * (its val_accuracy is empty where it has no validation set). */
+#define LOG_COLUMNS EX_LOG_CLASSIFIER_COLUMNS ",stage"
+
 /* What one stage trains on and how. */
 typedef struct stage {
     const char *name;
@@ -39,9 +43,11 @@ typedef struct stage {
     float learning_rate;
 } stage;
 
-/* Builds, trains and evaluates one logistic regression; everything it
- * creates it frees. Returns 0, or -1 after printing why. */
-static int run_stage(const stage *s, const ex_options *opt, double *test_accuracy, double *train_seconds)
+/* Builds, trains and evaluates one logistic regression, logging its epochs
+ * to `metrics`; everything it creates it frees. Returns 0, or -1 after
+ * printing why. */
+static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, double *test_accuracy,
+                     double *train_seconds)
 {
     int result = -1;
     aim_model *model = NULL;
@@ -103,16 +109,23 @@ static int run_stage(const stage *s, const ex_options *opt, double *test_accurac
                    aim_optimizer_last_error(optimizer));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
         }
-        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f", epoch, opt->epochs, loss_sum / (double)s->train->count,
-               (double)correct / (double)s->train->count);
+        const double loss = loss_sum / (double)s->train->count;
+        const double accuracy = (double)correct / (double)s->train->count;
+        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f", epoch, opt->epochs, loss, accuracy);
+        double val_accuracy = 0.0;
         if (s->validation != NULL) {
-            double val_accuracy = 0.0;
             EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, s->validation, 0.5f, scratch, &val_accuracy),
                    aim_workspace_last_error(workspace));
             printf("  val_accuracy %.4f", val_accuracy);
         }
-        printf("  %.2fs\n", ex_now() - epoch_start);
+        const double seconds = ex_now() - epoch_start;
+        printf("  %.2fs\n", seconds);
         fflush(stdout);
+        if (s->validation != NULL) {
+            ex_log_row(metrics, "%zu,%.6g,%.6g,%.6g,%.3f,%s", epoch, loss, accuracy, val_accuracy, seconds, s->name);
+        } else {
+            ex_log_row(metrics, "%zu,%.6g,%.6g,,%.3f,%s", epoch, loss, accuracy, seconds, s->name);
+        }
     }
     *train_seconds = ex_now() - start;
 
@@ -162,6 +175,8 @@ int main(int argc, char **argv)
         .summary = "Logistic regression (Dense(1) + sigmoid, BCE) on 2-D blobs, then on Fashion-MNIST "
                    "labels 5-9 vs 0-4.",
         .uses_data = 1,
+        .log_columns = LOG_COLUMNS,
+        .extra_help = "                (both stages, one after the other; \"stage\" names each row's)\n",
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -180,8 +195,12 @@ int main(int argc, char **argv)
     fm_binary train_t = {0}, validation_t = {0}, test_t = {0};
     const char *source = "";
     char err[256] = "";
+    ex_log metrics = {0};
     if (blob_x == NULL || blob_y == NULL || blob_labels == NULL) {
         fprintf(stderr, "error: out of memory\n");
+        goto cleanup;
+    }
+    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
         goto cleanup;
     }
 
@@ -198,7 +217,7 @@ int main(int argc, char **argv)
      * few epochs. */
     const stage blobs = {.name = "blobs", .inputs = 2, .train = &blob_train_rows, .test = &blob_test_rows,
                          .use_adam = 0, .learning_rate = 0.1f};
-    if (run_stage(&blobs, &opt, &blobs_accuracy, &blobs_seconds) != 0) {
+    if (run_stage(&blobs, &opt, &metrics, &blobs_accuracy, &blobs_seconds) != 0) {
         goto cleanup;
     }
 
@@ -221,10 +240,13 @@ int main(int argc, char **argv)
     const ex_rows test_rows = {.x = test.images, .x_width = FM_PIXELS, .labels = test_t.labels, .count = test.count};
     const stage fashion = {.name = source, .inputs = FM_PIXELS, .train = &train_rows, .validation = &validation_rows,
                            .test = &test_rows, .use_adam = 1, .learning_rate = 1e-3f};
-    if (run_stage(&fashion, &opt, &test_accuracy, &fashion_seconds) != 0) {
+    if (run_stage(&fashion, &opt, &metrics, &test_accuracy, &fashion_seconds) != 0) {
         goto cleanup;
     }
 
+    if (ex_log_close(&metrics) != 0) {
+        goto cleanup;
+    }
     printf("RESULT logistic_regression blobs_accuracy=%.4f test_accuracy=%.4f train_seconds=%.2f epochs=%zu "
            "batch=%zu seed=%llu data=%s\n",
            blobs_accuracy, test_accuracy, blobs_seconds + fashion_seconds, opt.epochs, opt.batch,
@@ -232,6 +254,7 @@ int main(int argc, char **argv)
     exit_code = 0;
 
 cleanup:
+    ex_log_close(&metrics);
     fm_binary_free(&train_t);
     fm_binary_free(&validation_t);
     fm_binary_free(&test_t);

@@ -50,6 +50,7 @@ int main(int argc, char **argv)
         .summary = "Trains the 784-64-64-10 MLP on Fashion-MNIST and saves it with its Adam state to a file.",
         .uses_data = 1,
         .extra_help = "  --out FILE    where to write the model (default " DEFAULT_OUT ")\n",
+        .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
     };
     const char *out_path = DEFAULT_OUT;
     if (ex_take_option(&argc, argv, program.name, "--out", &out_path) < 0) {
@@ -73,7 +74,11 @@ int main(int argc, char **argv)
     float *scratch = NULL;
     unsigned char *bytes = NULL;
     const char *source = "";
+    ex_log metrics = {0};
 
+    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
+        goto cleanup;
+    }
     if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
         goto cleanup;
     }
@@ -124,12 +129,16 @@ int main(int argc, char **argv)
     for (size_t epoch = 1; epoch <= opt.epochs; ++epoch) {
         double epoch_start = ex_now();
         double loss_sum = 0.0;
+        size_t correct = 0; /* for the log only; the epoch line stays as it was */
         size_t n = 0;
         EX_TRY(ex_batcher_shuffle(&batcher), "");
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
+            const float *logits = NULL;
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
             EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n), aim_model_last_error(model));
+            EX_TRY(aim_model_output(model, &logits, NULL), aim_model_last_error(model));
+            correct += ex_count_correct(logits, n, FM_CLASSES, batcher.labels, 0.5f);
             EX_TRY(aim_model_loss_sparse(model, batcher.labels, n, &loss), aim_model_last_error(model));
             EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(adam, model, LEARNING_RATE), aim_optimizer_last_error(adam));
@@ -138,9 +147,13 @@ int main(int argc, char **argv)
         double val_accuracy = 0.0;
         EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, 0.5f, scratch, &val_accuracy),
                aim_workspace_last_error(workspace));
-        printf("epoch %zu/%zu  loss %.4f  val_accuracy %.4f  %.2fs\n", epoch, opt.epochs,
-               loss_sum / (double)train.count, val_accuracy, ex_now() - epoch_start);
+        const double loss = loss_sum / (double)train.count;
+        const double accuracy = (double)correct / (double)train.count;
+        const double seconds = ex_now() - epoch_start;
+        printf("epoch %zu/%zu  loss %.4f  val_accuracy %.4f  %.2fs\n", epoch, opt.epochs, loss, val_accuracy,
+               seconds);
         fflush(stdout);
+        ex_log_row(&metrics, "%zu,%.6g,%.6g,%.6g,%.3f", epoch, loss, accuracy, val_accuracy, seconds);
     }
 
     double test_accuracy = 0.0;
@@ -161,12 +174,16 @@ int main(int argc, char **argv)
     if (write_file(out_path, bytes, written) != 0) {
         goto cleanup;
     }
+    if (ex_log_close(&metrics) != 0) {
+        goto cleanup;
+    }
     printf("saved %s: %zu bytes (%zu parameters and Adam's two moments, after %llu steps)\n", out_path, written,
            param_count, (unsigned long long)aim_optimizer_steps(adam));
     printf("RESULT save_model test_accuracy=%.4f bytes=%zu file=%s\n", test_accuracy, written, out_path);
     exit_code = 0;
 
 cleanup:
+    ex_log_close(&metrics);
     free(bytes);
     free(scratch);
     ex_batcher_free(&batcher);

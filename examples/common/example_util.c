@@ -8,6 +8,7 @@
 #include "example_util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ void ex_options_default(ex_options *options)
     options->batch = 32;
     options->seed = 42;
     options->synthetic = 0;
+    options->log_path = NULL;
 }
 
 static void print_help(const ex_program *program, const ex_options *defaults)
@@ -47,6 +49,11 @@ static void print_help(const ex_program *program, const ex_options *defaults)
     printf("  --batch N     mini-batch size (default %zu)\n", defaults->batch);
     printf("  --seed N      seed of weight initialization and shuffling (default %llu)\n",
            (unsigned long long)defaults->seed);
+    if (program->log_columns != NULL) {
+        printf("  --log FILE    write each epoch's figures to FILE as CSV, with the header\n"
+               "                %s\n",
+               program->log_columns);
+    }
     if (program->extra_help != NULL) {
         fputs(program->extra_help, stdout);
     }
@@ -125,11 +132,14 @@ ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, e
             continue;
         }
 
-        /* The remaining options take a value, as "--opt VALUE" or "--opt=VALUE". */
-        static const char *const with_value[] = {"--data", "--epochs", "--batch", "--seed"};
+        /* The remaining options take a value, as "--opt VALUE" or "--opt=VALUE".
+         * --log is known only to programs that say what they log. */
+        static const char *const with_value[] = {"--data", "--epochs", "--batch", "--seed", "--log"};
+        const size_t all = sizeof with_value / sizeof with_value[0];
+        const size_t known = program->log_columns != NULL ? all : all - 1;
         const char *name = NULL;
         const char *value = NULL;
-        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) {
+        for (size_t k = 0; k < known; ++k) {
             size_t len = strlen(with_value[k]);
             if (strncmp(arg, with_value[k], len) == 0 && (arg[len] == '\0' || arg[len] == '=')) {
                 name = with_value[k];
@@ -153,6 +163,8 @@ ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, e
         unsigned long long number = 0;
         if (strcmp(name, "--data") == 0) {
             options->data_dir = value;
+        } else if (strcmp(name, "--log") == 0) {
+            options->log_path = value;
         } else if (strcmp(name, "--epochs") == 0 && parse_count(value, 1, MAX_EPOCHS, &number) == 0) {
             options->epochs = (size_t)number;
         } else if (strcmp(name, "--batch") == 0 && parse_count(value, 1, MAX_BATCH, &number) == 0) {
@@ -183,6 +195,54 @@ void ex_report_failure(const char *what, aim_status status, const char *detail)
         fprintf(stderr, ": %s", detail);
     }
     fputc('\n', stderr);
+}
+
+int ex_log_open(ex_log *csv, const char *path, const char *header)
+{
+    csv->file = NULL;
+    csv->path = path;
+    csv->failed = 0;
+    if (path == NULL) {
+        return 0;
+    }
+    csv->file = fopen(path, "w");
+    if (csv->file == NULL) {
+        fprintf(stderr, "error: cannot create the log %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    ex_log_row(csv, "%s", header);
+    return 0;
+}
+
+void ex_log_row(ex_log *csv, const char *format, ...)
+{
+    if (csv->file == NULL) {
+        return;
+    }
+    va_list args;
+    va_start(args, format);
+    if (vfprintf(csv->file, format, args) < 0 || fputc('\n', csv->file) == EOF || fflush(csv->file) != 0) {
+        csv->failed = 1;
+    }
+    va_end(args);
+}
+
+int ex_log_close(ex_log *csv)
+{
+    if (csv->file == NULL) {
+        return 0;
+    }
+    /* ferror() reports a write error whichever stdio call met it. */
+    int failed = csv->failed || ferror(csv->file);
+    if (fclose(csv->file) != 0) {
+        failed = 1;
+    }
+    csv->file = NULL;
+    if (failed) {
+        fprintf(stderr, "error: writing the log %s failed; it may be incomplete\n", csv->path);
+        return -1;
+    }
+    return 0;
 }
 
 int ex_load_fashion_mnist(const ex_options *options, fm_set *train, fm_set *validation, fm_set *test,

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "aimodel.h"
 #include "fashion_mnist.h"
@@ -35,6 +36,7 @@ typedef struct ex_options {
     size_t batch;         /* --batch N, >= 1 */
     uint64_t seed;        /* --seed N: weight initialization and shuffling */
     int synthetic;        /* --synthetic: skip the real data */
+    const char *log_path; /* --log FILE: per-epoch metrics as CSV, or NULL */
 } ex_options;
 
 /* What --help says about a program. */
@@ -44,7 +46,13 @@ typedef struct ex_program {
     int uses_data;       /* 0 if --data and --synthetic are accepted but unused */
     const char *extra_help; /* lines --help prints after the shared options (the
                                program's own, see ex_take_option()), or NULL */
+    const char *log_columns; /* the header of its --log CSV, e.g.
+                                EX_LOG_CLASSIFIER_COLUMNS; NULL for a program
+                                that trains nothing: --log is then unknown */
 } ex_program;
+
+/* The --log columns of the classifiers: the figures of each epoch's line. */
+#define EX_LOG_CLASSIFIER_COLUMNS "epoch,loss,accuracy,val_accuracy,seconds"
 
 typedef enum ex_args_result {
     EX_ARGS_RUN = 0,  /* options parsed; go on */
@@ -52,7 +60,8 @@ typedef enum ex_args_result {
     EX_ARGS_BAD = 2   /* a message went to stderr; exit EX_EXIT_USAGE */
 } ex_args_result;
 
-/* Defaults shared by all programs: FM_DEFAULT_DIR, 5 epochs, batch 32, seed 42. */
+/* Defaults shared by all programs: FM_DEFAULT_DIR, 5 epochs, batch 32, seed 42,
+ * no log. */
 void ex_options_default(ex_options *options);
 
 /* Parses argv over `options`, which hold the program's defaults on entry
@@ -94,6 +103,37 @@ void ex_report_failure(const char *what, aim_status status, const char *detail);
             goto cleanup;                                           \
         }                                                           \
     } while (0)
+
+/* ---- --log: per-epoch metrics as CSV ------------------------------------ */
+
+/*
+ * A CSV file for plotting (see examples/plots.sh): a header line, then for
+ * --log one row per epoch. Each row is flushed as it is written, so a long
+ * run can be watched and a failed one keeps its epochs. Without --log the
+ * file is NULL and every call does nothing, so a program calls them
+ * unconditionally.
+ */
+typedef struct ex_log {
+    FILE *file;       /* NULL: no log */
+    const char *path; /* borrowed */
+    int failed;       /* a write failed; ex_log_close() says so */
+} ex_log;
+
+/* Creates `path` (truncating it) and writes `header` and a newline; a NULL
+ * `path` leaves `csv` closed. `csv` may be zero-initialized; ex_log_close()
+ * is safe after a failure. Returns 0, or -1 after printing why. */
+int ex_log_open(ex_log *csv, const char *path, const char *header);
+
+/* Writes one row, `format` as for printf() without the newline, which this
+ * adds. A field left empty is CSV's missing value. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void ex_log_row(ex_log *csv, const char *format, ...);
+
+/* Closes the file. Returns 0, or -1 after printing why if a write or the
+ * close failed (the data may be incomplete). Safe on a closed log. */
+int ex_log_close(ex_log *csv);
 
 /* ---- data -------------------------------------------------------------- */
 
