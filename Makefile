@@ -69,6 +69,8 @@ help:
 	@echo "make demo       install missing dependencies and train the seed MLP on Fashion-MNIST"
 	@echo "make examples   build every example into $(BUILD)/examples/"
 	@echo "make bench      speed figures (tests/bench/), OpenBLAS core as set and auto-detected, 1 and 2 threads"
+	@echo "make plots      learning curves as PNG in $(BUILD)/plots (gnuplot)"
+	@echo "make test-mpi   data-parallel training test on 2 MPI ranks (Open MPI)"
 	@echo "make docs       API reference with Doxygen into build/docs/html"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=... ; make uninstall undoes it"
 	@echo "make deps       install the build dependencies (apt-get as root, else prints the command)"
