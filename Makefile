@@ -69,6 +69,7 @@ help:
 	@echo "make demo       install missing dependencies and train the seed MLP on Fashion-MNIST"
 	@echo "make examples   build every example into $(BUILD)/examples/"
 	@echo "make bench      speed figures (tests/bench/), OpenBLAS core as set and auto-detected, 1 and 2 threads"
+	@echo "make fuzz       the libFuzzer targets, FUZZ_SECONDS=60 each"
 	@echo "make plots      learning curves as PNG in $(BUILD)/plots (gnuplot)"
 	@echo "make test-mpi   data-parallel training test on 2 MPI ranks (Open MPI)"
 	@echo "make docs       API reference with Doxygen into build/docs/html"
@@ -209,6 +210,13 @@ test-mpi: deps-build
 plots: deps-build deps-demo
 	@$(MAKE) --no-print-directory examples
 	sh examples/plots.sh $(BUILD)
+
+# ---- fuzzing: libFuzzer targets under ASan+UBSan (tests/fuzz/README.md) -----
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: deps-build
+	$(call install_missing,/usr/bin/clang:clang /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev,exit 1)
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---- benchmarks: print figures, never fail on a timing --------------------
 bench: deps-build lib

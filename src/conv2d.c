@@ -62,7 +62,8 @@ static float sum8(const float *v, size_t n) {
 static void valid_range(size_t n_out, size_t stride, size_t pad, size_t off, size_t n_in, size_t *j0,
                         size_t *j1) {
     /* need j*stride + off >= pad  and  j*stride + off < pad + n_in */
-    size_t lo = off >= pad ? 0 : (pad - off + stride - 1) / stride;
+    /* ceil((pad - off) / stride), written so a huge stride cannot overflow */
+    size_t lo = off >= pad ? 0 : (pad - off) / stride + ((pad - off) % stride != 0);
     size_t hi_lim = pad + n_in; /* j*stride + off < hi_lim */
     size_t hi = off >= hi_lim ? 0 : (hi_lim - off - 1) / stride + 1;
     if (hi > n_out) hi = n_out;
@@ -86,7 +87,8 @@ static void im2col(const aim__window *w, const geom *g, const float *x, float *c
                     const float *xr = x + c * g->HW + (i * w->sh + p * w->dh - w->pt) * g->W;
                     for (size_t j = 0; j < j0; j++) r[j] = 0.0f;
                     if (w->sw == 1) {
-                        memcpy(r + j0, xr + (j0 + q * w->dw - w->pl), (j1 - j0) * sizeof(float));
+                        /* j1 > j0: with an empty range the offset below is not a valid index */
+                        if (j1 > j0) memcpy(r + j0, xr + (j0 + q * w->dw - w->pl), (j1 - j0) * sizeof(float));
                     } else {
                         for (size_t j = j0; j < j1; j++) r[j] = xr[j * w->sw + q * w->dw - w->pl];
                     }
@@ -108,7 +110,7 @@ static void col2im(const aim__window *w, const geom *g, const float *dcol, float
                 for (size_t i = i0; i < i1; i++) {
                     const float *r = row + i * g->Wo;
                     float *xr = dx + c * g->HW + (i * w->sh + p * w->dh - w->pt) * g->W;
-                    if (w->sw == 1) {
+                    if (w->sw == 1 && j1 > j0) {
                         /* unit stride: a plain vector add */
                         float *xs = xr + (j0 + q * w->dw - w->pl);
                         const float *rs = r + j0;

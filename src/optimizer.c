@@ -122,7 +122,7 @@ static void sgd_step(aim_optimizer *o, float *p, const float *g, size_t n, float
 
 static void adam_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
     const aim_adam_config *c = &o->adam;
-    const double t = (double)(o->steps + 1);
+    const double t = (double)o->steps + 1.0; /* in double: no wrap even at UINT64_MAX */
     /* Bias corrections in double, as PyTorch computes them on Python floats. */
     const float step_size = (float)((double)lr / (1.0 - pow((double)c->beta1, t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, t));
@@ -161,7 +161,7 @@ aim_status aim_optimizer_step(aim_optimizer *o, float *params, const float *grad
     }
     if (o->kind == AIM__OPT_SGD) sgd_step(o, params, grads, count, learning_rate);
     else adam_step(o, params, grads, count, learning_rate);
-    o->steps++;
+    if (o->steps != UINT64_MAX) o->steps++; /* saturate: a wrap to 0 would restart SGD's momentum */
     return AIM_OK;
 }
 

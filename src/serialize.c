@@ -227,6 +227,12 @@ static size_t get_size(reader *r) {
     if (n > SIZE_MAX) r->bad = 1;
     return (size_t)n;
 }
+/* A 0/1 flag; anything else is corruption (one canonical encoding per model). */
+static int32_t get_flag(reader *r) {
+    uint32_t v = get_u32(r);
+    if (v > 1) r->bad = 1;
+    return (int32_t)v;
+}
 static void get_floats(reader *r, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = get_f32(r);
 }
@@ -241,7 +247,7 @@ static aim_status get_layer(reader *r, aim_model *m) {
         (void)aim_dense_config_init(&c, get_size(r), AIM_ACT_IDENTITY);
         c.activation = (aim_activation)get_u32(r);
         c.alpha = get_f32(r);
-        c.use_bias = (int32_t)get_u32(r);
+        c.use_bias = get_flag(r);
         c.init = (aim_init)get_u32(r);
         return r->bad ? AIM_ERR_CORRUPT_DATA : aim_model_add_dense(m, &c);
     }
@@ -267,7 +273,7 @@ static aim_status get_layer(reader *r, aim_model *m) {
         c.groups = f[11];
         c.activation = (aim_activation)get_u32(r);
         c.alpha = get_f32(r);
-        c.use_bias = (int32_t)get_u32(r);
+        c.use_bias = get_flag(r);
         c.init = (aim_init)get_u32(r);
         return r->bad ? AIM_ERR_CORRUPT_DATA : aim_model_add_conv2d(m, &c);
     }
@@ -292,7 +298,7 @@ static aim_status get_layer(reader *r, aim_model *m) {
         aim_lstm_config c;
         size_t hidden = get_size(r), layers = get_size(r);
         (void)aim_lstm_config_init(&c, hidden, layers);
-        c.return_sequences = (int32_t)get_u32(r);
+        c.return_sequences = get_flag(r);
         c.init = (aim_init)get_u32(r);
         return r->bad ? AIM_ERR_CORRUPT_DATA : aim_model_add_lstm(m, &c);
     }
@@ -313,9 +319,9 @@ static aim_status get_optimizer(reader *r, const aim_allocator *allocator, size_
         c.momentum = get_f32(r);
         c.dampening = get_f32(r);
         c.weight_decay = get_f32(r);
-        c.nesterov = (int32_t)get_u32(r);
-        c.check_finite = (int32_t)get_u32(r);
-        uint32_t has_buf = get_u32(r);
+        c.nesterov = get_flag(r);
+        c.check_finite = get_flag(r);
+        uint32_t has_buf = (uint32_t)get_flag(r);
         if (r->bad || has_buf != (c.momentum > 0.0f ? 1u : 0u) || (has_buf && count > (r->len - r->pos) / 4))
             return AIM_ERR_CORRUPT_DATA;
         st = aim_sgd_create(allocator, &c, count, &o);
@@ -328,8 +334,8 @@ static aim_status get_optimizer(reader *r, const aim_allocator *allocator, size_
         c.beta2 = get_f32(r);
         c.epsilon = get_f32(r);
         c.weight_decay = get_f32(r);
-        c.decoupled = (int32_t)get_u32(r);
-        c.check_finite = (int32_t)get_u32(r);
+        c.decoupled = get_flag(r);
+        c.check_finite = get_flag(r);
         /* m and v: 8 bytes per parameter must remain. */
         if (r->bad || count > (r->len - r->pos) / 8) return AIM_ERR_CORRUPT_DATA;
         st = aim_adam_create(allocator, &c, count, &o);
@@ -380,7 +386,7 @@ aim_status aim_model_deserialize(const aim_allocator *allocator, const void *buf
     aim_compile_config cc;
     (void)aim_compile_config_init(&cc);
     cc.max_batch = get_size(&r);
-    cc.input_gradient = (int32_t)get_u32(&r);
+    cc.input_gradient = get_flag(&r);
     uint32_t n_layers = get_u32(&r);
     /* Each layer record takes at least 4 bytes. */
     if (r.bad || n_layers == 0 || n_layers > (r.len - r.pos) / 4) goto fail;

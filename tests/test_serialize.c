@@ -1,0 +1,1837 @@
+/* Tests of serialization (src/serialize.c, docs/FORMAT.md).
+ *
+ *  1. Round trips of every layer kind and option (dense with each init, with
+ *     and without bias, each activation as a fused and as a layer, conv2d
+ *     with explicit, valid and "same" padding, stride, dilation and groups,
+ *     max / average / global pooling, flatten, LSTM of 1 and 2 layers with
+ *     and without return_sequences), each trained a few steps first: the copy
+ *     has the same layers, shapes and parameter bits, predicts bit for bit
+ *     the same, and serializes back to the same bytes;
+ *     aim_model_serialized_size() is what is written; a small capacity is
+ *     refused without writing.
+ *  2. Resuming: N steps, serialize model + optimizer (SGD plain, with weight
+ *     decay, momentum with dampening, Nesterov; Adam, Adam with L2, AdamW),
+ *     deserialize, M more steps on both: bit-identical to each other and to
+ *     a run that never stopped.
+ *  3. Corruption: every single-byte flip (CRC or header field), every
+ *     truncation, trailing bytes, versions; flips re-sealed with a valid CRC
+ *     never crash; crafted buffers with a valid CRC whose counts, sizes or
+ *     codes lie (docs/FORMAT.md "How a reader validates"), including huge
+ *     but consistent shapes that an allocator capped at 64 MiB must refuse.
+ *  4. Every allocation failure inside aim_model_deserialize() is
+ *     AIM_ERR_OUT_OF_MEMORY and leaks nothing.
+ *
+ * With AIM_WRITE_CORPUS=DIR in the environment, test_write_corpus also
+ * writes a few valid buffers into DIR as seeds for tests/fuzz (the library
+ * does no I/O; the test program may).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aimodel.h"
+#include "support.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#define MAX_BATCH 4
+#define HEADER 32u
+#define CAP_BYTES ((size_t)64 << 20) /* what the capped allocator grants at most */
+
+/* The case being checked, named in every failure message. */
+static char g_ctx[160];
+
+#define CHECK(cond)                                                                           \
+    do {                                                                                      \
+        if (!(cond)) fail_msg("%s: check failed: %s (line %d)", g_ctx, #cond, __LINE__);      \
+    } while (0)
+
+#define CHECK_ST(call, expect)                                                                \
+    do {                                                                                      \
+        aim_status st_ = (call), ex_ = (expect);                                              \
+        if (st_ != ex_)                                                                       \
+            fail_msg("%s: %s returned \"%s\", expected \"%s\" (line %d)", g_ctx, #call,       \
+                     aim_status_str(st_), aim_status_str(ex_), __LINE__);                     \
+    } while (0)
+
+#define CHECK_OK(call) CHECK_ST(call, AIM_OK)
+
+static void set_ctx(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_ctx, sizeof g_ctx, fmt, ap);
+    va_end(ap);
+}
+
+/* Out-pointers are preset to this and must keep it when a call fails. */
+static int g_sentinel;
+#define MODEL_SENTINEL ((aim_model *)(void *)&g_sentinel)
+#define OPT_SENTINEL ((aim_optimizer *)(void *)&g_sentinel)
+
+/* ======================================================================== */
+/* Bytes: little-endian fields, a reference CRC-32, a capped allocator      */
+/* ======================================================================== */
+
+/* CRC-32 as zlib's crc32(): reflected, polynomial 0xEDB88320, bit by bit, so
+ * it shares nothing with the library's table-driven one. */
+static uint32_t ref_crc32(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+static uint32_t rd_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd_u64(const unsigned char *p) { return (uint64_t)rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32; }
+static void wr_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void wr_u64(unsigned char *p, uint64_t v) {
+    wr_u32(p, (uint32_t)v);
+    wr_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Makes the header's length and CRC agree with the payload again. */
+static void reseal(unsigned char *buf, size_t len) {
+    wr_u64(buf + 16, (uint64_t)(len - HEADER));
+    wr_u32(buf + 24, ref_crc32(buf + HEADER, len - HEADER));
+}
+
+/* A growable byte string for writing payloads by hand. */
+typedef struct bytes {
+    unsigned char *p;
+    size_t len, cap;
+} bytes;
+
+static void b_raw(bytes *b, const void *src, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) cap *= 2;
+        b->p = realloc(b->p, cap);
+        assert_non_null(b->p);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+static void b_u32(bytes *b, uint32_t v) {
+    unsigned char t[4];
+    wr_u32(t, v);
+    b_raw(b, t, 4);
+}
+static void b_u64(bytes *b, uint64_t v) {
+    unsigned char t[8];
+    wr_u64(t, v);
+    b_raw(b, t, 8);
+}
+static void b_f32(bytes *b, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    b_u32(b, u);
+}
+static void b_free(bytes *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* Header + payload, with a valid length and CRC. Caller frees. */
+static unsigned char *seal(const bytes *payload, uint32_t flags, size_t *len) {
+    static const unsigned char magic[8] = {'A', 'I', 'M', 'D', 0x0D, 0x0A, 0x1A, 0x0A};
+    *len = HEADER + payload->len;
+    unsigned char *buf = malloc(*len);
+    assert_non_null(buf);
+    memcpy(buf, magic, 8);
+    wr_u32(buf + 8, 1);
+    wr_u32(buf + 12, flags);
+    wr_u32(buf + 28, 0);
+    if (payload->len) memcpy(buf + HEADER, payload->p, payload->len);
+    reseal(buf, *len);
+    return buf;
+}
+
+/* An allocator that refuses any single block over `cap` bytes (so an
+ * untrusted buffer cannot make the library allocate more) and counts live
+ * blocks. */
+typedef struct capped_alloc {
+    aim_allocator allocator;
+    size_t cap;
+    long live, refusals;
+} capped_alloc;
+
+static void *cap_allocate(void *ctx, size_t size) {
+    capped_alloc *c = ctx;
+    if (size > c->cap) {
+        c->refusals++;
+        return NULL;
+    }
+    void *p = malloc(size);
+    if (p) c->live++;
+    return p;
+}
+static void *cap_reallocate(void *ctx, void *ptr, size_t size) {
+    capped_alloc *c = ctx;
+    if (size > c->cap) {
+        c->refusals++;
+        return NULL;
+    }
+    void *p = realloc(ptr, size);
+    if (p && !ptr) c->live++;
+    return p;
+}
+static void cap_deallocate(void *ctx, void *ptr) {
+    capped_alloc *c = ctx;
+    c->live--;
+    free(ptr);
+}
+static void capped_init(capped_alloc *c, size_t cap) {
+    c->allocator.context = c;
+    c->allocator.allocate = cap_allocate;
+    c->allocator.reallocate = cap_reallocate;
+    c->allocator.deallocate = cap_deallocate;
+    c->cap = cap;
+    c->live = 0;
+    c->refusals = 0;
+}
+
+/* ======================================================================== */
+/* The models: one table entry per layer kind and option                    */
+/* ======================================================================== */
+
+static void add_dense(aim_model *m, size_t units, aim_activation act, float alpha, int32_t bias, aim_init init) {
+    aim_dense_config c;
+    CHECK_OK(aim_dense_config_init(&c, units, act));
+    c.alpha = alpha;
+    c.use_bias = bias;
+    c.init = init;
+    CHECK_OK(aim_model_add_dense(m, &c));
+}
+
+static aim_conv2d_config conv_cfg(size_t filters, size_t kh, size_t kw, aim_activation act) {
+    aim_conv2d_config c;
+    (void)aim_conv2d_config_init(&c, filters, kh, kw, act);
+    return c;
+}
+
+static void add_pool(aim_model *m, int max, size_t kh, size_t kw, size_t sh, size_t sw, size_t ph, size_t pw) {
+    aim_pool2d_config c;
+    CHECK_OK(aim_pool2d_config_init(&c, kh, kw));
+    c.stride_h = sh;
+    c.stride_w = sw;
+    c.pad_h = ph;
+    c.pad_w = pw;
+    CHECK_OK(max ? aim_model_add_max_pool2d(m, &c) : aim_model_add_avg_pool2d(m, &c));
+}
+
+static void add_lstm(aim_model *m, size_t hidden, size_t layers, int32_t seq, aim_init init) {
+    aim_lstm_config c;
+    CHECK_OK(aim_lstm_config_init(&c, hidden, layers));
+    c.return_sequences = seq;
+    c.init = init;
+    CHECK_OK(aim_model_add_lstm(m, &c));
+}
+
+static void l_dense_glorot_bias(aim_model *m) {
+    add_dense(m, 6, AIM_ACT_RELU, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_dense_pytorch_nobias(aim_model *m) {
+    add_dense(m, 4, AIM_ACT_TANH, 0.01f, 0, AIM_INIT_PYTORCH);
+    add_dense(m, 2, AIM_ACT_SIGMOID, 0.01f, 1, AIM_INIT_PYTORCH);
+}
+static void l_dense_he(aim_model *m) {
+    add_dense(m, 6, AIM_ACT_LEAKY_RELU, 0.2f, 1, AIM_INIT_HE_NORMAL);
+    add_dense(m, 3, AIM_ACT_GELU, 0.01f, 0, AIM_INIT_HE_NORMAL);
+}
+static void l_dense_zeros(aim_model *m) {
+    add_dense(m, 4, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_ZEROS);
+    add_dense(m, 3, AIM_ACT_SOFTMAX, 0.01f, 0, AIM_INIT_ZEROS);
+}
+static void l_dense_rank3_input(aim_model *m) {
+    add_dense(m, 5, AIM_ACT_RELU, 0.01f, 1, AIM_INIT_PYTORCH);
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_activations(aim_model *m) {
+    add_dense(m, 6, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_PYTORCH);
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_LEAKY_RELU, 0.3f));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_GELU, 0.0f));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_TANH, 0.0f));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_SIGMOID, 0.0f));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_IDENTITY, -2.5f));
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_PYTORCH);
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_SOFTMAX, 0.0f));
+}
+static void l_conv_explicit(aim_model *m) { /* in 2x7x6 */
+    aim_conv2d_config c = conv_cfg(3, 3, 2, AIM_ACT_RELU);
+    c.padding = AIM_PAD_EXPLICIT;
+    c.pad_top = 1;
+    c.pad_bottom = 2;
+    c.pad_left = 0;
+    c.pad_right = 3;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    add_pool(m, 1, 2, 2, 2, 2, 0, 0);
+    CHECK_OK(aim_model_add_flatten(m));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_PYTORCH);
+}
+static void l_conv_valid_stride(aim_model *m) { /* in 3x9x8 */
+    aim_conv2d_config c = conv_cfg(4, 3, 3, AIM_ACT_LEAKY_RELU);
+    c.alpha = 0.1f;
+    c.stride_h = 2;
+    c.stride_w = 3;
+    c.use_bias = 0;
+    c.init = AIM_INIT_HE_NORMAL;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    CHECK_OK(aim_model_add_global_avg_pool2d(m));
+}
+static void l_conv_same(aim_model *m) { /* in 2x7x6: "same" splits 1 above / 2 below */
+    aim_conv2d_config c = conv_cfg(3, 4, 3, AIM_ACT_TANH);
+    c.padding = AIM_PAD_SAME;
+    c.init = AIM_INIT_PYTORCH;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    c = conv_cfg(2, 4, 4, AIM_ACT_IDENTITY);
+    c.padding = AIM_PAD_SAME;
+    c.stride_h = 2;
+    c.stride_w = 2;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+}
+static void l_conv_dilation(aim_model *m) { /* in 2x9x9 */
+    aim_conv2d_config c = conv_cfg(2, 3, 3, AIM_ACT_SIGMOID);
+    c.dilation_h = 2;
+    c.dilation_w = 3;
+    c.padding = AIM_PAD_EXPLICIT;
+    c.pad_top = c.pad_bottom = c.pad_left = c.pad_right = 1;
+    c.init = AIM_INIT_ZEROS;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    c = conv_cfg(2, 2, 2, AIM_ACT_IDENTITY);
+    c.dilation_h = 2;
+    c.padding = AIM_PAD_SAME;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+}
+static void l_conv_groups(aim_model *m) { /* in 4x6x6 */
+    aim_conv2d_config c = conv_cfg(6, 3, 3, AIM_ACT_GELU);
+    c.groups = 2;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    c = conv_cfg(6, 3, 3, AIM_ACT_IDENTITY); /* depthwise */
+    c.groups = 6;
+    c.padding = AIM_PAD_SAME;
+    c.use_bias = 0;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+}
+static void l_max_pool(aim_model *m) { /* in 2x8x8 */
+    aim_conv2d_config c = conv_cfg(3, 3, 3, AIM_ACT_RELU);
+    c.padding = AIM_PAD_SAME;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    add_pool(m, 1, 2, 2, 2, 2, 0, 0);
+    add_pool(m, 1, 3, 2, 2, 1, 1, 1);
+    CHECK_OK(aim_model_add_flatten(m));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_avg_pool(aim_model *m) { /* in 2x8x9 */
+    add_pool(m, 0, 3, 2, 2, 2, 1, 1);
+    aim_conv2d_config c = conv_cfg(2, 2, 2, AIM_ACT_IDENTITY);
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    add_pool(m, 0, 2, 2, 1, 2, 0, 0);
+    CHECK_OK(aim_model_add_flatten(m));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_global_pool(aim_model *m) { /* in 3x6x6 */
+    aim_conv2d_config c = conv_cfg(4, 3, 3, AIM_ACT_RELU);
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    CHECK_OK(aim_model_add_global_avg_pool2d(m));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_flatten(aim_model *m) { /* in 2x3x4 */
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_TANH, 0.0f));
+    CHECK_OK(aim_model_add_flatten(m));
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    CHECK_OK(aim_model_add_flatten(m));
+}
+static void l_lstm1(aim_model *m) { /* in 5x3 */
+    add_lstm(m, 4, 1, 0, AIM_INIT_PYTORCH);
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_lstm1_seq(aim_model *m) { /* in 5x3 */
+    add_lstm(m, 4, 1, 1, AIM_INIT_GLOROT_UNIFORM);
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_lstm2(aim_model *m) { /* in 4x3 */
+    add_lstm(m, 3, 2, 0, AIM_INIT_HE_NORMAL);
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_lstm2_seq(aim_model *m) { /* in 4x2 */
+    add_lstm(m, 3, 2, 1, AIM_INIT_PYTORCH);
+    add_lstm(m, 4, 1, 0, AIM_INIT_ZEROS);
+    add_dense(m, 2, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+typedef struct model_case {
+    const char *name;
+    size_t rank, dims[3];
+    void (*layers)(aim_model *m);
+    int32_t input_gradient;
+} model_case;
+
+enum {
+    C_DENSE_GLOROT, C_DENSE_PYTORCH, C_DENSE_HE, C_DENSE_ZEROS, C_DENSE_RANK3, C_ACTIVATIONS,
+    C_CONV_EXPLICIT, C_CONV_VALID_STRIDE, C_CONV_SAME, C_CONV_DILATION, C_CONV_GROUPS,
+    C_MAX_POOL, C_AVG_POOL, C_GLOBAL_POOL, C_FLATTEN,
+    C_LSTM1, C_LSTM1_SEQ, C_LSTM2, C_LSTM2_SEQ
+};
+
+static const model_case CASES[] = {
+    [C_DENSE_GLOROT] = {"dense_glorot_bias", 1, {5, 0, 0}, l_dense_glorot_bias, 0},
+    [C_DENSE_PYTORCH] = {"dense_pytorch_nobias", 1, {5, 0, 0}, l_dense_pytorch_nobias, 1},
+    [C_DENSE_HE] = {"dense_he_normal", 1, {4, 0, 0}, l_dense_he, 0},
+    [C_DENSE_ZEROS] = {"dense_zeros", 1, {3, 0, 0}, l_dense_zeros, 0},
+    [C_DENSE_RANK3] = {"dense_rank3_input", 3, {2, 2, 3}, l_dense_rank3_input, 1},
+    [C_ACTIVATIONS] = {"activation_layers", 1, {4, 0, 0}, l_activations, 0},
+    [C_CONV_EXPLICIT] = {"conv2d_explicit_padding", 3, {2, 7, 6}, l_conv_explicit, 1},
+    [C_CONV_VALID_STRIDE] = {"conv2d_valid_stride", 3, {3, 9, 8}, l_conv_valid_stride, 0},
+    [C_CONV_SAME] = {"conv2d_same", 3, {2, 7, 6}, l_conv_same, 0},
+    [C_CONV_DILATION] = {"conv2d_dilation", 3, {2, 9, 9}, l_conv_dilation, 1},
+    [C_CONV_GROUPS] = {"conv2d_groups_depthwise", 3, {4, 6, 6}, l_conv_groups, 0},
+    [C_MAX_POOL] = {"max_pool2d", 3, {2, 8, 8}, l_max_pool, 0},
+    [C_AVG_POOL] = {"avg_pool2d", 3, {2, 8, 9}, l_avg_pool, 1},
+    [C_GLOBAL_POOL] = {"global_avg_pool2d", 3, {3, 6, 6}, l_global_pool, 0},
+    [C_FLATTEN] = {"flatten", 3, {2, 3, 4}, l_flatten, 0},
+    [C_LSTM1] = {"lstm_1_layer", 2, {5, 3, 0}, l_lstm1, 0},
+    [C_LSTM1_SEQ] = {"lstm_1_layer_sequences", 2, {5, 3, 0}, l_lstm1_seq, 1},
+    [C_LSTM2] = {"lstm_2_layers", 2, {4, 3, 0}, l_lstm2, 0},
+    [C_LSTM2_SEQ] = {"lstm_2_layers_sequences", 2, {4, 2, 0}, l_lstm2_seq, 0},
+};
+
+/* Builds and compiles a case; the same seed gives the same weights. */
+static aim_model *build_case(const model_case *mc, uint64_t seed) {
+    aim_model *m = NULL;
+    CHECK_OK(aim_model_create(NULL, mc->rank, mc->dims, &m));
+    mc->layers(m);
+    aim_compile_config cc;
+    CHECK_OK(aim_compile_config_init(&cc));
+    cc.max_batch = MAX_BATCH;
+    cc.input_gradient = mc->input_gradient;
+    cc.seed = seed;
+    aim_status st = aim_model_compile(m, &cc);
+    if (st != AIM_OK) fail_msg("%s: compile: %s: %s", mc->name, aim_status_str(st), aim_model_last_error(m));
+    return m;
+}
+
+/* ======================================================================== */
+/* Optimizers and training                                                  */
+/* ======================================================================== */
+
+typedef enum opt_kind {
+    OPT_NONE, OPT_SGD, OPT_SGD_WD, OPT_SGD_MOMENTUM, OPT_SGD_NESTEROV, OPT_ADAM, OPT_ADAM_L2, OPT_ADAMW,
+    OPT_COUNT
+} opt_kind;
+
+static const char *const OPT_NAMES[OPT_COUNT] = {"none", "sgd", "sgd_weight_decay", "sgd_momentum_dampening",
+                                                 "sgd_nesterov", "adam", "adam_l2", "adamw"};
+
+static aim_optimizer *make_opt(opt_kind k, size_t count) {
+    aim_optimizer *o = NULL;
+    aim_sgd_config s;
+    aim_adam_config a;
+    (void)aim_sgd_config_init(&s);
+    (void)aim_adam_config_init(&a);
+    switch (k) {
+    case OPT_NONE: return NULL;
+    case OPT_SGD: break;
+    case OPT_SGD_WD: s.weight_decay = 0.01f; break;
+    case OPT_SGD_MOMENTUM:
+        s.momentum = 0.9f;
+        s.dampening = 0.1f;
+        break;
+    case OPT_SGD_NESTEROV:
+        s.momentum = 0.8f;
+        s.nesterov = 1;
+        s.weight_decay = 1e-3f;
+        s.check_finite = 1;
+        break;
+    case OPT_ADAM: break;
+    case OPT_ADAM_L2: a.weight_decay = 0.01f; break;
+    case OPT_ADAMW:
+        a.decoupled = 1;
+        a.weight_decay = 0.05f;
+        a.beta1 = 0.8f;
+        a.beta2 = 0.99f;
+        a.epsilon = 1e-6f;
+        a.check_finite = 1;
+        break;
+    case OPT_COUNT: return NULL;
+    }
+    if (k >= OPT_ADAM) CHECK_OK(aim_adam_create(NULL, &a, count, &o));
+    else CHECK_OK(aim_sgd_create(NULL, &s, count, &o));
+    return o;
+}
+
+static size_t n_params(aim_model *m) {
+    float *p;
+    size_t n;
+    CHECK_OK(aim_model_parameters(m, &p, &n));
+    return n;
+}
+
+/* Training steps [first, first + count): step s uses batch 1 + (s + 2) % 4
+ * samples and targets drawn from s alone, so two runs given the same step
+ * numbers see the same data. An optimizer of NULL takes a plain SGD step on
+ * the raw buffers (the model still changes). */
+static void train(aim_model *m, aim_optimizer *o, unsigned first, unsigned count) {
+    const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
+    float *x = malloc(MAX_BATCH * in * sizeof(float)), *t = malloc(MAX_BATCH * out * sizeof(float));
+    assert_true(x && t);
+    for (unsigned s = first; s < first + count; s++) {
+        const size_t batch = 1 + (s + 2) % MAX_BATCH;
+        fill_uniform(x, batch * in, 1000 + s, -1.0f, 1.0f);
+        fill_uniform(t, batch * out, 2000 + s, 0.0f, 1.0f);
+        float loss;
+        CHECK_OK(aim_model_zero_grad(m));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, batch));
+        CHECK_OK(aim_model_loss(m, AIM_LOSS_MSE, t, batch, &loss));
+        CHECK_OK(aim_model_backward(m, NULL));
+        if (o) {
+            CHECK_OK(aim_optimizer_step_model(o, m, 0.05f));
+        } else {
+            float *p, *g;
+            size_t n, ng;
+            CHECK_OK(aim_model_parameters(m, &p, &n));
+            CHECK_OK(aim_model_gradients(m, &g, &ng));
+            for (size_t i = 0; i < n; i++) p[i] -= 0.05f * g[i];
+        }
+    }
+    free(x);
+    free(t);
+}
+
+/* Serializes into an exact-size heap buffer (so ASan sees any over-read by
+ * the reader); checks size == written and that nothing past it is touched. */
+static unsigned char *serialize(const aim_model *m, const aim_optimizer *o, size_t *len) {
+    size_t need = 0, written = 0;
+    CHECK_OK(aim_model_serialized_size(m, o, &need));
+    CHECK(need > HEADER);
+    unsigned char *tmp = malloc(need + 64);
+    assert_non_null(tmp);
+    memset(tmp, 0xA5, need + 64);
+    CHECK_OK(aim_model_serialize(m, o, tmp, need, &written));
+    CHECK(written == need);
+    for (size_t i = need; i < need + 64; i++) CHECK(tmp[i] == 0xA5);
+    unsigned char *buf = malloc(need);
+    assert_non_null(buf);
+    memcpy(buf, tmp, need);
+    free(tmp);
+    *len = need;
+    return buf;
+}
+
+/* A predict on `batch` deterministic samples into a fresh buffer. */
+static float *predict(const aim_model *m, size_t batch, uint64_t seed) {
+    const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
+    aim_workspace *ws = NULL;
+    CHECK_OK(aim_workspace_create(m, NULL, MAX_BATCH, &ws));
+    float *x = malloc(batch * in * sizeof(float)), *y = malloc(batch * out * sizeof(float));
+    assert_true(x && y);
+    fill_uniform(x, batch * in, seed, -1.0f, 1.0f);
+    CHECK_OK(aim_model_predict(m, ws, x, batch, y));
+    aim_workspace_free(ws);
+    free(x);
+    return y;
+}
+
+/* ======================================================================== */
+/* 1. Round trips                                                           */
+/* ======================================================================== */
+
+/* The copy must equal the original in every observable way. */
+static void expect_same_model(aim_model *a, aim_model *b) {
+    CHECK(aim_model_layer_count(a) == aim_model_layer_count(b));
+    CHECK(aim_model_input_size(a) == aim_model_input_size(b));
+    CHECK(aim_model_output_size(a) == aim_model_output_size(b));
+    for (size_t i = 0; i < aim_model_layer_count(a); i++) {
+        size_t ra, rb, da[AIM_MAX_RANK] = {0}, db[AIM_MAX_RANK] = {0};
+        CHECK_OK(aim_model_layer_shape(a, i, &ra, da));
+        CHECK_OK(aim_model_layer_shape(b, i, &rb, db));
+        CHECK(ra == rb && memcmp(da, db, sizeof da) == 0);
+        size_t oa, wa, ba, ob, wb, bb;
+        CHECK_OK(aim_model_layer_parameters(a, i, &oa, &wa, &ba));
+        CHECK_OK(aim_model_layer_parameters(b, i, &ob, &wb, &bb));
+        CHECK(oa == ob && wa == wb && ba == bb);
+    }
+    float *pa, *pb;
+    size_t na, nb;
+    CHECK_OK(aim_model_parameters(a, &pa, &na));
+    CHECK_OK(aim_model_parameters(b, &pb, &nb));
+    CHECK(na == nb);
+    CHECK(memcmp(pa, pb, na * sizeof(float)) == 0);
+    size_t ma, mb;
+    CHECK_OK(aim_model_memory_size(a, &ma));
+    CHECK_OK(aim_model_memory_size(b, &mb));
+    CHECK(ma == mb); /* same max_batch and input_gradient */
+    for (size_t batch = 1; batch <= MAX_BATCH; batch += MAX_BATCH - 1) {
+        float *ya = predict(a, batch, 77 + batch), *yb = predict(b, batch, 77 + batch);
+        CHECK(memcmp(ya, yb, batch * aim_model_output_size(a) * sizeof(float)) == 0);
+        free(ya);
+        free(yb);
+    }
+}
+
+static void roundtrip(const model_case *mc, opt_kind ok) {
+    set_ctx("%s with optimizer %s", mc->name, OPT_NAMES[ok]);
+    aim_model *m = build_case(mc, 42);
+    aim_optimizer *o = make_opt(ok, n_params(m));
+    train(m, o, 0, 3);
+    size_t len;
+    unsigned char *buf = serialize(m, o, &len);
+    CHECK(ref_crc32(buf + HEADER, len - HEADER) == rd_u32(buf + 24));
+    CHECK(rd_u32(buf + 12) == (o ? 1u : 0u));
+
+    /* A capacity one byte short, or zero, is refused and nothing is written. */
+    unsigned char *small = malloc(len);
+    assert_non_null(small);
+    memset(small, 0x5A, len);
+    size_t written = 12345;
+    CHECK_ST(aim_model_serialize(m, o, small, len - 1, &written), AIM_ERR_SHAPE_MISMATCH);
+    CHECK_ST(aim_model_serialize(m, o, small, 0, &written), AIM_ERR_SHAPE_MISMATCH);
+    CHECK(written == 12345);
+    for (size_t i = 0; i < len; i++) CHECK(small[i] == 0x5A);
+    free(small);
+
+    test_alloc ta;
+    test_alloc_init(&ta, -1);
+    aim_model *m2 = MODEL_SENTINEL;
+    aim_optimizer *o2 = OPT_SENTINEL;
+    CHECK_OK(aim_model_deserialize(&ta.allocator, buf, len, &m2, &o2));
+    CHECK(m2 != MODEL_SENTINEL && m2 != NULL);
+    CHECK(o ? o2 != NULL && o2 != OPT_SENTINEL : o2 == NULL);
+    expect_same_model(m, m2);
+    if (o) CHECK(aim_optimizer_steps(o2) == aim_optimizer_steps(o));
+
+    /* Serializing the copy gives back the same bytes: the format is a fixed
+     * point, and the optimizer's moments came back bit for bit. */
+    size_t len2;
+    unsigned char *buf2 = serialize(m2, o2, &len2);
+    CHECK(len2 == len && memcmp(buf, buf2, len) == 0);
+    free(buf2);
+
+    /* The copy trains like the original (predict already compared). */
+    aim_optimizer_free(o2);
+    aim_model_free(m2);
+    CHECK(ta.live == 0);
+    free(buf);
+    aim_optimizer_free(o);
+    aim_model_free(m);
+}
+
+static void test_roundtrip_every_layer_kind(void **state) {
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(CASES); i++) {
+        roundtrip(&CASES[i], OPT_NONE);
+        roundtrip(&CASES[i], (opt_kind)(OPT_SGD + i % (OPT_COUNT - 1)));
+    }
+}
+
+/* Every optimizer kind on one model of each family. */
+static void test_roundtrip_every_optimizer(void **state) {
+    (void)state;
+    const int fams[] = {C_DENSE_GLOROT, C_CONV_GROUPS, C_LSTM2_SEQ};
+    for (size_t f = 0; f < ARRAY_LEN(fams); f++)
+        for (int k = OPT_SGD; k < OPT_COUNT; k++) roundtrip(&CASES[fams[f]], (opt_kind)k);
+}
+
+/* An input-gradient-enabled copy still computes the input gradient. */
+static void test_input_gradient_survives(void **state) {
+    (void)state;
+    const model_case *mc = &CASES[C_CONV_EXPLICIT];
+    set_ctx("%s input gradient", mc->name);
+    aim_model *m = build_case(mc, 5);
+    size_t len;
+    unsigned char *buf = serialize(m, NULL, &len);
+    aim_model *m2 = NULL;
+    CHECK_OK(aim_model_deserialize(NULL, buf, len, &m2, NULL));
+    const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
+    float *x = malloc(2 * in * sizeof(float)), *dy = malloc(2 * out * sizeof(float));
+    assert_true(x && dy);
+    fill_uniform(x, 2 * in, 3, -1, 1);
+    fill_uniform(dy, 2 * out, 4, -1, 1);
+    const float *g1, *g2;
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, 2));
+    CHECK_OK(aim_model_backward(m, dy));
+    CHECK_OK(aim_model_input_gradient(m, &g1));
+    CHECK_OK(aim_model_forward(m2, AIM_MODE_TRAIN, x, 2));
+    CHECK_OK(aim_model_backward(m2, dy));
+    CHECK_OK(aim_model_input_gradient(m2, &g2));
+    CHECK(memcmp(g1, g2, 2 * in * sizeof(float)) == 0);
+    free(x);
+    free(dy);
+    free(buf);
+    aim_model_free(m2);
+    aim_model_free(m);
+}
+
+/* ======================================================================== */
+/* 2. Resuming training                                                     */
+/* ======================================================================== */
+
+#define N_STEPS 3
+#define M_STEPS 4
+
+static void resume(const model_case *mc, opt_kind ok) {
+    set_ctx("resume %s with %s", mc->name, OPT_NAMES[ok]);
+    aim_model *a = build_case(mc, 9);
+    aim_optimizer *oa = make_opt(ok, n_params(a));
+    train(a, oa, 0, N_STEPS);
+    size_t len;
+    unsigned char *buf = serialize(a, oa, &len);
+    aim_model *b = NULL;
+    aim_optimizer *ob = NULL;
+    CHECK_OK(aim_model_deserialize(NULL, buf, len, &b, &ob));
+    CHECK(ob != NULL);
+    CHECK(aim_optimizer_steps(ob) == N_STEPS);
+    train(a, oa, N_STEPS, M_STEPS);
+    train(b, ob, N_STEPS, M_STEPS);
+    CHECK(aim_optimizer_steps(ob) == N_STEPS + M_STEPS);
+
+    /* A run that never stopped. */
+    aim_model *c = build_case(mc, 9);
+    aim_optimizer *oc = make_opt(ok, n_params(c));
+    train(c, oc, 0, N_STEPS + M_STEPS);
+
+    float *pa, *pb, *pc;
+    size_t na, nb, nc;
+    CHECK_OK(aim_model_parameters(a, &pa, &na));
+    CHECK_OK(aim_model_parameters(b, &pb, &nb));
+    CHECK_OK(aim_model_parameters(c, &pc, &nc));
+    CHECK(na == nb && na == nc);
+    CHECK(memcmp(pa, pb, na * sizeof(float)) == 0);
+    CHECK(memcmp(pa, pc, na * sizeof(float)) == 0);
+    /* The optimizers' states too: all three serialize to the same bytes. */
+    size_t la, lb, lc;
+    unsigned char *ba = serialize(a, oa, &la), *bb = serialize(b, ob, &lb), *bc = serialize(c, oc, &lc);
+    CHECK(la == lb && la == lc);
+    CHECK(memcmp(ba, bb, la) == 0);
+    CHECK(memcmp(ba, bc, la) == 0);
+    /* ... and the weights moved: the comparison is not of untouched buffers. */
+    CHECK(memcmp(buf + HEADER, ba + HEADER, len - HEADER) != 0);
+    free(ba);
+    free(bb);
+    free(bc);
+    free(buf);
+    aim_optimizer_free(oa);
+    aim_optimizer_free(ob);
+    aim_optimizer_free(oc);
+    aim_model_free(a);
+    aim_model_free(b);
+    aim_model_free(c);
+}
+
+static void test_resume_is_bit_exact(void **state) {
+    (void)state;
+    const int fams[] = {C_DENSE_GLOROT, C_DENSE_HE, C_CONV_SAME, C_MAX_POOL, C_LSTM1_SEQ, C_LSTM2};
+    for (size_t f = 0; f < ARRAY_LEN(fams); f++)
+        for (int k = OPT_SGD; k < OPT_COUNT; k++) resume(&CASES[fams[f]], (opt_kind)k);
+}
+
+/* The optimizer out-pointer: NULL when the buffer holds none; a buffer with
+ * one may be read without it (nothing leaks); failures leave both alone. */
+static void test_optimizer_out_pointer(void **state) {
+    (void)state;
+    set_ctx("optimizer out-pointer");
+    aim_model *m = build_case(&CASES[C_DENSE_GLOROT], 1);
+    aim_optimizer *o = make_opt(OPT_ADAM, n_params(m));
+    train(m, o, 0, 2);
+    size_t l0, l1;
+    unsigned char *b0 = serialize(m, NULL, &l0), *b1 = serialize(m, o, &l1);
+    CHECK(l1 == l0 + 4 + 8 + 8 + 16 + 8 + 8 * n_params(m));
+
+    test_alloc ta;
+    test_alloc_init(&ta, -1);
+    aim_model *m2 = MODEL_SENTINEL;
+    aim_optimizer *o2 = OPT_SENTINEL;
+    CHECK_OK(aim_model_deserialize(&ta.allocator, b0, l0, &m2, &o2));
+    CHECK(o2 == NULL);
+    aim_model_free(m2);
+    CHECK(ta.live == 0);
+
+    m2 = MODEL_SENTINEL;
+    CHECK_OK(aim_model_deserialize(&ta.allocator, b1, l1, &m2, NULL));
+    CHECK(m2 != MODEL_SENTINEL);
+    expect_same_model(m, m2);
+    aim_model_free(m2);
+    CHECK(ta.live == 0);
+
+    b1[l1 - 1] ^= 1; /* a CRC failure: nothing written */
+    m2 = MODEL_SENTINEL;
+    o2 = OPT_SENTINEL;
+    CHECK_ST(aim_model_deserialize(&ta.allocator, b1, l1, &m2, &o2), AIM_ERR_CORRUPT_DATA);
+    CHECK(m2 == MODEL_SENTINEL && o2 == OPT_SENTINEL);
+    CHECK(ta.live == 0);
+    free(b0);
+    free(b1);
+    aim_optimizer_free(o);
+    aim_model_free(m);
+}
+
+static void *null_alloc(void *c, size_t s) {
+    (void)c;
+    (void)s;
+    return NULL;
+}
+
+static void test_argument_checks(void **state) {
+    (void)state;
+    set_ctx("argument checks");
+    aim_model *m = build_case(&CASES[C_DENSE_GLOROT], 1);
+    aim_optimizer *wrong = make_opt(OPT_ADAM, n_params(m) + 1);
+    size_t len, nbytes = 7, written = 7;
+    unsigned char *buf = serialize(m, NULL, &len);
+    aim_model *m2 = MODEL_SENTINEL;
+    CHECK_ST(aim_model_deserialize(NULL, NULL, len, &m2, NULL), AIM_ERR_INVALID_ARGUMENT);
+    CHECK_ST(aim_model_deserialize(NULL, buf, len, NULL, NULL), AIM_ERR_INVALID_ARGUMENT);
+    aim_allocator half = {NULL, null_alloc, NULL, NULL};
+    CHECK_ST(aim_model_deserialize(&half, buf, len, &m2, NULL), AIM_ERR_INVALID_ARGUMENT);
+    CHECK(m2 == MODEL_SENTINEL);
+    CHECK_ST(aim_model_serialized_size(NULL, NULL, &nbytes), AIM_ERR_INVALID_ARGUMENT);
+    CHECK_ST(aim_model_serialized_size(m, NULL, NULL), AIM_ERR_INVALID_ARGUMENT);
+    CHECK_ST(aim_model_serialized_size(m, wrong, &nbytes), AIM_ERR_SHAPE_MISMATCH);
+    CHECK_ST(aim_model_serialize(m, wrong, buf, len, &written), AIM_ERR_SHAPE_MISMATCH);
+    CHECK_ST(aim_model_serialize(m, NULL, NULL, len, &written), AIM_ERR_INVALID_ARGUMENT);
+    CHECK_ST(aim_model_serialize(m, NULL, buf, len, NULL), AIM_ERR_INVALID_ARGUMENT);
+    CHECK(nbytes == 7 && written == 7);
+    aim_model *raw = NULL;
+    const size_t d[1] = {3};
+    CHECK_OK(aim_model_create(NULL, 1, d, &raw));
+    add_dense(raw, 2, AIM_ACT_IDENTITY, 0.0f, 1, AIM_INIT_ZEROS);
+    CHECK_ST(aim_model_serialized_size(raw, NULL, &nbytes), AIM_ERR_INVALID_STATE);
+    CHECK_ST(aim_model_serialize(raw, NULL, buf, len, &written), AIM_ERR_INVALID_STATE);
+    aim_model_free(raw);
+    free(buf);
+    aim_optimizer_free(wrong);
+    aim_model_free(m);
+}
+
+/* ======================================================================== */
+/* 3. Corruption                                                            */
+/* ======================================================================== */
+
+/* Deserializes an exact-size heap copy of buf[0..len) and returns the status;
+ * on failure checks that nothing leaked and no out-pointer was written. */
+static aim_status try_load(const unsigned char *buf, size_t len) {
+    unsigned char *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    if (len) memcpy(copy, buf, len);
+    test_alloc ta;
+    test_alloc_init(&ta, -1);
+    aim_model *m = MODEL_SENTINEL;
+    aim_optimizer *o = OPT_SENTINEL;
+    aim_status st = aim_model_deserialize(&ta.allocator, copy, len, &m, &o);
+    if (st == AIM_OK) {
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    } else {
+        CHECK(m == MODEL_SENTINEL && o == OPT_SENTINEL);
+    }
+    CHECK(ta.live == 0);
+    free(copy);
+    return st;
+}
+
+/* What a flip of byte i of the header must give: the version field decides
+ * between VERSION (> 1) and CORRUPT (0); every other byte is CORRUPT (magic,
+ * flags, reserved, length, CRC - or, in the payload, the CRC). */
+static aim_status expected_for_flip(const unsigned char *flipped, size_t i) {
+    if (i >= 8 && i < 12) return rd_u32(flipped + 8) > 1 ? AIM_ERR_VERSION : AIM_ERR_CORRUPT_DATA;
+    return AIM_ERR_CORRUPT_DATA;
+}
+
+static void flip_sweep(const unsigned char *buf, size_t len, size_t stride) {
+    static const unsigned char masks[] = {0x01, 0x80, 0xFF};
+    unsigned char *b = malloc(len);
+    assert_non_null(b);
+    for (size_t i = 0; i < len; i += (i < HEADER ? 1 : stride)) {
+        for (size_t k = 0; k < ARRAY_LEN(masks); k++) {
+            memcpy(b, buf, len);
+            b[i] = (unsigned char)(b[i] ^ masks[k]);
+            aim_status want = expected_for_flip(b, i), got = try_load(b, len);
+            if (got != want)
+                fail_msg("%s: byte %zu ^ 0x%02x: got \"%s\", expected \"%s\"", g_ctx, i, masks[k],
+                         aim_status_str(got), aim_status_str(want));
+        }
+    }
+    free(b);
+}
+
+static void test_every_byte_flip_is_refused(void **state) {
+    (void)state;
+    static const struct {
+        int c;
+        opt_kind o;
+        size_t stride;
+    } sweeps[] = {
+        {C_DENSE_GLOROT, OPT_ADAM, 1},      {C_DENSE_ZEROS, OPT_SGD, 1}, {C_LSTM1, OPT_SGD_MOMENTUM, 1},
+        {C_GLOBAL_POOL, OPT_NONE, 1},       {C_FLATTEN, OPT_ADAMW, 1},   {C_CONV_EXPLICIT, OPT_ADAM, 7},
+        {C_LSTM2_SEQ, OPT_SGD_NESTEROV, 5},
+    };
+    for (size_t s = 0; s < ARRAY_LEN(sweeps); s++) {
+        const model_case *mc = &CASES[sweeps[s].c];
+        set_ctx("byte flips of %s with %s", mc->name, OPT_NAMES[sweeps[s].o]);
+        aim_model *m = build_case(mc, 3);
+        aim_optimizer *o = make_opt(sweeps[s].o, n_params(m));
+        train(m, o, 0, 2);
+        size_t len;
+        unsigned char *buf = serialize(m, o, &len);
+        CHECK(try_load(buf, len) == AIM_OK);
+        flip_sweep(buf, len, sweeps[s].stride);
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
+static void test_truncation_and_trailing_bytes(void **state) {
+    (void)state;
+    const int cs[] = {C_DENSE_PYTORCH, C_CONV_DILATION, C_LSTM2};
+    for (size_t c = 0; c < ARRAY_LEN(cs); c++) {
+        const model_case *mc = &CASES[cs[c]];
+        set_ctx("truncations of %s", mc->name);
+        aim_model *m = build_case(mc, 3);
+        aim_optimizer *o = make_opt(c == 1 ? OPT_SGD_MOMENTUM : OPT_ADAM, n_params(m));
+        size_t len;
+        unsigned char *buf = serialize(m, o, &len);
+        for (size_t n = 0; n < len; n++) {
+            aim_status st = try_load(buf, n);
+            if (st != AIM_ERR_CORRUPT_DATA) fail_msg("%s: length %zu of %zu: %s", g_ctx, n, len, aim_status_str(st));
+        }
+        /* Truncated and re-sealed: the CRC is right, the content short. */
+        unsigned char *b = malloc(len + 64);
+        assert_non_null(b);
+        for (size_t n = HEADER; n < len; n += (n < HEADER + 64 ? 1 : 3)) {
+            memcpy(b, buf, n);
+            reseal(b, n);
+            aim_status st = try_load(b, n);
+            if (st != AIM_ERR_CORRUPT_DATA)
+                fail_msg("%s: resealed length %zu of %zu: %s", g_ctx, n, len, aim_status_str(st));
+        }
+        /* Trailing bytes, with the header as written and re-sealed. */
+        const size_t extra[] = {1, 3, 4, 8, 64};
+        for (size_t e = 0; e < ARRAY_LEN(extra); e++) {
+            memcpy(b, buf, len);
+            memset(b + len, 0, extra[e]);
+            CHECK_ST(try_load(b, len + extra[e]), AIM_ERR_CORRUPT_DATA);
+            reseal(b, len + extra[e]);
+            CHECK_ST(try_load(b, len + extra[e]), AIM_ERR_CORRUPT_DATA);
+        }
+        free(b);
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
+static void test_header_fields(void **state) {
+    (void)state;
+    set_ctx("header fields");
+    static const unsigned char vector[] = "123456789";
+    CHECK(ref_crc32(vector, 9) == 0xCBF43926u); /* the CRC-32 check value */
+    aim_model *m = build_case(&CASES[C_DENSE_HE], 3);
+    size_t len;
+    unsigned char *buf = serialize(m, NULL, &len);
+    unsigned char *b = malloc(len);
+    assert_non_null(b);
+    CHECK(rd_u64(buf + 16) == len - HEADER);
+    CHECK(rd_u32(buf + 28) == 0);
+    const uint32_t versions[] = {2, 3, 0x100, 0x7FFFFFFF, 0xFFFFFFFF};
+    for (size_t i = 0; i < ARRAY_LEN(versions); i++) {
+        memcpy(b, buf, len);
+        wr_u32(b + 8, versions[i]);
+        CHECK_ST(try_load(b, len), AIM_ERR_VERSION);
+    }
+    memcpy(b, buf, len);
+    wr_u32(b + 8, 0);
+    CHECK_ST(try_load(b, len), AIM_ERR_CORRUPT_DATA);
+    const uint32_t flags[] = {2, 3, 0x80000000u, 0xFFFFFFFFu};
+    for (size_t i = 0; i < ARRAY_LEN(flags); i++) {
+        memcpy(b, buf, len);
+        wr_u32(b + 12, flags[i]);
+        CHECK_ST(try_load(b, len), AIM_ERR_CORRUPT_DATA);
+    }
+    memcpy(b, buf, len);
+    wr_u32(b + 12, 1); /* claims an optimizer that is not there */
+    CHECK_ST(try_load(b, len), AIM_ERR_CORRUPT_DATA);
+    const uint64_t lengths[] = {0, len - HEADER - 1, len - HEADER + 1, UINT64_MAX, (uint64_t)1 << 63};
+    for (size_t i = 0; i < ARRAY_LEN(lengths); i++) {
+        memcpy(b, buf, len);
+        wr_u64(b + 16, lengths[i]);
+        CHECK_ST(try_load(b, len), AIM_ERR_CORRUPT_DATA);
+    }
+    memcpy(b, buf, len);
+    wr_u32(b + 28, 1);
+    CHECK_ST(try_load(b, len), AIM_ERR_CORRUPT_DATA);
+    memcpy(b, buf, len);
+    memcpy(b, "AIMD\n\n\x1a\n", 8); /* text-mode mangling of CR LF */
+    CHECK_ST(try_load(b, len), AIM_ERR_CORRUPT_DATA);
+    /* The header alone, or a header with an empty payload and valid CRC. */
+    memcpy(b, buf, HEADER);
+    reseal(b, HEADER);
+    CHECK_ST(try_load(b, HEADER), AIM_ERR_CORRUPT_DATA);
+    free(b);
+    free(buf);
+    aim_model_free(m);
+}
+
+/* Loads with an allocator capped at `cap` bytes a block; returns the status. On success
+ * the model must predict on zeros, and (with an optimizer) train a step. */
+static aim_status load_capped(const unsigned char *buf, size_t len, size_t cap, long *refusals) {
+    unsigned char *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, buf, len);
+    capped_alloc ca;
+    capped_init(&ca, cap);
+    aim_model *m = MODEL_SENTINEL;
+    aim_optimizer *o = OPT_SENTINEL;
+    aim_status st = aim_model_deserialize(&ca.allocator, copy, len, &m, &o);
+    if (st == AIM_OK) {
+        const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
+        float *x = calloc(in, sizeof(float)), *y = calloc(out, sizeof(float));
+        assert_true(x && y);
+        aim_workspace *ws = NULL;
+        aim_status ws_st = aim_workspace_create(m, &ca.allocator, 1, &ws);
+        CHECK(ws_st == AIM_OK || ws_st == AIM_ERR_OUT_OF_MEMORY);
+        if (ws) CHECK_OK(aim_model_predict(m, ws, x, 1, y));
+        aim_workspace_free(ws);
+        if (o) {
+            float loss;
+            CHECK_OK(aim_model_zero_grad(m));
+            CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, 1));
+            aim_status ls = aim_model_loss(m, AIM_LOSS_MSE, y, 1, &loss);
+            if (ls == AIM_OK) {
+                CHECK_OK(aim_model_backward(m, NULL));
+                aim_status os = aim_optimizer_step_model(o, m, 0.01f);
+                CHECK(os == AIM_OK || os == AIM_ERR_NON_FINITE);
+            } else {
+                CHECK(ls == AIM_ERR_NON_FINITE);
+            }
+        }
+        free(x);
+        free(y);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    } else {
+        CHECK(m == MODEL_SENTINEL && o == OPT_SENTINEL);
+    }
+    CHECK(ca.live == 0);
+    if (refusals) *refusals = ca.refusals;
+    free(copy);
+    return st;
+}
+
+#define ST_BIT(s) (1u << (unsigned)(s))
+#define REFUSED (ST_BIT(AIM_ERR_CORRUPT_DATA) | ST_BIT(AIM_ERR_OUT_OF_MEMORY) | ST_BIT(AIM_ERR_OVERFLOW))
+
+/* Flips every payload byte and re-seals the CRC, so the flip reaches the
+ * field parser: any field may now hold any value. Whatever it holds, the
+ * result is OK (a valid model, which must then run) or a refusal. */
+static void test_resealed_flips_never_crash(void **state) {
+    (void)state;
+    static const struct {
+        int c;
+        opt_kind o;
+    } sweeps[] = {
+        {C_DENSE_GLOROT, OPT_ADAM}, {C_ACTIVATIONS, OPT_SGD_MOMENTUM}, {C_CONV_SAME, OPT_SGD},
+        {C_AVG_POOL, OPT_NONE},     {C_LSTM2_SEQ, OPT_ADAMW},
+    };
+    static const unsigned char masks[] = {0xFF, 0x01, 0x40};
+    for (size_t s = 0; s < ARRAY_LEN(sweeps); s++) {
+        const model_case *mc = &CASES[sweeps[s].c];
+        aim_model *m = build_case(mc, 3);
+        aim_optimizer *o = make_opt(sweeps[s].o, n_params(m));
+        train(m, o, 0, 1);
+        size_t len, ok = 0, refused = 0;
+        unsigned char *buf = serialize(m, o, &len);
+        unsigned char *b = malloc(len);
+        assert_non_null(b);
+        /* Every byte of the architecture part; a stride through the floats. */
+        size_t model_only;
+        CHECK_OK(aim_model_serialized_size(m, NULL, &model_only));
+        const size_t floats_from = model_only - 4 * n_params(m);
+        for (size_t i = HEADER; i < len; i += (i < floats_from ? 1 : 13)) {
+            for (size_t k = 0; k < ARRAY_LEN(masks); k++) {
+                set_ctx("resealed flip of %s with %s: byte %zu ^ 0x%02x", mc->name, OPT_NAMES[sweeps[s].o], i,
+                        masks[k]);
+                memcpy(b, buf, len);
+                b[i] = (unsigned char)(b[i] ^ masks[k]);
+                reseal(b, len);
+                /* 4 MiB a block: ample for these models, and it keeps a flip
+                 * to max_batch or a dimension from costing seconds. */
+                aim_status st = load_capped(b, len, (size_t)4 << 20, NULL);
+                if (st == AIM_OK) ok++;
+                else if (ST_BIT(st) & REFUSED) refused++;
+                else fail_msg("%s: unexpected status \"%s\"", g_ctx, aim_status_str(st));
+            }
+        }
+        print_message("resealed flips of %s: %zu loaded, %zu refused\n", mc->name, ok, refused);
+        free(b);
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
+/* ---- crafted payloads with a valid CRC ----------------------------------- */
+
+/* The fields of a one-dense-layer payload, each of which a case may make lie. */
+typedef struct dense_spec {
+    uint32_t rank;
+    uint64_t dims[3];
+    uint64_t max_batch;
+    uint32_t input_gradient, layer_count, kind;
+    uint64_t units;
+    uint32_t act;
+    float alpha;
+    uint32_t use_bias, init;
+    uint64_t param_count;
+    size_t floats; /* how many floats actually follow */
+} dense_spec;
+
+static dense_spec dense_default(void) { /* 3 -> dense 2 relu: 8 parameters */
+    dense_spec s = {1, {3, 0, 0}, 2, 0, 1, 0, 2, AIM_ACT_RELU, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM, 8, 8};
+    return s;
+}
+
+static void put_head(bytes *b, uint32_t rank, const uint64_t *dims, uint64_t max_batch, uint32_t igrad,
+                     uint32_t layers) {
+    b_u32(b, rank);
+    for (uint32_t i = 0; i < rank && i < 3; i++) b_u64(b, dims[i]);
+    b_u64(b, max_batch);
+    b_u32(b, igrad);
+    b_u32(b, layers);
+}
+static void put_params(bytes *b, uint64_t count, size_t floats) {
+    b_u64(b, count);
+    for (size_t i = 0; i < floats; i++) b_f32(b, (float)i * 0.125f - 0.5f);
+}
+static void put_dense_rec(bytes *b, uint64_t units, uint32_t act, float alpha, uint32_t bias, uint32_t init) {
+    b_u32(b, 0);
+    b_u64(b, units);
+    b_u32(b, act);
+    b_f32(b, alpha);
+    b_u32(b, bias);
+    b_u32(b, init);
+}
+static void put_dense_spec(bytes *b, const dense_spec *s) {
+    put_head(b, s->rank, s->dims, s->max_batch, s->input_gradient, s->layer_count);
+    b_u32(b, s->kind);
+    b_u64(b, s->units);
+    b_u32(b, s->act);
+    b_f32(b, s->alpha);
+    b_u32(b, s->use_bias);
+    b_u32(b, s->init);
+    put_params(b, s->param_count, s->floats);
+}
+
+/* Seals a payload and loads it with the capped allocator; the status must be
+ * in `allowed` (a mask of ST_BIT). */
+static aim_status expect_payload(const bytes *p, uint32_t flags, unsigned allowed, const char *what) {
+    size_t len;
+    unsigned char *buf = seal(p, flags, &len);
+    long refusals = 0;
+    aim_status st = load_capped(buf, len, CAP_BYTES, &refusals);
+    free(buf);
+    if (!(ST_BIT(st) & allowed)) fail_msg("%s: %s: got \"%s\"", g_ctx, what, aim_status_str(st));
+    return st;
+}
+
+#define CORRUPT ST_BIT(AIM_ERR_CORRUPT_DATA)
+#define OK_ONLY ST_BIT(AIM_OK)
+
+static void dense_case(const dense_spec *s, unsigned allowed, const char *what) {
+    bytes p = {0};
+    put_dense_spec(&p, s);
+    (void)expect_payload(&p, 0, allowed, what);
+    b_free(&p);
+}
+
+static void test_crafted_dense_fields(void **state) {
+    (void)state;
+    set_ctx("crafted dense payload");
+    dense_spec s = dense_default();
+    /* The hand-written payload is valid, and its floats land in the model. */
+    {
+        bytes p = {0};
+        put_dense_spec(&p, &s);
+        size_t len;
+        unsigned char *buf = seal(&p, 0, &len);
+        aim_model *m = NULL;
+        CHECK_OK(aim_model_deserialize(NULL, buf, len, &m, NULL));
+        float *pp;
+        size_t n;
+        CHECK_OK(aim_model_parameters(m, &pp, &n));
+        CHECK(n == 8);
+        for (size_t i = 0; i < n; i++) CHECK(pp[i] == (float)i * 0.125f - 0.5f);
+        aim_model_free(m);
+        free(buf);
+        b_free(&p);
+    }
+#define LIE(field, value, allowed)                                                                 \
+    do {                                                                                           \
+        s = dense_default();                                                                       \
+        s.field = (value);                                                                         \
+        dense_case(&s, (allowed), #field " = " #value);                                            \
+    } while (0)
+    LIE(rank, 0, CORRUPT);
+    LIE(rank, 4, CORRUPT);
+    LIE(rank, 0xFFFFFFFFu, CORRUPT);
+    LIE(dims[0], 0, CORRUPT);
+    LIE(dims[0], (uint64_t)1 << 31, CORRUPT); /* one sample over INT_MAX floats */
+    LIE(dims[0], UINT64_MAX, CORRUPT);
+    LIE(max_batch, 0, CORRUPT);
+    LIE(max_batch, UINT64_MAX, CORRUPT | ST_BIT(AIM_ERR_OVERFLOW));
+    LIE(max_batch, (uint64_t)1 << 31, REFUSED); /* over the BLAS limit */
+    LIE(max_batch, (uint64_t)1 << 62, REFUSED);
+    LIE(layer_count, 0, CORRUPT);
+    LIE(layer_count, 2, CORRUPT);
+    LIE(layer_count, 0xFFFFFFFFu, CORRUPT);
+    LIE(kind, 8, CORRUPT);
+    LIE(kind, 0x80000000u, CORRUPT);
+    LIE(kind, 0xFFFFFFFFu, CORRUPT);
+    LIE(units, 0, CORRUPT);
+    LIE(units, 3, CORRUPT); /* 12 parameters implied, 8 stored */
+    LIE(units, (uint64_t)1 << 40, CORRUPT);
+    LIE(units, 0x7FFFFFFF, CORRUPT);
+    LIE(units, UINT64_MAX, CORRUPT);
+    LIE(act, 7, CORRUPT);
+    LIE(act, 0x80000000u, CORRUPT);
+    LIE(act, 0xFFFFFFFFu, CORRUPT);
+    LIE(init, 4, CORRUPT);
+    LIE(init, 0xFFFFFFFFu, CORRUPT);
+    LIE(use_bias, 0, CORRUPT); /* 6 parameters implied, 8 stored */
+    LIE(param_count, 7, CORRUPT);
+    LIE(param_count, 9, CORRUPT);
+    LIE(param_count, 0, CORRUPT);
+    LIE(param_count, (uint64_t)1 << 62, CORRUPT);
+    LIE(param_count, UINT64_MAX, CORRUPT);
+    LIE(floats, 7, CORRUPT);
+    LIE(floats, 9, CORRUPT);
+    LIE(floats, 0, CORRUPT);
+    /* Values any float may take are not the reader's to judge. */
+    LIE(alpha, NAN, OK_ONLY);
+    LIE(alpha, -INFINITY, OK_ONLY);
+    /* Rank 2 and 3 inputs whose product overflows or exceeds INT_MAX. */
+    s = dense_default();
+    s.rank = 2;
+    s.dims[0] = s.dims[1] = (uint64_t)1 << 32;
+    dense_case(&s, CORRUPT, "dims 2^32 x 2^32");
+    s.rank = 3;
+    s.dims[0] = s.dims[1] = s.dims[2] = (uint64_t)1 << 21;
+    dense_case(&s, CORRUPT, "dims 2^21 x 2^21 x 2^21");
+    s.dims[0] = 1;
+    s.dims[1] = 3;
+    s.dims[2] = 0;
+    dense_case(&s, CORRUPT, "dims 1 x 3 x 0");
+#undef LIE
+}
+
+/* Flags are written 0 or 1. A reader may refuse other values or take them
+ * as 1; either way it must not keep a non-canonical value: the copy writes 1. */
+static void test_noncanonical_flags(void **state) {
+    (void)state;
+    set_ctx("non-canonical flags");
+    const uint32_t values[] = {2, 0x80000000u, 0xFFFFFFFFu};
+    for (size_t i = 0; i < ARRAY_LEN(values); i++) {
+        for (int which = 0; which < 2; which++) {
+            dense_spec s = dense_default();
+            if (which == 0) s.input_gradient = values[i];
+            else s.use_bias = values[i];
+            bytes p = {0};
+            put_dense_spec(&p, &s);
+            size_t len;
+            unsigned char *buf = seal(&p, 0, &len);
+            aim_model *m = NULL;
+            aim_status st = aim_model_deserialize(NULL, buf, len, &m, NULL);
+            CHECK(st == AIM_OK || st == AIM_ERR_CORRUPT_DATA);
+            if (st == AIM_OK) {
+                size_t len2;
+                unsigned char *again = serialize(m, NULL, &len2);
+                CHECK(len2 == len);
+                /* input_gradient at 32 + 4 + 8 + 8; use_bias after kind, units, act, alpha */
+                const size_t at = which == 0 ? HEADER + 20 : HEADER + 28 + 4 + 8 + 4 + 4;
+                CHECK(rd_u32(again + at) == 1);
+                free(again);
+                aim_model_free(m);
+            }
+            free(buf);
+            b_free(&p);
+        }
+    }
+}
+
+typedef struct conv_spec {
+    uint64_t in[3];
+    uint64_t f[12]; /* filters, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups */
+    uint32_t act;
+    uint32_t bias, init;
+    uint64_t params;
+} conv_spec;
+
+static conv_spec conv_default(void) { /* 2x5x5 -> conv 3 filters 3x3: 57 parameters */
+    conv_spec s = {{2, 5, 5}, {3, 3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1}, AIM_ACT_RELU, 1, AIM_INIT_GLOROT_UNIFORM, 57};
+    return s;
+}
+
+static void conv_case(const conv_spec *s, unsigned allowed, const char *what) {
+    bytes p = {0};
+    put_head(&p, 3, s->in, 2, 0, 1);
+    b_u32(&p, 2);
+    for (size_t i = 0; i < 12; i++) b_u64(&p, s->f[i]);
+    b_u32(&p, s->act);
+    b_f32(&p, 0.01f);
+    b_u32(&p, s->bias);
+    b_u32(&p, s->init);
+    put_params(&p, s->params, (size_t)s->params);
+    (void)expect_payload(&p, 0, allowed, what);
+    b_free(&p);
+}
+
+static void test_crafted_conv_fields(void **state) {
+    (void)state;
+    set_ctx("crafted conv2d payload");
+    conv_spec s = conv_default();
+    conv_case(&s, OK_ONLY, "valid");
+#define LIE(field, value, allowed)                                                                 \
+    do {                                                                                           \
+        s = conv_default();                                                                        \
+        s.field = (value);                                                                         \
+        conv_case(&s, (allowed), #field " = " #value);                                             \
+    } while (0)
+    for (size_t i = 0; i < 7; i++) LIE(f[i], 0, CORRUPT); /* filters, kernel, stride, dilation */
+    LIE(f[11], 0, CORRUPT);                              /* groups */
+    LIE(f[11], 2, CORRUPT);                              /* does not divide 3 filters */
+    LIE(f[11], 3, CORRUPT);                              /* does not divide 2 channels */
+    LIE(f[1], 6, CORRUPT);                               /* kernel taller than the input */
+    LIE(f[5], 3, CORRUPT);                               /* dilated extent 7 > 5 */
+    LIE(f[1], UINT64_MAX, CORRUPT);
+    LIE(f[5], UINT64_MAX, CORRUPT);
+    LIE(f[7], (uint64_t)1 << 63, CORRUPT);
+    LIE(f[8], UINT64_MAX, CORRUPT);
+    LIE(f[9], (uint64_t)1 << 40, CORRUPT); /* output over INT_MAX */
+    LIE(f[0], (uint64_t)1 << 40, CORRUPT);
+    LIE(f[3], (uint64_t)1 << 62, OK_ONLY); /* a huge stride is valid: one output row */
+    LIE(f[7], 2, OK_ONLY);                 /* padding changes the shape, not the parameters */
+    LIE(act, AIM_ACT_SOFTMAX, CORRUPT);    /* fused softmax is refused by the builder */
+    LIE(act, 7, CORRUPT);
+    LIE(act, 0xFFFFFFFFu, CORRUPT);
+    LIE(init, 4, CORRUPT);
+    LIE(bias, 0, CORRUPT); /* 54 implied, 57 stored */
+    LIE(params, 56, CORRUPT);
+    LIE(params, 58, CORRUPT);
+    /* Conv on a rank-1 input. */
+    {
+        bytes p = {0};
+        const uint64_t d[1] = {50};
+        s = conv_default();
+        put_head(&p, 1, d, 2, 0, 1);
+        b_u32(&p, 2);
+        for (size_t i = 0; i < 12; i++) b_u64(&p, s.f[i]);
+        b_u32(&p, s.act);
+        b_f32(&p, 0.01f);
+        b_u32(&p, 1);
+        b_u32(&p, 0);
+        put_params(&p, 57, 57);
+        (void)expect_payload(&p, 0, CORRUPT, "conv2d after a rank-1 input");
+        b_free(&p);
+    }
+    /* Huge but consistent: 1x1x1 input padded by 3000 on every side, one
+     * 1x1 filter: 6001 x 6001 outputs, 144 MB per activation. */
+    {
+        s = conv_default();
+        s.in[0] = s.in[1] = s.in[2] = 1;
+        uint64_t f[12] = {1, 1, 1, 1, 1, 1, 1, 3000, 3000, 3000, 3000, 1};
+        memcpy(s.f, f, sizeof f);
+        s.bias = 0;
+        s.params = 1;
+        conv_case(&s, ST_BIT(AIM_ERR_OUT_OF_MEMORY) | ST_BIT(AIM_ERR_OVERFLOW), "padding 3000, consistent");
+    }
+#undef LIE
+}
+
+static void pool_case(uint32_t kind, const uint64_t f[6], const uint64_t in[3], uint32_t rank, unsigned allowed,
+                      const char *what) {
+    bytes p = {0};
+    put_head(&p, rank, in, 2, 0, 1);
+    b_u32(&p, kind);
+    for (size_t i = 0; i < 6; i++) b_u64(&p, f[i]);
+    put_params(&p, 0, 0);
+    (void)expect_payload(&p, 0, allowed, what);
+    b_free(&p);
+}
+
+static void test_crafted_pool_flatten_fields(void **state) {
+    (void)state;
+    set_ctx("crafted pooling payload");
+    const uint64_t in[3] = {2, 6, 6};
+    for (uint32_t kind = 3; kind <= 4; kind++) {
+        const uint64_t ok[6] = {2, 2, 2, 2, 1, 1};
+        pool_case(kind, ok, in, 3, OK_ONLY, "valid");
+        pool_case(kind, ok, in, 1, CORRUPT, "after a rank-1 input");
+        pool_case(kind, ok, in, 2, CORRUPT, "after a rank-2 input");
+        const struct {
+            size_t field;
+            uint64_t value;
+            unsigned allowed;
+        } lies[] = {
+            {0, 0, CORRUPT},          {1, 0, CORRUPT},          {2, 0, CORRUPT},
+            {3, 0, CORRUPT},          {4, 2, CORRUPT},          {5, 2, CORRUPT}, /* padding over half the window */
+            {0, 9, CORRUPT},          {0, UINT64_MAX, CORRUPT}, {4, UINT64_MAX, CORRUPT},
+            {2, UINT64_MAX, OK_ONLY}, {1, 6, OK_ONLY},
+        };
+        for (size_t i = 0; i < ARRAY_LEN(lies); i++) {
+            uint64_t f[6];
+            memcpy(f, ok, sizeof f);
+            f[lies[i].field] = lies[i].value;
+            char what[64];
+            snprintf(what, sizeof what, "kind %u field %zu = %llu", kind, lies[i].field,
+                     (unsigned long long)lies[i].value);
+            pool_case(kind, f, in, 3, lies[i].allowed, what);
+        }
+    }
+    /* Global pooling and flatten: records of the kind alone. */
+    const struct {
+        uint32_t rank;
+        uint32_t kind;
+        unsigned allowed;
+    } bare[] = {
+        {3, 5, OK_ONLY}, {1, 5, CORRUPT}, {2, 5, CORRUPT}, {1, 6, OK_ONLY}, {2, 6, OK_ONLY}, {3, 6, OK_ONLY},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bare); i++) {
+        bytes p = {0};
+        put_head(&p, bare[i].rank, in, 2, 0, 1);
+        b_u32(&p, bare[i].kind);
+        put_params(&p, 0, 0);
+        (void)expect_payload(&p, 0, bare[i].allowed, "global pool / flatten");
+        b_free(&p);
+    }
+    /* Many parameter-free layers: each record is 4 bytes, as the count check assumes. */
+    {
+        bytes p = {0};
+        put_head(&p, 3, in, 2, 0, 300);
+        for (int i = 0; i < 300; i++) b_u32(&p, 6);
+        put_params(&p, 0, 0);
+        (void)expect_payload(&p, 0, OK_ONLY, "300 flatten layers");
+        b_free(&p);
+    }
+    /* Huge but consistent: a 16384 x 16384 sample flattened, 1 GiB per sample. */
+    {
+        bytes p = {0};
+        const uint64_t big[2] = {16384, 16384};
+        put_head(&p, 2, big, 1, 0, 1);
+        b_u32(&p, 6);
+        put_params(&p, 0, 0);
+        (void)expect_payload(&p, 0, ST_BIT(AIM_ERR_OUT_OF_MEMORY), "flatten of 2^28 floats");
+        b_free(&p);
+    }
+}
+
+static void lstm_case(uint32_t rank, const uint64_t in[3], uint64_t hidden, uint64_t layers, uint32_t seq,
+                      uint32_t init, uint64_t params, unsigned allowed, const char *what) {
+    bytes p = {0};
+    put_head(&p, rank, in, 2, 0, 1);
+    b_u32(&p, 7);
+    b_u64(&p, hidden);
+    b_u64(&p, layers);
+    b_u32(&p, seq);
+    b_u32(&p, init);
+    put_params(&p, params, params < 4096 ? (size_t)params : 0);
+    (void)expect_payload(&p, 0, allowed, what);
+    b_free(&p);
+}
+
+static void test_crafted_lstm_fields(void **state) {
+    (void)state;
+    set_ctx("crafted lstm payload");
+    const uint64_t in[3] = {4, 3, 0};
+    /* 4H (F + H) + 8H with F = 3, H = 2: 56; a second layer adds 4H (2H) + 8H = 48. */
+    lstm_case(2, in, 2, 1, 0, AIM_INIT_PYTORCH, 56, OK_ONLY, "valid");
+    lstm_case(2, in, 2, 1, 1, AIM_INIT_PYTORCH, 56, OK_ONLY, "valid, sequences");
+    lstm_case(2, in, 2, 2, 1, AIM_INIT_ZEROS, 104, OK_ONLY, "valid, 2 layers");
+    lstm_case(2, in, 2, 2, 1, AIM_INIT_ZEROS, 56, CORRUPT, "2 layers, 1 layer's parameters");
+    lstm_case(2, in, 0, 1, 0, 1, 0, CORRUPT, "hidden 0");
+    lstm_case(2, in, 2, 0, 0, 1, 0, CORRUPT, "layers 0");
+    lstm_case(2, in, 2, 17, 0, 1, 56, CORRUPT, "layers 17");
+    lstm_case(2, in, 2, UINT64_MAX, 0, 1, 56, CORRUPT, "layers 2^64-1");
+    lstm_case(2, in, UINT64_MAX, 1, 0, 1, 56, CORRUPT, "hidden 2^64-1");
+    lstm_case(2, in, (uint64_t)1 << 31, 1, 0, 1, 56, CORRUPT, "hidden 2^31");
+    lstm_case(2, in, (uint64_t)1 << 20, 16, 0, 1, 56, CORRUPT, "hidden 2^20, 16 layers");
+    lstm_case(2, in, 2, 1, 0, 4, 56, CORRUPT, "init 4");
+    lstm_case(2, in, 2, 1, 0, 0xFFFFFFFFu, 56, CORRUPT, "init 2^32-1");
+    const uint64_t flat[3] = {12, 0, 0}, img[3] = {1, 4, 3};
+    lstm_case(1, flat, 2, 1, 0, 1, 56, CORRUPT, "after a rank-1 input");
+    lstm_case(3, img, 2, 1, 0, 1, 56, CORRUPT, "after a rank-3 input");
+    /* Huge but consistent: 2^24 steps of one feature, hidden 1 (16
+     * parameters); the training cache alone is 6 * 2^24 floats per sample. */
+    const uint64_t longseq[3] = {(uint64_t)1 << 24, 1, 0};
+    lstm_case(2, longseq, 1, 1, 1, 1, 16, ST_BIT(AIM_ERR_OUT_OF_MEMORY) | ST_BIT(AIM_ERR_OVERFLOW) | CORRUPT,
+              "2^24 steps");
+}
+
+/* Optimizer records after the default dense payload (8 parameters). */
+typedef struct opt_spec {
+    uint32_t kind;
+    uint64_t count, steps;
+    float h[4];     /* SGD: momentum, dampening, weight_decay; Adam: beta1, beta2, epsilon, weight_decay */
+    uint32_t u[3];  /* SGD: nesterov, check_finite, has_buffer; Adam: decoupled, check_finite */
+    size_t floats;  /* floats that follow */
+} opt_spec;
+
+static opt_spec sgd_default(void) {
+    opt_spec s = {0, 8, 5, {0.9f, 0.0f, 0.0f, 0.0f}, {0, 0, 1}, 8};
+    return s;
+}
+static opt_spec adam_default(void) {
+    opt_spec s = {1, 8, 3, {0.9f, 0.999f, 1e-8f, 0.0f}, {0, 0, 0}, 16};
+    return s;
+}
+
+static aim_status opt_case(const opt_spec *o, uint32_t flags, unsigned allowed, const char *what) {
+    bytes p = {0};
+    dense_spec d = dense_default();
+    put_dense_spec(&p, &d);
+    b_u32(&p, o->kind);
+    b_u64(&p, o->count);
+    b_u64(&p, o->steps);
+    const int sgd = o->kind == 0;
+    for (int i = 0; i < (sgd ? 3 : 4); i++) b_f32(&p, o->h[i]);
+    for (int i = 0; i < (sgd ? 3 : 2); i++) b_u32(&p, o->u[i]);
+    for (size_t i = 0; i < o->floats; i++) b_f32(&p, 0.01f * (float)i);
+    aim_status st = expect_payload(&p, flags, allowed, what);
+    b_free(&p);
+    return st;
+}
+
+static void test_crafted_optimizer_fields(void **state) {
+    (void)state;
+    set_ctx("crafted optimizer record");
+    opt_spec s = sgd_default();
+    (void)opt_case(&s, 1, OK_ONLY, "valid SGD with momentum");
+    (void)opt_case(&s, 0, CORRUPT, "valid SGD, flag clear (trailing bytes)");
+    s = adam_default();
+    (void)opt_case(&s, 1, OK_ONLY, "valid Adam");
+    {
+        /* The step count is restored. */
+        bytes p = {0};
+        dense_spec d = dense_default();
+        put_dense_spec(&p, &d);
+        b_u32(&p, 1);
+        b_u64(&p, 8);
+        b_u64(&p, 123456789);
+        b_f32(&p, 0.9f);
+        b_f32(&p, 0.999f);
+        b_f32(&p, 1e-8f);
+        b_f32(&p, 0.0f);
+        b_u32(&p, 1);
+        b_u32(&p, 1);
+        for (int i = 0; i < 16; i++) b_f32(&p, 0.5f);
+        size_t len;
+        unsigned char *buf = seal(&p, 1, &len);
+        aim_model *m = NULL;
+        aim_optimizer *o = NULL;
+        CHECK_OK(aim_model_deserialize(NULL, buf, len, &m, &o));
+        CHECK(aim_optimizer_steps(o) == 123456789u);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+        free(buf);
+        b_free(&p);
+    }
+    /* No record though the flag says one follows. */
+    {
+        bytes p = {0};
+        dense_spec d = dense_default();
+        put_dense_spec(&p, &d);
+        (void)expect_payload(&p, 1, CORRUPT, "flag set, no record");
+        b_u32(&p, 0);
+        (void)expect_payload(&p, 1, CORRUPT, "flag set, kind only");
+        b_free(&p);
+    }
+#define LIE(base, field, value, allowed)                                                           \
+    do {                                                                                           \
+        s = base();                                                                                \
+        s.field = (value);                                                                         \
+        (void)opt_case(&s, 1, (allowed), #base ": " #field " = " #value);                          \
+    } while (0)
+    LIE(sgd_default, kind, 2, CORRUPT);
+    LIE(sgd_default, kind, 0xFFFFFFFFu, CORRUPT);
+    LIE(sgd_default, count, 7, CORRUPT);
+    LIE(sgd_default, count, 9, CORRUPT);
+    LIE(sgd_default, count, 0, CORRUPT);
+    LIE(sgd_default, count, UINT64_MAX, CORRUPT);
+    LIE(sgd_default, u[2], 0, CORRUPT); /* momentum without its buffer */
+    LIE(sgd_default, u[2], 2, CORRUPT);
+    LIE(sgd_default, h[0], 0.0f, CORRUPT); /* a buffer without momentum */
+    LIE(sgd_default, h[0], NAN, CORRUPT);
+    LIE(sgd_default, h[0], INFINITY, CORRUPT);
+    LIE(sgd_default, h[0], -0.5f, CORRUPT);
+    LIE(sgd_default, h[1], 1.5f, CORRUPT);
+    LIE(sgd_default, h[1], NAN, CORRUPT);
+    LIE(sgd_default, h[2], -1.0f, CORRUPT);
+    LIE(sgd_default, h[2], NAN, CORRUPT);
+    LIE(sgd_default, floats, 7, CORRUPT);
+    LIE(sgd_default, floats, 9, CORRUPT);
+    LIE(sgd_default, floats, 0, CORRUPT);
+    s = sgd_default();
+    s.u[0] = 1;
+    s.h[1] = 0.5f; /* Nesterov needs dampening 0 */
+    (void)opt_case(&s, 1, CORRUPT, "nesterov with dampening");
+    s = sgd_default();
+    s.h[0] = 0.0f;
+    s.u[2] = 0;
+    s.floats = 0;
+    (void)opt_case(&s, 1, OK_ONLY, "plain SGD, no buffer");
+    s.u[0] = 1;
+    (void)opt_case(&s, 1, CORRUPT, "plain SGD with nesterov");
+    LIE(adam_default, count, 7, CORRUPT);
+    LIE(adam_default, count, (uint64_t)1 << 61, CORRUPT);
+    LIE(adam_default, h[0], 1.0f, CORRUPT);
+    LIE(adam_default, h[0], -0.1f, CORRUPT);
+    LIE(adam_default, h[0], NAN, CORRUPT);
+    LIE(adam_default, h[1], 1.0f, CORRUPT);
+    LIE(adam_default, h[1], INFINITY, CORRUPT);
+    LIE(adam_default, h[2], 0.0f, CORRUPT);
+    LIE(adam_default, h[2], -1e-8f, CORRUPT);
+    LIE(adam_default, h[2], NAN, CORRUPT);
+    LIE(adam_default, h[2], INFINITY, CORRUPT);
+    LIE(adam_default, h[3], -0.01f, CORRUPT);
+    LIE(adam_default, h[3], INFINITY, CORRUPT);
+    LIE(adam_default, floats, 15, CORRUPT);
+    LIE(adam_default, floats, 8, CORRUPT);
+    LIE(adam_default, floats, 17, CORRUPT);
+    /* Any step count is representable; an absurd one must not crash. */
+    LIE(adam_default, steps, UINT64_MAX, OK_ONLY | CORRUPT);
+    LIE(sgd_default, steps, UINT64_MAX, OK_ONLY | CORRUPT);
+#undef LIE
+    /* A parameter-free model cannot carry an optimizer (count must be > 0). */
+    {
+        bytes p = {0};
+        const uint64_t d[1] = {4};
+        put_head(&p, 1, d, 2, 0, 1);
+        b_u32(&p, 6);
+        put_params(&p, 0, 0);
+        b_u32(&p, 0);
+        b_u64(&p, 0);
+        b_u64(&p, 0);
+        for (int i = 0; i < 3; i++) b_f32(&p, 0.0f);
+        for (int i = 0; i < 3; i++) b_u32(&p, 0);
+        (void)expect_payload(&p, 1, CORRUPT, "SGD of 0 parameters");
+        b_free(&p);
+    }
+}
+
+/* Allocator calls aim_model_deserialize() makes on a sealed payload. */
+static long calls_for(const bytes *p, uint32_t flags, aim_status expect) {
+    size_t len;
+    unsigned char *buf = seal(p, flags, &len);
+    test_alloc ta;
+    test_alloc_init(&ta, -1);
+    aim_model *m = NULL;
+    aim_optimizer *o = NULL;
+    CHECK_ST(aim_model_deserialize(&ta.allocator, buf, len, &m, &o), expect);
+    aim_optimizer_free(o);
+    aim_model_free(m);
+    CHECK(ta.live == 0);
+    free(buf);
+    return ta.calls;
+}
+
+/* docs/FORMAT.md: "Every count is checked against the bytes that remain
+ * before anything is sized from it". A count that the rest of the buffer
+ * cannot hold is refused before the allocation it would size. */
+static void test_counts_checked_before_allocating(void **state) {
+    (void)state;
+    set_ctx("counts checked before allocating");
+    /* A layer count the payload cannot hold: refused before the model exists. */
+    dense_spec s = dense_default();
+    s.layer_count = 0xFFFFFFFFu;
+    bytes p = {0};
+    put_dense_spec(&p, &s);
+    CHECK(calls_for(&p, 0, AIM_ERR_CORRUPT_DATA) == 0);
+    b_free(&p);
+    /* A consistent 2^30-parameter model with 8 floats present: refused as
+     * corrupt before compile would ask for 8 GiB (so not OUT_OF_MEMORY). */
+    s = dense_default();
+    s.dims[0] = (uint64_t)1 << 20;
+    s.units = (uint64_t)1 << 10;
+    s.use_bias = 0;
+    s.param_count = (uint64_t)1 << 30;
+    dense_case(&s, CORRUPT, "2^30 parameters, 8 present");
+    /* Optimizer records whose floats are cut short: refused before the
+     * optimizer is allocated, so no more calls than the model alone makes. */
+    s = dense_default();
+    put_dense_spec(&p, &s);
+    const long model_calls = calls_for(&p, 0, AIM_OK);
+    b_free(&p);
+    const opt_spec cut[] = {
+        {1, 8, 3, {0.9f, 0.999f, 1e-8f, 0.0f}, {0, 0, 0}, 15},
+        {0, 8, 3, {0.9f, 0.0f, 0.0f, 0.0f}, {0, 0, 1}, 7},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cut); i++) {
+        put_dense_spec(&p, &s);
+        b_u32(&p, cut[i].kind);
+        b_u64(&p, cut[i].count);
+        b_u64(&p, cut[i].steps);
+        const int sgd = cut[i].kind == 0;
+        for (int k = 0; k < (sgd ? 3 : 4); k++) b_f32(&p, cut[i].h[k]);
+        for (int k = 0; k < (sgd ? 3 : 2); k++) b_u32(&p, cut[i].u[k]);
+        for (size_t k = 0; k < cut[i].floats; k++) b_f32(&p, 0.0f);
+        const long calls = calls_for(&p, 1, AIM_ERR_CORRUPT_DATA);
+        if (calls != model_calls)
+            fail_msg("%s: a cut %s record made %ld allocator calls, the model alone %ld", g_ctx,
+                     sgd ? "SGD" : "Adam", calls, model_calls);
+        b_free(&p);
+    }
+}
+
+/* Several records in one payload, where a later one lies. */
+static void test_crafted_multi_layer(void **state) {
+    (void)state;
+    set_ctx("crafted multi-layer payload");
+    const uint64_t in[3] = {1, 4, 4};
+    for (int lie = 0; lie < 4; lie++) {
+        bytes p = {0};
+        put_head(&p, 3, in, 3, 1, 3);
+        b_u32(&p, 3); /* max pool 2x2 -> 1x2x2 */
+        const uint64_t pool[6] = {2, 2, 2, 2, 0, 0};
+        for (int i = 0; i < 6; i++) b_u64(&p, pool[i]);
+        b_u32(&p, 6); /* flatten -> 4 */
+        put_dense_rec(&p, lie == 1 ? 0 : 3, lie == 2 ? 9 : AIM_ACT_GELU, 0.01f, 1, AIM_INIT_HE_NORMAL);
+        put_params(&p, lie == 3 ? 14 : 15, 15);
+        (void)expect_payload(&p, 0, lie == 0 ? OK_ONLY : CORRUPT, "pool, flatten, dense");
+        b_free(&p);
+    }
+}
+
+/* ======================================================================== */
+/* 4. Allocation failures                                                   */
+/* ======================================================================== */
+
+static void test_every_allocation_failure(void **state) {
+    (void)state;
+    static const struct {
+        int c;
+        opt_kind o;
+    } scen[] = {
+        {C_DENSE_GLOROT, OPT_ADAM},     {C_DENSE_ZEROS, OPT_SGD}, {C_ACTIVATIONS, OPT_NONE},
+        {C_CONV_GROUPS, OPT_SGD_MOMENTUM}, {C_LSTM2_SEQ, OPT_ADAMW},
+    };
+    for (size_t s = 0; s < ARRAY_LEN(scen); s++) {
+        const model_case *mc = &CASES[scen[s].c];
+        set_ctx("allocation failures of %s with %s", mc->name, OPT_NAMES[scen[s].o]);
+        aim_model *m = build_case(mc, 8);
+        aim_optimizer *o = make_opt(scen[s].o, n_params(m));
+        train(m, o, 0, 1);
+        size_t len;
+        unsigned char *buf = serialize(m, o, &len);
+        long k;
+        for (k = 0; k < 1000; k++) {
+            test_alloc ta;
+            test_alloc_init(&ta, k);
+            aim_model *m2 = MODEL_SENTINEL;
+            aim_optimizer *o2 = OPT_SENTINEL;
+            aim_status st = aim_model_deserialize(&ta.allocator, buf, len, &m2, &o2);
+            if (ta.failures == 0) { /* k is past the last allocation */
+                CHECK_OK(st);
+                expect_same_model(m, m2);
+                aim_optimizer_free(o2);
+                aim_model_free(m2);
+                CHECK(ta.live == 0);
+                break;
+            }
+            if (st != AIM_ERR_OUT_OF_MEMORY)
+                fail_msg("%s: allocation %ld failing gave \"%s\"", g_ctx, k, aim_status_str(st));
+            CHECK(m2 == MODEL_SENTINEL && o2 == OPT_SENTINEL);
+            CHECK(ta.live == 0);
+        }
+        CHECK(k > 1 && k < 1000);
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
+/* ======================================================================== */
+/* Seed corpus for tests/fuzz                                               */
+/* ======================================================================== */
+
+static void test_write_corpus(void **state) {
+    (void)state;
+    const char *dir = getenv("AIM_WRITE_CORPUS");
+    if (!dir || !*dir) return;
+    static const struct {
+        const char *file;
+        int c;
+        opt_kind o;
+    } seeds[] = {
+        {"dense", C_DENSE_GLOROT, OPT_NONE},          {"dense_adam", C_DENSE_GLOROT, OPT_ADAM},
+        {"dense_nobias_sgd", C_DENSE_PYTORCH, OPT_SGD}, {"activations", C_ACTIVATIONS, OPT_NONE},
+        {"activations_adamw", C_ACTIVATIONS, OPT_ADAMW}, {"conv_explicit", C_CONV_EXPLICIT, OPT_NONE},
+        {"conv_stride_nesterov", C_CONV_VALID_STRIDE, OPT_SGD_NESTEROV},
+        {"conv_same", C_CONV_SAME, OPT_NONE},         {"conv_dilation", C_CONV_DILATION, OPT_NONE},
+        {"conv_groups_sgdm", C_CONV_GROUPS, OPT_SGD_MOMENTUM}, {"max_pool", C_MAX_POOL, OPT_NONE},
+        {"avg_pool_adam", C_AVG_POOL, OPT_ADAM},      {"global_pool", C_GLOBAL_POOL, OPT_NONE},
+        {"flatten", C_FLATTEN, OPT_SGD_WD},           {"lstm1", C_LSTM1, OPT_NONE},
+        {"lstm1_seq_adam", C_LSTM1_SEQ, OPT_ADAM_L2}, {"lstm2", C_LSTM2, OPT_NONE},
+        {"lstm2_seq_sgdm", C_LSTM2_SEQ, OPT_SGD_MOMENTUM},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < ARRAY_LEN(seeds); i++) {
+        set_ctx("corpus %s", seeds[i].file);
+        aim_model *m = build_case(&CASES[seeds[i].c], 11);
+        aim_optimizer *o = make_opt(seeds[i].o, n_params(m));
+        train(m, o, 0, 2);
+        size_t len;
+        unsigned char *buf = serialize(m, o, &len);
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.bin", dir, seeds[i].file);
+        FILE *f = fopen(path, "wb");
+        if (!f) fail_msg("cannot open %s for writing", path);
+        CHECK(fwrite(buf, 1, len, f) == len);
+        CHECK(fclose(f) == 0);
+        total += len;
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+    print_message("wrote %zu seeds, %zu bytes, into %s\n", ARRAY_LEN(seeds), total, dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_every_layer_kind),
+        cmocka_unit_test(test_roundtrip_every_optimizer),
+        cmocka_unit_test(test_input_gradient_survives),
+        cmocka_unit_test(test_resume_is_bit_exact),
+        cmocka_unit_test(test_optimizer_out_pointer),
+        cmocka_unit_test(test_argument_checks),
+        cmocka_unit_test(test_every_byte_flip_is_refused),
+        cmocka_unit_test(test_truncation_and_trailing_bytes),
+        cmocka_unit_test(test_header_fields),
+        cmocka_unit_test(test_resealed_flips_never_crash),
+        cmocka_unit_test(test_crafted_dense_fields),
+        cmocka_unit_test(test_noncanonical_flags),
+        cmocka_unit_test(test_crafted_conv_fields),
+        cmocka_unit_test(test_crafted_pool_flatten_fields),
+        cmocka_unit_test(test_crafted_lstm_fields),
+        cmocka_unit_test(test_crafted_optimizer_fields),
+        cmocka_unit_test(test_crafted_multi_layer),
+        cmocka_unit_test(test_counts_checked_before_allocating),
+        cmocka_unit_test(test_every_allocation_failure),
+        cmocka_unit_test(test_write_corpus),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
