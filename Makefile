@@ -24,8 +24,9 @@ WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes -W
 OPT     ?= -O2
 # The library's own loops (activations, pooling, im2col) are written to be
 # vectorized, which GCC does fully only at -O3 (no -ffast-math: results stay
-# bit-identical to -O2).
-LIB_OPT ?= -O3
+# bit-identical to -O2). -fno-trapping-math (we never read FP exception flags)
+# lets it if-convert the clamps and the float-to-int step of src/fastmath.h.
+LIB_OPT ?= -O3 -fno-trapping-math
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(BLAS_CFLAGS)
 
@@ -76,7 +77,7 @@ help:
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=... ; make uninstall undoes it"
 	@echo "make deps       install the build dependencies (apt-get as root, else prints the command)"
 
-$(BUILD)/obj/%.o: src/%.c include/aimodel.h src/internal.h
+$(BUILD)/obj/%.o: src/%.c include/aimodel.h src/internal.h src/fastmath.h
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(if $(filter 1,$(SANITIZE)),,$(LIB_OPT)) -fPIC -fvisibility=hidden -c $< -o $@
 

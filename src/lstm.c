@@ -19,11 +19,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "internal.h"
 
 #define BI(n) ((blasint)(n))
 
-static float sigm(float x) { return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x)); }
 
 /* Sizes of sub-layer l. */
 static size_t in_of(const aim__layer *L, size_t l) { return l == 0 ? L->in_dims[1] : L->lstm_hidden; }
@@ -44,8 +44,41 @@ size_t aim__lstm_scratch_per_sample(const aim__layer *L) {
     const size_t T = L->in_dims[0], H = L->lstm_hidden, F = L->in_dims[1];
     const size_t mx = F > H ? F : H;
     const size_t inf = T * 4 * H + 2 * T * H + H;
-    const size_t bwd = 2 * H + 2 * T * mx;
+    const size_t bwd = 3 * H + 2 * T * mx; /* dh, dc, a zero row, two sequences */
     return inf > bwd ? inf : bwd;
+}
+
+/* One step of one sample, in simple loops the compiler vectorizes: activates
+ * the gates in place, then c_t (which may be the same row as c_{t-1}) and h_t. */
+static void cell_forward(float *a, const float *cp, float *c, float *h, size_t H) {
+    float *ai = a, *ag = a + 2 * H, *ao = a + 3 * H, *af = a + H;
+    for (size_t j = 0; j < 2 * H; j++) ai[j] = aim__sigmoid(ai[j]); /* i = σ(a_i), f = σ(a_f) */
+    for (size_t j = 0; j < H; j++) ag[j] = aim__tanh(ag[j]);        /* g = tanh(a_g) */
+    for (size_t j = 0; j < H; j++) ao[j] = aim__sigmoid(ao[j]);     /* o = σ(a_o) */
+    if (cp)
+        for (size_t j = 0; j < H; j++) c[j] = af[j] * cp[j] + ai[j] * ag[j]; /* c_t = f c_{t-1} + i g */
+    else
+        for (size_t j = 0; j < H; j++) c[j] = ai[j] * ag[j];
+    for (size_t j = 0; j < H; j++) h[j] = ao[j] * aim__tanh(c[j]); /* h_t = o tanh(c_t) */
+}
+
+/* The backward of one step of one sample: turns the activated gates `a` into
+ * d loss / d pre-activations, in place, and carries dc back one step. The
+ * pointers do not overlap (a zero row stands in for an absent c_{t-1} or
+ * output gradient), which lets the loop vectorize. */
+static void cell_backward(float *restrict a, const float *restrict c, const float *restrict cp,
+                          const float *restrict up, const float *restrict dh, float *restrict dc, size_t H) {
+    for (size_t j = 0; j < H; j++) {
+        float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];
+        float tc = aim__tanh(c[j]);
+        float dhj = dh[j] + up[j];                          /* dh_t = dH_t + dh from t+1 */
+        float dcj = dc[j] + dhj * og * (1.0f - tc * tc);    /* dc_t += dh_t o (1 - tanh² c_t) */
+        a[j] = dcj * gg * ig * (1.0f - ig);                 /* da_i = dc g · σ' */
+        a[H + j] = dcj * cp[j] * fg * (1.0f - fg);          /* da_f = dc c_{t-1} · σ' */
+        a[2 * H + j] = dcj * ig * (1.0f - gg * gg);         /* da_g = dc i · tanh' */
+        a[3 * H + j] = dhj * tc * og * (1.0f - og);         /* da_o = dh tanh(c_t) · σ' */
+        dc[j] = dcj * fg;                                   /* dc_{t-1} = dc_t f */
+    }
 }
 
 /* One sub-layer forward. x (B, T, in); writes gates (B, T, 4H) activated,
@@ -76,20 +109,7 @@ static void sub_forward(size_t B, size_t T, size_t in, size_t H, const float *p,
             float *ht = h + (b * T + t) * H;
             float *ct = cells_all ? c + (b * T + t) * H : c + b * H;
             const float *cp = t ? (cells_all ? ct - H : ct) : (c0 ? c0 + b * H : NULL);
-            for (size_t j = 0; j < H; j++) {
-                float ig = sigm(a[j]);              /* i = σ(a_i) */
-                float fg = sigm(a[H + j]);          /* f = σ(a_f) */
-                float gg = tanhf(a[2 * H + j]);     /* g = tanh(a_g) */
-                float og = sigm(a[3 * H + j]);      /* o = σ(a_o) */
-                float cprev = cp ? cp[j] : 0.0f;
-                float cn = fg * cprev + ig * gg;    /* c_t = f c_{t-1} + i g */
-                ct[j] = cn;
-                ht[j] = og * tanhf(cn);             /* h_t = o tanh(c_t) */
-                a[j] = ig;
-                a[H + j] = fg;
-                a[2 * H + j] = gg;
-                a[3 * H + j] = og;
-            }
+            cell_forward(a, cp, ct, ht, H);
         }
     }
 }
@@ -139,6 +159,8 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
     const size_t F = L->in_dims[1], mx = F > H ? F : H;
     float *dh = scratch, *dc = scratch + B * H;
     float *dseq[2] = {scratch + 2 * B * H, scratch + 2 * B * H + B * T * mx};
+    float *zero = scratch + 2 * B * H + 2 * B * T * mx; /* (H): stands in for absent rows */
+    memset(zero, 0, H * sizeof(float));
     /* Offsets of each sub-layer's parameters. */
     size_t off[AIM__LSTM_MAX_LAYERS];
     size_t acc = 0;
@@ -166,20 +188,10 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
                 float *a = gates + (b * T + t) * G;
                 const float *ct = cells + (b * T + t) * H;
                 float *dhb = dh + b * H, *dcb = dc + b * H;
-                const float *up = above_is_last_only ? (t == T - 1 ? dabove + b * H : NULL)
+                const float *up = above_is_last_only ? (t == T - 1 ? dabove + b * H : zero)
                                                      : dabove + (b * T + t) * H;
-                for (size_t j = 0; j < H; j++) {
-                    float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];
-                    float cprev = t ? (ct - H)[j] : (c0 ? c0[b * H + j] : 0.0f);
-                    float tc = tanhf(ct[j]);
-                    float dhj = dhb[j] + (up ? up[j] : 0.0f);             /* dh_t = dH_t + dh from t+1 */
-                    float dcj = dcb[j] + dhj * og * (1.0f - tc * tc);     /* dc_t += dh_t o (1 - tanh² c_t) */
-                    a[j] = dcj * gg * ig * (1.0f - ig);                   /* da_i = dc g · σ' */
-                    a[H + j] = dcj * cprev * fg * (1.0f - fg);            /* da_f = dc c_{t-1} · σ' */
-                    a[2 * H + j] = dcj * ig * (1.0f - gg * gg);           /* da_g = dc i · tanh' */
-                    a[3 * H + j] = dhj * tc * og * (1.0f - og);           /* da_o = dh tanh(c_t) · σ' */
-                    dcb[j] = dcj * fg;                                    /* dc_{t-1} = dc_t f */
-                }
+                const float *cp = t ? ct - H : (c0 ? c0 + b * H : zero);
+                cell_backward(a, ct, cp, up, dhb, dcb, H);
             }
             /* dh_{t-1} = dA_t·W_hh   (B, H) = (B, 4H)·(4H, H) */
             if (t > 0)
