@@ -25,8 +25,9 @@ OPT     ?= -O2
 # The library's own loops (activations, pooling, im2col) are written to be
 # vectorized, which GCC does fully only at -O3 (no -ffast-math: results stay
 # bit-identical to -O2). -fno-trapping-math (we never read FP exception flags)
-# lets it if-convert the clamps and the float-to-int step of src/fastmath.h.
-LIB_OPT ?= -O3 -fno-trapping-math
+# lets it if-convert the clamps and the float-to-int step of src/fastmath.h;
+# -fno-math-errno (nor errno) lets sqrtf inline into vector code (Adam).
+LIB_OPT ?= -O3 -fno-trapping-math -fno-math-errno
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(BLAS_CFLAGS)
 

@@ -34,7 +34,7 @@ static void softmax_row(const float *x, float *y, size_t n) {
 #define AIM_SQRT1_2 0.70710678118654752440f  /* 1/sqrt(2) */
 #define AIM_INV_SQRT_2PI 0.39894228040143267794f /* 1/sqrt(2*pi) */
 
-void aim__act_forward(aim_activation act, float alpha, const float *x, float *y, size_t rows, size_t cols) {
+AIM__HOT void aim__act_forward(aim_activation act, float alpha, const float *x, float *y, size_t rows, size_t cols) {
     const size_t n = rows * cols;
     switch (act) {
     case AIM_ACT_IDENTITY: /* f(x) = x */
@@ -65,7 +65,7 @@ void aim__act_forward(aim_activation act, float alpha, const float *x, float *y,
     }
 }
 
-void aim__act_backward(aim_activation act, float alpha, const float *x, const float *y, const float *dy,
+AIM__HOT void aim__act_backward(aim_activation act, float alpha, const float *x, const float *y, const float *dy,
                        float *dx, size_t rows, size_t cols) {
     const size_t n = rows * cols;
     switch (act) {

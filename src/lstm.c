@@ -50,7 +50,7 @@ size_t aim__lstm_scratch_per_sample(const aim__layer *L) {
 
 /* One step of one sample, in simple loops the compiler vectorizes: activates
  * the gates in place, then c_t (which may be the same row as c_{t-1}) and h_t. */
-static void cell_forward(float *a, const float *cp, float *c, float *h, size_t H) {
+AIM__HOT static void cell_forward(float *a, const float *cp, float *c, float *h, size_t H) {
     float *ai = a, *ag = a + 2 * H, *ao = a + 3 * H, *af = a + H;
     for (size_t j = 0; j < 2 * H; j++) ai[j] = aim__sigmoid(ai[j]); /* i = σ(a_i), f = σ(a_f) */
     for (size_t j = 0; j < H; j++) ag[j] = aim__tanh(ag[j]);        /* g = tanh(a_g) */
@@ -66,7 +66,7 @@ static void cell_forward(float *a, const float *cp, float *c, float *h, size_t H
  * d loss / d pre-activations, in place, and carries dc back one step. The
  * pointers do not overlap (a zero row stands in for an absent c_{t-1} or
  * output gradient), which lets the loop vectorize. */
-static void cell_backward(float *restrict a, const float *restrict c, const float *restrict cp,
+AIM__HOT static void cell_backward(float *restrict a, const float *restrict c, const float *restrict cp,
                           const float *restrict up, const float *restrict dh, float *restrict dc, size_t H) {
     for (size_t j = 0; j < H; j++) {
         float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];

@@ -105,7 +105,7 @@ aim_status aim_optimizer_reset(aim_optimizer *o) {
     return AIM_OK;
 }
 
-static void sgd_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
+AIM__HOT static void sgd_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
     const float wd = o->sgd.weight_decay, mu = o->sgd.momentum, damp = 1.0f - o->sgd.dampening;
     const int first = o->steps == 0, nesterov = o->sgd.nesterov != 0;
     float *buf = o->m;
@@ -120,7 +120,7 @@ static void sgd_step(aim_optimizer *o, float *p, const float *g, size_t n, float
     }
 }
 
-static void adam_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
+AIM__HOT static void adam_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
     const aim_adam_config *c = &o->adam;
     const double t = (double)o->steps + 1.0; /* in double: no wrap even at UINT64_MAX */
     /* Bias corrections in double, as PyTorch computes them on Python floats. */
