@@ -13,6 +13,10 @@
 # runs on the calling thread, and what remains is exactly the concurrency the
 # test creates: 8 threads calling aim_model_predict() on one shared model.
 #
+# AIM_NO_MULTIVERSION: the multiversioned loops (src/internal.h, AIM__HOT) are
+# chosen by ifunc resolvers that run before ThreadSanitizer's runtime is up,
+# which crashes at start; the single-version build is the same code.
+#
 # Usage: tests/tsan.sh   (from anywhere; needs gcc, libtsan, OpenBLAS, cmocka)
 # SPDX-License-Identifier: MIT
 set -eu
@@ -23,7 +27,7 @@ mkdir -p "$out"
 
 # pkg-config prints several flags: word splitting is wanted.
 # shellcheck disable=SC2046
-gcc -std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fsanitize=thread -fno-omit-frame-pointer \
+gcc -std=c11 -D_POSIX_C_SOURCE=200809L -DAIM_NO_MULTIVERSION -g -O1 -fsanitize=thread -fno-omit-frame-pointer \
     -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes \
     -Iinclude -Itests $(pkg-config --cflags openblas) \
     src/*.c tests/test_threads.c tests/support.c \
