@@ -30,7 +30,9 @@ static inline float aim__exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    /* NaN stays NaN through p; the exponent is built from 0 then, since
+     * converting NaN to an integer is undefined. */
+    int32_t e = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
     float s;
     memcpy(&s, &e, sizeof s);
     return p * s;

@@ -38,6 +38,7 @@ static void test_exp(void **state) {
     assert_true(aim__exp(-200.0f) >= 0.0f && aim__exp(-200.0f) < 1e-37f); /* saturates, no garbage */
     assert_true(isfinite(aim__exp(200.0f)) && aim__exp(200.0f) > 1e38f);
     assert_true(aim__exp(0.0f) == 1.0f);
+    assert_true(isnan(aim__exp(NAN)) && isnan(aim__sigmoid(NAN)) && isnan(aim__tanh(NAN))); /* NaN propagates */
 }
 
 static void test_sigmoid(void **state) {
