@@ -1,0 +1,667 @@
+/*
+ * bench_models: the speed figures of the four seed models, printed as
+ * machine-readable lines that tests/bench/compare.sh joins with the same
+ * figures from PyTorch (tests/bench/bench_torch.py). A standalone program (no
+ * test framework): it prints figures and never fails on timing; it exits 1
+ * only when an aim_ call or an allocation fails, or on a bad argument.
+ *
+ *   usage: bench_models --model mlp|binary|cnn|lstm [--what all|train-only]
+ *                       [--budget SECONDS] [--epoch-steps N] [--epoch-blocks N]
+ *                       [--train-steps N]
+ *
+ * The seed models (as in examples/), Adam lr 1e-3 with the defaults:
+ *   mlp     784 -> Dense 64 relu -> Dense 64 relu -> Dense 10, softmax cross-entropy
+ *   binary  784 -> Dense 128 relu -> Dense 64 relu -> Dense 1 sigmoid, BCE
+ *   cnn     1x28x28 -> Conv2D 32 3x3 relu -> MaxPool 2 -> Conv2D 64 3x3 relu
+ *           -> MaxPool 2 -> Flatten -> Dense 64 relu -> Dense 10, softmax cross-entropy
+ *   lstm    28x28 (time x features) -> LSTM hidden 128, 2 layers, last step
+ *           -> Dense 10, softmax cross-entropy
+ * on random inputs in [0, 1) and random labels from a fixed seed (8 batches,
+ * cycled through by the steps).
+ *
+ * --what all (the default) prints, as "BENCH lib=aimodel model=M metric=K
+ * value=V ..." lines (times are the median over the repetitions of one timed
+ * call, CLOCK_MONOTONIC, after warm-up; min= gives the minimum):
+ *   train_step_b32_ms, train_step_b128_ms  one training step (zero_grad,
+ *       forward TRAIN, loss, backward, Adam step), one model per batch,
+ *       compiled with that max_batch;
+ *   epoch_s  a Fashion-MNIST epoch of 60000 images at batch 32 (1875 steps),
+ *       EXTRAPOLATED from blocks of --epoch-steps back-to-back steps (median
+ *       block); data loading and shuffling are not included;
+ *   minflt_per_step_b32  minor page faults per training step over those
+ *       blocks (getrusage ru_minflt), i.e. after warm-up;
+ *   infer_b1_ms  aim_model_predict latency at batch 1 (workspace of max_batch 1);
+ *   infer_b256_ms, infer_b256_img_per_s  aim_model_predict at batch 256;
+ *   step_gflop_bB, sgemm_gflops_bB, train_gflops_bB, train_sgemm_frac_bB
+ *       (B = 32, 128): the FLOPs of the GEMMs one training step issues (as
+ *       src/ issues them: no dX for the first layer, no recurrent GEMM at
+ *       t = 0), the cblas_sgemm rate on exactly those shapes called directly
+ *       (same transposes, leading dimensions and call counts; hot caches), the
+ *       step's rate (those FLOPs / the step's median) and the step's rate as a
+ *       fraction of the sgemm rate. "#" lines give each shape.
+ * --what train-only builds the model, compiles it for batch 32, runs
+ * --train-steps training steps and prints rss_start_kb (ru_maxrss before the
+ * model is built) and peak_rss_kb (ru_maxrss at the end): the peak resident
+ * memory of a process that only trains that model.
+ * Both modes end with cpu_s, the CPU seconds the process used (all threads),
+ * from which compare.sh tells how much CPU other processes took meanwhile.
+ *
+ * The threads are OpenBLAS's (the library has none of its own): the
+ * environment (OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS) is only read and
+ * printed; compare.sh varies it from outside.
+ * SPDX-License-Identifier: MIT
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, getrusage under -std=c11 */
+
+#include <cblas.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aimodel.h"
+
+#define BI(n) ((blasint)(n))
+
+enum { POOL = 8, EPOCH_IMAGES = 60000, INFER_BATCH = 256 };
+static const float LEARNING_RATE = 1e-3f;
+static const uint64_t SEED = 20260101u;
+
+typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM } model_id;
+static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm"};
+
+static model_id g_model;
+
+/* ---- failure, memory, time ------------------------------------------------ */
+
+static void check(aim_status st, const char *what, const char *detail) {
+    if (st == AIM_OK) return;
+    fprintf(stderr, "bench_models: %s failed: %s%s%s\n", what, aim_status_str(st), detail && *detail ? ": " : "",
+            detail ? detail : "");
+    exit(1);
+}
+#define CHECK(call, detail) check((call), #call, (detail))
+
+static void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "bench_models: out of memory allocating %zu bytes\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+
+/* Zeroed, 64-byte aligned floats, as the library aligns its own buffers. */
+static float *falloc(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63u) / 64u * 64u;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) {
+        fprintf(stderr, "bench_models: out of memory allocating %zu floats\n", n);
+        exit(1);
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct stats {
+    double med, min; /* seconds */
+    size_t n;
+} stats;
+
+static stats summarize(double *s, size_t n) {
+    qsort(s, n, sizeof *s, cmp_double);
+    stats r = {n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]), s[0], n};
+    return r;
+}
+
+static long maxrss_kb(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+}
+
+/* CPU seconds (user + system) of this process, all threads, so far. */
+static double cpu_s(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static long minflt(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : -1;
+}
+
+/* The 1-minute load average, or -1 where unknown: other processes on the
+ * CPUs inflate the medians. */
+static double loadavg1(void) {
+    double l = -1.0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1.0;
+        fclose(f);
+    }
+    return l;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void bench_line(const char *metric, double value, const char *extra) {
+    printf("BENCH lib=aimodel model=%s metric=%s value=%.6g%s%s\n", MODEL_NAME[g_model], metric, value,
+           extra && *extra ? " " : "", extra ? extra : "");
+    fflush(stdout);
+}
+
+/* A time metric in milliseconds, with its minimum and repetition count. */
+static void bench_ms(const char *metric, stats s) {
+    char extra[96];
+    snprintf(extra, sizeof extra, "min=%.6g n=%zu", s.min * 1e3, s.n);
+    bench_line(metric, s.med * 1e3, extra);
+}
+
+/* ---- the models -------------------------------------------------------------- */
+
+static aim_model *build(model_id id, size_t max_batch) {
+    aim_model *m = NULL;
+    aim_dense_config dc;
+    aim_compile_config comp;
+    switch (id) {
+    case M_MLP:
+    case M_BINARY: {
+        const size_t dims[1] = {784};
+        CHECK(aim_model_create(NULL, 1, dims, &m), NULL);
+        const size_t units[3] = {id == M_MLP ? 64u : 128u, 64u, id == M_MLP ? 10u : 1u};
+        for (size_t i = 0; i < 3; i++) {
+            CHECK(aim_dense_config_init(&dc, units[i],
+                                        i < 2 ? AIM_ACT_RELU : (id == M_MLP ? AIM_ACT_IDENTITY : AIM_ACT_SIGMOID)),
+                  NULL);
+            CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
+        }
+        break;
+    }
+    case M_CNN: {
+        const size_t dims[3] = {1, 28, 28};
+        aim_conv2d_config cc;
+        aim_pool2d_config pc;
+        CHECK(aim_model_create(NULL, 3, dims, &m), NULL);
+        CHECK(aim_conv2d_config_init(&cc, 32, 3, 3, AIM_ACT_RELU), NULL);
+        CHECK(aim_model_add_conv2d(m, &cc), aim_model_last_error(m));
+        CHECK(aim_pool2d_config_init(&pc, 2, 2), NULL);
+        CHECK(aim_model_add_max_pool2d(m, &pc), aim_model_last_error(m));
+        CHECK(aim_conv2d_config_init(&cc, 64, 3, 3, AIM_ACT_RELU), NULL);
+        CHECK(aim_model_add_conv2d(m, &cc), aim_model_last_error(m));
+        CHECK(aim_model_add_max_pool2d(m, &pc), aim_model_last_error(m));
+        CHECK(aim_model_add_flatten(m), aim_model_last_error(m));
+        CHECK(aim_dense_config_init(&dc, 64, AIM_ACT_RELU), NULL);
+        CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
+        CHECK(aim_dense_config_init(&dc, 10, AIM_ACT_IDENTITY), NULL);
+        CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
+        break;
+    }
+    case M_LSTM: {
+        const size_t dims[2] = {28, 28};
+        aim_lstm_config lc;
+        CHECK(aim_model_create(NULL, 2, dims, &m), NULL);
+        CHECK(aim_lstm_config_init(&lc, 128, 2), NULL);
+        CHECK(aim_model_add_lstm(m, &lc), aim_model_last_error(m));
+        CHECK(aim_dense_config_init(&dc, 10, AIM_ACT_IDENTITY), NULL);
+        CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
+        break;
+    }
+    }
+    CHECK(aim_compile_config_init(&comp), NULL);
+    comp.max_batch = max_batch;
+    comp.seed = SEED;
+    CHECK(aim_model_compile(m, &comp), aim_model_last_error(m));
+    return m;
+}
+
+/* A model, its optimizer and POOL batches of random data. */
+typedef struct trainer {
+    aim_model *m;
+    aim_optimizer *opt;
+    size_t batch, in_size, next;
+    float *x;       /* POOL * batch * in_size */
+    int32_t *label; /* POOL * batch */
+    float *target;  /* POOL * batch, the labels as 0/1 floats for BCE */
+} trainer;
+
+static void trainer_init(trainer *t, model_id id, size_t batch, aim_rng *rng) {
+    memset(t, 0, sizeof *t);
+    t->m = build(id, batch);
+    t->batch = batch;
+    t->in_size = aim_model_input_size(t->m);
+    float *params;
+    size_t n;
+    CHECK(aim_model_parameters(t->m, &params, &n), aim_model_last_error(t->m));
+    CHECK(aim_adam_create(NULL, NULL, n, &t->opt), NULL);
+    t->x = falloc(POOL * batch * t->in_size);
+    t->label = xmalloc(POOL * batch * sizeof *t->label);
+    t->target = falloc(POOL * batch);
+    for (size_t i = 0; i < POOL * batch * t->in_size; i++) CHECK(aim_rng_uniform(rng, &t->x[i]), NULL);
+    const uint64_t classes = id == M_BINARY ? 2 : 10;
+    for (size_t i = 0; i < POOL * batch; i++) {
+        uint64_t u;
+        CHECK(aim_rng_below(rng, classes, &u), NULL);
+        t->label[i] = (int32_t)u;
+        t->target[i] = (float)u;
+    }
+}
+
+static void trainer_free(trainer *t) {
+    aim_optimizer_free(t->opt);
+    aim_model_free(t->m);
+    free(t->x);
+    free(t->label);
+    free(t->target);
+}
+
+static void train_step(trainer *t) {
+    const size_t B = t->batch, k = t->next;
+    t->next = (t->next + 1) % POOL;
+    aim_model *m = t->m;
+    float loss;
+    CHECK(aim_model_zero_grad(m), aim_model_last_error(m));
+    CHECK(aim_model_forward(m, AIM_MODE_TRAIN, t->x + k * B * t->in_size, B), aim_model_last_error(m));
+    if (g_model == M_BINARY)
+        CHECK(aim_model_loss(m, AIM_LOSS_BCE, t->target + k * B, B, &loss), aim_model_last_error(m));
+    else
+        CHECK(aim_model_loss_sparse(m, t->label + k * B, B, &loss), aim_model_last_error(m));
+    CHECK(aim_model_backward(m, NULL), aim_model_last_error(m));
+    CHECK(aim_optimizer_step_model(t->opt, m, LEARNING_RATE), aim_optimizer_last_error(t->opt));
+}
+
+/* ---- repetition counts from a time budget ------------------------------------- */
+
+static double g_budget = 1.5; /* seconds per timed figure */
+
+/* Repetitions that fit in the budget at `one` seconds each, within [lo, hi]. */
+static size_t reps_for(double one, size_t lo, size_t hi) {
+    double r = one > 0.0 ? g_budget / one : (double)hi;
+    if (r < (double)lo) return lo;
+    if (r > (double)hi) return hi;
+    return (size_t)r;
+}
+
+/* Times `step` on `t`: warm-up calls (at least 3, about a fifth of the
+ * budget), then as many timed calls as the budget allows. */
+static stats time_train(trainer *t) {
+    double t0 = now_s();
+    train_step(t);
+    double one = now_s() - t0;
+    size_t warm = reps_for(one * 5.0, 3, 50);
+    for (size_t i = 0; i < warm; i++) train_step(t);
+    size_t reps = reps_for(one, 15, 1000);
+    double *s = xmalloc(reps * sizeof *s);
+    for (size_t r = 0; r < reps; r++) {
+        double a = now_s();
+        train_step(t);
+        s[r] = now_s() - a;
+    }
+    stats st = summarize(s, reps);
+    free(s);
+    return st;
+}
+
+static stats time_predict(const aim_model *m, aim_workspace *ws, const float *x, size_t batch, size_t in_size,
+                          float *out) {
+    double t0 = now_s();
+    CHECK(aim_model_predict(m, ws, x, batch, out), aim_workspace_last_error(ws));
+    double one = now_s() - t0;
+    size_t warm = reps_for(one * 5.0, 5, 200);
+    for (size_t i = 0; i < warm; i++)
+        CHECK(aim_model_predict(m, ws, x + (i % POOL) * batch * in_size, batch, out), aim_workspace_last_error(ws));
+    size_t reps = reps_for(one, 20, 5000);
+    double *s = xmalloc(reps * sizeof *s);
+    for (size_t r = 0; r < reps; r++) {
+        const float *xr = x + (r % POOL) * batch * in_size;
+        double a = now_s();
+        CHECK(aim_model_predict(m, ws, xr, batch, out), aim_workspace_last_error(ws));
+        s[r] = now_s() - a;
+    }
+    stats st = summarize(s, reps);
+    free(s);
+    return st;
+}
+
+/* ---- the GEMMs of one training step ------------------------------------------- */
+
+typedef struct gemm_shape {
+    const char *what;
+    enum CBLAS_TRANSPOSE ta, tb;
+    size_t M, N, K, lda, ldb, ldc;
+    float beta;
+    size_t count;                  /* calls per step */
+    size_t a_step, b_step, c_step; /* floats the operands move between calls */
+    float *A, *Bm, *C;
+} gemm_shape;
+
+enum { MAX_SHAPES = 32 };
+typedef struct gemm_set {
+    gemm_shape s[MAX_SHAPES];
+    size_t n;
+} gemm_set;
+
+static void add(gemm_set *g, const char *what, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, size_t M, size_t N,
+                size_t K, size_t lda, size_t ldb, size_t ldc, float beta, size_t count, size_t a_step, size_t b_step,
+                size_t c_step) {
+    if (g->n == MAX_SHAPES) {
+        fprintf(stderr, "bench_models: too many GEMM shapes\n");
+        exit(1);
+    }
+    gemm_shape *s = &g->s[g->n++];
+    *s = (gemm_shape){what, ta, tb, M, N, K, lda, ldb, ldc, beta, count, a_step, b_step, c_step, NULL, NULL, NULL};
+}
+
+/* A dense layer as src/dense.c issues it (batch > 1): Z = X·Wᵀ; dW += dZᵀ·X;
+ * dX = dZ·W unless it is the model's first layer. */
+static void dense_gemms(gemm_set *g, size_t B, size_t in, size_t out, int first) {
+    add(g, "dense fwd   X.W^T", CblasNoTrans, CblasTrans, B, out, in, in, in, out, 0.0f, 1, 0, 0, 0);
+    add(g, "dense dW    dZ^T.X", CblasTrans, CblasNoTrans, out, in, B, out, in, in, 1.0f, 1, 0, 0, 0);
+    if (!first) add(g, "dense dX    dZ.W", CblasNoTrans, CblasNoTrans, B, in, out, out, in, in, 0.0f, 1, 0, 0, 0);
+}
+
+/* A VALID, stride-1 conv as src/conv2d.c issues it: per sample, Z = W·col;
+ * dW += dZ·colᵀ; dcol = Wᵀ·dZ unless it is the first layer. */
+static void conv_gemms(gemm_set *g, size_t B, size_t C, size_t H, size_t W, size_t O, size_t k, int first) {
+    const size_t HWo = (H - k + 1) * (W - k + 1), K = C * k * k;
+    add(g, "conv fwd    W.col", CblasNoTrans, CblasNoTrans, O, HWo, K, K, HWo, HWo, 0.0f, B, 0, 0, O * HWo);
+    add(g, "conv dW     dZ.col^T", CblasNoTrans, CblasTrans, O, K, HWo, HWo, HWo, K, 1.0f, B, O * HWo, 0, 0);
+    if (!first)
+        add(g, "conv dcol   W^T.dZ", CblasTrans, CblasNoTrans, K, HWo, O, K, HWo, HWo, 0.0f, B, 0, O * HWo, 0);
+}
+
+/* One LSTM sub-layer as src/lstm.c issues it (zero initial state). */
+static void lstm_gemms(gemm_set *g, size_t B, size_t T, size_t in, size_t H, int first) {
+    const size_t G = 4 * H;
+    add(g, "lstm fwd    X.W_ih^T", CblasNoTrans, CblasTrans, B * T, G, in, in, in, G, 0.0f, 1, 0, 0, 0);
+    add(g, "lstm fwd    h.W_hh^T", CblasNoTrans, CblasTrans, B, G, H, T * H, H, T * G, 1.0f, T - 1, H, 0, G);
+    add(g, "lstm bwd dh dA.W_hh", CblasNoTrans, CblasNoTrans, B, H, G, T * G, H, H, 0.0f, T - 1, G, 0, 0);
+    add(g, "lstm dW_hh  dA^T.h", CblasTrans, CblasNoTrans, G, H, T - 1, G, H, H, 1.0f, B, T * G, T * H, 0);
+    add(g, "lstm dW_ih  dA^T.X", CblasTrans, CblasNoTrans, G, in, B * T, G, in, in, 1.0f, 1, 0, 0, 0);
+    if (!first) add(g, "lstm dX     dA.W_ih", CblasNoTrans, CblasNoTrans, B * T, in, G, G, in, in, 0.0f, 1, 0, 0, 0);
+}
+
+static void model_gemms(gemm_set *g, model_id id, size_t B) {
+    g->n = 0;
+    switch (id) {
+    case M_MLP:
+        dense_gemms(g, B, 784, 64, 1);
+        dense_gemms(g, B, 64, 64, 0);
+        dense_gemms(g, B, 64, 10, 0);
+        break;
+    case M_BINARY:
+        dense_gemms(g, B, 784, 128, 1);
+        dense_gemms(g, B, 128, 64, 0);
+        dense_gemms(g, B, 64, 1, 0);
+        break;
+    case M_CNN:
+        conv_gemms(g, B, 1, 28, 28, 32, 3, 1);
+        conv_gemms(g, B, 32, 13, 13, 64, 3, 0);
+        dense_gemms(g, B, 1600, 64, 0);
+        dense_gemms(g, B, 64, 10, 0);
+        break;
+    case M_LSTM:
+        lstm_gemms(g, B, 28, 28, 128, 1);
+        lstm_gemms(g, B, 28, 128, 128, 0);
+        dense_gemms(g, B, 128, 10, 0);
+        break;
+    }
+}
+
+static double shape_flops(const gemm_shape *s) { return 2.0 * (double)s->M * s->N * s->K * (double)s->count; }
+
+/* Floats an operand of `rows` x `cols` (as stored) with leading dimension
+ * `ld` spans, over `count` calls `step` floats apart. */
+static size_t span(size_t rows, size_t ld, size_t count, size_t step) { return rows * ld + (count - 1) * step; }
+
+static void gemm_alloc(gemm_shape *s, aim_rng *rng) {
+    const size_t arows = s->ta == CblasNoTrans ? s->M : s->K, brows = s->tb == CblasNoTrans ? s->K : s->N;
+    const size_t na = span(arows, s->lda, s->count, s->a_step), nb = span(brows, s->ldb, s->count, s->b_step),
+                 nc = span(s->M, s->ldc, s->count, s->c_step);
+    s->A = falloc(na);
+    s->Bm = falloc(nb);
+    s->C = falloc(nc);
+    float u;
+    for (size_t i = 0; i < na; i++) {
+        CHECK(aim_rng_uniform(rng, &u), NULL);
+        s->A[i] = u - 0.5f;
+    }
+    for (size_t i = 0; i < nb; i++) {
+        CHECK(aim_rng_uniform(rng, &u), NULL);
+        s->Bm[i] = u - 0.5f;
+    }
+}
+
+static void gemm_run(const gemm_shape *s) {
+    for (size_t c = 0; c < s->count; c++)
+        cblas_sgemm(CblasRowMajor, s->ta, s->tb, BI(s->M), BI(s->N), BI(s->K), 1.0f, s->A + c * s->a_step,
+                    BI(s->lda), s->Bm + c * s->b_step, BI(s->ldb), s->beta, s->C + c * s->c_step, BI(s->ldc));
+}
+
+/* Times every shape of one step's GEMMs, interleaved one group per round so
+ * that all see the same load; returns the median of the rounds' totals and
+ * prints a "#" line per shape. */
+static stats time_gemms(gemm_set *g, size_t B, double step_s, double *flops_out, aim_rng *rng) {
+    double flops = 0.0;
+    for (size_t i = 0; i < g->n; i++) {
+        gemm_alloc(&g->s[i], rng);
+        flops += shape_flops(&g->s[i]);
+    }
+    double t0 = now_s();
+    for (size_t i = 0; i < g->n; i++) gemm_run(&g->s[i]);
+    double one = now_s() - t0;
+    size_t warm = reps_for(one * 5.0, 3, 50);
+    for (size_t r = 0; r < warm; r++)
+        for (size_t i = 0; i < g->n; i++) gemm_run(&g->s[i]);
+    size_t reps = reps_for(one, 15, 1000);
+    double *per = xmalloc(g->n * reps * sizeof *per), *tot = xmalloc(reps * sizeof *tot);
+    for (size_t r = 0; r < reps; r++) {
+        tot[r] = 0.0;
+        for (size_t i = 0; i < g->n; i++) {
+            double a = now_s();
+            gemm_run(&g->s[i]);
+            per[i * reps + r] = now_s() - a;
+            tot[r] += per[i * reps + r];
+        }
+    }
+    printf("# GEMMs of one training step at batch %zu (direct cblas_sgemm calls, median of %zu rounds):\n", B, reps);
+    printf("#   %-22s %2s %5s %5s %5s %5s %6s %9s %8s\n", "shape", "op", "M", "N", "K", "calls", "MFLOP", "ms", "GF/s");
+    for (size_t i = 0; i < g->n; i++) {
+        const gemm_shape *s = &g->s[i];
+        stats st = summarize(per + i * reps, reps);
+        printf("#   %-22s %c%c %5zu %5zu %5zu %5zu %6.1f %9.4f %8.2f\n", s->what, s->ta == CblasTrans ? 'T' : 'N',
+               s->tb == CblasTrans ? 'T' : 'N', s->M, s->N, s->K, s->count, shape_flops(s) / 1e6, st.med * 1e3,
+               st.med > 0.0 ? shape_flops(s) / st.med / 1e9 : 0.0);
+    }
+    stats st = summarize(tot, reps);
+    printf("#   all: %.1f MFLOP in %.4f ms = %.2f GFLOP/s; the training step: %.4f ms = %.2f GFLOP/s (%.0f%%)\n",
+           flops / 1e6, st.med * 1e3, flops / st.med / 1e9, step_s * 1e3, flops / step_s / 1e9,
+           100.0 * st.med / step_s);
+    free(per);
+    free(tot);
+    for (size_t i = 0; i < g->n; i++) {
+        free(g->s[i].A);
+        free(g->s[i].Bm);
+        free(g->s[i].C);
+    }
+    *flops_out = flops;
+    return st;
+}
+
+static void gemm_figures(size_t B, double step_s, aim_rng *rng) {
+    gemm_set g;
+    model_gemms(&g, g_model, B);
+    double flops;
+    stats st = time_gemms(&g, B, step_s, &flops, rng);
+    char metric[64], extra[64];
+    size_t calls = 0;
+    for (size_t i = 0; i < g.n; i++) calls += g.s[i].count;
+    snprintf(extra, sizeof extra, "sgemm_calls=%zu", calls);
+    snprintf(metric, sizeof metric, "step_gflop_b%zu", B);
+    bench_line(metric, flops / 1e9, extra);
+    snprintf(metric, sizeof metric, "sgemm_gflops_b%zu", B);
+    snprintf(extra, sizeof extra, "ms=%.6g n=%zu", st.med * 1e3, st.n);
+    bench_line(metric, flops / st.med / 1e9, extra);
+    snprintf(metric, sizeof metric, "train_gflops_b%zu", B);
+    bench_line(metric, flops / step_s / 1e9, NULL);
+    snprintf(metric, sizeof metric, "train_sgemm_frac_b%zu", B);
+    bench_line(metric, st.med / step_s, NULL);
+}
+
+/* ---- the two modes ------------------------------------------------------------ */
+
+static void header(const char *what) {
+    const char *ct = getenv("OPENBLAS_CORETYPE"), *nt = getenv("OPENBLAS_NUM_THREADS");
+    printf("# bench_models: libaimodel %s, model %s, --what %s\n", aim_version(), MODEL_NAME[g_model], what);
+    printf("# OpenBLAS core %s, %d thread(s); config \"%s\"\n", openblas_get_corename(), openblas_get_num_threads(),
+           openblas_get_config());
+    printf("# environment: OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s; %ld CPU(s) online; load average %.2f\n",
+           ct ? ct : "(unset)", nt ? nt : "(unset)", sysconf(_SC_NPROCESSORS_ONLN), loadavg1());
+    char extra[160];
+    snprintf(extra, sizeof extra, "core=%s threads=%d", openblas_get_corename(), openblas_get_num_threads());
+    bench_line("openblas", 0, extra);
+}
+
+static int run_train_only(size_t steps) {
+    long rss0 = maxrss_kb();
+    aim_rng *rng;
+    CHECK(aim_rng_create(NULL, SEED, &rng), NULL);
+    trainer t;
+    trainer_init(&t, g_model, 32, rng);
+    for (size_t i = 0; i < steps; i++) train_step(&t);
+    long rss1 = maxrss_kb();
+    header("train-only");
+    char extra[64];
+    snprintf(extra, sizeof extra, "steps=%zu batch=32", steps);
+    bench_line("rss_start_kb", (double)rss0, NULL);
+    bench_line("peak_rss_kb", (double)rss1, extra);
+    trainer_free(&t);
+    aim_rng_free(rng);
+    bench_line("cpu_s", cpu_s(), NULL);
+    return 0;
+}
+
+static int run_all(size_t epoch_steps, size_t epoch_blocks) {
+    header("all");
+    aim_rng *rng;
+    CHECK(aim_rng_create(NULL, SEED, &rng), NULL);
+    double load0 = loadavg1();
+
+    /* ---- training at batch 32: the step, the epoch, page faults ---- */
+    trainer t32;
+    trainer_init(&t32, g_model, 32, rng);
+    stats s32 = time_train(&t32);
+    bench_ms("train_step_b32_ms", s32);
+
+    double *blk = xmalloc(epoch_blocks * sizeof *blk);
+    long f0 = minflt();
+    for (size_t b = 0; b < epoch_blocks; b++) {
+        double a = now_s();
+        for (size_t i = 0; i < epoch_steps; i++) train_step(&t32);
+        blk[b] = now_s() - a;
+    }
+    long f1 = minflt();
+    stats sb = summarize(blk, epoch_blocks);
+    free(blk);
+    const double epoch_batches = (double)EPOCH_IMAGES / 32.0;
+    char extra[160];
+    snprintf(extra, sizeof extra, "min=%.6g n=%zu extrapolated_from_steps=%zu epoch_steps=%.0f", sb.min *
+             epoch_batches / (double)epoch_steps, sb.n, epoch_steps, epoch_batches);
+    bench_line("epoch_s", sb.med * epoch_batches / (double)epoch_steps, extra);
+    snprintf(extra, sizeof extra, "faults=%ld steps=%zu", f1 - f0, epoch_steps * epoch_blocks);
+    bench_line("minflt_per_step_b32", (double)(f1 - f0) / (double)(epoch_steps * epoch_blocks), extra);
+
+    /* ---- inference on the batch-32 model's weights ---- */
+    const size_t in_size = t32.in_size, out_size = aim_model_output_size(t32.m);
+    float *xin = falloc(POOL * INFER_BATCH * in_size), *out = falloc(INFER_BATCH * out_size);
+    for (size_t i = 0; i < POOL * INFER_BATCH * in_size; i++) CHECK(aim_rng_uniform(rng, &xin[i]), NULL);
+    aim_workspace *ws1, *ws256;
+    CHECK(aim_workspace_create(t32.m, NULL, 1, &ws1), NULL);
+    CHECK(aim_workspace_create(t32.m, NULL, INFER_BATCH, &ws256), NULL);
+    bench_ms("infer_b1_ms", time_predict(t32.m, ws1, xin, 1, in_size, out));
+    stats s256 = time_predict(t32.m, ws256, xin, INFER_BATCH, in_size, out);
+    bench_ms("infer_b256_ms", s256);
+    bench_line("infer_b256_img_per_s", (double)INFER_BATCH / s256.med, NULL);
+    aim_workspace_free(ws1);
+    aim_workspace_free(ws256);
+    free(xin);
+    free(out);
+
+    gemm_figures(32, s32.med, rng);
+    trainer_free(&t32);
+
+    /* ---- training at batch 128 ---- */
+    trainer t128;
+    trainer_init(&t128, g_model, 128, rng);
+    stats s128 = time_train(&t128);
+    bench_ms("train_step_b128_ms", s128);
+    trainer_free(&t128);
+    gemm_figures(128, s128.med, rng);
+
+    printf("# load average %.2f at the start, %.2f at the end\n", load0, loadavg1());
+    aim_rng_free(rng);
+    bench_line("cpu_s", cpu_s(), NULL);
+    return 0;
+}
+
+static int usage(const char *argv0) {
+    fprintf(stderr,
+            "usage: %s --model mlp|binary|cnn|lstm [--what all|train-only] [--budget SECONDS (default 1.5)]\n"
+            "       [--epoch-steps N (default 200)] [--epoch-blocks N (default 3)] [--train-steps N (default 50)]\n",
+            argv0);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    int have_model = 0, train_only = 0;
+    unsigned long epoch_steps = 200, epoch_blocks = 3, train_steps = 50;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) return usage(argv[0]);
+        i++;
+        if (strcmp(a, "--model") == 0) {
+            have_model = 0;
+            for (int k = 0; k < 4; k++)
+                if (strcmp(v, MODEL_NAME[k]) == 0) g_model = (model_id)k, have_model = 1;
+            if (!have_model) return usage(argv[0]);
+        } else if (strcmp(a, "--what") == 0) {
+            if (strcmp(v, "all") == 0)
+                train_only = 0;
+            else if (strcmp(v, "train-only") == 0)
+                train_only = 1;
+            else
+                return usage(argv[0]);
+        } else if (strcmp(a, "--budget") == 0) {
+            g_budget = strtod(v, NULL);
+            if (!(g_budget > 0.0 && g_budget < 3600.0)) return usage(argv[0]);
+        } else if (strcmp(a, "--epoch-steps") == 0) {
+            epoch_steps = strtoul(v, NULL, 10);
+            if (epoch_steps == 0 || epoch_steps > 100000) return usage(argv[0]);
+        } else if (strcmp(a, "--epoch-blocks") == 0) {
+            epoch_blocks = strtoul(v, NULL, 10);
+            if (epoch_blocks == 0 || epoch_blocks > 1000) return usage(argv[0]);
+        } else if (strcmp(a, "--train-steps") == 0) {
+            train_steps = strtoul(v, NULL, 10);
+            if (train_steps == 0 || train_steps > 1000000) return usage(argv[0]);
+        } else {
+            return usage(argv[0]);
+        }
+    }
+    if (!have_model) return usage(argv[0]);
+    return train_only ? run_train_only(train_steps) : run_all(epoch_steps, epoch_blocks);
+}
