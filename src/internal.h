@@ -219,7 +219,6 @@ typedef struct aim__model_view {
     size_t n_params;
 } aim__model_view;
 void aim__model_get_view(const aim_model *model, aim__model_view *view);
-/* Sets the error message of a model (serialize.c reports through it). */
-void aim__model_set_error(aim_model *model, const char *msg);
+
 
 #endif

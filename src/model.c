@@ -967,8 +967,6 @@ void aim__model_get_view(const aim_model *m, aim__model_view *v) {
     v->n_params = m->n_params;
 }
 
-void aim__model_set_error(aim_model *m, const char *msg) { aim__set_error(m->err, "%s", msg); }
-
 aim_status aim_model_parameters(aim_model *m, float **params, size_t *count) {
     if (!m || !params || !count) return AIM_ERR_INVALID_ARGUMENT;
     aim_status st = check_compiled(m, m->err, "parameters");
