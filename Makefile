@@ -89,7 +89,7 @@ $(STATIC): $(OBJS)
 # Only aim_* symbols are exported: hidden visibility by default, AIM_API on
 # the public functions, and a version script as a second fence.
 $(SHARED): $(OBJS) src/aimodel.map
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/aimodel.map $(LDSAN) -o $@ $(OBJS) $(BLAS_LIBS) -lm
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/aimodel.map $(LDSAN) -o $@ $(OBJS) $(BLAS_LIBS) -lm -pthread
 	ln -sf libaimodel.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libaimodel.so
 
@@ -132,7 +132,7 @@ deps-demo:
 # ---- tests -------------------------------------------------------------------
 $(BUILD)/tests/%: tests/%.c tests/support.c tests/support.h $(wildcard tests/golden/*.h) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -o $@ $< tests/support.c $(STATIC) $(TEST_LIBS) $(BLAS_LIBS) -lm $(LDSAN)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -o $@ $< tests/support.c $(STATIC) $(TEST_LIBS) $(BLAS_LIBS) -lm -pthread $(LDSAN)
 
 # Runs every test program, then prints one summary line; fails if any failed.
 test: deps-build
@@ -161,7 +161,7 @@ test-run: $(TESTS) $(if $(PY_TEST),$(SHARED))
 # ---- examples ----------------------------------------------------------------
 $(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -o $@ $< $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm $(LDSAN)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -o $@ $< $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm -pthread $(LDSAN)
 
 examples: $(EXAMPLES)
 
@@ -183,11 +183,11 @@ MPI_DP     := examples/mpi/mpi_dp.c examples/mpi/mpi_dp.h
 
 $(BUILD)/examples/mpi/mpi_data_parallel: examples/mpi/mpi_data_parallel.c $(MPI_DP) $(EX_COMMON) $(wildcard examples/common/*.h) $(STATIC)
 	@mkdir -p $(@D)
-	$(MPICC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -Iexamples/mpi -o $@ $< examples/mpi/mpi_dp.c $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm $(LDSAN)
+	$(MPICC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -Iexamples/mpi -o $@ $< examples/mpi/mpi_dp.c $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm -pthread $(LDSAN)
 
 $(BUILD)/tests/mpi/test_mpi: tests/mpi/test_mpi.c $(MPI_DP) tests/support.c tests/support.h $(STATIC)
 	@mkdir -p $(@D)
-	$(MPICC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -Iexamples/mpi -o $@ $< examples/mpi/mpi_dp.c tests/support.c $(STATIC) $(BLAS_LIBS) -lm $(LDSAN)
+	$(MPICC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -Iexamples/mpi -o $@ $< examples/mpi/mpi_dp.c tests/support.c $(STATIC) $(BLAS_LIBS) -lm -pthread $(LDSAN)
 
 .PHONY: test-mpi
 # Installs Open MPI when missing (as root), then runs the test on MPI_NP

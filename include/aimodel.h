@@ -204,6 +204,62 @@ AIM_API aim_status aim_rng_normal(aim_rng *rng, float *out);
  */
 AIM_API aim_status aim_rng_shuffle_u32(aim_rng *rng, uint32_t *indices, size_t count);
 
+/**
+ * @brief An opaque thread pool: the threads a model or a workspace may use.
+ *
+ * The library starts no thread of its own accord: a model runs on the calling
+ * thread until it is given a pool with aim_model_set_threadpool() (and a
+ * workspace with aim_workspace_set_threadpool()). A pool of N threads is the
+ * caller plus N-1 workers; a forward, backward or predict on a large enough
+ * batch then splits the batch into N slices, one per thread, and sums the
+ * slices' parameter gradients in a fixed order (so the same thread count
+ * always gives the same bits; a different count may differ in the last bits).
+ *
+ * Small batches stay on the calling thread when splitting would cost more
+ * than it saves. A pool runs one job at a time: threads that share a pool
+ * take turns. The library never changes OpenBLAS's own thread count; when
+ * giving a model a pool of more than one thread, run OpenBLAS with one
+ * thread (`OPENBLAS_NUM_THREADS=1`, or `openblas_set_num_threads(1)` in the
+ * host), or the two kinds of threads compete for the same cores.
+ *
+ * Worker threads are created with `pthread_create` (their stacks do not come
+ * from the allocator); the per-thread scratch the pool keeps does.
+ */
+typedef struct aim_threadpool aim_threadpool;
+
+/**
+ * @brief Creates a pool and starts its worker threads.
+ * @param allocator Allocator for the pool and its per-thread scratch, or NULL.
+ * @param threads Threads including the caller's: 1 (no workers) to 256, or 0
+ * for the number of online CPUs.
+ * @param[out] out The pool; caller frees with aim_threadpool_free() after every
+ * model and workspace using it is freed or given another pool.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL `out`, incomplete allocator)
+ * @retval AIM_ERR_UNSUPPORTED if `threads` exceeds 256.
+ * @retval AIM_ERR_OUT_OF_MEMORY if memory or a thread could not be had.
+ */
+AIM_API aim_status aim_threadpool_create(const aim_allocator *allocator, size_t threads, aim_threadpool **out);
+
+/**
+ * @brief Stops the workers and frees the pool.
+ * @param pool The pool, or NULL (then nothing happens). No job may be running.
+ */
+AIM_API void aim_threadpool_free(aim_threadpool *pool);
+
+/**
+ * @brief The pool's thread count, the caller's included.
+ * @param pool The pool.
+ * @return The count; 0 for NULL.
+ */
+AIM_API size_t aim_threadpool_threads(const aim_threadpool *pool);
+
+/**
+ * @brief The message of the pool's last failure (sizing its per-thread scratch).
+ * @param pool The pool.
+ * @return A string owned by the pool; "" for NULL.
+ */
+AIM_API const char *aim_threadpool_last_error(const aim_threadpool *pool);
+
 /** @} */
 
 /**
@@ -907,6 +963,23 @@ AIM_API aim_status aim_model_memory_size(const aim_model *model, size_t *bytes);
 AIM_API const char *aim_model_last_error(const aim_model *model);
 
 /**
+ * @brief Lets the model's forward and backward split large batches over a
+ * thread pool (see ::aim_threadpool).
+ *
+ * May be called before or after aim_model_compile(); on a compiled model it
+ * sizes the pool's per-thread scratch now, so no step allocates. Changing the
+ * pool discards the last training forward (call aim_model_forward() again
+ * before aim_model_backward()).
+ * @param model The model.
+ * @param pool The pool, or NULL to run on the calling thread again. It must
+ * outlive its use by the model.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT
+ * @retval AIM_ERR_OUT_OF_MEMORY, AIM_ERR_OVERFLOW if the pool's scratch cannot
+ * grow; the model is then unchanged.
+ */
+AIM_API aim_status aim_model_set_threadpool(aim_model *model, aim_threadpool *pool);
+
+/**
  * @brief An opaque inference workspace: the memory one thread needs to run
  * aim_model_predict() on a shared, read-only model.
  */
@@ -946,6 +1019,20 @@ AIM_API void aim_workspace_free(aim_workspace *workspace);
  * @return A string owned by the workspace; "" for NULL.
  */
 AIM_API const char *aim_workspace_last_error(const aim_workspace *workspace);
+
+/**
+ * @brief Lets aim_model_predict() with this workspace split large batches
+ * over a thread pool.
+ * @param workspace The workspace.
+ * @param model The model it will serve; sizes the pool's per-thread scratch.
+ * @param pool The pool, or NULL to run on the calling thread again. It must
+ * outlive its use by the workspace.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (model not compiled)
+ * @retval AIM_ERR_OUT_OF_MEMORY, AIM_ERR_OVERFLOW if the pool's scratch cannot
+ * grow; the workspace is then unchanged.
+ */
+AIM_API aim_status aim_workspace_set_threadpool(aim_workspace *workspace, const aim_model *model,
+                                                aim_threadpool *pool);
 
 /**
  * @brief Inference: runs the model on `batch` samples, reading the model and

@@ -173,16 +173,38 @@ void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, fl
 /* lstm.c: input (B, T, F) batch first; PyTorch nn.LSTM layout and gate order.
  * The training forward keeps gates, cells and outputs in `cache`; the
  * backward turns the cached gates into their gradients in place. `init` is
- * NULL (zero initial state) or h0 (layers, B, H) followed by c0 (layers, B, H).
- * aim__lstm_final_state copies h_T and c_T out of a training cache. */
+ * NULL (zero initial state) or h0 (layers, ldb, H) followed by c0 (layers,
+ * ldb, H), already offset to the first of this call's `batch` rows (a worker
+ * of a thread pool runs rows b0 .. b0+batch-1 of a batch of ldb).
+ * aim__lstm_final_state copies h_T and c_T out of a training cache into
+ * (layers, ldb, H) arrays, likewise offset. */
 size_t aim__lstm_cache_per_sample(const aim__layer *L);
 size_t aim__lstm_scratch_per_sample(const aim__layer *L);
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
-                       float *scratch, const float *init, size_t batch);
+                       float *scratch, const float *init, size_t init_ldb, size_t batch);
 void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
-                        const float *dy, float *dx, float *scratch, const float *init, size_t batch);
-void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, float *c);
+                        const float *dy, float *dx, float *scratch, const float *init, size_t init_ldb,
+                        size_t batch);
+void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, float *c,
+                           size_t ldb);
 void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng);
+
+/* ---- threadpool.c --------------------------------------------------------- */
+
+#define AIM__MAX_THREADS 256u
+
+/* One part of a parallel job; `worker` runs from 0 (the caller) to the
+ * pool's thread count - 1, and a job ignores workers beyond its parts. */
+typedef void (*aim__pool_fn)(void *ctx, size_t worker);
+/* Grows every worker's arena to at least `floats` (never shrinks). */
+aim_status aim__pool_reserve(aim_threadpool *pool, size_t floats);
+/* Takes the pool for a sequence of jobs; fills arenas[1 .. threads-1] and
+ * returns their size in floats. */
+size_t aim__pool_lock(aim_threadpool *pool, float **arenas);
+void aim__pool_unlock(aim_threadpool *pool);
+/* Runs fn(ctx, w) for every worker and returns when all have finished.
+ * Only between aim__pool_lock and aim__pool_unlock. */
+void aim__pool_run_locked(aim_threadpool *pool, size_t parts, aim__pool_fn fn, void *ctx);
 
 /* ---- optimizer.c: the state object, shared with serialize.c --------------- */
 

@@ -125,7 +125,7 @@ static void emit(const aim__layer *L, size_t B, const float *htop, float *y) {
 }
 
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
-                       float *scratch, const float *init, size_t B) {
+                       float *scratch, const float *init, size_t ldb, size_t B) {
     const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers;
     const float *in = x;
     const float *p = params;
@@ -134,8 +134,8 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
         for (size_t l = 0; l < NL; l++) {
             float *base = cache + l * B * T * 6 * H;
             float *gates = base, *cells = base + B * T * 4 * H, *h = cells + B * T * H;
-            sub_forward(B, T, in_of(L, l), H, p, in, gates, cells, 1, h, init ? init + l * B * H : NULL,
-                        init ? init + (NL + l) * B * H : NULL);
+            sub_forward(B, T, in_of(L, l), H, p, in, gates, cells, 1, h, init ? init + l * ldb * H : NULL,
+                        init ? init + (NL + l) * ldb * H : NULL);
             p += sub_params(L, l);
             in = h;
         }
@@ -144,8 +144,8 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
         float *gates = scratch, *hs[2] = {scratch + B * T * 4 * H, scratch + B * T * 5 * H};
         float *c = scratch + B * T * 6 * H;
         for (size_t l = 0; l < NL; l++) {
-            sub_forward(B, T, in_of(L, l), H, p, in, gates, c, 0, hs[l % 2], init ? init + l * B * H : NULL,
-                        init ? init + (NL + l) * B * H : NULL);
+            sub_forward(B, T, in_of(L, l), H, p, in, gates, c, 0, hs[l % 2], init ? init + l * ldb * H : NULL,
+                        init ? init + (NL + l) * ldb * H : NULL);
             p += sub_params(L, l);
             in = hs[l % 2];
         }
@@ -154,7 +154,8 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
 }
 
 void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
-                        const float *dy, float *dx, float *scratch, const float *init, size_t B) {
+                        const float *dy, float *dx, float *scratch, const float *init, size_t ldb,
+                        size_t B) {
     const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers, G = 4 * H;
     const size_t F = L->in_dims[1], mx = F > H ? F : H;
     float *dh = scratch, *dc = scratch + B * H;
@@ -180,7 +181,7 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
         float *gates = base;
         const float *cells = base + B * T * G, *h = cells + B * T * H;
         const float *xin = l == 0 ? x : cache + (l - 1) * B * T * 6 * H + B * T * 5 * H;
-        const float *h0 = init ? init + l * B * H : NULL, *c0 = init ? init + (NL + l) * B * H : NULL;
+        const float *h0 = init ? init + l * ldb * H : NULL, *c0 = init ? init + (NL + l) * ldb * H : NULL;
         memset(dh, 0, B * H * sizeof(float));
         memset(dc, 0, B * H * sizeof(float));
         for (size_t t = T; t-- > 0;) {
@@ -228,13 +229,13 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
     }
 }
 
-void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t B, float *h, float *c) {
+void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t B, float *h, float *c, size_t ldb) {
     const size_t T = L->in_dims[0], H = L->lstm_hidden;
     for (size_t l = 0; l < L->lstm_layers; l++) {
         const float *cells = cache + l * B * T * 6 * H + B * T * 4 * H, *hs = cells + B * T * H;
         for (size_t b = 0; b < B; b++) {
-            if (h) memcpy(h + (l * B + b) * H, hs + (b * T + T - 1) * H, H * sizeof(float));
-            if (c) memcpy(c + (l * B + b) * H, cells + (b * T + T - 1) * H, H * sizeof(float));
+            if (h) memcpy(h + (l * ldb + b) * H, hs + (b * T + T - 1) * H, H * sizeof(float));
+            if (c) memcpy(c + (l * ldb + b) * H, cells + (b * T + T - 1) * H, H * sizeof(float));
         }
     }
 }

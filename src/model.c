@@ -43,6 +43,10 @@ struct aim_model {
     int loss_ready;       /* dbuf[0] holds d loss / d output */
     int input_grad_ready;
 
+    /* ---- threads ---- */
+    aim_threadpool *pool; /* NULL: everything on the calling thread */
+    size_t parts;         /* how many batch slices the last training forward ran in */
+
     char err[AIM__ERR_CAP];
 };
 
@@ -514,6 +518,13 @@ aim_status aim_model_add_lstm(aim_model *m, const aim_lstm_config *c) {
     return push_layer(m, &L);
 }
 
+/* Rows [*b0, *b0 + *nb) of a batch cut into `parts` near-equal slices. */
+static void split(size_t batch, size_t parts, size_t w, size_t *b0, size_t *nb) {
+    const size_t q = batch / parts, r = batch % parts;
+    *nb = q + (w < r);
+    *b0 = w * q + (w < r ? w : r);
+}
+
 static aim_status lstm_layer(const aim_model *m, size_t layer, char *err, const char *what) {
     if (!m->compiled) {
         aim__set_error(err, "%s: the model is not compiled", what);
@@ -566,7 +577,15 @@ aim_status aim_model_lstm_final_state(aim_model *m, size_t layer, float *h, floa
         aim__set_error(m->err, "lstm_final_state: batch %zu differs from the last forward's %zu", batch, m->batch);
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    aim__lstm_final_state(&m->layers[layer], m->caches[layer], batch, h, c);
+    /* A training forward split over a pool keeps each slice's cache in the
+     * slice's own layout, so the states are read back slice by slice. */
+    const aim__layer *L = &m->layers[layer];
+    for (size_t w = 0; w < m->parts; w++) {
+        size_t b0, nb;
+        split(batch, m->parts, w, &b0, &nb);
+        aim__lstm_final_state(L, m->caches[layer] + b0 * L->cache_per_sample, nb, h ? h + b0 * L->lstm_hidden : NULL,
+                              c ? c + b0 * L->lstm_hidden : NULL, batch);
+    }
     return AIM_OK;
 }
 
@@ -676,6 +695,20 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         aim__set_error(m->err, "compile: max_batch %zu exceeds the BLAS limit", B);
         return AIM_ERR_UNSUPPORTED;
     }
+    if (m->pool) {
+        /* The pool's arenas first: a failure there leaves the model as it was. */
+        const size_t t = aim_threadpool_threads(m->pool);
+        size_t g, sc, need;
+        if (!aim__round_floats(n_params, &g) || !scratch_for(m, B / t + (B % t != 0), &sc) || !aim__add(g, sc, &need)) {
+            aim__set_error(m->err, "compile: thread-pool arena size overflows");
+            return AIM_ERR_OVERFLOW;
+        }
+        aim_status st = aim__pool_reserve(m->pool, need);
+        if (st != AIM_OK) {
+            aim__set_error(m->err, "compile: %s", aim_threadpool_last_error(m->pool));
+            return st;
+        }
+    }
     void *raw = NULL;
     float *base = aim__alloc_aligned(&m->alloc, bytes, &raw);
     if (!base) {
@@ -727,42 +760,107 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     }
     m->compiled = 1;
     m->batch = 0;
+    m->parts = 1;
     m->err[0] = '\0';
     return AIM_OK;
 }
 
-/* Runs the layers. `acts[i]` receives layer i's output; `caches` is NULL in
- * inference. Reads `layers` and `params` only, so it is safe on a shared model. */
+/* Runs the layers on rows [b0, b0 + batch) of a larger batch: `x` is that
+ * slice's input, and layer i writes rows b0.. of `acts[i]` (each (B,
+ * out_size) for the whole batch) and of `caches[i]`; `caches` is NULL in
+ * inference. LSTM initial states are (layers, init_ldb, H) arrays. Reads
+ * `layers` and `params` only, so it is safe on a shared model. */
 static void run_forward(const aim__layer *layers, size_t nl, const float *params, const float *x,
-                        float *const *acts, float *const *caches, const float *const *inits, float *scratch,
-                        size_t batch) {
+                        float *const *acts, float *const *caches, const float *const *inits, size_t init_ldb,
+                        float *scratch, size_t batch, size_t b0) {
     const float *in = x;
     for (size_t i = 0; i < nl; i++) {
         const aim__layer *L = &layers[i];
-        float *cache = caches ? caches[i] : NULL;
+        float *cache = caches && caches[i] ? caches[i] + b0 * L->cache_per_sample : NULL;
+        float *out = acts[i] + b0 * L->out_size;
         switch (L->kind) {
         case AIM__LAYER_DENSE:
-            aim__dense_forward(L, params + L->param_offset, in, acts[i], cache, batch);
+            aim__dense_forward(L, params + L->param_offset, in, out, cache, batch);
             break;
         case AIM__LAYER_ACTIVATION:
-            aim__activation_layer_forward(L, in, acts[i], batch);
+            aim__activation_layer_forward(L, in, out, batch);
             break;
         case AIM__LAYER_CONV2D:
-            aim__conv2d_forward(L, params + L->param_offset, in, acts[i], cache, scratch, batch);
+            aim__conv2d_forward(L, params + L->param_offset, in, out, cache, scratch, batch);
             break;
         case AIM__LAYER_MAX_POOL2D:
         case AIM__LAYER_AVG_POOL2D:
         case AIM__LAYER_GLOBAL_AVG_POOL2D:
         case AIM__LAYER_FLATTEN:
-            aim__pool_forward(L, in, acts[i], batch);
+            aim__pool_forward(L, in, out, batch);
             break;
-        case AIM__LAYER_LSTM:
-            aim__lstm_forward(L, params + L->param_offset, in, acts[i], cache, scratch, inits ? inits[i] : NULL, batch);
+        case AIM__LAYER_LSTM: {
+            const float *init = inits && inits[i] ? inits[i] + b0 * L->lstm_hidden : NULL;
+            aim__lstm_forward(L, params + L->param_offset, in, out, cache, scratch, init, init_ldb, batch);
             break;
         }
-        in = acts[i];
+        }
+        in = out;
     }
 }
+
+/* ---- splitting a batch over a thread pool --------------------------------
+ * A pool runs the whole layer stack on a slice of the batch per thread: the
+ * activations, caches and gradients of a sample never depend on another
+ * sample's, so each slice needs only its own scratch (worker 0 uses the
+ * model's, the others their pool arena) and, in the backward, its own
+ * parameter-gradient buffer, summed into the model's afterwards in a fixed
+ * order (so a given thread count always gives the same bits). */
+
+/* Multiply-adds of one sample's forward, a rough measure of the work a
+ * slice must carry to be worth a thread. */
+static double macs_per_sample(const aim__layer *layers, size_t nl) {
+    double s = 0;
+    for (size_t i = 0; i < nl; i++) {
+        const aim__layer *L = &layers[i];
+        if (L->kind == AIM__LAYER_CONV2D) s += (double)L->weight_count * (double)(L->out_dims[1] * L->out_dims[2]);
+        else if (L->kind == AIM__LAYER_LSTM) s += (double)L->weight_count * (double)L->in_dims[0];
+        else s += (double)L->weight_count + (double)L->out_size;
+    }
+    return s;
+}
+
+/* Below this many multiply-adds per slice (about 3 us of GEMM), waking a
+ * thread costs more than it saves. */
+#define MIN_SLICE_MACS 250000.0
+
+static size_t parts_for(const aim__layer *layers, size_t nl, const aim_threadpool *pool, size_t batch) {
+    if (!pool) return 1;
+    size_t parts = aim_threadpool_threads(pool);
+    if (parts > batch) parts = batch;
+    const double work = macs_per_sample(layers, nl) * (double)batch;
+    while (parts > 1 && work / (double)parts < MIN_SLICE_MACS) parts--;
+    return parts;
+}
+
+typedef struct fwd_job {
+    const aim__layer *layers;
+    size_t nl, in_size, batch, parts, arena_off;
+    const float *params, *x;
+    float *const *acts, *const *caches;
+    const float *const *inits;
+    float *scratch0;
+    float **arenas;
+} fwd_job;
+
+static void fwd_part(void *ctx, size_t w) {
+    const fwd_job *j = ctx;
+    if (w >= j->parts) return;
+    size_t b0, nb;
+    split(j->batch, j->parts, w, &b0, &nb);
+    float *scratch = w ? j->arenas[w] + j->arena_off : j->scratch0;
+    run_forward(j->layers, j->nl, j->params, j->x + b0 * j->in_size, j->acts, j->caches, j->inits, j->batch,
+                scratch, nb, b0);
+}
+
+/* Floats of a worker arena a training model needs: a parameter-gradient
+ * buffer, then scratch for the largest slice. 0 on overflow. */
+static int train_arena_floats(const aim_model *m, size_t threads, size_t *out);
 
 static aim_status check_compiled(const aim_model *m, char *err, const char *what) {
     if (!m->compiled) {
@@ -808,8 +906,22 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
         memcpy(used, m->inits[i], n * sizeof(float));
         m->active_inits[i] = used;
     }
-    run_forward(m->layers, m->n_layers, m->params, x, m->acts, train ? m->caches : NULL,
-                (const float *const *)m->active_inits, m->scratch, batch);
+    fwd_job job = {m->layers, m->n_layers, m->in_size, batch, 1, 0, m->params, x, m->acts,
+                   train ? m->caches : NULL, (const float *const *)m->active_inits, m->scratch, NULL};
+    float *arenas[AIM__MAX_THREADS];
+    size_t parts = parts_for(m->layers, m->n_layers, m->pool, batch);
+    if (parts > 1) {
+        size_t have = aim__pool_lock(m->pool, arenas), need = 0;
+        (void)aim__round_floats(m->n_params, &job.arena_off); /* sized at compile: no overflow */
+        if (!train_arena_floats(m, aim_threadpool_threads(m->pool), &need) || need > have) parts = 1;
+        job.parts = parts;
+        job.arenas = arenas;
+        aim__pool_run_locked(m->pool, parts, fwd_part, &job);
+        aim__pool_unlock(m->pool);
+    } else {
+        fwd_part(&job, 0);
+    }
+    m->parts = parts;
     m->batch = batch;
     m->trained_forward = train;
     m->loss_ready = 0;
@@ -881,6 +993,82 @@ aim_status aim_model_loss_sparse(aim_model *m, const int32_t *labels, size_t bat
     return st;
 }
 
+/* The backward of rows [b0, b0 + nb) of the last training forward's batch,
+ * adding parameter gradients into `dparams` (n_params floats). The gradient
+ * ping-pong buffers hold (B, size) arrays for the whole batch, so each slice
+ * works on its own rows of them. */
+static void run_backward(const aim_model *m, float *dparams, float *scratch, size_t b0, size_t nb) {
+    const size_t B = m->batch;
+    int cur = 0;
+    for (size_t k = m->n_layers; k-- > 0;) {
+        const aim__layer *L = &m->layers[k];
+        const float *x = (k ? m->acts[k - 1] : m->input) + b0 * L->in_size;
+        const float *y = m->acts[k] + b0 * L->out_size;
+        const float *cache = m->caches[k] ? m->caches[k] + b0 * L->cache_per_sample : NULL;
+        float *dy = m->dbuf[cur] + b0 * L->out_size;
+        float *dxb = k ? m->dbuf[1 - cur] : m->input_grad; /* NULL: nobody needs dX of the input */
+        float *dx = dxb ? dxb + b0 * L->in_size : NULL;
+        switch (L->kind) {
+        case AIM__LAYER_DENSE:
+            aim__dense_backward(L, m->params + L->param_offset, dparams + L->param_offset, x, y, cache, dy, dx, nb);
+            break;
+        case AIM__LAYER_ACTIVATION:
+            if (dx) aim__activation_layer_backward(L, x, y, dy, dx, nb);
+            break;
+        case AIM__LAYER_CONV2D:
+            aim__conv2d_backward(L, m->params + L->param_offset, dparams + L->param_offset, x, y, cache, dy, dx,
+                                 scratch, nb);
+            break;
+        case AIM__LAYER_MAX_POOL2D:
+        case AIM__LAYER_AVG_POOL2D:
+        case AIM__LAYER_GLOBAL_AVG_POOL2D:
+        case AIM__LAYER_FLATTEN:
+            if (dx) aim__pool_backward(L, x, dy, dx, nb);
+            break;
+        case AIM__LAYER_LSTM: {
+            const float *init = m->active_inits[k] ? m->active_inits[k] + b0 * L->lstm_hidden : NULL;
+            aim__lstm_backward(L, m->params + L->param_offset, dparams + L->param_offset, x,
+                               m->caches[k] + b0 * L->cache_per_sample, dy, dx, scratch, init, B, nb);
+            break;
+        }
+        }
+        cur = 1 - cur;
+    }
+}
+
+typedef struct bwd_job {
+    const aim_model *m;
+    float **arenas;
+    size_t arena_off, parts;
+} bwd_job;
+
+static void bwd_part(void *ctx, size_t w) {
+    const bwd_job *j = ctx;
+    if (w >= j->parts) return;
+    size_t b0, nb;
+    split(j->m->batch, j->parts, w, &b0, &nb);
+    if (w == 0) {
+        run_backward(j->m, j->m->grads, j->m->scratch, b0, nb);
+    } else {
+        memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
+        run_backward(j->m, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb);
+    }
+}
+
+/* grads += the other slices' partial gradients, each worker summing one
+ * range of parameters, always in the order of the slices. */
+static void reduce_part(void *ctx, size_t w) {
+    const bwd_job *j = ctx;
+    if (w >= j->parts) return;
+    size_t i0, n;
+    split(j->m->n_params, j->parts, w, &i0, &n);
+    float *g = j->m->grads + i0;
+    for (size_t s = 1; s < j->parts; s++) {
+        const float *p = j->arenas[s] + i0;
+        for (size_t i = 0; i < n; i++) g[i] += p[i];
+    }
+}
+
 aim_status aim_model_backward(aim_model *m, const float *output_grad) {
     if (!m) return AIM_ERR_INVALID_ARGUMENT;
     aim_status st = check_compiled(m, m->err, "backward");
@@ -893,39 +1081,21 @@ aim_status aim_model_backward(aim_model *m, const float *output_grad) {
         aim__set_error(m->err, "backward: no output gradient given and no loss computed since the forward");
         return AIM_ERR_INVALID_STATE;
     }
-    const size_t B = m->batch, nl = m->n_layers;
     /* The kernels overwrite dy, so a caller's gradient is copied first. */
-    if (output_grad) memcpy(m->dbuf[0], output_grad, B * aim_model_output_size(m) * sizeof(float));
-    int cur = 0;
-    for (size_t k = nl; k-- > 0;) {
-        const aim__layer *L = &m->layers[k];
-        const float *x = k ? m->acts[k - 1] : m->input;
-        float *dy = m->dbuf[cur];
-        float *dx = k ? m->dbuf[1 - cur] : m->input_grad; /* NULL: nobody needs dX of the input */
-        switch (L->kind) {
-        case AIM__LAYER_DENSE:
-            aim__dense_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->acts[k],
-                                m->caches[k], dy, dx, B);
-            break;
-        case AIM__LAYER_ACTIVATION:
-            if (dx) aim__activation_layer_backward(L, x, m->acts[k], dy, dx, B);
-            break;
-        case AIM__LAYER_CONV2D:
-            aim__conv2d_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->acts[k],
-                                 m->caches[k], dy, dx, m->scratch, B);
-            break;
-        case AIM__LAYER_MAX_POOL2D:
-        case AIM__LAYER_AVG_POOL2D:
-        case AIM__LAYER_GLOBAL_AVG_POOL2D:
-        case AIM__LAYER_FLATTEN:
-            if (dx) aim__pool_backward(L, x, dy, dx, B);
-            break;
-        case AIM__LAYER_LSTM:
-            aim__lstm_backward(L, m->params + L->param_offset, m->grads + L->param_offset, x, m->caches[k], dy, dx,
-                               m->scratch, m->active_inits[k], B);
-            break;
-        }
-        cur = 1 - cur;
+    if (output_grad) memcpy(m->dbuf[0], output_grad, m->batch * aim_model_output_size(m) * sizeof(float));
+    if (m->parts > 1) {
+        /* The same slices as the forward: an LSTM cache is laid out per slice. The
+         * arenas were checked by that forward, and set_threadpool in between
+         * would have required a new forward. */
+        float *arenas[AIM__MAX_THREADS];
+        bwd_job job = {m, arenas, 0, m->parts};
+        (void)aim__round_floats(m->n_params, &job.arena_off);
+        (void)aim__pool_lock(m->pool, arenas);
+        aim__pool_run_locked(m->pool, m->parts, bwd_part, &job);
+        aim__pool_run_locked(m->pool, m->parts, reduce_part, &job);
+        aim__pool_unlock(m->pool);
+    } else {
+        run_backward(m, m->grads, m->scratch, 0, m->batch);
     }
     m->loss_ready = 0;
     m->input_grad_ready = m->input_grad != NULL;
@@ -1003,6 +1173,42 @@ aim_status aim_model_memory_size(const aim_model *m, size_t *bytes) {
     return AIM_OK;
 }
 
+static int train_arena_floats(const aim_model *m, size_t threads, size_t *out) {
+    size_t g, sc, n;
+    if (!aim__round_floats(m->n_params, &g) || !scratch_for(m, m->max_batch / threads + (m->max_batch % threads != 0), &sc) ||
+        !aim__add(g, sc, &n))
+        return 0;
+    *out = n;
+    return 1;
+}
+
+/* Sizes the pool's arenas for this compiled model. */
+static aim_status reserve_for(aim_model *m, aim_threadpool *pool) {
+    size_t need;
+    if (!train_arena_floats(m, aim_threadpool_threads(pool), &need)) {
+        aim__set_error(m->err, "set_threadpool: arena size overflows");
+        return AIM_ERR_OVERFLOW;
+    }
+    aim_status st = aim__pool_reserve(pool, need);
+    if (st != AIM_OK) aim__set_error(m->err, "set_threadpool: %s", aim_threadpool_last_error(pool));
+    return st;
+}
+
+aim_status aim_model_set_threadpool(aim_model *m, aim_threadpool *pool) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    if (pool && m->compiled) {
+        aim_status st = reserve_for(m, pool);
+        if (st != AIM_OK) return st;
+    }
+    if (pool != m->pool) {
+        /* A training cache is laid out per slice: a new split needs a new forward. */
+        m->trained_forward = 0;
+        m->loss_ready = 0;
+    }
+    m->pool = pool;
+    return AIM_OK;
+}
+
 /* ---- inference workspaces ------------------------------------------------ */
 
 struct aim_workspace {
@@ -1013,6 +1219,7 @@ struct aim_workspace {
     size_t scratch_floats;
     float *buf[2];
     float *scratch;
+    aim_threadpool *pool;
     char err[AIM__ERR_CAP];
 };
 
@@ -1083,6 +1290,29 @@ void aim_workspace_free(aim_workspace *w) {
 
 const char *aim_workspace_last_error(const aim_workspace *w) { return w ? w->err : ""; }
 
+aim_status aim_workspace_set_threadpool(aim_workspace *w, const aim_model *m, aim_threadpool *pool) {
+    if (!w || !m) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(w->err, "set_threadpool: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (pool) {
+        const size_t t = aim_threadpool_threads(pool);
+        size_t need;
+        if (!scratch_for(m, w->max_batch / t + (w->max_batch % t != 0), &need)) {
+            aim__set_error(w->err, "set_threadpool: scratch size overflows");
+            return AIM_ERR_OVERFLOW;
+        }
+        aim_status st = aim__pool_reserve(pool, need);
+        if (st != AIM_OK) {
+            aim__set_error(w->err, "set_threadpool: %s", aim_threadpool_last_error(pool));
+            return st;
+        }
+    }
+    w->pool = pool;
+    return AIM_OK;
+}
+
 aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *input, size_t batch, float *output) {
     if (!m || !w) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) {
@@ -1109,16 +1339,32 @@ aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *
      * time on the stack, so any depth works without allocating. */
     enum { CHUNK = 32 };
     float *acts[CHUNK];
+    float *arenas[AIM__MAX_THREADS];
     const float *in = input;
     const size_t nl = m->n_layers;
+    size_t parts = parts_for(m->layers, nl, w->pool, batch);
+    if (parts > 1) {
+        /* The arenas were sized by aim_workspace_set_threadpool; a pool
+         * reserved for smaller models since then cannot have shrunk them. */
+        size_t have = aim__pool_lock(w->pool, arenas), need = 0;
+        size_t largest = batch / parts + (batch % parts != 0);
+        if (!scratch_for(m, largest, &need) || need > have) {
+            aim__pool_unlock(w->pool);
+            parts = 1;
+        }
+    }
     for (size_t start = 0; start < nl; start += CHUNK) {
         size_t cnt = nl - start < CHUNK ? nl - start : CHUNK;
         for (size_t j = 0; j < cnt; j++) {
             size_t i = start + j;
             acts[j] = i == nl - 1 ? output : w->buf[i % 2];
         }
-        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, NULL, w->scratch, batch);
+        fwd_job job = {m->layers + start, cnt, start ? m->layers[start - 1].out_size : m->in_size, batch, parts, 0,
+                       m->params, in, acts, NULL, NULL, w->scratch, arenas};
+        if (parts > 1) aim__pool_run_locked(w->pool, parts, fwd_part, &job);
+        else fwd_part(&job, 0);
         in = acts[cnt - 1];
     }
+    if (parts > 1) aim__pool_unlock(w->pool);
     return AIM_OK;
 }

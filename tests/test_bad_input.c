@@ -21,6 +21,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "aimodel.h"
@@ -1708,6 +1709,49 @@ CASE(t_aim_workspace_last_error__null) {
     return AIM_OK;
 }
 
+/* ---- thread pools ---- */
+CASE(t_aim_threadpool_create__null_out) {
+    UNUSED;
+    return aim_threadpool_create(NULL, 2, NULL);
+}
+CASE(t_aim_threadpool_create__too_many_threads) {
+    UNUSED;
+    aim_threadpool *p = SENT;
+    aim_status s = aim_threadpool_create(NULL, 257, &p);
+    assert_ptr_equal(p, SENT);
+    return s;
+}
+CASE(t_aim_threadpool_create__allocator_missing_function) {
+    UNUSED;
+    aim_threadpool *p = SENT;
+    aim_status s = aim_threadpool_create(&incomplete_allocator, 2, &p);
+    assert_ptr_equal(p, SENT);
+    return s;
+}
+CASE(t_aim_threadpool_free__null) {
+    UNUSED;
+    aim_threadpool_free(NULL);
+    return AIM_OK;
+}
+CASE(t_aim_threadpool_threads__null) {
+    UNUSED;
+    assert_int_equal(aim_threadpool_threads(NULL), 0);
+    return AIM_OK;
+}
+CASE(t_aim_threadpool_last_error__null) {
+    UNUSED;
+    assert_non_null(aim_threadpool_last_error(NULL));
+    assert_string_equal(aim_threadpool_last_error(NULL), "");
+    return AIM_OK;
+}
+CASE(t_aim_model_set_threadpool__null_model) {
+    UNUSED;
+    return aim_model_set_threadpool(NULL, NULL);
+}
+CASE(t_aim_workspace_set_threadpool__null_workspace) { return aim_workspace_set_threadpool(NULL, f->m, NULL); }
+CASE(t_aim_workspace_set_threadpool__null_model) { return aim_workspace_set_threadpool(f->ws, NULL, NULL); }
+CASE(t_aim_workspace_set_threadpool__not_compiled) { return aim_workspace_set_threadpool(f->ws, f->m_unc, NULL); }
+
 /* Output must stay untouched by every refused predict. */
 static aim_status predict_checked(fx *f, const aim_model *m, aim_workspace *ws, const float *x, size_t batch,
                                   float *y) {
@@ -1985,6 +2029,7 @@ CASE(t_aim_clip_grad_norm__null_norm_out_is_allowed) {
 /* ------------------------------------------------------------------------- */
 
 CASE(t_aim_model_serialized_size__null_model) {
+    UNUSED;
     size_t n = 7;
     aim_status s = aim_model_serialized_size(NULL, NULL, &n);
     assert_int_equal(n, 7);
@@ -2034,16 +2079,19 @@ CASE(t_aim_model_serialize__not_compiled) {
     return aim_model_serialize(f->m_unc, NULL, buf, sizeof buf, &w);
 }
 CASE(t_aim_model_deserialize__null_buffer) {
+    UNUSED;
     aim_model *m = SENT;
     aim_status s = aim_model_deserialize(NULL, NULL, 100, &m, NULL);
     assert_ptr_equal(m, SENT);
     return s;
 }
 CASE(t_aim_model_deserialize__null_model) {
+    UNUSED;
     unsigned char buf[64] = {0};
     return aim_model_deserialize(NULL, buf, sizeof buf, NULL, NULL);
 }
 CASE(t_aim_model_deserialize__zero_length) {
+    UNUSED;
     unsigned char buf[64] = {0};
     aim_model *m = SENT;
     aim_status s = aim_model_deserialize(NULL, buf, 0, &m, NULL);
@@ -2051,6 +2099,7 @@ CASE(t_aim_model_deserialize__zero_length) {
     return s;
 }
 CASE(t_aim_model_deserialize__garbage) {
+    UNUSED;
     unsigned char buf[64];
     memset(buf, 0x5A, sizeof buf);
     aim_model *m = SENT;
@@ -2059,6 +2108,7 @@ CASE(t_aim_model_deserialize__garbage) {
     return s;
 }
 CASE(t_aim_model_deserialize__incomplete_allocator) {
+    UNUSED;
     aim_allocator a = {NULL, NULL, NULL, NULL};
     unsigned char buf[64] = {0};
     aim_model *m = SENT;
@@ -2378,6 +2428,16 @@ static const entry table[] = {
     E(t_aim_workspace_create__allocator_missing_function, IA),
     E(t_aim_workspace_free__null, AIM_OK),
     E(t_aim_workspace_last_error__null, AIM_OK),
+    E(t_aim_threadpool_create__null_out, IA),
+    E(t_aim_threadpool_create__too_many_threads, AIM_ERR_UNSUPPORTED),
+    E(t_aim_threadpool_create__allocator_missing_function, IA),
+    E(t_aim_threadpool_free__null, AIM_OK),
+    E(t_aim_threadpool_threads__null, AIM_OK),
+    E(t_aim_threadpool_last_error__null, AIM_OK),
+    E(t_aim_model_set_threadpool__null_model, IA),
+    E(t_aim_workspace_set_threadpool__null_workspace, IA),
+    E(t_aim_workspace_set_threadpool__null_model, IA),
+    E(t_aim_workspace_set_threadpool__not_compiled, STATE),
     E(t_aim_model_predict__null_model, IA),
     E(t_aim_model_predict__null_workspace, IA),
     E(t_aim_model_predict__null_input, IA),
@@ -2486,7 +2546,8 @@ static const char *const public_functions[] = {
     "aim_model_layer_count", "aim_model_input_size", "aim_model_output_size",
     "aim_model_memory_size", "aim_model_last_error",
     "aim_workspace_size", "aim_workspace_create", "aim_workspace_free", "aim_workspace_last_error",
-    "aim_model_predict",
+    "aim_model_predict", "aim_threadpool_create", "aim_threadpool_free", "aim_threadpool_threads",
+    "aim_threadpool_last_error", "aim_model_set_threadpool", "aim_workspace_set_threadpool",
     "aim_sgd_create", "aim_adam_create", "aim_optimizer_free", "aim_optimizer_step",
     "aim_optimizer_step_model", "aim_optimizer_reset", "aim_optimizer_steps",
     "aim_optimizer_last_error", "aim_clip_grad_norm",
@@ -2508,7 +2569,7 @@ static void test_every_public_function_has_an_entry(void **state) {
         if (!has_entry(public_functions[i], strlen(public_functions[i])))
             fail_msg("no table entry calls %s", public_functions[i]);
     }
-    assert_int_equal(nf, 81);
+    assert_int_equal(nf, 87);
 }
 
 /* The same against the header itself, when the test runs from the source

@@ -961,7 +961,7 @@ static step_result bench_training(size_t B) {
     {
         float *cache = falloc(B * L.cache_per_sample), *scratch = falloc(B * L.scratch_per_sample + 1);
         float *y = falloc(B * H);
-        aim__lstm_forward(&L, pcopy, input, y, cache, scratch, NULL, B);
+        aim__lstm_forward(&L, pcopy, input, y, cache, scratch, NULL, B, B);
         double e = max_abs_diff(y, d.hlast, B * H);
         for (size_t l = 0; l < LAYERS; l++) {
             const float *base = cache + l * B * T * 6 * H;
@@ -980,7 +980,7 @@ static step_result bench_training(size_t B) {
         /* the backward copies (cell loop, bias gradient) against aim__lstm_backward, from the same cache */
         float *dparams = falloc(L.weight_count), *dA = falloc(B * T * G), *dseq = falloc(B * T * H);
         float *db = falloc(8 * H);
-        aim__lstm_backward(&L, pcopy, dparams, input, cache, d.dtop, NULL, scratch, NULL, B);
+        aim__lstm_backward(&L, pcopy, dparams, input, cache, d.dtop, NULL, scratch, NULL, B, B);
         for (size_t l = LAYERS; l-- > 0;) {
             const size_t in = sub_in(l);
             const float *Wih = d.p[l], *Whh = d.p[l] + G * in;

@@ -106,6 +106,10 @@ static float *falloc(size_t n) {
     return p;
 }
 
+/* The library's own threads: --threads N gives every model and workspace a
+ * pool of N (1: none; compare.sh then runs OpenBLAS with one thread). */
+static aim_threadpool *g_pool = NULL;
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -227,6 +231,7 @@ static aim_model *build(model_id id, size_t max_batch) {
     comp.max_batch = max_batch;
     comp.seed = SEED;
     CHECK(aim_model_compile(m, &comp), aim_model_last_error(m));
+    if (g_pool) CHECK(aim_model_set_threadpool(m, g_pool), aim_model_last_error(m));
     return m;
 }
 
@@ -593,6 +598,10 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
     aim_workspace *ws1, *ws256;
     CHECK(aim_workspace_create(t32.m, NULL, 1, &ws1), NULL);
     CHECK(aim_workspace_create(t32.m, NULL, INFER_BATCH, &ws256), NULL);
+    if (g_pool) {
+        CHECK(aim_workspace_set_threadpool(ws1, t32.m, g_pool), aim_workspace_last_error(ws1));
+        CHECK(aim_workspace_set_threadpool(ws256, t32.m, g_pool), aim_workspace_last_error(ws256));
+    }
     bench_ms("infer_b1_ms", time_predict(t32.m, ws1, xin, 1, in_size, out));
     stats s256 = time_predict(t32.m, ws256, xin, INFER_BATCH, in_size, out);
     bench_ms("infer_b256_ms", s256);
@@ -621,7 +630,7 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
 
 static int usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s --model mlp|binary|cnn|lstm [--what all|train-only] [--budget SECONDS (default 1.5)]\n"
+            "usage: %s --model mlp|binary|cnn|lstm [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
             "       [--epoch-steps N (default 200)] [--epoch-blocks N (default 3)] [--train-steps N (default 50)]\n",
             argv0);
     return 1;
@@ -646,6 +655,13 @@ int main(int argc, char **argv) {
                 train_only = 1;
             else
                 return usage(argv[0]);
+        } else if (strcmp(a, "--threads") == 0) {
+            unsigned long n = strtoul(v, NULL, 10);
+            if (n == 0 || n > 256) return usage(argv[0]);
+            if (n > 1 && aim_threadpool_create(NULL, n, &g_pool) != AIM_OK) {
+                fprintf(stderr, "bench_models: cannot start %lu threads\n", n);
+                return 1;
+            }
         } else if (strcmp(a, "--budget") == 0) {
             g_budget = strtod(v, NULL);
             if (!(g_budget > 0.0 && g_budget < 3600.0)) return usage(argv[0]);
@@ -663,5 +679,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!have_model) return usage(argv[0]);
-    return train_only ? run_train_only(train_steps) : run_all(epoch_steps, epoch_blocks);
+    int rc = train_only ? run_train_only(train_steps) : run_all(epoch_steps, epoch_blocks);
+    aim_threadpool_free(g_pool);
+    return rc;
 }
