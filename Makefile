@@ -59,7 +59,7 @@ EX_SRCS   := $(wildcard examples/*.c)
 EX_COMMON := $(wildcard examples/common/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EX_SRCS))
 
-.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi bench
+.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi bench bench-layers
 
 all: lib
 
@@ -70,7 +70,8 @@ help:
 	@echo "make test       install missing dependencies, build and run the cmocka suite (SANITIZE=1: under ASan+UBSan)"
 	@echo "make demo       install missing dependencies and train the seed MLP on Fashion-MNIST"
 	@echo "make examples   build every example into $(BUILD)/examples/"
-	@echo "make bench      speed figures (tests/bench/), OpenBLAS core as set and auto-detected, 1 and 2 threads"
+	@echo "make bench      libaimodel against PyTorch on the seed models (tests/bench/compare.sh, ~9 min)"
+	@echo "make bench-layers  per-layer CNN and LSTM figures against cblas_sgemm (tests/bench/run.sh)"
 	@echo "make fuzz       the libFuzzer targets, FUZZ_SECONDS=60 each"
 	@echo "make plots      learning curves as PNG in $(BUILD)/plots (gnuplot)"
 	@echo "make test-mpi   data-parallel training test on 2 MPI ranks (Open MPI)"
@@ -221,7 +222,13 @@ fuzz: deps-build
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---- benchmarks: print figures, never fail on a timing --------------------
+# The comparison with PyTorch on the four seed models, 1 and 2 threads, both
+# OpenBLAS cores (about 9 minutes); bench-layers: the per-layer breakdown.
 bench: deps-build lib
+	$(call install_missing,/usr/lib/python3/dist-packages/torch/__init__.py:python3-torch,exit 1)
+	tests/bench/compare.sh
+
+bench-layers: deps-build lib
 	tests/bench/run.sh $(BENCH_ARGS)
 
 # ---- docs ----------------------------------------------------------------------

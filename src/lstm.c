@@ -98,7 +98,11 @@ static void sub_forward(size_t B, size_t T, size_t in, size_t H, const float *p,
     for (size_t t = 0; t < T; t++) {
         /* A_t += h_{t-1}·W_hhᵀ; rows of step t are T·4H apart, h_{t-1} rows T·H apart
          * (the initial state h0 is (B, H), zero when not given). */
-        if (t > 0)
+        if (t > 0 && B == 1)
+            /* one sample: a matrix-vector product, which OpenBLAS runs faster than a 1-row GEMM */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, BI(G), BI(H), 1.0f, Whh, BI(H), h + (t - 1) * H, 1, 1.0f,
+                        gates + t * G, 1);
+        else if (t > 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(B), BI(G), BI(H), 1.0f, h + (t - 1) * H,
                         BI(T * H), Whh, BI(H), 1.0f, gates + t * G, BI(T * G));
         else if (h0)

@@ -10,7 +10,10 @@
 #   the same PyTorch run with malloc's thresholds raised     (see below)
 #   build/bench/bench_models --model M --what train-only     peak RSS
 #   tests/bench/bench_torch.py --model M --what train-only   peak RSS
-# with OPENBLAS_NUM_THREADS=N for all (and torch.set_num_threads(N)), then
+# with N threads: PyTorch with OPENBLAS_NUM_THREADS=N and
+# torch.set_num_threads(N); libaimodel with its own pool of N threads
+# (bench_models --threads N) and OPENBLAS_NUM_THREADS=1, since the pool
+# splits the batch and each thread's GEMMs must not start more threads. Then
 # prints one table per configuration (metric | libaimodel | PyTorch | ratio),
 # the speed-ups from 1 to 2 threads, and the targets of the speed issue, met
 # or not. It prints figures and never fails on a timing: it exits non-zero
@@ -80,7 +83,7 @@ if [ "$REPORT_ONLY" != 1 ]; then
     # pkg-config prints several flags: word splitting is wanted.
     # shellcheck disable=SC2046
     gcc -std=c11 -O2 -Iinclude $(pkg-config --cflags openblas) tests/bench/bench_models.c build/libaimodel.a \
-        $(pkg-config --libs openblas) -lm -o build/bench/bench_models
+        $(pkg-config --libs openblas) -lm -pthread -o build/bench/bench_models
 
     # Busy jiffies of all CPUs so far (user nice system irq softirq steal).
     busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
@@ -144,8 +147,8 @@ if [ "$REPORT_ONLY" != 1 ]; then
                 # "unset" runs under env -u; the word splitting of $common is wanted.
                 if [ "$core" = unset ]; then envu="env -u OPENBLAS_CORETYPE"; else envu="env"; fi
                 # shellcheck disable=SC2086
-                run "$OUT/$cfg.$m.aimodel.txt" "$RETRIES" $envu OPENBLAS_NUM_THREADS="$n" build/bench/bench_models \
-                    --model "$m" $common
+                run "$OUT/$cfg.$m.aimodel.txt" "$RETRIES" $envu OPENBLAS_NUM_THREADS=1 build/bench/bench_models \
+                    --model "$m" --threads "$n" $common
                 # shellcheck disable=SC2086
                 run "$OUT/$cfg.$m.torch.txt" "$RETRIES" $envu OPENBLAS_NUM_THREADS="$n" "$PYTHON" tests/bench/bench_torch.py \
                     --model "$m" --threads "$n" $common
@@ -155,8 +158,8 @@ if [ "$REPORT_ONLY" != 1 ]; then
                         "$PYTHON" tests/bench/bench_torch.py --model "$m" --threads "$n" $common
                 fi
                 # shellcheck disable=SC2086
-                run "$OUT/$cfg.$m.aimodel-rss.txt" 0 $envu OPENBLAS_NUM_THREADS="$n" build/bench/bench_models \
-                    --model "$m" --what train-only --train-steps "$TRAIN_STEPS"
+                run "$OUT/$cfg.$m.aimodel-rss.txt" 0 $envu OPENBLAS_NUM_THREADS=1 build/bench/bench_models \
+                    --model "$m" --threads "$n" --what train-only --train-steps "$TRAIN_STEPS"
                 # shellcheck disable=SC2086
                 run "$OUT/$cfg.$m.torch-rss.txt" 0 $envu OPENBLAS_NUM_THREADS="$n" "$PYTHON" tests/bench/bench_torch.py \
                     --model "$m" --what train-only --threads "$n" --train-steps "$TRAIN_STEPS"
