@@ -46,9 +46,11 @@
  * Both modes end with cpu_s, the CPU seconds the process used (all threads),
  * from which compare.sh tells how much CPU other processes took meanwhile.
  *
- * The threads are OpenBLAS's (the library has none of its own): the
- * environment (OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS) is only read and
- * printed; compare.sh varies it from outside.
+ * --threads N gives every model and workspace an aim_threadpool of N threads
+ * (the library's own threads, splitting each batch); compare.sh runs it with
+ * OPENBLAS_NUM_THREADS=1 then. The environment (OPENBLAS_CORETYPE,
+ * OPENBLAS_NUM_THREADS) is only read and printed; compare.sh varies it from
+ * outside.
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, getrusage under -std=c11 */
