@@ -993,53 +993,52 @@ aim_status aim_model_loss_sparse(aim_model *m, const int32_t *labels, size_t bat
     return st;
 }
 
-/* The backward of rows [b0, b0 + nb) of the last training forward's batch,
- * adding parameter gradients into `dparams` (n_params floats). The gradient
- * ping-pong buffers hold (B, size) arrays for the whole batch, so each slice
- * works on its own rows of them. */
-static void run_backward(const aim_model *m, float *dparams, float *scratch, size_t b0, size_t nb) {
-    const size_t B = m->batch;
-    int cur = 0;
-    for (size_t k = m->n_layers; k-- > 0;) {
-        const aim__layer *L = &m->layers[k];
-        const float *x = (k ? m->acts[k - 1] : m->input) + b0 * L->in_size;
-        const float *y = m->acts[k] + b0 * L->out_size;
-        const float *cache = m->caches[k] ? m->caches[k] + b0 * L->cache_per_sample : NULL;
-        float *dy = m->dbuf[cur] + b0 * L->out_size;
-        float *dxb = k ? m->dbuf[1 - cur] : m->input_grad; /* NULL: nobody needs dX of the input */
-        float *dx = dxb ? dxb + b0 * L->in_size : NULL;
-        switch (L->kind) {
-        case AIM__LAYER_DENSE:
-            aim__dense_backward(L, m->params + L->param_offset, dparams + L->param_offset, x, y, cache, dy, dx, nb);
-            break;
-        case AIM__LAYER_ACTIVATION:
-            if (dx) aim__activation_layer_backward(L, x, y, dy, dx, nb);
-            break;
-        case AIM__LAYER_CONV2D:
-            aim__conv2d_backward(L, m->params + L->param_offset, dparams + L->param_offset, x, y, cache, dy, dx,
-                                 scratch, nb);
-            break;
-        case AIM__LAYER_MAX_POOL2D:
-        case AIM__LAYER_AVG_POOL2D:
-        case AIM__LAYER_GLOBAL_AVG_POOL2D:
-        case AIM__LAYER_FLATTEN:
-            if (dx) aim__pool_backward(L, x, dy, dx, nb);
-            break;
-        case AIM__LAYER_LSTM: {
-            const float *init = m->active_inits[k] ? m->active_inits[k] + b0 * L->lstm_hidden : NULL;
-            aim__lstm_backward(L, m->params + L->param_offset, dparams + L->param_offset, x,
-                               m->caches[k] + b0 * L->cache_per_sample, dy, dx, scratch, init, B, nb);
-            break;
-        }
-        }
-        cur = 1 - cur;
+/* The backward of layer k on rows [b0, b0 + nb) of the last training
+ * forward's batch, adding parameter gradients into `dparams` (n_params
+ * floats). dY is in dbuf[cur], dX goes to dbuf[1 - cur]: (B, size) arrays for
+ * the whole batch, packed by each layer's own size. Since a slice's rows sit
+ * at different offsets for different layers, slices must not run different
+ * layers at once: the pooled backward runs one layer per job. */
+static void backward_layer(const aim_model *m, size_t k, int cur, float *dparams, float *scratch, size_t b0,
+                           size_t nb) {
+    const aim__layer *L = &m->layers[k];
+    const float *x = (k ? m->acts[k - 1] : m->input) + b0 * L->in_size;
+    const float *y = m->acts[k] + b0 * L->out_size;
+    const float *cache = m->caches[k] ? m->caches[k] + b0 * L->cache_per_sample : NULL;
+    float *dy = m->dbuf[cur] + b0 * L->out_size;
+    float *dxb = k ? m->dbuf[1 - cur] : m->input_grad; /* NULL: nobody needs dX of the input */
+    float *dx = dxb ? dxb + b0 * L->in_size : NULL;
+    switch (L->kind) {
+    case AIM__LAYER_DENSE:
+        aim__dense_backward(L, m->params + L->param_offset, dparams + L->param_offset, x, y, cache, dy, dx, nb);
+        break;
+    case AIM__LAYER_ACTIVATION:
+        if (dx) aim__activation_layer_backward(L, x, y, dy, dx, nb);
+        break;
+    case AIM__LAYER_CONV2D:
+        aim__conv2d_backward(L, m->params + L->param_offset, dparams + L->param_offset, x, y, cache, dy, dx, scratch,
+                             nb);
+        break;
+    case AIM__LAYER_MAX_POOL2D:
+    case AIM__LAYER_AVG_POOL2D:
+    case AIM__LAYER_GLOBAL_AVG_POOL2D:
+    case AIM__LAYER_FLATTEN:
+        if (dx) aim__pool_backward(L, x, dy, dx, nb);
+        break;
+    case AIM__LAYER_LSTM: {
+        const float *init = m->active_inits[k] ? m->active_inits[k] + b0 * L->lstm_hidden : NULL;
+        aim__lstm_backward(L, m->params + L->param_offset, dparams + L->param_offset, x,
+                           m->caches[k] + b0 * L->cache_per_sample, dy, dx, scratch, init, m->batch, nb);
+        break;
+    }
     }
 }
 
 typedef struct bwd_job {
     const aim_model *m;
     float **arenas;
-    size_t arena_off, parts;
+    size_t arena_off, parts, layer;
+    int cur;
 } bwd_job;
 
 static void bwd_part(void *ctx, size_t w) {
@@ -1048,10 +1047,10 @@ static void bwd_part(void *ctx, size_t w) {
     size_t b0, nb;
     split(j->m->batch, j->parts, w, &b0, &nb);
     if (w == 0) {
-        run_backward(j->m, j->m->grads, j->m->scratch, b0, nb);
+        backward_layer(j->m, j->layer, j->cur, j->m->grads, j->m->scratch, b0, nb);
     } else {
-        memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
-        run_backward(j->m, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb);
+        if (j->layer == j->m->n_layers - 1) memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
+        backward_layer(j->m, j->layer, j->cur, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb);
     }
 }
 
@@ -1088,14 +1087,19 @@ aim_status aim_model_backward(aim_model *m, const float *output_grad) {
          * arenas were checked by that forward, and set_threadpool in between
          * would have required a new forward. */
         float *arenas[AIM__MAX_THREADS];
-        bwd_job job = {m, arenas, 0, m->parts};
+        bwd_job job = {m, arenas, 0, m->parts, 0, 0};
         (void)aim__round_floats(m->n_params, &job.arena_off);
         (void)aim__pool_lock(m->pool, arenas);
-        aim__pool_run_locked(m->pool, m->parts, bwd_part, &job);
+        for (size_t k = m->n_layers; k-- > 0;) {
+            job.layer = k;
+            aim__pool_run_locked(m->pool, m->parts, bwd_part, &job);
+            job.cur = 1 - job.cur;
+        }
         aim__pool_run_locked(m->pool, m->parts, reduce_part, &job);
         aim__pool_unlock(m->pool);
     } else {
-        run_backward(m, m->grads, m->scratch, 0, m->batch);
+        int cur = 0;
+        for (size_t k = m->n_layers; k-- > 0; cur = 1 - cur) backward_layer(m, k, cur, m->grads, m->scratch, 0, m->batch);
     }
     m->loss_ready = 0;
     m->input_grad_ready = m->input_grad != NULL;
@@ -1313,6 +1317,44 @@ aim_status aim_workspace_set_threadpool(aim_workspace *w, const aim_model *m, ai
     return AIM_OK;
 }
 
+/* One slice of a predict: rows [b0, b0 + nb). Layers alternate between the
+ * workspace's two buffers and the last writes straight into the caller's
+ * output. In the buffers each slice owns rows b0.. at the buffer's own
+ * per-sample capacity, not at each layer's size, so slices never overlap
+ * whichever layer each is running. Output pointers are listed CHUNK layers
+ * at a time on the stack, so any depth works without allocating. */
+typedef struct predict_job {
+    const aim_model *m;
+    const aim_workspace *w;
+    const float *input;
+    float *output;
+    size_t batch, parts;
+    float **arenas;
+} predict_job;
+
+static void predict_part(void *ctx, size_t wi) {
+    const predict_job *j = ctx;
+    if (wi >= j->parts) return;
+    enum { CHUNK = 32 };
+    float *acts[CHUNK];
+    size_t b0, nb;
+    split(j->batch, j->parts, wi, &b0, &nb);
+    const aim_model *m = j->m;
+    const size_t nl = m->n_layers;
+    float *scratch = wi ? j->arenas[wi] : j->w->scratch;
+    const float *in = j->input + b0 * m->in_size;
+    for (size_t start = 0; start < nl; start += CHUNK) {
+        size_t cnt = nl - start < CHUNK ? nl - start : CHUNK;
+        for (size_t k = 0; k < cnt; k++) {
+            size_t i = start + k;
+            acts[k] = i == nl - 1 ? j->output + b0 * m->layers[i].out_size : j->w->buf[i % 2] + b0 * j->w->act_floats;
+        }
+        /* the pointers already point at this slice's rows: b0 = 0 below */
+        run_forward(m->layers + start, cnt, m->params, in, acts, NULL, NULL, nb, scratch, nb, 0);
+        in = acts[cnt - 1];
+    }
+}
+
 aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *input, size_t batch, float *output) {
     if (!m || !w) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) {
@@ -1334,37 +1376,23 @@ aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *
                        w->act_floats, inference_floats(m));
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    /* Layers alternate between the two buffers; the last writes straight
-     * into the caller's output. Output pointers are listed CHUNK layers at a
-     * time on the stack, so any depth works without allocating. */
-    enum { CHUNK = 32 };
-    float *acts[CHUNK];
     float *arenas[AIM__MAX_THREADS];
-    const float *in = input;
-    const size_t nl = m->n_layers;
-    size_t parts = parts_for(m->layers, nl, w->pool, batch);
+    size_t parts = parts_for(m->layers, m->n_layers, w->pool, batch);
     if (parts > 1) {
-        /* The arenas were sized by aim_workspace_set_threadpool; a pool
-         * reserved for smaller models since then cannot have shrunk them. */
+        /* The arenas were sized by aim_workspace_set_threadpool and never
+         * shrink; a pool since reserved for a smaller model is the same or larger. */
         size_t have = aim__pool_lock(w->pool, arenas), need = 0;
-        size_t largest = batch / parts + (batch % parts != 0);
-        if (!scratch_for(m, largest, &need) || need > have) {
+        if (!scratch_for(m, batch / parts + (batch % parts != 0), &need) || need > have) {
             aim__pool_unlock(w->pool);
             parts = 1;
         }
     }
-    for (size_t start = 0; start < nl; start += CHUNK) {
-        size_t cnt = nl - start < CHUNK ? nl - start : CHUNK;
-        for (size_t j = 0; j < cnt; j++) {
-            size_t i = start + j;
-            acts[j] = i == nl - 1 ? output : w->buf[i % 2];
-        }
-        fwd_job job = {m->layers + start, cnt, start ? m->layers[start - 1].out_size : m->in_size, batch, parts, 0,
-                       m->params, in, acts, NULL, NULL, w->scratch, arenas};
-        if (parts > 1) aim__pool_run_locked(w->pool, parts, fwd_part, &job);
-        else fwd_part(&job, 0);
-        in = acts[cnt - 1];
+    predict_job job = {m, w, input, output, batch, parts, arenas};
+    if (parts > 1) {
+        aim__pool_run_locked(w->pool, parts, predict_part, &job);
+        aim__pool_unlock(w->pool);
+    } else {
+        predict_part(&job, 0);
     }
-    if (parts > 1) aim__pool_unlock(w->pool);
     return AIM_OK;
 }
