@@ -45,8 +45,9 @@
 /* 1. Gradient checks                                                       */
 /* ======================================================================== */
 
-/* A value passes when |a - n| <= RTOL max(|a|, |n|) + ATOL, n from a central
- * difference of step H. These are test_gradcheck.c's model tolerances; the
+/* A value passes when |a - n| <= rtol max(|a|, |n|) + atol, n from a central
+ * difference of step h (GC_TOL, checked by the shared gradient checker of
+ * tests/support.h). These are test_gradcheck.c's model tolerances; the
  * same analysis holds here. L = sum(Y R) is summed in double from float32
  * outputs; inputs lie in [-1, 1), R in +-[0.25, 1], weights in
  * +-[0.1, 1] / sqrt(fan_in), biases in [-0.5, 0.5), so pre-activations are
@@ -62,183 +63,28 @@
  * A wrong index or a dropped term moves values by O(0.1) or more;
  * test_checker_catches_a_corrupted_gradient shows that any single entry
  * >= 0.02 off by 10% is caught. */
-#define GC_H 1e-2
-#define GC_RTOL 1e-2
-#define GC_ATOL 1e-3
+static const gradcheck_tol GC_TOL = {1e-2, 1e-2, 1e-3}; /* h, rtol, atol */
 
-/* Guards: a case must have max |g| above GUARD_MIN_MAX over all its parts;
- * every part must have a nonzero entry; weights and biases, which every
- * output position uses, must be at least half nonzero. (Inputs may be
- * legitimately zero: pooling routes a gradient to one input per window, and
- * strides and dilations skip inputs.) */
-#define GUARD_MIN_MAX 1e-3
-#define GUARD_NONZERO 1e-6
+/* Guards (the shared checker's, tests/support.h): a case must have max |g|
+ * above GRADCHECK_MIN_MAX = 1e-3 over all its parts; weights and biases,
+ * which every output position uses, must be at least half nonzero
+ * (GRADCHECK_DENSE); the input must have a nonzero entry (GRADCHECK_SPARSE:
+ * inputs may be legitimately zero, as pooling routes a gradient to one input
+ * per window, and strides and dilations skip inputs). */
 
 /* Max pooling inputs: a permutation of a grid of this spacing, 5h. */
 #define GRID_GAP 0.05f
 
-typedef struct gc_stats {
-    size_t n, mismatches, first_bad, nonzero;
-    double max_abs_a, max_usage; /* usage: |a - n| / allowed; > 1 fails */
-} gc_stats;
+static gradcheck_worst g_worst; /* over the run, printed at the end */
 
-static gc_stats gc_compare(const float *a, const double *num, size_t n) {
-    gc_stats s;
-    memset(&s, 0, sizeof s);
-    s.n = n;
-    for (size_t i = 0; i < n; i++) {
-        double ai = (double)a[i], err = fabs(ai - num[i]);
-        double usage = err / (GC_RTOL * fmax(fabs(ai), fabs(num[i])) + GC_ATOL);
-        if (!(usage <= 1.0)) { /* also catches NaN */
-            if (s.mismatches++ == 0) s.first_bad = i;
-        }
-        if (!(usage <= s.max_usage)) s.max_usage = isnan(usage) ? INFINITY : usage;
-        if (fabs(ai) > s.max_abs_a) s.max_abs_a = fabs(ai);
-        if (fabs(ai) > GUARD_NONZERO) s.nonzero++;
-    }
-    return s;
-}
-
-typedef enum part_guard { GUARD_DENSE, GUARD_SPARSE } part_guard;
-
-/* Whether a part's gradient is clearly not all zero. */
-static int gc_guard_ok(const gc_stats *s, part_guard guard) {
-    if (s->n > 0 && s->nonzero == 0) return 0;
-    return guard == GUARD_SPARSE || 2 * s->nonzero >= s->n;
-}
-
-static double g_worst_usage; /* over the run, printed at the end */
-static char g_worst_case[160];
-static size_t g_values_checked;
-
-/* Checks one part of one case; fails with the first bad entry's numbers.
- * Returns the part's max |a|. */
-static double gc_expect(const char *label, const char *part, const float *a, const double *num, size_t n,
-                        part_guard guard) {
-    gc_stats s = gc_compare(a, num, n);
-    g_values_checked += n;
-    if (s.max_usage > g_worst_usage) {
-        g_worst_usage = s.max_usage;
-        snprintf(g_worst_case, sizeof g_worst_case, "%s, %s", label, part);
-    }
-    if (s.mismatches) {
-        size_t i = s.first_bad;
-        fail_msg("%s, %s: %zu of %zu values disagree; first [%zu]: analytic %.8g, numeric %.8g", label, part,
-                 s.mismatches, n, i, (double)a[i], num[i]);
-    }
-    if (!gc_guard_ok(&s, guard))
-        fail_msg("%s, %s: only %zu of %zu gradient entries are nonzero", label, part, s.nonzero, n);
-    return s.max_abs_a;
-}
-
-typedef struct gc_case {
-    aim_model *m;
-    float *x;       /* (batch, in), perturbed in place */
-    const float *r; /* (batch, out) */
-    size_t batch, in, out;
-} gc_case;
-
-/* L = sum(Y R) at the current parameters and input, in double. */
-static double gc_objective(const gc_case *c) {
-    const float *y = NULL;
-    size_t count = 0;
-    CHECK_OK(aim_model_forward(c->m, AIM_MODE_INFERENCE, c->x, c->batch));
-    CHECK_OK(aim_model_output(c->m, &y, &count));
-    assert_int_equal(count, c->batch * c->out);
-    double sum = 0.0;
-    for (size_t i = 0; i < count; i++) sum += (double)y[i] * (double)c->r[i];
-    return sum;
-}
-
-/* Central difference in one float, restored bit-exactly afterwards. The
- * denominator is the difference of the two floats actually used. */
-static double gc_central(const gc_case *c, float *v) {
-    const float saved = *v, plus = (float)((double)saved + GC_H), minus = (float)((double)saved - GC_H);
-    *v = plus;
-    double lp = gc_objective(c);
-    *v = minus;
-    double lm = gc_objective(c);
-    *v = saved;
-    return (lp - lm) / ((double)plus - (double)minus);
-}
-
-/* Analytic gradients into ap (count) and ax (batch * in). */
-static void gc_analytic(const gc_case *c, float *ap, size_t count, float *ax) {
-    float *g = NULL;
-    const float *ig = NULL;
-    size_t gcount = 0;
-    CHECK_OK(aim_model_zero_grad(c->m));
-    CHECK_OK(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch));
-    CHECK_OK(aim_model_backward(c->m, c->r));
-    CHECK_OK(aim_model_gradients(c->m, &g, &gcount));
-    assert_int_equal(gcount, count);
-    memcpy(ap, g, count * sizeof *ap);
-    CHECK_OK(aim_model_input_gradient(c->m, &ig));
-    memcpy(ax, ig, c->batch * c->in * sizeof *ax);
-}
-
-typedef struct gc_result {
-    size_t count, nx;
-    float *ap, *ax;   /* analytic: parameters, input */
-    double *num_p, *num_x; /* numeric */
-} gc_result;
-
-static void gc_result_free(gc_result *r) {
-    free(r->ap);
-    free(r->ax);
-    free(r->num_p);
-    free(r->num_x);
-    memset(r, 0, sizeof *r);
-}
-
-/* Both gradients of a case. The parameters and the input must come back
- * bit-exactly after the perturbations. */
-static gc_result gc_run(const gc_case *c) {
-    gc_result r;
-    float *p = NULL;
-    CHECK_OK(aim_model_parameters(c->m, &p, &r.count));
-    r.nx = c->batch * c->in;
-    /* +1: models without parameters */
-    r.ap = calloc(r.count + 1, sizeof *r.ap);
-    r.num_p = calloc(r.count + 1, sizeof *r.num_p);
-    r.ax = calloc(r.nx, sizeof *r.ax);
-    r.num_x = calloc(r.nx, sizeof *r.num_x);
-    float *pb = calloc(r.count + 1, sizeof *pb), *xb = calloc(r.nx, sizeof *xb);
-    assert_true(r.ap && r.num_p && r.ax && r.num_x && pb && xb);
-    memcpy(pb, p, r.count * sizeof *p);
-    memcpy(xb, c->x, r.nx * sizeof *xb);
-    gc_analytic(c, r.ap, r.count, r.ax);
-    assert_memory_equal(xb, c->x, r.nx * sizeof *xb); /* forward and backward take x as const */
-    for (size_t i = 0; i < r.count; i++) r.num_p[i] = gc_central(c, &p[i]);
-    for (size_t i = 0; i < r.nx; i++) r.num_x[i] = gc_central(c, &c->x[i]);
-    assert_memory_equal(pb, p, r.count * sizeof *p);
-    assert_memory_equal(xb, c->x, r.nx * sizeof *xb);
-    free(pb);
-    free(xb);
-    return r;
-}
-
-/* The full check of a case: every layer's weights and biases, and the input. */
-static void gc_check(const gc_case *c, const char *label) {
-    gc_result r = gc_run(c);
-    double max_a = 0.0;
-    for (size_t l = 0; l < aim_model_layer_count(c->m); l++) {
-        size_t off = 0, wc = 0, bc = 0;
-        char part[48];
-        CHECK_OK(aim_model_layer_parameters(c->m, l, &off, &wc, &bc));
-        assert_true(off + wc + bc <= r.count);
-        if (wc) {
-            snprintf(part, sizeof part, "layer %zu weight", l);
-            max_a = fmax(max_a, gc_expect(label, part, r.ap + off, r.num_p + off, wc, GUARD_DENSE));
-        }
-        if (bc) {
-            snprintf(part, sizeof part, "layer %zu bias", l);
-            max_a = fmax(max_a, gc_expect(label, part, r.ap + off + wc, r.num_p + off + wc, bc, GUARD_DENSE));
-        }
-    }
-    max_a = fmax(max_a, gc_expect(label, "input", r.ax, r.num_x, r.nx, GUARD_SPARSE));
-    if (!(max_a > GUARD_MIN_MAX)) fail_msg("%s: gradient (near) all zero: max |g| = %.3g", label, max_a);
-    gc_result_free(&r);
+/* The full check of a case (gradcheck_model, tests/support.h): the analytic
+ * gradients of L = sum(Y R) against central differences in every parameter
+ * and every input value, which must come back bit-exactly; every layer's
+ * weights and biases, and the input. */
+static void gc_check(const gradcheck_case *c, const char *label) {
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_model(c, &GC_TOL, GRADCHECK_DENSE, GRADCHECK_SPARSE, &g_worst, label, why, sizeof why))
+        fail_msg("%s", why);
 }
 
 /* ---- building models and drawing points ---------------------------------- */
@@ -311,7 +157,8 @@ static void check_model_point(aim_model *m, size_t batch, int grid_input, uint64
     if (grid_input) fill_grid(x, batch * in, seed);
     else fill_uniform(x, batch * in, seed * 7u + 1u, -1.0f, 1.0f);
     fill_signed(r, batch * out, seed * 11u + 2u, 0.25f, 1.0f);
-    gc_case c = {m, x, r, batch, in, out};
+    gradcheck_case c = {.m = m, .x = x, .batch = batch, .in = in, .out = out, .obj = GRADCHECK_WEIGHTED_SUM,
+                        .r = r};
     gc_check(&c, label);
     free(x);
     free(r);
@@ -546,13 +393,19 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
     fill_params(m, 17);
     fill_uniform(x, ARRAY_LEN(x), 18, -1.0f, 1.0f);
     fill_signed(r, ARRAY_LEN(r), 19, 0.25f, 1.0f);
-    gc_case c = {m, x, r, s.batch, in, out};
-    gc_result res = gc_run(&c);
+    gradcheck_case c = {.m = m, .x = x, .batch = s.batch, .in = in, .out = out, .obj = GRADCHECK_WEIGHTED_SUM,
+                        .r = r};
+    gradcheck_result res;
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_run(&c, GC_TOL.h, &res, why, sizeof why)) {
+        gradcheck_result_free(&res);
+        fail_msg("%s", why);
+    }
     const size_t wc = 2 * 2 * 3 * 3; /* filters x channels x kernel */
 
-    gc_stats st = gc_compare(res.ap, res.num_p, wc);
+    gradcheck_stats st = gradcheck_compare(res.ap, res.num_p, wc, &GC_TOL);
     assert_int_equal(st.mismatches, 0);
-    assert_true(gc_guard_ok(&st, GUARD_DENSE));
+    assert_true(gradcheck_guard_ok(&st, GRADCHECK_DENSE, why, sizeof why));
 
     /* Every weight entry of size >= 0.02 off by 10% is caught, alone. */
     size_t caught = 0, tried = 0;
@@ -560,7 +413,7 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
         if (fabsf(res.ap[i]) < 0.02f) continue;
         const float saved = res.ap[i];
         res.ap[i] = saved * 1.1f;
-        st = gc_compare(res.ap, res.num_p, wc);
+        st = gradcheck_compare(res.ap, res.num_p, wc, &GC_TOL);
         tried++;
         if (st.mismatches == 1 && st.first_bad == i) caught++;
         res.ap[i] = saved;
@@ -573,7 +426,7 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
     for (size_t i = 1; i < res.nx; i++)
         if (fabs(res.num_x[i]) < fabs(res.num_x[at])) at = i;
     res.ax[at] += 0.01f;
-    st = gc_compare(res.ax, res.num_x, res.nx);
+    st = gradcheck_compare(res.ax, res.num_x, res.nx, &GC_TOL);
     assert_int_equal(st.mismatches, 1);
     assert_int_equal(st.first_bad, at);
 
@@ -581,18 +434,18 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
      * value by value; only the guard rejects it. */
     float zeros[8] = {0};
     double nzeros[8] = {0};
-    st = gc_compare(zeros, nzeros, 8);
+    st = gradcheck_compare(zeros, nzeros, 8, &GC_TOL);
     assert_int_equal(st.mismatches, 0);
-    assert_false(gc_guard_ok(&st, GUARD_DENSE));
-    assert_false(gc_guard_ok(&st, GUARD_SPARSE));
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_DENSE, why, sizeof why));
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_SPARSE, why, sizeof why));
     /* Fewer than half the entries nonzero is not enough for a weight. */
     zeros[0] = zeros[1] = zeros[2] = 0.5f;
     nzeros[0] = nzeros[1] = nzeros[2] = 0.5;
-    st = gc_compare(zeros, nzeros, 8);
-    assert_false(gc_guard_ok(&st, GUARD_DENSE));
-    assert_true(gc_guard_ok(&st, GUARD_SPARSE));
+    st = gradcheck_compare(zeros, nzeros, 8, &GC_TOL);
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_DENSE, why, sizeof why));
+    assert_true(gradcheck_guard_ok(&st, GRADCHECK_SPARSE, why, sizeof why));
 
-    gc_result_free(&res);
+    gradcheck_result_free(&res);
     aim_model_free(m);
 }
 
@@ -669,19 +522,13 @@ static int make_layer(const kernel_cfg *k, aim__layer *L) {
     return 1;
 }
 
-static double max_abs(const float *x, size_t n) {
-    double mx = 0.0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)x[i]));
-    return mx;
-}
-
 static double g_worst_kernel[5]; /* y, z, dW, db, dX */
 static const char *const KERNEL_PARTS[5] = {"Y", "Z (cache)", "dW", "db", "dX"};
 
 /* test_golden.c's metric; an all-zero reference (an output wholly in the
  * padding, without bias) must be matched exactly. */
 static void expect_close(const char *label, int part, const float *got, const float *ref, size_t n, double tol) {
-    double floor = fmax(FLOOR_FRAC * max_abs(ref, n), (double)FLT_MIN);
+    double floor = fmax(FLOOR_FRAC * max_abs_value(ref, n), (double)FLT_MIN);
     size_t where = 0;
     double err = max_rel_error(got, ref, n, floor, &where);
     if (err > g_worst_kernel[part]) g_worst_kernel[part] = err;
@@ -763,7 +610,7 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
     memcpy(dz, dy, ny * sizeof *dy);
     aim__conv2d_backward(&L, params, dp, x, y, z, dz, NULL, scratch, B);
     size_t where = 0;
-    double err = max_rel_error(dp, d2, np, fmax(FLOOR_FRAC * max_abs(d2, np), (double)FLT_MIN), &where);
+    double err = max_rel_error(dp, d2, np, fmax(FLOOR_FRAC * max_abs_value(d2, np), (double)FLT_MIN), &where);
     if (!(err <= 1e-5))
         fail_msg("%s: after a second backward dparams[%zu] is %.9g, not about %.9g", label, where, (double)dp[where],
                  (double)d2[where]);
@@ -938,11 +785,11 @@ static void test_pool_matches_reference(void **state) {
         CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, B));
         CHECK_OK(aim_model_output(m, &got, &cnt));
         assert_int_equal(cnt, ny);
-        double ey = max_rel_error(got, y, ny, FLOOR_FRAC * fmax(max_abs(y, ny), 1.0), &where);
+        double ey = max_rel_error(got, y, ny, FLOOR_FRAC * fmax(max_abs_value(y, ny), 1.0), &where);
         CHECK_OK(aim_model_backward(m, dy));
         CHECK_OK(aim_model_input_gradient(m, &gdx));
         size_t wdx = 0;
-        double edx = max_rel_error(gdx, dx, nx, FLOOR_FRAC * fmax(max_abs(dx, nx), 1e-3), &wdx);
+        double edx = max_rel_error(gdx, dx, nx, FLOOR_FRAC * fmax(max_abs_value(dx, nx), 1e-3), &wdx);
         if (!(ey <= TOL_FORWARD && edx <= TOL_FORWARD))
             fail_msg("%s pool B %zu C %zu %zux%zu k %zux%zu s %zux%zu p %zux%zu: Y[%zu] %.9g vs %.9g (err %.3g), "
                      "dX[%zu] %.9g vs %.9g (err %.3g)",
@@ -1406,8 +1253,8 @@ static void test_seed_cnn(void **state) {
 
 static int print_summary(void **state) {
     (void)state;
-    print_message("gradient checks: %zu values, worst |a - n| / allowed = %.3g (%s)\n", g_values_checked,
-                  g_worst_usage, g_worst_case);
+    print_message("gradient checks: %zu values, worst |a - n| / allowed = %.3g (%s, %s)\n", g_worst.values,
+                  g_worst.max_usage, g_worst.label, g_worst.part);
     return 0;
 }
 

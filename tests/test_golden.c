@@ -40,7 +40,10 @@
 #define TOL_FORWARD 1e-5
 #define TOL_GRAD 1e-4
 #define TOL_TRAJ 1e-4
+#define TOL_UPDATE 1e-3
 #define FLOOR_FRAC 1e-2
+#define UPDATE_FLOOR_FRAC 0.1
+#define WHAT_WIDTH 28 /* of the printed names */
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -52,32 +55,20 @@
         assert_int_equal(st_, AIM_OK);                                                   \
     } while (0)
 
-static double max_abs(const float *x, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double a = fabs((double)x[i]);
-        if (a > m) m = a;
-    }
-    return m;
-}
+/* What a comparison measures; each kind has its tolerance and floor. The
+ * metric is golden_rel_error() (tests/support.h), described at the top of the
+ * file; an all-zero reference fails, so a comparison never passes vacuously. */
+typedef enum cmp_kind { CMP_FORWARD, CMP_GRAD, CMP_TRAJ, CMP_UPDATE, CMP_KINDS } cmp_kind;
+static golden_kind CMP[CMP_KINDS] = {
+    {"forward/loss", TOL_FORWARD, FLOOR_FRAC, 0.0},
+    {"gradient", TOL_GRAD, FLOOR_FRAC, 0.0},
+    {"trajectory", TOL_TRAJ, FLOOR_FRAC, 0.0},
+    {"update", TOL_UPDATE, UPDATE_FLOOR_FRAC, 0.0},
+};
 
-/* The metric described at the top of the file. Asserts the reference is not all
- * zero, so a comparison can never pass vacuously. */
-static double rel_error(const float *got, const float *ref, size_t n, double floor_frac, size_t *where) {
-    double scale = max_abs(ref, n);
-    assert_true(scale > 0.0);
-    return max_rel_error(got, ref, n, floor_frac * scale, where);
-}
-
-/* Compares `n` values, prints the measured error, asserts it is within `tol`. */
-static void expect_close(const char *what, const float *got, const float *ref, size_t n, double tol) {
-    size_t where = 0;
-    double err = rel_error(got, ref, n, FLOOR_FRAC, &where);
-    print_message("    %-28s max rel err %.3g (tolerance %.0e)\n", what, err, tol);
-    if (!(err <= tol))
-        print_error("%s: element %zu is %.9g, PyTorch gives %.9g\n", what, where, (double)got[where],
-                    (double)ref[where]);
-    assert_true(err <= tol);
+/* Compares `n` values, prints the measured error, asserts it is within the kind's tolerance. */
+static void expect_close(const char *what, const float *got, const float *ref, size_t n, cmp_kind kind) {
+    assert_true(golden_expect(&CMP[kind], WHAT_WIDTH, what, got, ref, n));
 }
 
 /* ------------------------------------------------------------------ a) dense */
@@ -142,19 +133,19 @@ static void test_dense(void **state) {
     size_t ycount = 0;
     CHECK_OK(aim_model_output(m, &y, &ycount));
     assert_int_equal(ycount, GOLDEN_DENSE_BATCH * GOLDEN_DENSE_OUT);
-    expect_close("Y", y, c->y, ycount, TOL_FORWARD);
+    expect_close("Y", y, c->y, ycount, CMP_FORWARD);
 
     CHECK_OK(aim_model_backward(m, golden_dense_g));
     float *grads = NULL;
     size_t gcount = 0;
     CHECK_OK(aim_model_gradients(m, &grads, &gcount));
     assert_int_equal(gcount, count);
-    expect_close("dW", grads, c->dw, DENSE_WEIGHTS, TOL_GRAD);
-    expect_close("db", grads + DENSE_WEIGHTS, c->db, GOLDEN_DENSE_OUT, TOL_GRAD);
+    expect_close("dW", grads, c->dw, DENSE_WEIGHTS, CMP_GRAD);
+    expect_close("db", grads + DENSE_WEIGHTS, c->db, GOLDEN_DENSE_OUT, CMP_GRAD);
 
     const float *dx = NULL;
     CHECK_OK(aim_model_input_gradient(m, &dx));
-    expect_close("dX", dx, c->dx, GOLDEN_DENSE_BATCH * GOLDEN_DENSE_IN, TOL_GRAD);
+    expect_close("dX", dx, c->dx, GOLDEN_DENSE_BATCH * GOLDEN_DENSE_IN, CMP_GRAD);
 
     aim_model_free(m);
 }
@@ -192,8 +183,8 @@ static void test_loss(void **state) {
         CHECK_OK(aim_loss_sparse(c->pred, c->labels, GOLDEN_LOSS_BATCH, GOLDEN_LOSS_FEATURES, &loss, grad));
     else
         CHECK_OK(aim_loss(c->kind, c->pred, c->target, GOLDEN_LOSS_BATCH, GOLDEN_LOSS_FEATURES, &loss, grad));
-    expect_close("loss", &loss, c->loss, 1, TOL_FORWARD);
-    expect_close("d loss / d pred", grad, c->grad, LOSS_N, TOL_GRAD);
+    expect_close("loss", &loss, c->loss, 1, CMP_FORWARD);
+    expect_close("d loss / d pred", grad, c->grad, LOSS_N, CMP_GRAD);
 }
 
 /* ------------------------------------------------------------------ c) optimizers */
@@ -241,7 +232,7 @@ static void test_optimizer(void **state) {
     }
 
     /* The whole trajectory is one array for the metric's scale; the worst step
-     * is reported. */
+     * is reported (an all-zero reference gives an infinite error). */
     float p[OPT_N], traj[OPT_STEPS * OPT_N];
     memcpy(p, golden_opt_p0, sizeof p);
     for (size_t t = 0; t < OPT_STEPS; t++) {
@@ -250,8 +241,8 @@ static void test_optimizer(void **state) {
     }
     assert_int_equal(aim_optimizer_steps(opt), OPT_STEPS);
     size_t where = 0;
-    double err = rel_error(traj, c->traj, ARRAY_LEN(traj), FLOOR_FRAC, &where);
-    print_message("    %-28s max rel err %.3g (tolerance %.0e)\n", "trajectory", err, TOL_TRAJ);
+    double err = golden_rel_error(traj, c->traj, ARRAY_LEN(traj), CMP[CMP_TRAJ].floor_frac, &where);
+    print_message("    %-*s max rel err %.3g (tolerance %.0e)\n", WHAT_WIDTH, "trajectory", err, TOL_TRAJ);
     if (!(err <= TOL_TRAJ))
         print_error("step %zu parameter %zu is %.9g, PyTorch gives %.9g\n", where / OPT_N + 1, where % OPT_N,
                     (double)traj[where], (double)c->traj[where]);
@@ -299,8 +290,8 @@ static void test_mlp_adam(void **state) {
         CHECK_OK(aim_model_backward(m, NULL));
         CHECK_OK(aim_optimizer_step_model(opt, m, GOLDEN_MLP_LR));
     }
-    expect_close("loss of each step", losses, golden_mlp_losses, GOLDEN_MLP_STEPS, TOL_FORWARD);
-    expect_close("final parameters", params, golden_mlp_params_final, count, TOL_TRAJ);
+    expect_close("loss of each step", losses, golden_mlp_losses, GOLDEN_MLP_STEPS, CMP_FORWARD);
+    expect_close("final parameters", params, golden_mlp_params_final, count, CMP_TRAJ);
 
     /* Three steps of lr 1e-3 move each parameter by at most ~3e-3, about 1% of
      * its value, so the check above tests the update itself only to ~1%. Compare
@@ -314,13 +305,7 @@ static void test_mlp_adam(void **state) {
         delta[i] = params[i] - golden_mlp_params0[i];
         ref_delta[i] = golden_mlp_params_final[i] - golden_mlp_params0[i];
     }
-    size_t where = 0;
-    double err = rel_error(delta, ref_delta, GOLDEN_MLP_PARAMS, 0.1, &where);
-    print_message("    %-28s max rel err %.3g (tolerance %.0e)\n", "update (final - initial)", err, 1e-3);
-    if (!(err <= 1e-3))
-        print_error("parameter %zu moved by %.9g, in PyTorch by %.9g\n", where, (double)delta[where],
-                    (double)ref_delta[where]);
-    assert_true(err <= 1e-3);
+    expect_close("update (final - initial)", delta, ref_delta, GOLDEN_MLP_PARAMS, CMP_UPDATE);
 
     aim_optimizer_free(opt);
     aim_model_free(m);

@@ -56,6 +56,7 @@
 #define TOL_UPDATE 1e-3
 #define FLOOR_FRAC 1e-2
 #define UPDATE_FLOOR_FRAC 0.1
+#define WHAT_WIDTH 30 /* of the printed names */
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -67,48 +68,22 @@
         assert_int_equal(st_, AIM_OK);                                                   \
     } while (0)
 
-static double max_abs(const float *x, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double a = fabs((double)x[i]);
-        if (a > m) m = a;
-    }
-    return m;
-}
-
-/* The metric described at the top of the file. Asserts the reference is not
- * all zero, so a comparison can never pass vacuously. */
-static double rel_error(const float *got, const float *ref, size_t n, double floor_frac, size_t *where) {
-    double scale = max_abs(ref, n);
-    assert_true(scale > 0.0);
-    return max_rel_error(got, ref, n, floor_frac * scale, where);
-}
-
-/* What a comparison measures; each kind has its tolerance and floor. */
+/* What a comparison measures; each kind has its tolerance and floor. The
+ * metric is golden_rel_error() (tests/support.h), described at the top of
+ * test_golden.c; an all-zero reference fails, so a comparison never passes
+ * vacuously. golden_expect() keeps the worst error of each kind over the
+ * whole run, printed at the end. */
 typedef enum cmp_kind { CMP_FORWARD, CMP_GRAD, CMP_PARAMS, CMP_UPDATE, CMP_KINDS } cmp_kind;
-static const struct {
-    const char *name;
-    double tol, floor_frac;
-} CMP[CMP_KINDS] = {
-    {"forward/loss", TOL_FORWARD, FLOOR_FRAC},
-    {"gradient", TOL_GRAD, FLOOR_FRAC},
-    {"parameters", TOL_TRAJ, FLOOR_FRAC},
-    {"update", TOL_UPDATE, UPDATE_FLOOR_FRAC},
+static golden_kind CMP[CMP_KINDS] = {
+    {"forward/loss", TOL_FORWARD, FLOOR_FRAC, 0.0},
+    {"gradient", TOL_GRAD, FLOOR_FRAC, 0.0},
+    {"parameters", TOL_TRAJ, FLOOR_FRAC, 0.0},
+    {"update", TOL_UPDATE, UPDATE_FLOOR_FRAC, 0.0},
 };
-/* Worst error seen over the whole run, per kind, printed at the end. */
-static double g_worst[CMP_KINDS];
 
 /* Compares `n` values, prints the measured error, asserts it is within the kind's tolerance. */
 static void expect_close(const char *what, const float *got, const float *ref, size_t n, cmp_kind kind) {
-    size_t where = 0;
-    const double tol = CMP[kind].tol;
-    double err = rel_error(got, ref, n, CMP[kind].floor_frac, &where);
-    if (err > g_worst[kind]) g_worst[kind] = err;
-    print_message("    %-30s max rel err %.3g (tolerance %.0e)\n", what, err, tol);
-    if (!(err <= tol))
-        print_error("%s: element %zu is %.9g, PyTorch gives %.9g\n", what, where, (double)got[where],
-                    (double)ref[where]);
-    assert_true(err <= tol);
+    assert_true(golden_expect(&CMP[kind], WHAT_WIDTH, what, got, ref, n));
 }
 
 static aim_model *image_model(size_t C, size_t H, size_t W) {
@@ -475,8 +450,7 @@ static void test_seed_cnn_adam(void **state) {
 
 static int print_worst(void **state) {
     (void)state;
-    for (size_t k = 0; k < CMP_KINDS; k++)
-        print_message("worst %-13s max rel err %.3g (tolerance %.0e)\n", CMP[k].name, g_worst[k], CMP[k].tol);
+    golden_print_worst(CMP, CMP_KINDS);
     return 0;
 }
 

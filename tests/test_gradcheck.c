@@ -26,12 +26,8 @@
 /* Tolerances                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* A value passes when |a - n| <= rtol * max(|a|, |n|) + atol. */
-typedef struct gc_tol {
-    double h;    /* central-difference step */
-    double rtol; /* relative part of the tolerance */
-    double atol; /* absolute part of the tolerance */
-} gc_tol;
+/* A value passes when |a - n| <= rtol * max(|a|, |n|) + atol, n from a
+ * central difference of step h (gradcheck_tol, tests/support.h). */
 
 /* Model checks: L = sum(output * R), forward in float32, L summed in double.
  * Inputs lie in [-1, 1), R in +-[0.25, 1], weights in +-[0.1, 1] / sqrt(fan_in),
@@ -48,7 +44,7 @@ typedef struct gc_tol {
  * moves values by far more: a single entry off by 10% is reported once
  * 0.1 |a| > 0.011 |a| + 1e-3 + noise, i.e. from |a| ~ 0.012, which
  * test_checker_detects_wrong_gradient shows for every entry >= 0.02. */
-static const gc_tol MODEL_TOL = {1e-2, 1e-2, 1e-3};
+static const gradcheck_tol MODEL_TOL = {1e-2, 1e-2, 1e-3};
 
 /* Loss checks: the loss is a mean, so its gradients are O(1 / count), down to
  * ~1e-3 for 49 elements, and atol must be much smaller than above. Whatever
@@ -61,7 +57,7 @@ static const gc_tol MODEL_TOL = {1e-2, 1e-2, 1e-3};
  * checks add smooth tanh/sigmoid layers with |w| <= 1.
  * Measured: at most 15% of the tolerance on the seeds used here.
  * A 10% error on any entry >= 1.2e-3 fails: 0.1 |a| > 0.011 |a| + 1e-4. */
-static const gc_tol LOSS_TOL = {1e-2, 1e-2, 1e-4};
+static const gradcheck_tol LOSS_TOL = {1e-2, 1e-2, 1e-4};
 
 /* BCE on probabilities has |f'''| = |2 (1-t) / (1-y)^3 - 2 t / y^3|, up to
  * 1.6e4 at y = 0.05, so it needs a smaller step: at h = 2e-3 truncation is
@@ -69,101 +65,25 @@ static const gc_tol LOSS_TOL = {1e-2, 1e-2, 1e-4};
  * or 0.95, where |f'| = |y - t| / (y (1-y)) is itself large unless t ~ y, so
  * the relative term covers it (worst over 300 seeds: 47% of the tolerance).
  * Rounding: 2.4e-7 / 2h = 6e-5 at most. */
-static const gc_tol BCE_TOL = {2e-3, 1e-2, 1e-4};
+static const gradcheck_tol BCE_TOL = {2e-3, 1e-2, 1e-4};
 
-static const gc_tol *loss_tol(int kind) { return kind == AIM_LOSS_BCE ? &BCE_TOL : &LOSS_TOL; }
+static const gradcheck_tol *loss_tol(int kind) { return kind == AIM_LOSS_BCE ? &BCE_TOL : &LOSS_TOL; }
 
 /* Guards against passing on a (near) zero gradient, which is what a numeric
- * gradient matches when the forward pass ignores a parameter. */
-#define GUARD_MIN_MAX 1e-3     /* per case: max |g| over all parts must exceed this */
-#define GUARD_NONZERO 1e-6     /* |g| above this counts as nonzero */
-#define GUARD_SMOOTH_FRAC 0.5  /* per part, smooth: at least half the entries nonzero */
-#define EXPECT_ZERO_LIMIT 1e-6 /* softmax over one value: the gradient is exactly 0 */
-
-typedef enum gc_guard {
-    GUARD_SMOOTH, /* each part at least half nonzero; max |g| of the case > 1e-3 */
-    GUARD_KINK,   /* each part not all zero (relu zeroes the rows of units dead
-                     over the whole batch); max |g| of the case > 1e-3 */
-    GUARD_ZERO    /* the true gradient is identically 0: expect |g| <= 1e-6 */
-} gc_guard;
+ * gradient matches when the forward pass ignores a parameter (the shared
+ * checker's, tests/support.h):
+ *  - smooth activations and losses (GRADCHECK_DENSE): each part at least half
+ *    nonzero (|g| > GRADCHECK_NONZERO = 1e-6);
+ *  - relu and leaky relu (GRADCHECK_SPARSE): each part not all zero (relu
+ *    zeroes the rows of units dead over the whole batch);
+ *  - both: the max |g| of the case above GRADCHECK_MIN_MAX = 1e-3;
+ *  - softmax over one value, whose gradient is identically 0
+ *    (GRADCHECK_NEAR_ZERO): |g| <= GRADCHECK_ZERO_LIMIT = 1e-6 everywhere.
+ * The same guard applies to the parameters and the input. */
 
 /* ------------------------------------------------------------------------ */
-/* The checker                                                              */
+/* Worst agreement, per family                                              */
 /* ------------------------------------------------------------------------ */
-
-typedef struct gc_stats {
-    size_t n;           /* values compared */
-    size_t mismatches;  /* values outside the tolerance (or not finite) */
-    size_t first_bad;   /* index of the first mismatch */
-    size_t nonzero;     /* analytic values with |a| > GUARD_NONZERO */
-    double max_abs_a;   /* max |a| */
-    double max_abs_err; /* max |a - n| */
-    double max_usage;   /* max |a - n| / (rtol max(|a|,|n|) + atol); > 1 fails */
-} gc_stats;
-
-static gc_stats gc_compare(const float *a, const double *num, size_t n, const gc_tol *tol) {
-    gc_stats s;
-    memset(&s, 0, sizeof s);
-    s.n = n;
-    for (size_t i = 0; i < n; i++) {
-        double ai = (double)a[i];
-        double ni = num[i];
-        double err = fabs(ai - ni);
-        double allowed = tol->rtol * fmax(fabs(ai), fabs(ni)) + tol->atol;
-        double usage = err / allowed;
-        if (!(usage <= 1.0)) { /* also catches NaN */
-            if (s.mismatches == 0) s.first_bad = i;
-            s.mismatches++;
-        }
-        if (!(usage <= s.max_usage)) s.max_usage = isnan(usage) ? INFINITY : usage;
-        if (!(err <= s.max_abs_err)) s.max_abs_err = isnan(err) ? INFINITY : err;
-        if (fabs(ai) > s.max_abs_a) s.max_abs_a = fabs(ai);
-        if (fabs(ai) > GUARD_NONZERO) s.nonzero++;
-    }
-    return s;
-}
-
-/* Whether one part's analytic gradient passes its guard; why not in `why`. */
-static int gc_part_guard_ok(const gc_stats *s, gc_guard guard, char *why, size_t why_size) {
-    switch (guard) {
-    case GUARD_ZERO:
-        if (s->max_abs_a > EXPECT_ZERO_LIMIT) {
-            snprintf(why, why_size, "expected an all-zero gradient, max |g| = %.3g", s->max_abs_a);
-            return 0;
-        }
-        return 1;
-    case GUARD_SMOOTH:
-        if ((double)s->nonzero < GUARD_SMOOTH_FRAC * (double)s->n) {
-            snprintf(why, why_size, "only %zu of %zu gradient entries are nonzero", s->nonzero, s->n);
-            return 0;
-        }
-        return 1;
-    case GUARD_KINK:
-        if (s->n > 0 && s->nonzero == 0) {
-            snprintf(why, why_size, "all %zu gradient entries are zero", s->n);
-            return 0;
-        }
-        return 1;
-    }
-    snprintf(why, why_size, "unknown guard");
-    return 0;
-}
-
-/* Whether a whole case (all its parts) has a gradient clearly above zero. */
-static int gc_case_guard_ok(double max_abs_a, gc_guard guard, char *why, size_t why_size) {
-    if (guard == GUARD_ZERO || max_abs_a > GUARD_MIN_MAX) return 1;
-    snprintf(why, why_size, "gradient (near) all zero: max |g| = %.3g", max_abs_a);
-    return 0;
-}
-
-/* Worst agreement seen, per family, printed at the end of the run. */
-typedef struct gc_worst {
-    size_t checks;
-    size_t values;
-    double max_abs_err;
-    double max_usage;
-    char usage_case[160];
-} gc_worst;
 
 typedef enum gc_family {
     FAMILY_DENSE,      /* dense layer with a fused activation */
@@ -175,196 +95,37 @@ typedef enum gc_family {
 } gc_family;
 static const char *const FAMILY_NAMES[FAMILY_COUNT] = {"dense", "activation layer", "stack", "loss",
                                                       "model loss"};
-static gc_worst g_worst[FAMILY_COUNT];
+static gradcheck_worst g_worst[FAMILY_COUNT];
 
-/* Compares one part (e.g. "layer 0 weight") of one case; fails the test with
- * the first bad entry's numbers on a mismatch or a guard violation. Returns
- * the part's max |a| for the case guard. */
+/* Compares one part (e.g. "d loss / d pred") of one case and checks its
+ * guard; fails the test with the first bad entry's numbers. Returns the
+ * part's max |a| for the case guard. */
 static double gc_expect(gc_family family, const char *label, const char *part, const float *a, const double *num,
-                      size_t n, const gc_tol *tol, gc_guard guard) {
-    gc_stats s = gc_compare(a, num, n, tol);
-    gc_worst *w = &g_worst[family];
-    w->checks++;
-    w->values += n;
-    if (s.max_abs_err > w->max_abs_err) w->max_abs_err = s.max_abs_err;
-    if (s.max_usage > w->max_usage) {
-        w->max_usage = s.max_usage;
-        snprintf(w->usage_case, sizeof w->usage_case, "%s %s", label, part);
-    }
-    if (s.mismatches > 0) {
-        size_t i = s.first_bad;
-        fail_msg("%s, %s: %zu of %zu values disagree; first [%zu]: analytic %.8g, numeric %.8g "
-                 "(|diff| %.3g, allowed %.3g)",
-                 label, part, s.mismatches, n, i, (double)a[i], num[i], fabs((double)a[i] - num[i]),
-                 tol->rtol * fmax(fabs((double)a[i]), fabs(num[i])) + tol->atol);
-    }
-    char why[128];
-    if (!gc_part_guard_ok(&s, guard, why, sizeof why)) fail_msg("%s, %s: %s", label, part, why);
-    return s.max_abs_a;
-}
-
-static void gc_expect_case(const char *label, double max_abs_a, gc_guard guard) {
-    char why[128];
-    if (!gc_case_guard_ok(max_abs_a, guard, why, sizeof why)) fail_msg("%s: %s", label, why);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Models: objective, analytic and numeric gradients                        */
-/* ------------------------------------------------------------------------ */
-
-typedef enum gc_objective_kind {
-    OBJ_WEIGHTED_SUM, /* L = sum(output * r), backward(m, r) */
-    OBJ_LOSS,         /* L = aim_model_loss(kind, targets), backward(m, NULL) */
-    OBJ_LOSS_SPARSE   /* L = aim_model_loss_sparse(labels), backward(m, NULL) */
-} gc_objective_kind;
-
-typedef struct gc_case {
-    aim_model *m;
-    float *x; /* (batch, in), perturbed in place */
-    size_t batch;
-    size_t in;
-    size_t out;
-    gc_objective_kind obj;
-    const float *r;        /* OBJ_WEIGHTED_SUM: (batch, out) */
-    aim_loss_kind loss;    /* OBJ_LOSS */
-    const float *targets;  /* OBJ_LOSS: (batch, out) */
-    const int32_t *labels; /* OBJ_LOSS_SPARSE: (batch) */
-} gc_case;
-
-/* L at the current parameters and input, accumulated in double. */
-static double gc_objective(const gc_case *c) {
-    float loss = 0.0f;
-    switch (c->obj) {
-    case OBJ_WEIGHTED_SUM: {
-        assert_int_equal(aim_model_forward(c->m, AIM_MODE_INFERENCE, c->x, c->batch), AIM_OK);
-        const float *y = NULL;
-        size_t count = 0;
-        assert_int_equal(aim_model_output(c->m, &y, &count), AIM_OK);
-        assert_int_equal(count, c->batch * c->out);
-        double sum = 0.0;
-        for (size_t i = 0; i < count; i++) sum += (double)y[i] * (double)c->r[i];
-        return sum;
-    }
-    case OBJ_LOSS:
-        assert_int_equal(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch), AIM_OK);
-        assert_int_equal(aim_model_loss(c->m, c->loss, c->targets, c->batch, &loss), AIM_OK);
-        return (double)loss;
-    case OBJ_LOSS_SPARSE:
-        assert_int_equal(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch), AIM_OK);
-        assert_int_equal(aim_model_loss_sparse(c->m, c->labels, c->batch, &loss), AIM_OK);
-        return (double)loss;
-    }
-    fail_msg("unknown objective");
-    return 0.0;
-}
-
-/* Analytic gradients: parameters into gp (count floats), input into gx. */
-static void gc_analytic(const gc_case *c, float *gp, size_t count, float *gx) {
-    float loss = 0.0f;
-    const size_t nx = c->batch * c->in, ny = c->batch * c->out;
-    /* forward and backward take x and r as const: they must not change them */
-    float *x_before = malloc(nx * sizeof *x_before);
-    float *r_before = malloc(ny * sizeof *r_before);
-    assert_true(x_before && r_before);
-    memcpy(x_before, c->x, nx * sizeof *x_before);
-    if (c->r) memcpy(r_before, c->r, ny * sizeof *r_before);
-    assert_int_equal(aim_model_zero_grad(c->m), AIM_OK);
-    assert_int_equal(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch), AIM_OK);
-    switch (c->obj) {
-    case OBJ_WEIGHTED_SUM:
-        assert_int_equal(aim_model_backward(c->m, c->r), AIM_OK);
-        break;
-    case OBJ_LOSS:
-        assert_int_equal(aim_model_loss(c->m, c->loss, c->targets, c->batch, &loss), AIM_OK);
-        assert_int_equal(aim_model_backward(c->m, NULL), AIM_OK);
-        break;
-    case OBJ_LOSS_SPARSE:
-        assert_int_equal(aim_model_loss_sparse(c->m, c->labels, c->batch, &loss), AIM_OK);
-        assert_int_equal(aim_model_backward(c->m, NULL), AIM_OK);
-        break;
-    }
-    float *g = NULL;
-    size_t gcount = 0;
-    assert_int_equal(aim_model_gradients(c->m, &g, &gcount), AIM_OK);
-    assert_int_equal(gcount, count);
-    memcpy(gp, g, count * sizeof *gp);
-    const float *ig = NULL;
-    assert_int_equal(aim_model_input_gradient(c->m, &ig), AIM_OK);
-    assert_non_null(ig);
-    memcpy(gx, ig, nx * sizeof *gx);
-    assert_memory_equal(x_before, c->x, nx * sizeof *x_before);
-    if (c->r) assert_memory_equal(r_before, c->r, ny * sizeof *r_before);
-    free(x_before);
-    free(r_before);
-}
-
-/* Central difference of L in one float, restored bit-exactly afterwards. */
-static double gc_central(const gc_case *c, float *v, double h) {
-    const float saved = *v;
-    const float plus = (float)((double)saved + h);
-    const float minus = (float)((double)saved - h);
-    *v = plus;
-    double lp = gc_objective(c);
-    *v = minus;
-    double lm = gc_objective(c);
-    *v = saved;
-    return (lp - lm) / ((double)plus - (double)minus);
-}
-
-static void gc_numeric(const gc_case *c, double h, double *np, size_t count, double *nx) {
-    float *p = NULL;
-    size_t pcount = 0;
-    assert_int_equal(aim_model_parameters(c->m, &p, &pcount), AIM_OK);
-    assert_int_equal(pcount, count);
-    for (size_t i = 0; i < count; i++) np[i] = gc_central(c, &p[i], h);
-    for (size_t i = 0; i < c->batch * c->in; i++) nx[i] = gc_central(c, &c->x[i], h);
-}
-
-/* Full check of a model case: every layer's weight and bias, and the input. */
-static void gc_check_model(const gc_case *c, gc_family family, const char *label, const gc_tol *tol,
-                           gc_guard guard) {
-    float *p = NULL;
-    size_t count = 0;
-    assert_int_equal(aim_model_parameters(c->m, &p, &count), AIM_OK);
-    const size_t nx = c->batch * c->in;
-    /* +1 keeps every allocation nonzero for models without parameters */
-    float *ap = calloc(count + 1, sizeof *ap);
-    double *np = calloc(count + 1, sizeof *np);
-    float *ax = calloc(nx, sizeof *ax);
-    double *nxv = calloc(nx, sizeof *nxv);
-    float *before = calloc(count + 1, sizeof *before);
-    assert_true(ap && np && ax && nxv && before);
-    memcpy(before, p, count * sizeof *p);
-
-    gc_analytic(c, ap, count, ax);
-    gc_numeric(c, tol->h, np, count, nxv);
-    /* The parameters must come back bit-exactly after the perturbations. */
-    assert_memory_equal(before, p, count * sizeof *p);
-
+                        size_t n, const gradcheck_tol *tol, gradcheck_guard guard) {
+    char why[GRADCHECK_WHY];
     double max_abs_a = 0.0;
-    const size_t layers = aim_model_layer_count(c->m);
-    for (size_t l = 0; l < layers; l++) {
-        size_t off = 0, wc = 0, bc = 0;
-        assert_int_equal(aim_model_layer_parameters(c->m, l, &off, &wc, &bc), AIM_OK);
-        assert_true(off + wc + bc <= count);
-        char part[48];
-        if (wc > 0) {
-            snprintf(part, sizeof part, "layer %zu weight", l);
-            max_abs_a = fmax(max_abs_a, gc_expect(family, label, part, ap + off, np + off, wc, tol, guard));
-        }
-        if (bc > 0) {
-            snprintf(part, sizeof part, "layer %zu bias", l);
-            max_abs_a =
-                fmax(max_abs_a, gc_expect(family, label, part, ap + off + wc, np + off + wc, bc, tol, guard));
-        }
-    }
-    max_abs_a = fmax(max_abs_a, gc_expect(family, label, "input", ax, nxv, nx, tol, guard));
-    gc_expect_case(label, max_abs_a, guard);
-    free(ap);
-    free(np);
-    free(ax);
-    free(nxv);
-    free(before);
+    if (!gradcheck_part(label, part, a, num, n, tol, guard, &g_worst[family], &max_abs_a, why, sizeof why))
+        fail_msg("%s", why);
+    return max_abs_a;
+}
+
+static void gc_expect_case(const char *label, double max_abs_a, gradcheck_guard guard) {
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_case_ok(label, max_abs_a, guard, why, sizeof why)) fail_msg("%s", why);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Models: the shared checker (gradcheck_model, tests/support.h)            */
+/* ------------------------------------------------------------------------ */
+
+/* Full check of a model case: the analytic gradients of L (a weighted sum
+ * of the outputs, or a loss) against central differences of step tol->h in
+ * every parameter and every input value, which must come back bit-exactly;
+ * every layer's weight and bias, and the input, each with `guard`. */
+static void gc_check_model(const gradcheck_case *c, gc_family family, const char *label, const gradcheck_tol *tol,
+                           gradcheck_guard guard) {
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_model(c, tol, guard, guard, &g_worst[family], label, why, sizeof why)) fail_msg("%s", why);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -526,10 +287,10 @@ static void check_dense_case(const act_param *ap, int standalone, size_t in, siz
     }
     fill_signed(r, batch * out, seed * 5u + 2u, 0.25f, 1.0f);
 
-    gc_case c = {m, x, batch, in, out, OBJ_WEIGHTED_SUM, r, AIM_LOSS_MSE, NULL, NULL};
-    gc_guard guard = is_kinked(ap->act) ? GUARD_KINK : GUARD_SMOOTH;
+    gradcheck_case c = {m, x, batch, in, out, GRADCHECK_WEIGHTED_SUM, r, AIM_LOSS_MSE, NULL, NULL};
+    gradcheck_guard guard = is_kinked(ap->act) ? GRADCHECK_SPARSE : GRADCHECK_DENSE;
     /* softmax over a single value is the constant 1: every gradient is 0 */
-    if (ap->act == AIM_ACT_SOFTMAX && out == 1) guard = GUARD_ZERO;
+    if (ap->act == AIM_ACT_SOFTMAX && out == 1) guard = GRADCHECK_NEAR_ZERO;
     char label[128];
     snprintf(label, sizeof label, "%s %s, in %zu out %zu batch %zu, %s, seed %llu",
              standalone ? "dense+activation" : "dense", ap->name, in, out, batch, use_bias ? "bias" : "no bias",
@@ -576,11 +337,11 @@ static void check_stack_case(size_t in, size_t h1, size_t h2, size_t out, size_t
     draw_kink_free(m, in, h1, 1, batch, x, seed, 4.0 * MODEL_TOL.h);
     fill_signed(r, batch * out, seed * 5u + 2u, 0.25f, 1.0f);
 
-    gc_case c = {m, x, batch, in, out, OBJ_WEIGHTED_SUM, r, AIM_LOSS_MSE, NULL, NULL};
+    gradcheck_case c = {m, x, batch, in, out, GRADCHECK_WEIGHTED_SUM, r, AIM_LOSS_MSE, NULL, NULL};
     char label[128];
     snprintf(label, sizeof label, "stack relu-tanh-identity, %zu-%zu-%zu-%zu batch %zu, seed %llu", in, h1, h2,
              out, batch, (unsigned long long)seed);
-    gc_check_model(&c, FAMILY_STACK, label, &MODEL_TOL, GUARD_KINK);
+    gc_check_model(&c, FAMILY_STACK, label, &MODEL_TOL, GRADCHECK_SPARSE);
     free(x);
     free(r);
     aim_model_free(m);
@@ -660,25 +421,29 @@ static float loss_value(int kind, const float *pred, const float *t, const int32
     return loss;
 }
 
+/* The loss at the current predictions, for the shared central difference. */
+typedef struct loss_point {
+    int kind;
+    const float *pred, *t;
+    const int32_t *labels;
+    size_t batch, features;
+} loss_point;
+
+static double loss_objective(void *ctx) {
+    const loss_point *lp = ctx;
+    return (double)loss_value(lp->kind, lp->pred, lp->t, lp->labels, lp->batch, lp->features);
+}
+
 /* Central differences of the loss in each prediction, restored exactly. */
 static void loss_numeric(int kind, float *pred, const float *t, const int32_t *labels, size_t batch,
                          size_t features, double h, double *num) {
-    for (size_t i = 0; i < batch * features; i++) {
-        const float saved = pred[i];
-        const float plus = (float)((double)saved + h);
-        const float minus = (float)((double)saved - h);
-        pred[i] = plus;
-        double lplus = (double)loss_value(kind, pred, t, labels, batch, features);
-        pred[i] = minus;
-        double lminus = (double)loss_value(kind, pred, t, labels, batch, features);
-        pred[i] = saved;
-        num[i] = (lplus - lminus) / ((double)plus - (double)minus);
-    }
+    loss_point lp = {kind, pred, t, labels, batch, features};
+    gradcheck_numeric(pred, batch * features, h, loss_objective, &lp, num);
 }
 
 static void check_loss_case(const loss_param *lp, size_t batch, size_t features, uint64_t seed) {
     const size_t n = batch * features;
-    const gc_tol *tol = loss_tol(lp->kind);
+    const gradcheck_tol *tol = loss_tol(lp->kind);
     float *pred = calloc(n, sizeof *pred);
     float *t = calloc(n, sizeof *t);
     int32_t *labels = calloc(batch, sizeof *labels);
@@ -710,7 +475,7 @@ static void check_loss_case(const loss_param *lp, size_t batch, size_t features,
     char label[128];
     snprintf(label, sizeof label, "aim_loss %s, batch %zu features %zu, seed %llu", lp->name, batch, features,
              (unsigned long long)seed);
-    const gc_guard guard = one_class ? GUARD_ZERO : GUARD_SMOOTH;
+    const gradcheck_guard guard = one_class ? GRADCHECK_NEAR_ZERO : GRADCHECK_DENSE;
     gc_expect_case(label, gc_expect(FAMILY_LOSS, label, "d loss / d pred", grad, num, n, tol, guard), guard);
     free(pred);
     free(t);
@@ -749,12 +514,12 @@ static void check_model_loss_case(const loss_param *lp, size_t in, size_t out, s
     fill_uniform(x, batch * in, seed * 3u + 1u, -1.0f, 1.0f);
     fill_targets(lp->kind, t, labels, batch, out, seed * 7u + 3u);
 
-    gc_case c = {m,
+    gradcheck_case c = {m,
                  x,
                  batch,
                  in,
                  out,
-                 lp->kind == LOSS_SPARSE_KIND ? OBJ_LOSS_SPARSE : OBJ_LOSS,
+                 lp->kind == LOSS_SPARSE_KIND ? GRADCHECK_LOSS_SPARSE : GRADCHECK_LOSS,
                  NULL,
                  lp->kind == LOSS_SPARSE_KIND ? AIM_LOSS_MSE : (aim_loss_kind)lp->kind,
                  t,
@@ -765,7 +530,7 @@ static void check_model_loss_case(const loss_param *lp, size_t in, size_t out, s
              (unsigned long long)seed);
     /* A mean loss has small gradients, so use the loss tolerances; through
      * the sigmoid even BCE is smooth in the logits, so h = 1e-2 is fine. */
-    gc_check_model(&c, FAMILY_MODEL_LOSS, label, &LOSS_TOL, one_class ? GUARD_ZERO : GUARD_SMOOTH);
+    gc_check_model(&c, FAMILY_MODEL_LOSS, label, &LOSS_TOL, one_class ? GRADCHECK_NEAR_ZERO : GRADCHECK_DENSE);
     free(x);
     free(t);
     free(labels);
@@ -786,22 +551,22 @@ static void test_model_loss(void **state) {
 /* Checks one case, then shows that the comparison rejects each entry with
  * |a| >= min_detect when it alone is scaled by 1.1, rejects the whole
  * gradient scaled by 0.5 or negated, and that the guard rejects zeros. */
-static void expect_checker_catches(const float *a, const double *num, size_t n, const gc_tol *tol,
+static void expect_checker_catches(const float *a, const double *num, size_t n, const gradcheck_tol *tol,
                                    double min_detect) {
     float *bad = calloc(n, sizeof *bad);
     assert_non_null(bad);
-    gc_stats s = gc_compare(a, num, n, tol);
+    gradcheck_stats s = gradcheck_compare(a, num, n, tol);
     assert_int_equal(s.mismatches, 0);
-    char why[128];
-    assert_true(gc_part_guard_ok(&s, GUARD_SMOOTH, why, sizeof why));
-    assert_true(gc_case_guard_ok(s.max_abs_a, GUARD_SMOOTH, why, sizeof why));
+    char why[GRADCHECK_WHY];
+    assert_true(gradcheck_guard_ok(&s, GRADCHECK_DENSE, why, sizeof why));
+    assert_true(gradcheck_case_ok("", s.max_abs_a, GRADCHECK_DENSE, why, sizeof why));
 
     size_t tried = 0;
     for (size_t i = 0; i < n; i++) {
         if (fabs((double)a[i]) < min_detect) continue;
         memcpy(bad, a, n * sizeof *bad);
         bad[i] *= 1.1f;
-        gc_stats sb = gc_compare(bad, num, n, tol);
+        gradcheck_stats sb = gradcheck_compare(bad, num, n, tol);
         assert_int_equal(sb.mismatches, 1);
         assert_int_equal(sb.first_bad, i);
         tried++;
@@ -809,29 +574,30 @@ static void expect_checker_catches(const float *a, const double *num, size_t n, 
     assert_true(tried >= 1);
 
     for (size_t i = 0; i < n; i++) bad[i] = 0.5f * a[i];
-    assert_true(gc_compare(bad, num, n, tol).mismatches > 0);
+    assert_true(gradcheck_compare(bad, num, n, tol).mismatches > 0);
     for (size_t i = 0; i < n; i++) bad[i] = -a[i];
-    assert_true(gc_compare(bad, num, n, tol).mismatches > 0);
+    assert_true(gradcheck_compare(bad, num, n, tol).mismatches > 0);
 
     /* an all-zero analytic gradient against an all-zero numeric one agrees,
      * so only the guard can reject it */
     double *zeros = calloc(n, sizeof *zeros);
     assert_non_null(zeros);
     memset(bad, 0, n * sizeof *bad);
-    gc_stats sz = gc_compare(bad, zeros, n, tol);
+    gradcheck_stats sz = gradcheck_compare(bad, zeros, n, tol);
     assert_int_equal(sz.mismatches, 0);
-    assert_false(gc_part_guard_ok(&sz, GUARD_SMOOTH, why, sizeof why));
-    assert_false(gc_part_guard_ok(&sz, GUARD_KINK, why, sizeof why));
-    assert_false(gc_case_guard_ok(sz.max_abs_a, GUARD_SMOOTH, why, sizeof why));
-    assert_false(gc_case_guard_ok(sz.max_abs_a, GUARD_KINK, why, sizeof why));
+    assert_false(gradcheck_guard_ok(&sz, GRADCHECK_DENSE, why, sizeof why));
+    assert_false(gradcheck_guard_ok(&sz, GRADCHECK_SPARSE, why, sizeof why));
+    assert_false(gradcheck_case_ok("", sz.max_abs_a, GRADCHECK_DENSE, why, sizeof why));
+    assert_false(gradcheck_case_ok("", sz.max_abs_a, GRADCHECK_SPARSE, why, sizeof why));
     /* a gradient scaled down to 1e-4 of itself: the case guard notices */
     for (size_t i = 0; i < n; i++) bad[i] = 1e-4f * a[i] / (float)s.max_abs_a;
-    assert_false(gc_case_guard_ok(gc_compare(bad, num, n, tol).max_abs_a, GUARD_SMOOTH, why, sizeof why));
+    const double scaled_max = gradcheck_compare(bad, num, n, tol).max_abs_a;
+    assert_false(gradcheck_case_ok("", scaled_max, GRADCHECK_DENSE, why, sizeof why));
     /* more than half of the entries zeroed: the smooth guard notices */
     if (n >= 3) {
         for (size_t i = 0; i < n; i++) bad[i] = (i < n / 2 + 1) ? 0.0f : a[i];
-        gc_stats sh = gc_compare(bad, num, n, tol);
-        assert_false(gc_part_guard_ok(&sh, GUARD_SMOOTH, why, sizeof why));
+        gradcheck_stats sh = gradcheck_compare(bad, num, n, tol);
+        assert_false(gradcheck_guard_ok(&sh, GRADCHECK_DENSE, why, sizeof why));
     }
     free(zeros);
     free(bad);
@@ -848,14 +614,19 @@ static void test_checker_detects_wrong_gradient(void **state) {
     float x[9], r[9];
     fill_uniform(x, 9, 6, -1.0f, 1.0f);
     fill_uniform(r, 9, 7, -1.0f, 1.0f);
-    gc_case c = {m, x, batch, in, out, OBJ_WEIGHTED_SUM, r, AIM_LOSS_MSE, NULL, NULL};
-    float ap[12], ax[9];
-    double np[12], nx[9];
-    gc_analytic(&c, ap, 12, ax);
-    gc_numeric(&c, MODEL_TOL.h, np, 12, nx);
+    gradcheck_case c = {m, x, batch, in, out, GRADCHECK_WEIGHTED_SUM, r, AIM_LOSS_MSE, NULL, NULL};
+    gradcheck_result res;
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_run(&c, MODEL_TOL.h, &res, why, sizeof why)) {
+        gradcheck_result_free(&res);
+        fail_msg("%s", why);
+    }
+    assert_int_equal(res.count, 12);
+    assert_int_equal(res.nx, 9);
     /* detection bound: 0.1|a| > rtol * 1.1|a| + atol + noise, |a| > ~0.0112 */
-    expect_checker_catches(ap, np, 12, &MODEL_TOL, 0.02);
-    expect_checker_catches(ax, nx, 9, &MODEL_TOL, 0.02);
+    expect_checker_catches(res.ap, res.num_p, 12, &MODEL_TOL, 0.02);
+    expect_checker_catches(res.ax, res.num_x, 9, &MODEL_TOL, 0.02);
+    gradcheck_result_free(&res);
     aim_model_free(m);
 
     /* a loss case: BCE on 3 x 3 probabilities */
@@ -914,10 +685,11 @@ int main(void) {
 
     /* how close the passing checks came to their tolerance (1 = the limit) */
     for (int f = 0; f < FAMILY_COUNT; f++) {
-        const gc_worst *w = &g_worst[f];
+        const gradcheck_worst *w = &g_worst[f];
+        char where[sizeof w->label + sizeof w->part + 1] = "-";
+        if (w->label[0]) snprintf(where, sizeof where, "%s %s", w->label, w->part);
         printf("gradcheck %-16s: %4zu parts, %5zu values, max |a-n| %.2e, worst tolerance use %.3f (%s)\n",
-               FAMILY_NAMES[f], w->checks, w->values, w->max_abs_err, w->max_usage,
-               w->usage_case[0] ? w->usage_case : "-");
+               FAMILY_NAMES[f], w->parts, w->values, w->max_abs_err, w->max_usage, where);
     }
     fflush(stdout);
     return failed;

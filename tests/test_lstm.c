@@ -49,10 +49,11 @@
 /* 1. Gradient checks                                                       */
 /* ======================================================================== */
 
-/* A value passes when |a - n| <= RTOL max(|a|, |n|) + ATOL, n from a central
- * difference of step H: test_gradcheck.c's and test_conv.c's model
- * tolerances. L = sum(Y R) is summed in double from float32 outputs; inputs
- * lie in [-1, 1), R in +-[0.25, 1], weights in +-[0.1, 1] / sqrt(fan_in)
+/* A value passes when |a - n| <= rtol max(|a|, |n|) + atol, n from a central
+ * difference of step h (GC_TOL, checked by the shared gradient checker of
+ * tests/support.h): test_gradcheck.c's and test_conv.c's model tolerances.
+ * L = sum(Y R) is summed in double from float32 outputs; inputs lie in
+ * [-1, 1), R in +-[0.25, 1], weights in +-[0.1, 1] / sqrt(fan_in)
  * (fan_in = in for W_ih, H for W_hh), biases in [-0.5, 0.5), initial h in
  * [-0.9, 0.9) and c in [-1.5, 1.5), so every gate's pre-activation is O(1).
  *  - Truncation: h^2/6 |L'''|; the gates are sigmoids and tanh, whose third
@@ -65,162 +66,37 @@
  * written (a W_hh entry of "T7 sequence, flatten"). A wrong gate order, a dropped recurrent term or a wrong
  * derivative moves values by O(0.1); test_checker_catches_a_corrupted_gradient
  * shows that any single entry >= 0.02 off by 10% is caught. */
-#define GC_H 1e-2
-#define GC_RTOL 1e-2
-#define GC_ATOL 1e-3
+static const gradcheck_tol GC_TOL = {1e-2, 1e-2, 1e-3}; /* h, rtol, atol */
 
-/* Guards: a case must have max |g| above GUARD_MIN_MAX over all its parts;
- * every parameter tensor must be at least half nonzero (GUARD_DENSE); the
- * input, at least one entry nonzero (GUARD_SPARSE). A tensor that is zero by
- * construction (W_hh of a one-step sequence from zero states: h_{-1} = 0)
- * must be exactly zero (GUARD_ZERO). */
-#define GUARD_MIN_MAX 1e-3
-#define GUARD_NONZERO 1e-6
+/* Guards (the shared checker's, tests/support.h): a case must have max |g|
+ * above GRADCHECK_MIN_MAX = 1e-3 over all its parts; every parameter tensor
+ * must be at least half nonzero (GRADCHECK_DENSE); the input, at least one
+ * entry nonzero (GRADCHECK_SPARSE). A tensor that is zero by construction
+ * (W_hh of a one-step sequence from zero states: h_{-1} = 0) must be exactly
+ * zero (GRADCHECK_EXACT_ZERO). */
 
-typedef struct gc_stats {
-    size_t n, mismatches, first_bad, nonzero, exact_zeros;
-    double max_abs_a, max_usage; /* usage: |a - n| / allowed; > 1 fails */
-} gc_stats;
-
-static gc_stats gc_compare(const float *a, const double *num, size_t n) {
-    gc_stats s;
-    memset(&s, 0, sizeof s);
-    s.n = n;
-    for (size_t i = 0; i < n; i++) {
-        double ai = (double)a[i], err = fabs(ai - num[i]);
-        double usage = err / (GC_RTOL * fmax(fabs(ai), fabs(num[i])) + GC_ATOL);
-        if (!(usage <= 1.0)) { /* also catches NaN */
-            if (s.mismatches++ == 0) s.first_bad = i;
-        }
-        if (!(usage <= s.max_usage)) s.max_usage = isnan(usage) ? INFINITY : usage;
-        if (fabs(ai) > s.max_abs_a) s.max_abs_a = fabs(ai);
-        if (fabs(ai) > GUARD_NONZERO) s.nonzero++;
-        if (a[i] == 0.0f) s.exact_zeros++;
-    }
-    return s;
-}
-
-typedef enum part_guard { GUARD_DENSE, GUARD_SPARSE, GUARD_ZERO } part_guard;
-
-/* Whether a part's gradient is as the guard requires. */
-static int gc_guard_ok(const gc_stats *s, part_guard guard) {
-    if (guard == GUARD_ZERO) return s->exact_zeros == s->n;
-    if (s->n > 0 && s->nonzero == 0) return 0;
-    return guard == GUARD_SPARSE || 2 * s->nonzero >= s->n;
-}
-
-static double g_worst_usage; /* over the run, printed at the end */
-static char g_worst_case[160];
-static size_t g_values_checked;
+static gradcheck_worst g_worst; /* over the run, printed at the end */
 
 /* Checks one part of one case; fails with the first bad entry's numbers.
- * Returns the part's max |a|. */
-static double gc_expect(const char *label, const char *part, const float *a, const double *num, size_t n,
-                        part_guard guard) {
-    gc_stats s = gc_compare(a, num, n);
-    g_values_checked += n;
-    if (s.max_usage > g_worst_usage) {
-        g_worst_usage = s.max_usage;
-        snprintf(g_worst_case, sizeof g_worst_case, "%s, %s", label, part);
-    }
-    if (s.mismatches) {
-        size_t i = s.first_bad;
-        fail_msg("%s, %s: %zu of %zu values disagree; first [%zu]: analytic %.8g, numeric %.8g", label, part,
-                 s.mismatches, n, i, (double)a[i], num[i]);
-    }
-    if (!gc_guard_ok(&s, guard)) {
-        if (guard == GUARD_ZERO)
-            fail_msg("%s, %s: must be exactly zero, %zu of %zu entries are not", label, part, n - s.exact_zeros, n);
-        fail_msg("%s, %s: only %zu of %zu gradient entries are nonzero", label, part, s.nonzero, n);
-    }
-    return s.max_abs_a;
+ * Raises *max_a to the part's max |a|. */
+static void gc_expect(const char *label, const char *part, const float *a, const double *num, size_t n,
+                      gradcheck_guard guard, double *max_a) {
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_part(label, part, a, num, n, &GC_TOL, guard, &g_worst, max_a, why, sizeof why))
+        fail_msg("%s", why);
 }
 
-typedef struct gc_case {
-    aim_model *m;
-    float *x;       /* (batch, in), perturbed in place */
-    const float *r; /* (batch, out) */
-    size_t batch, in, out;
-} gc_case;
-
-/* L = sum(Y R) at the current parameters and input, in double. The
- * inference forward uses the initial states set on the model, as the
- * training forward does. */
-static double gc_objective(const gc_case *c) {
-    const float *y = NULL;
-    size_t count = 0;
-    CHECK_OK(aim_model_forward(c->m, AIM_MODE_INFERENCE, c->x, c->batch));
-    CHECK_OK(aim_model_output(c->m, &y, &count));
-    assert_int_equal(count, c->batch * c->out);
-    double sum = 0.0;
-    for (size_t i = 0; i < count; i++) sum += (double)y[i] * (double)c->r[i];
-    return sum;
-}
-
-/* Central difference in one float, restored bit-exactly afterwards. The
- * denominator is the difference of the two floats actually used. */
-static double gc_central(const gc_case *c, float *v) {
-    const float saved = *v, plus = (float)((double)saved + GC_H), minus = (float)((double)saved - GC_H);
-    *v = plus;
-    double lp = gc_objective(c);
-    *v = minus;
-    double lm = gc_objective(c);
-    *v = saved;
-    return (lp - lm) / ((double)plus - (double)minus);
-}
-
-/* Analytic gradients into ap (count) and ax (batch * in). */
-static void gc_analytic(const gc_case *c, float *ap, size_t count, float *ax) {
-    float *g = NULL;
-    const float *ig = NULL;
-    size_t gcount = 0;
-    CHECK_OK(aim_model_zero_grad(c->m));
-    CHECK_OK(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch));
-    CHECK_OK(aim_model_backward(c->m, c->r));
-    CHECK_OK(aim_model_gradients(c->m, &g, &gcount));
-    assert_int_equal(gcount, count);
-    memcpy(ap, g, count * sizeof *ap);
-    CHECK_OK(aim_model_input_gradient(c->m, &ig));
-    memcpy(ax, ig, c->batch * c->in * sizeof *ax);
-}
-
-typedef struct gc_result {
-    size_t count, nx;
-    float *ap, *ax;        /* analytic: parameters, input */
-    double *num_p, *num_x; /* numeric */
-} gc_result;
-
-static void gc_result_free(gc_result *r) {
-    free(r->ap);
-    free(r->ax);
-    free(r->num_p);
-    free(r->num_x);
-    memset(r, 0, sizeof *r);
-}
-
-/* Both gradients of a case. The parameters and the input must come back
+/* Both gradients of a case (gradcheck_run, tests/support.h): L = sum(Y R),
+ * whose inference forward uses the initial states set on the model, as the
+ * training forward does; the parameters and the input must come back
  * bit-exactly after the perturbations. */
-static gc_result gc_run(const gc_case *c) {
-    gc_result r;
-    float *p = NULL;
-    CHECK_OK(aim_model_parameters(c->m, &p, &r.count));
-    r.nx = c->batch * c->in;
-    r.ap = calloc(r.count, sizeof *r.ap);
-    r.num_p = calloc(r.count, sizeof *r.num_p);
-    r.ax = calloc(r.nx, sizeof *r.ax);
-    r.num_x = calloc(r.nx, sizeof *r.num_x);
-    float *pb = calloc(r.count, sizeof *pb), *xb = calloc(r.nx, sizeof *xb);
-    assert_true(r.ap && r.num_p && r.ax && r.num_x && pb && xb);
-    memcpy(pb, p, r.count * sizeof *p);
-    memcpy(xb, c->x, r.nx * sizeof *xb);
-    gc_analytic(c, r.ap, r.count, r.ax);
-    assert_memory_equal(xb, c->x, r.nx * sizeof *xb); /* forward and backward take x as const */
-    for (size_t i = 0; i < r.count; i++) r.num_p[i] = gc_central(c, &p[i]);
-    for (size_t i = 0; i < r.nx; i++) r.num_x[i] = gc_central(c, &c->x[i]);
-    assert_memory_equal(pb, p, r.count * sizeof *p);
-    assert_memory_equal(xb, c->x, r.nx * sizeof *xb);
-    free(pb);
-    free(xb);
+static gradcheck_result gc_run(const gradcheck_case *c) {
+    gradcheck_result r;
+    char why[GRADCHECK_WHY];
+    if (!gradcheck_run(c, GC_TOL.h, &r, why, sizeof why)) {
+        gradcheck_result_free(&r);
+        fail_msg("%s", why);
+    }
     return r;
 }
 
@@ -371,7 +247,7 @@ static void set_states(const built *b, size_t batch, uint64_t seed) {
 }
 
 /* Checks every tensor of the case; returns the largest |analytic| seen. */
-static double gc_check_parts(const built *b, const gc_result *r, const char *label, size_t T, int state) {
+static double gc_check_parts(const built *b, const gradcheck_result *r, const char *label, size_t T, int state) {
     double max_a = 0.0;
     size_t covered = 0;
     for (size_t layer = 0; layer < aim_model_layer_count(b->m); layer++) {
@@ -386,11 +262,11 @@ static double gc_check_parts(const built *b, const gc_result *r, const char *lab
         if (!li) {
             if (wc) {
                 snprintf(part, sizeof part, "layer %zu weight", layer);
-                max_a = fmax(max_a, gc_expect(label, part, r->ap + off, r->num_p + off, wc, GUARD_DENSE));
+                gc_expect(label, part, r->ap + off, r->num_p + off, wc, GRADCHECK_DENSE, &max_a);
             }
             if (bc) {
                 snprintf(part, sizeof part, "layer %zu bias", layer);
-                max_a = fmax(max_a, gc_expect(label, part, r->ap + off + wc, r->num_p + off + wc, bc, GUARD_DENSE));
+                gc_expect(label, part, r->ap + off + wc, r->num_p + off + wc, bc, GRADCHECK_DENSE, &max_a);
             }
             continue;
         }
@@ -401,9 +277,9 @@ static double gc_check_parts(const built *b, const gc_result *r, const char *lab
             static const char *const names[4] = {"W_ih", "W_hh", "b_ih", "b_hh"};
             for (size_t t = 0; t < 4; t++) {
                 /* W_hh multiplies h_{t-1}: nothing to learn from one step that starts at h = 0. */
-                part_guard g = (t == 1 && T == 1 && !state) ? GUARD_ZERO : GUARD_DENSE;
+                gradcheck_guard g = (t == 1 && T == 1 && !state) ? GRADCHECK_EXACT_ZERO : GRADCHECK_DENSE;
                 snprintf(part, sizeof part, "layer %zu sub-layer %zu %s", layer, l, names[t]);
-                max_a = fmax(max_a, gc_expect(label, part, r->ap + at, r->num_p + at, sizes[t], g));
+                gc_expect(label, part, r->ap + at, r->num_p + at, sizes[t], g, &max_a);
                 at += sizes[t];
             }
             /* Both biases enter every pre-activation alike: equal gradients, exactly. */
@@ -412,11 +288,12 @@ static double gc_check_parts(const built *b, const gc_result *r, const char *lab
         assert_int_equal(at, off + wc);
     }
     assert_int_equal(covered, r->count);
-    return fmax(max_a, gc_expect(label, "input", r->ax, r->num_x, r->nx, GUARD_SPARSE));
+    gc_expect(label, "input", r->ax, r->num_x, r->nx, GRADCHECK_SPARSE, &max_a);
+    return max_a;
 }
 
 /* Draws the point of a case (parameters, states, input, R) and returns the case. */
-static gc_case draw_case(const built *b, const lstm_spec *s, uint64_t seed) {
+static gradcheck_case draw_case(const built *b, const lstm_spec *s, uint64_t seed) {
     const size_t in = aim_model_input_size(b->m), out = aim_model_output_size(b->m);
     float *x = malloc(s->batch * in * sizeof *x), *r = malloc(s->batch * out * sizeof *r);
     assert_true(x && r);
@@ -424,11 +301,12 @@ static gc_case draw_case(const built *b, const lstm_spec *s, uint64_t seed) {
     if (s->state) set_states(b, s->batch, seed);
     fill_uniform(x, s->batch * in, seed * 7u + 1u, -1.0f, 1.0f);
     fill_signed(r, s->batch * out, seed * 11u + 2u, 0.25f, 1.0f);
-    gc_case c = {b->m, x, r, s->batch, in, out};
+    gradcheck_case c = {.m = b->m, .x = x, .batch = s->batch, .in = in, .out = out, .obj = GRADCHECK_WEIGHTED_SUM,
+                        .r = r};
     return c;
 }
 
-static void free_case(gc_case *c) {
+static void free_case(gradcheck_case *c) {
     free(c->x);
     free((void *)c->r);
 }
@@ -460,11 +338,12 @@ static void test_lstm_gradients(void **state) {
         built b = build_spec(s, 1);
         char label[128];
         snprintf(label, sizeof label, "%s, seed %llu", s->name, (unsigned long long)SEEDS[k]);
-        gc_case c = draw_case(&b, s, SEEDS[k]);
-        gc_result r = gc_run(&c);
+        gradcheck_case c = draw_case(&b, s, SEEDS[k]);
+        gradcheck_result r = gc_run(&c);
         double max_a = gc_check_parts(&b, &r, label, s->T, s->state);
-        if (!(max_a > GUARD_MIN_MAX)) fail_msg("%s: gradient (near) all zero: max |g| = %.3g", label, max_a);
-        gc_result_free(&r);
+        char why[GRADCHECK_WHY];
+        if (!gradcheck_case_ok(label, max_a, GRADCHECK_DENSE, why, sizeof why)) fail_msg("%s", why);
+        gradcheck_result_free(&r);
         free_case(&c);
         aim_model_free(b.m);
     }
@@ -481,14 +360,15 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
     (void)state;
     const lstm_spec s = {"", 2, 3, 3, 4, 1, 0, 0, 0, 0, HEAD_NONE, 1};
     built b = build_spec(&s, 1);
-    gc_case c = draw_case(&b, &s, 17);
-    gc_result res = gc_run(&c);
+    gradcheck_case c = draw_case(&b, &s, 17);
+    gradcheck_result res = gc_run(&c);
+    char why[GRADCHECK_WHY];
     const size_t H = 4, wih = 4 * H * 3, whh = 4 * H * H;
 
-    gc_stats st = gc_compare(res.ap, res.num_p, res.count);
+    gradcheck_stats st = gradcheck_compare(res.ap, res.num_p, res.count, &GC_TOL);
     assert_int_equal(st.mismatches, 0);
-    st = gc_compare(res.ap + wih, res.num_p + wih, whh);
-    assert_true(gc_guard_ok(&st, GUARD_DENSE));
+    st = gradcheck_compare(res.ap + wih, res.num_p + wih, whh, &GC_TOL);
+    assert_true(gradcheck_guard_ok(&st, GRADCHECK_DENSE, why, sizeof why));
 
     /* Every W_hh entry of size >= 0.02 off by 10% is caught, alone. */
     size_t caught = 0, tried = 0;
@@ -496,7 +376,7 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
         if (fabsf(res.ap[i]) < 0.02f) continue;
         const float saved = res.ap[i];
         res.ap[i] = saved * 1.1f;
-        st = gc_compare(res.ap, res.num_p, res.count);
+        st = gradcheck_compare(res.ap, res.num_p, res.count, &GC_TOL);
         tried++;
         if (st.mismatches == 1 && st.first_bad == i) caught++;
         res.ap[i] = saved;
@@ -510,29 +390,29 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
     for (size_t i = 1; i < res.nx; i++)
         if (fabs(res.num_x[i]) < fabs(res.num_x[at])) at = i;
     res.ax[at] += 0.01f;
-    st = gc_compare(res.ax, res.num_x, res.nx);
+    st = gradcheck_compare(res.ax, res.num_x, res.nx, &GC_TOL);
     assert_int_equal(st.mismatches, 1);
     assert_int_equal(st.first_bad, at);
     res.ax[at] -= 0.01f;
 
     /* All-zero analytic against all-zero numeric agrees value by value; only
-     * the guards reject it. A tiny nonzero value fails GUARD_ZERO. */
+     * the guards reject it. A tiny nonzero value fails GRADCHECK_EXACT_ZERO. */
     float zeros[8] = {0};
     double nzeros[8] = {0};
-    st = gc_compare(zeros, nzeros, 8);
+    st = gradcheck_compare(zeros, nzeros, 8, &GC_TOL);
     assert_int_equal(st.mismatches, 0);
-    assert_false(gc_guard_ok(&st, GUARD_DENSE));
-    assert_false(gc_guard_ok(&st, GUARD_SPARSE));
-    assert_true(gc_guard_ok(&st, GUARD_ZERO));
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_DENSE, why, sizeof why));
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_SPARSE, why, sizeof why));
+    assert_true(gradcheck_guard_ok(&st, GRADCHECK_EXACT_ZERO, why, sizeof why));
     zeros[5] = 1e-9f;
-    st = gc_compare(zeros, nzeros, 8);
+    st = gradcheck_compare(zeros, nzeros, 8, &GC_TOL);
     assert_int_equal(st.mismatches, 0);
-    assert_false(gc_guard_ok(&st, GUARD_ZERO));
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_EXACT_ZERO, why, sizeof why));
     zeros[0] = zeros[1] = zeros[2] = 0.5f;
     nzeros[0] = nzeros[1] = nzeros[2] = 0.5;
-    st = gc_compare(zeros, nzeros, 8);
-    assert_false(gc_guard_ok(&st, GUARD_DENSE));
-    assert_true(gc_guard_ok(&st, GUARD_SPARSE));
+    st = gradcheck_compare(zeros, nzeros, 8, &GC_TOL);
+    assert_false(gradcheck_guard_ok(&st, GRADCHECK_DENSE, why, sizeof why));
+    assert_true(gradcheck_guard_ok(&st, GRADCHECK_SPARSE, why, sizeof why));
 
     /* Analytic gradients of the same point without the states: the checker
      * reports W_hh (h0 is its only input at t = 0), the forget gate and the
@@ -550,16 +430,16 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
     assert_memory_not_equal(with_state, y, sizeof with_state);
     float *ap0 = malloc(res.count * sizeof *ap0), *ax0 = malloc(res.nx * sizeof *ax0);
     assert_true(ap0 && ax0);
-    gc_analytic(&c, ap0, res.count, ax0);
-    st = gc_compare(ap0 + wih, res.num_p + wih, whh);
+    if (!gradcheck_analytic(&c, ap0, res.count, ax0, why, sizeof why)) fail_msg("%s", why);
+    st = gradcheck_compare(ap0 + wih, res.num_p + wih, whh, &GC_TOL);
     print_message("zero-state W_hh gradient against the state case: %zu of %zu disagree\n", st.mismatches, whh);
     assert_true(st.mismatches >= whh / 2);
-    st = gc_compare(ax0, res.num_x, res.nx);
+    st = gradcheck_compare(ax0, res.num_x, res.nx, &GC_TOL);
     assert_true(st.mismatches > 0);
     free(ap0);
     free(ax0);
 
-    gc_result_free(&res);
+    gradcheck_result_free(&res);
     free_case(&c);
     aim_model_free(b.m);
 }
@@ -1094,8 +974,8 @@ static void test_learns_a_sequence_task(void **state) {
 
 static int print_summary(void **state) {
     (void)state;
-    print_message("gradient checks: %zu values, worst |a - n| / allowed = %.3g (%s)\n", g_values_checked,
-                  g_worst_usage, g_worst_case);
+    print_message("gradient checks: %zu values, worst |a - n| / allowed = %.3g (%s, %s)\n", g_worst.values,
+                  g_worst.max_usage, g_worst.label, g_worst.part);
     return 0;
 }
 
