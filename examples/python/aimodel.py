@@ -28,18 +28,23 @@ Lifetimes:
     then stays valid only until the next forward() (and until close()).
   * Model.predict() runs through a Workspace the model creates on first use
     and frees in close(); it never touches the model's training memory.
+  * A ThreadPool given to Model.set_threadpool() / Workspace.set_threadpool()
+    is referenced by that object until it is closed or given another pool,
+    so the pool cannot be garbage collected while in use. Closing a pool
+    that is still attached detaches its users first (see ThreadPool).
 """
 
 import ctypes
 import ctypes.util
 import enum
 import os
+import weakref
 
 import numpy as np
 
 __all__ = [
     "AimError", "Status", "Activation", "Init", "Mode", "LossKind", "Padding",
-    "Model", "Workspace", "Optimizer", "Adam", "SGD", "Rng",
+    "Model", "Workspace", "ThreadPool", "Optimizer", "Adam", "SGD", "Rng",
     "status_str", "version", "version_number", "lib",
     "loss", "loss_sparse", "activation_forward", "clip_grad_norm",
 ]
@@ -242,6 +247,13 @@ _PROTOTYPES = {
     "aim_workspace_free": (None, [_VP]),
     "aim_workspace_last_error": (ctypes.c_char_p, [_VP]),
     "aim_model_predict": (_STATUS, [_VP, _VP, c_float_p, _S, c_float_p]),
+    # thread pool
+    "aim_threadpool_create": (_STATUS, [_VP, _S, c_void_pp]),
+    "aim_threadpool_free": (None, [_VP]),
+    "aim_threadpool_threads": (_S, [_VP]),
+    "aim_threadpool_last_error": (ctypes.c_char_p, [_VP]),
+    "aim_model_set_threadpool": (_STATUS, [_VP, _VP]),
+    "aim_workspace_set_threadpool": (_STATUS, [_VP, _VP, _VP]),
     # optimizers
     "aim_sgd_create": (_STATUS, [_VP, ctypes.POINTER(SgdConfig), _S, c_void_pp]),
     "aim_adam_create": (_STATUS, [_VP, ctypes.POINTER(AdamConfig), _S, c_void_pp]),
@@ -491,20 +503,156 @@ def clip_grad_norm(grads, max_norm):
 
 
 # ---------------------------------------------------------------------------
+# thread pool
+
+
+class ThreadPool:
+    """aim_threadpool: threads that a Model (forward, backward, predict) and
+    a Workspace (predict_with) may split large batches over.
+
+    ThreadPool(threads) counts the calling thread: 2 is the caller plus one
+    worker thread, 0 means the number of online CPUs, at most 256 (more raises
+    AimError with Status.ERR_UNSUPPORTED). threads() gives the actual count.
+    Batches too small to be worth splitting stay on the calling thread.
+
+    Attach it with Model.set_threadpool(pool) (which also covers
+    Model.predict()) and with Workspace.set_threadpool(pool) or
+    Workspace(model, n, threadpool=pool). Every attached object holds a
+    reference to the pool, so the pool is never garbage collected while in
+    use; one pool may serve many models and workspaces (they take turns).
+
+    Closing a pool that is still attached is safe, not an error: close()
+    (also ``with`` and __del__) first detaches every live model and workspace
+    using it -- they run on the calling thread again, and a detached model
+    must forward() again before backward() -- and then frees the pool.
+    Exception: a Workspace whose model has been closed cannot be detached
+    (aim_workspace_set_threadpool() needs a compiled model); the C pool then
+    stays alive, closed to new attachments, until that workspace is closed.
+    close() is idempotent. Never close a pool while another Python thread is
+    computing with it.
+
+    The library does not touch OpenBLAS's own thread count: with a pool of
+    more than one thread, run with OPENBLAS_NUM_THREADS=1 (set before the
+    library and numpy are loaded), or both kinds of threads compete for cores.
+    """
+
+    def __init__(self, threads=0):
+        self._handle = None
+        self._closed = False
+        self._users = {}  # id(user) -> weakref to an attached Model / Workspace
+        threads = int(threads)
+        if threads < 0:
+            raise ValueError("threads must be >= 0 (0: one per online CPU), got %d" % threads)
+        handle = ctypes.c_void_p()
+        # There is no pool yet to hold a message: the status says it all.
+        _check(_lib.aim_threadpool_create(None, threads, ctypes.byref(handle)), "aim_threadpool_create")
+        self._handle = handle.value
+
+    def _h(self):
+        if self._closed or self._handle is None:
+            raise ValueError("the ThreadPool is closed")
+        return self._handle
+
+    @property
+    def handle(self):
+        """The raw aim_threadpool* as an int (for advanced use with `lib`)."""
+        return self._h()
+
+    def threads(self):
+        """aim_threadpool_threads(): the thread count, the caller's included."""
+        return int(_lib.aim_threadpool_threads(self._h()))
+
+    def last_error(self):
+        """aim_threadpool_last_error(): why sizing the per-thread scratch
+        last failed ("" if it never did)."""
+        return _decode(_lib.aim_threadpool_last_error(self._h()))
+
+    def attached(self):
+        """The live Model and Workspace objects currently using this pool."""
+        live = []
+        for key, ref in list(self._users.items()):
+            user = ref()
+            if user is None:
+                self._users.pop(key, None)
+            else:
+                live.append(user)
+        return live
+
+    # bookkeeping for Model / Workspace
+    def _attach(self, user):
+        self._users[id(user)] = weakref.ref(user)
+
+    def _release(self, user):
+        self._users.pop(id(user), None)
+        self._free_if_unused()
+
+    def _free_if_unused(self):
+        if self._closed and self._handle is not None and not self.attached() and _lib is not None:
+            handle, self._handle = self._handle, None
+            _lib.aim_threadpool_free(handle)
+
+    def close(self):
+        """Detaches every model and workspace still using the pool (see the
+        class docstring), then stops the workers and frees the pool. Later
+        calls do nothing."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        for user in self.attached():
+            if user._detach_threadpool(self):
+                self._users.pop(id(user), None)
+        self._free_if_unused()
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        if self._closed:
+            return "<aimodel.ThreadPool closed>"
+        return "<aimodel.ThreadPool %d threads, %d attached>" % (self.threads(), len(self.attached()))
+
+
+def _rebind(user, pool):
+    """Records that `user` (a Model or Workspace) now uses `pool` (or none)."""
+    old, user._threadpool = user._threadpool, pool
+    if pool is not None:
+        pool._attach(user)
+    if old is not None and old is not pool:
+        old._release(user)
+
+
+# ---------------------------------------------------------------------------
 # workspace
 
 
 class Workspace:
     """aim_workspace: the memory one thread needs for Model.predict_with()
-    on a shared, read-only model. Serves any model of the same architecture."""
+    on a shared, read-only model. Serves any model of the same architecture.
+    With threadpool=ThreadPool(...) (or set_threadpool()) each predict_with()
+    call splits large batches over the pool's threads."""
 
-    def __init__(self, model, max_batch=256):
+    def __init__(self, model, max_batch=256, threadpool=None):
+        self._handle = None
+        self._threadpool = None
         handle = ctypes.c_void_p()
         mh = model._h()
         # The model is const here and there is no workspace yet: no message.
         _check(_lib.aim_workspace_create(mh, None, int(max_batch), ctypes.byref(handle)), "aim_workspace_create")
         self._handle = handle.value
+        self._model_ref = weakref.ref(model)  # the model to size / detach a pool with
         self.max_batch = int(max_batch)
+        if threadpool is not None:
+            self.set_threadpool(threadpool, model)
 
     def _h(self):
         if self._handle is None:
@@ -514,10 +662,50 @@ class Workspace:
     def last_error(self):
         return _decode(_lib.aim_workspace_last_error(self._h()))
 
+    @property
+    def threadpool(self):
+        """The ThreadPool this workspace uses, or None."""
+        return self._threadpool
+
+    def set_threadpool(self, pool, model=None):
+        """aim_workspace_set_threadpool(): predict_with() through this
+        workspace splits large batches over `pool` (a ThreadPool), or runs on
+        the calling thread again with None. `model` (a compiled Model it
+        serves; default: the one it was created for) sizes the pool's
+        per-thread scratch. The workspace keeps a reference to the pool until
+        close() or the next set_threadpool(). Returns self."""
+        if model is None:
+            model = self._model_ref()
+            if model is None:
+                raise ValueError("the Workspace's model is gone: pass the model it serves")
+        ph = pool._h() if pool is not None else None
+        wh, mh = self._h(), model._h()
+        _check(_lib.aim_workspace_set_threadpool(wh, mh, ph), "aim_workspace_set_threadpool",
+               lambda: _decode(_lib.aim_workspace_last_error(wh)))
+        self._model_ref = weakref.ref(model)
+        _rebind(self, pool)
+        return self
+
+    def _detach_threadpool(self, pool):
+        """For ThreadPool.close(): True once the C workspace no longer uses
+        `pool`; False when it cannot be detached (its model is closed)."""
+        if self._threadpool is not pool or self._handle is None:
+            return True
+        model = self._model_ref()
+        if model is None or model._handle is None or _lib is None:
+            return False
+        if _lib.aim_workspace_set_threadpool(self._handle, model._handle, None) != Status.OK:
+            return False
+        self._threadpool = None
+        return True
+
     def close(self):
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None and _lib is not None:
             _lib.aim_workspace_free(handle)
+        pool, self._threadpool = getattr(self, "_threadpool", None), None
+        if pool is not None:
+            pool._release(self)  # after the free: a closed pool may now go
 
     def __del__(self):
         self.close()
@@ -560,6 +748,7 @@ class Model:
         _check(_lib.aim_model_create(None, len(shape), dims, ctypes.byref(handle)), "aim_model_create")
         self._handle = handle.value
         self._workspace = None
+        self._threadpool = None
         self.input_shape = shape
         self.compiled = False
 
@@ -568,6 +757,7 @@ class Model:
         self = cls.__new__(cls)
         self._handle = handle
         self._workspace = None
+        self._threadpool = None
         # The ABI has no query for the input shape: only its element count.
         self.input_shape = (int(_lib.aim_model_input_size(handle)),)
         self.compiled = True
@@ -853,8 +1043,44 @@ class Model:
         Workspace (created on first use, PREDICT_BATCH samples per call);
         leaves the training memory alone."""
         if self._workspace is None:
-            self._workspace = Workspace(self, self.PREDICT_BATCH)
+            self._workspace = Workspace(self, self.PREDICT_BATCH, threadpool=self._threadpool)
         return self.predict_with(self._workspace, x)
+
+    # -- threads
+    @property
+    def threadpool(self):
+        """The ThreadPool this model uses, or None."""
+        return self._threadpool
+
+    def set_threadpool(self, pool):
+        """aim_model_set_threadpool(): forward(), backward() and predict()
+        split large batches over `pool` (a ThreadPool); None runs on the
+        calling thread again. Before or after compile(). Changing the pool
+        discards the last training forward: forward() again before
+        backward(). The model keeps a reference to the pool until close() or
+        the next set_threadpool(). Returns self."""
+        ph = pool._h() if pool is not None else None
+        h = self._h()
+        old = self._threadpool
+        self._call("aim_model_set_threadpool", ph)
+        if self._workspace is not None:
+            try:
+                self._workspace.set_threadpool(pool, self)
+            except BaseException:
+                # Put the model back on its old pool (already sized for it).
+                _lib.aim_model_set_threadpool(h, old._handle if old is not None else None)
+                raise
+        _rebind(self, pool)
+        return self
+
+    def _detach_threadpool(self, pool):
+        """For ThreadPool.close(): True once the C model no longer uses `pool`."""
+        if self._threadpool is not pool or self._handle is None:
+            return True
+        if _lib is None or _lib.aim_model_set_threadpool(self._handle, None) != Status.OK:
+            return False
+        self._threadpool = None
+        return True
 
     # -- serialization
     def serialize(self, optimizer=None):
@@ -883,13 +1109,17 @@ class Model:
     # -- lifetime
     def close(self):
         """Frees the C model (and the predict workspace) exactly once; later
-        calls do nothing. Views from parameters()/gradients() become invalid."""
+        calls do nothing. Views from parameters()/gradients() become invalid.
+        Drops the model's reference to its ThreadPool (the pool stays open)."""
         ws, self._workspace = getattr(self, "_workspace", None), None
         if ws is not None:
             ws.close()
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None and _lib is not None:
             _lib.aim_model_free(handle)
+        pool, self._threadpool = getattr(self, "_threadpool", None), None
+        if pool is not None:
+            pool._release(self)  # after the free: a closed pool may now go
 
     @property
     def closed(self):

@@ -10,6 +10,7 @@ import gc
 import os
 import sys
 import traceback
+import weakref
 
 import numpy as np
 
@@ -429,6 +430,197 @@ def double_close_and_use_after_close():
         pass
     m2.close()
     del m2
+    gc.collect()
+
+
+def mnist_like_mlp(seed=11, max_batch=64):
+    """784 -> 64 -> 10: at batch 64 big enough for a 2-thread pool to split."""
+    m = aim.Model(784)
+    m.add_dense(64, "relu").add_dense(10)
+    m.compile(max_batch=max_batch, seed=seed)
+    return m
+
+
+def rel_diff(a, b):
+    """max |a - b| relative to max |b| (the scale of the values compared)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
+
+
+@test
+def threadpool_training_matches_no_pool():
+    rs = np.random.RandomState(5)
+    x = rs.rand(4, 64, 784).astype(np.float32)
+    y = rs.randint(0, 10, size=(4, 64)).astype(np.int32)
+    with aim.ThreadPool(2) as pool:
+        assert pool.threads() == 2
+        # one model given the pool before compile(), one after: both paths
+        pooled_early = aim.Model(784)
+        pooled_early.set_threadpool(pool)
+        pooled_early.add_dense(64, "relu").add_dense(10)
+        pooled_early.compile(max_batch=64, seed=11)
+        with mnist_like_mlp() as plain, mnist_like_mlp() as pooled_late, pooled_early:
+            pooled_late.set_threadpool(pool)
+            assert pooled_late.threadpool is pool and pooled_early.threadpool is pool
+            assert plain.threadpool is None
+            assert np.array_equal(plain.parameters(), pooled_late.parameters())
+            assert np.array_equal(plain.parameters(), pooled_early.parameters())
+            models = (plain, pooled_late, pooled_early)
+            opts = [aim.SGD(m, momentum=0.9) for m in models]
+            for step in range(4):
+                losses, grads = [], []
+                for m, opt in zip(models, opts):
+                    m.zero_grad()
+                    assert m.forward(x[step]) == 64
+                    losses.append(m.loss_sparse(y[step]))
+                    m.backward()
+                    grads.append(m.gradients().copy())
+                    opt.step(m, 0.05)
+                for loss, grad in zip(losses[1:], grads[1:]):
+                    assert abs(loss - losses[0]) <= 1e-5 * abs(losses[0]), (step, losses)
+                    assert rel_diff(grad, grads[0]) <= 1e-5, (step, rel_diff(grad, grads[0]))
+            for m in models[1:]:
+                assert rel_diff(m.parameters(), plain.parameters()) <= 1e-5, rel_diff(m.parameters(),
+                                                                                     plain.parameters())
+            assert losses[0] < 2.5  # it trained on something (ln 10 = 2.30 at the start)
+            # the same thread count gives the same bits
+            assert np.array_equal(pooled_late.parameters(), pooled_early.parameters())
+            # changing the pool discards the training forward
+            pooled_late.forward(x[0])
+            pooled_late.loss_sparse(y[0])
+            pooled_late.set_threadpool(None)
+            assert pooled_late.threadpool is None and pool.attached() == [pooled_early]
+            expect_error(Status.ERR_INVALID_STATE, pooled_late.backward)
+            for opt in opts:
+                opt.close()
+
+
+@test
+def threadpool_predict_matches_no_pool():
+    x = np.random.RandomState(6).rand(300, 784).astype(np.float32)  # two predict chunks: 256 + 44
+    with mnist_like_mlp() as m, aim.ThreadPool(2) as pool:
+        expected = m.predict(x)  # creates the internal workspace without a pool
+        m.set_threadpool(pool)   # ... which now gets the pool as well
+        assert m._workspace.threadpool is pool
+        got = m.predict(x)
+        assert got.shape == expected.shape
+        assert np.allclose(got, expected, rtol=1e-5, atol=1e-6), np.max(np.abs(got - expected))
+        # a caller's workspace with the pool, on a model without one
+        m.set_threadpool(None)
+        assert pool.attached() == []
+        with aim.Workspace(m, 128, threadpool=pool) as ws:
+            assert ws.threadpool is pool and pool.attached() == [ws]
+            assert np.allclose(m.predict_with(ws, x), expected, rtol=1e-5, atol=1e-6)
+            ws.set_threadpool(None)
+            assert ws.threadpool is None and pool.attached() == []
+            assert np.allclose(m.predict_with(ws, x), expected, rtol=1e-5, atol=1e-6)
+        # the internal workspace created after set_threadpool() gets the pool too
+        with mnist_like_mlp() as m2:
+            m2.set_threadpool(pool)
+            assert np.allclose(m2.predict(x), expected, rtol=1e-5, atol=1e-6)
+            assert m2._workspace.threadpool is pool
+
+
+@test
+def threadpool_sizes_and_errors():
+    e = expect_error(Status.ERR_UNSUPPORTED, aim.ThreadPool, 300, message=False)
+    assert e.function == "aim_threadpool_create"
+    with aim.ThreadPool(1) as one:
+        assert one.threads() == 1 and one.last_error() == ""
+        with mlp() as m:  # a 1-thread pool never splits: the same bits as no pool
+            x, _ = data(n=16)
+            before = m.predict(x)
+            m.set_threadpool(one)
+            assert np.array_equal(m.predict(x), before)
+    with aim.ThreadPool(0) as auto:
+        assert auto.threads() == min(max(os.sysconf("SC_NPROCESSORS_ONLN"), 1), 256), auto.threads()
+    with aim.ThreadPool(256) as big:
+        assert big.threads() == 256
+    try:
+        aim.ThreadPool(-1)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a negative thread count was accepted")
+    with aim.ThreadPool(2) as pool:
+        with aim.Model(6) as m:
+            m.add_dense(3)
+            # a workspace needs a compiled model
+            m2 = mlp()
+            ws = aim.Workspace(m2, 4)
+            expect_error(Status.ERR_INVALID_STATE, ws.set_threadpool, pool, m, contains=("compiled",))
+            assert ws.threadpool is None and pool.attached() == []
+            ws.close()
+            m2.close()
+
+
+@test
+def threadpool_close_and_lifetime():
+    # double close, use after close
+    pool = aim.ThreadPool(2)
+    pool.close()
+    pool.close()
+    assert pool.closed
+    for call in (pool.threads, pool.last_error, lambda: mlp().set_threadpool(pool)):
+        try:
+            call()
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a closed ThreadPool was used")
+    del pool
+    gc.collect()
+    x, y = data(n=16)
+    # the model's reference keeps a dropped pool alive while it is attached
+    m = mlp()
+    m.set_threadpool(aim.ThreadPool(2))
+    ref = weakref.ref(m.threadpool)
+    gc.collect()
+    assert ref() is not None and not ref().closed
+    m.forward(x)
+    m.loss_sparse(y)
+    m.backward()
+    m.predict(x)
+    m.close()  # drops the last reference: the pool is collected (and freed)
+    gc.collect()
+    assert ref() is None
+    # closing a pool that is still attached detaches its users first
+    with mlp() as m:
+        pool = aim.ThreadPool(2)
+        m.set_threadpool(pool)
+        before = m.predict(x)
+        ws = aim.Workspace(m, 8, threadpool=pool)
+        assert len(pool.attached()) == 3  # m, its predict workspace, ws
+        pool.close()
+        assert pool.closed and pool.attached() == [] and pool._handle is None
+        assert m.threadpool is None and ws.threadpool is None and m._workspace.threadpool is None
+        assert np.allclose(m.predict(x), before, rtol=1e-5, atol=1e-6)  # on the calling thread now
+        assert np.allclose(m.predict_with(ws, x), before, rtol=1e-5, atol=1e-6)
+        m.forward(x)
+        m.loss_sparse(y)
+        m.backward()
+        ws.close()
+        ws.close()
+    # a workspace whose model is closed cannot be detached in C: the pool
+    # waits for it, then goes
+    pool = aim.ThreadPool(2)
+    m = mlp()
+    ws = aim.Workspace(m, 8, threadpool=pool)
+    m.close()
+    pool.close()
+    assert pool.closed and pool.attached() == [ws] and pool._handle is not None
+    with mlp() as m3:  # the same architecture: the workspace still serves it
+        assert m3.predict_with(ws, x).shape == (16, 3)
+    ws.close()
+    assert pool.attached() == [] and pool._handle is None
+    pool.close()
+    # __del__ in any order frees nothing twice
+    pool = aim.ThreadPool(2)
+    m = mlp()
+    m.set_threadpool(pool)
+    m.predict(x)
+    pool = m = None
     gc.collect()
 
 
