@@ -525,6 +525,11 @@ static void split(size_t batch, size_t parts, size_t w, size_t *b0, size_t *nb) 
     *b0 = w * q + (w < r ? w : r);
 }
 
+/* The largest slice any split of `batch` can make: a small batch may be cut
+ * into fewer slices than the pool has threads (parts_for), never fewer than
+ * 2, so arenas are reserved for ceil(batch / 2) samples. */
+static size_t largest_slice(size_t batch) { return batch / 2 + batch % 2; }
+
 static aim_status lstm_layer(const aim_model *m, size_t layer, char *err, const char *what) {
     if (!m->compiled) {
         aim__set_error(err, "%s: the model is not compiled", what);
@@ -697,9 +702,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     }
     if (m->pool) {
         /* The pool's arenas first: a failure there leaves the model as it was. */
-        const size_t t = aim_threadpool_threads(m->pool);
         size_t g, sc, need;
-        if (!aim__round_floats(n_params, &g) || !scratch_for(m, B / t + (B % t != 0), &sc) || !aim__add(g, sc, &need)) {
+        if (!aim__round_floats(n_params, &g) || !scratch_for(m, largest_slice(B), &sc) || !aim__add(g, sc, &need)) {
             aim__set_error(m->err, "compile: thread-pool arena size overflows");
             return AIM_ERR_OVERFLOW;
         }
@@ -860,7 +864,8 @@ static void fwd_part(void *ctx, size_t w) {
 
 /* Floats of a worker arena a training model needs: a parameter-gradient
  * buffer, then scratch for the largest slice. 0 on overflow. */
-static int train_arena_floats(const aim_model *m, size_t threads, size_t *out);
+static int train_arena_floats(const aim_model *m, size_t slice, size_t *out);
+
 
 static aim_status check_compiled(const aim_model *m, char *err, const char *what) {
     if (!m->compiled) {
@@ -913,7 +918,7 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
     if (parts > 1) {
         size_t have = aim__pool_lock(m->pool, arenas), need = 0;
         (void)aim__round_floats(m->n_params, &job.arena_off); /* sized at compile: no overflow */
-        if (!train_arena_floats(m, aim_threadpool_threads(m->pool), &need) || need > have) parts = 1;
+        if (!train_arena_floats(m, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
         job.parts = parts;
         job.arenas = arenas;
         aim__pool_run_locked(m->pool, parts, fwd_part, &job);
@@ -1177,9 +1182,10 @@ aim_status aim_model_memory_size(const aim_model *m, size_t *bytes) {
     return AIM_OK;
 }
 
-static int train_arena_floats(const aim_model *m, size_t threads, size_t *out) {
+/* Floats of a worker arena for a training slice of `slice` samples. */
+static int train_arena_floats(const aim_model *m, size_t slice, size_t *out) {
     size_t g, sc, n;
-    if (!aim__round_floats(m->n_params, &g) || !scratch_for(m, m->max_batch / threads + (m->max_batch % threads != 0), &sc) ||
+    if (!aim__round_floats(m->n_params, &g) || !scratch_for(m, slice, &sc) ||
         !aim__add(g, sc, &n))
         return 0;
     *out = n;
@@ -1189,7 +1195,7 @@ static int train_arena_floats(const aim_model *m, size_t threads, size_t *out) {
 /* Sizes the pool's arenas for this compiled model. */
 static aim_status reserve_for(aim_model *m, aim_threadpool *pool) {
     size_t need;
-    if (!train_arena_floats(m, aim_threadpool_threads(pool), &need)) {
+    if (!train_arena_floats(m, largest_slice(m->max_batch), &need)) {
         aim__set_error(m->err, "set_threadpool: arena size overflows");
         return AIM_ERR_OVERFLOW;
     }
@@ -1301,9 +1307,8 @@ aim_status aim_workspace_set_threadpool(aim_workspace *w, const aim_model *m, ai
         return AIM_ERR_INVALID_STATE;
     }
     if (pool) {
-        const size_t t = aim_threadpool_threads(pool);
         size_t need;
-        if (!scratch_for(m, w->max_batch / t + (w->max_batch % t != 0), &need)) {
+        if (!scratch_for(m, largest_slice(w->max_batch), &need)) {
             aim__set_error(w->err, "set_threadpool: scratch size overflows");
             return AIM_ERR_OVERFLOW;
         }

@@ -19,6 +19,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -27,7 +28,7 @@
 #include "internal.h"
 
 /* How long an idle worker polls before it sleeps. */
-#define SPIN_NS 200000L
+#define SPIN_NS 50000L
 #define MAX_THREADS 256u
 
 struct aim_threadpool {
@@ -259,6 +260,6 @@ void aim__pool_run_locked(aim_threadpool *pool, size_t parts, aim__pool_fn fn, v
     fn(ctx, 0);
     for (unsigned i = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) != 0; i++) {
         cpu_relax();
-        if ((i & 1023u) == 0) sched_yield();
+        if ((i & 255u) == 0) sched_yield();
     }
 }
