@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         .summary = "Trains a 784-128-64-1 MLP on Fashion-MNIST to tell labels 5-9 from 0-4.",
         .uses_data = 1,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
+        .uses_threads = 1,
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -49,12 +50,13 @@ int main(int argc, char **argv)
     aim_model *model = NULL;
     aim_optimizer *adam = NULL;
     aim_workspace *workspace = NULL;
+    aim_threadpool *threadpool = NULL; /* --threads N > 1 */
     ex_batcher batcher = {0};
     float *scratch = NULL;
     const char *source = "";
     ex_log metrics = {0};
 
-    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
+    if (ex_threadpool_create(&opt, &threadpool) != 0 || ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
         goto cleanup;
     }
     if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
@@ -98,6 +100,9 @@ int main(int argc, char **argv)
     EX_TRY(aim_model_parameters(model, &params, &param_count), aim_model_last_error(model));
     EX_TRY(aim_adam_create(NULL, NULL, param_count, &adam), "");
     EX_TRY(aim_workspace_create(model, NULL, EX_EVAL_BATCH, &workspace), "");
+    if (ex_threadpool_attach(threadpool, model, workspace) != 0) {
+        goto cleanup;
+    }
 
     const ex_rows train_rows = {.x = train.images, .x_width = FM_PIXELS, .y = train_t.y, .y_width = 1,
                                 .labels = train_t.labels, .count = train.count};
@@ -109,8 +114,8 @@ int main(int argc, char **argv)
 
     printf("binary_classifier: %s, %zu train / %zu validation / %zu test images, target 1 for labels %d-9\n",
            source, train.count, validation.count, test.count, FIRST_POSITIVE);
-    printf("model 784-128-64-1 (%zu parameters), Adam lr %g, batch %zu, %zu epochs, seed %llu\n", param_count,
-           (double)LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed);
+    printf("model 784-128-64-1 (%zu parameters), Adam lr %g, batch %zu, %zu epochs, seed %llu, threads %zu\n",
+           param_count, (double)LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed, opt.threads);
 
     /* train_seconds covers the whole fit loop, validation included, like
      * the time Keras' fit() reports. */
@@ -153,9 +158,9 @@ int main(int argc, char **argv)
     if (ex_log_close(&metrics) != 0) {
         goto cleanup;
     }
-    printf("RESULT binary_classifier test_accuracy=%.4f train_seconds=%.2f epochs=%zu batch=%zu seed=%llu "
-           "data=%s\n",
-           test_accuracy, train_seconds, opt.epochs, opt.batch, (unsigned long long)opt.seed, source);
+    printf("RESULT binary_classifier test_accuracy=%.4f train_seconds=%.2f epochs=%zu batch=%zu threads=%zu "
+           "seed=%llu data=%s\n",
+           test_accuracy, train_seconds, opt.epochs, opt.batch, opt.threads, (unsigned long long)opt.seed, source);
     exit_code = 0;
 
 cleanup:
@@ -165,6 +170,7 @@ cleanup:
     aim_workspace_free(workspace);
     aim_optimizer_free(adam);
     aim_model_free(model);
+    aim_threadpool_free(threadpool); /* after the model and workspace that use it */
     fm_binary_free(&train_t);
     fm_binary_free(&validation_t);
     fm_binary_free(&test_t);

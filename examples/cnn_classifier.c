@@ -25,6 +25,7 @@ int main(int argc, char **argv)
         .summary = "Trains the classic Conv-Pool-Conv-Pool-Dense CNN on Fashion-MNIST with Adam.",
         .uses_data = 1,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
+        .uses_threads = 1,
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -40,12 +41,13 @@ int main(int argc, char **argv)
     aim_model *model = NULL;
     aim_optimizer *adam = NULL;
     aim_workspace *workspace = NULL;
+    aim_threadpool *threadpool = NULL; /* --threads N > 1 */
     ex_batcher batcher = {0};
     float *scratch = NULL;
     const char *source = "";
     ex_log metrics = {0};
 
-    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
+    if (ex_threadpool_create(&opt, &threadpool) != 0 || ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
         goto cleanup;
     }
     if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
@@ -85,6 +87,9 @@ int main(int argc, char **argv)
     /* Evaluation goes through aim_model_predict(), which leaves the model's
      * own training memory alone. */
     EX_TRY(aim_workspace_create(model, NULL, EX_EVAL_BATCH, &workspace), "");
+    if (ex_threadpool_attach(threadpool, model, workspace) != 0) {
+        goto cleanup;
+    }
     scratch = malloc((size_t)EX_EVAL_BATCH * FM_CLASSES * sizeof *scratch);
     if (scratch == NULL) {
         fprintf(stderr, "error: out of memory\n");
@@ -100,8 +105,9 @@ int main(int argc, char **argv)
 
     printf("cnn_classifier: %s, %zu train / %zu validation / %zu test images\n", source, train.count,
            validation.count, test.count);
-    printf("model conv32-pool-conv64-pool-64-10 (%zu parameters), Adam lr %g, batch %zu, %zu epochs, seed %llu\n", param_count,
-           (double)LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed);
+    printf("model conv32-pool-conv64-pool-64-10 (%zu parameters), Adam lr %g, batch %zu, %zu epochs, "
+           "seed %llu, threads %zu\n",
+           param_count, (double)LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed, opt.threads);
 
     /* train_seconds covers the whole fit loop, validation included, like
      * the time Keras' fit() reports. */
@@ -144,8 +150,9 @@ int main(int argc, char **argv)
     if (ex_log_close(&metrics) != 0) {
         goto cleanup;
     }
-    printf("RESULT cnn_classifier test_accuracy=%.4f train_seconds=%.2f epochs=%zu batch=%zu seed=%llu data=%s\n",
-           test_accuracy, train_seconds, opt.epochs, opt.batch, (unsigned long long)opt.seed, source);
+    printf("RESULT cnn_classifier test_accuracy=%.4f train_seconds=%.2f epochs=%zu batch=%zu threads=%zu "
+           "seed=%llu data=%s\n",
+           test_accuracy, train_seconds, opt.epochs, opt.batch, opt.threads, (unsigned long long)opt.seed, source);
     exit_code = 0;
 
 cleanup:
@@ -155,6 +162,7 @@ cleanup:
     aim_workspace_free(workspace);
     aim_optimizer_free(adam);
     aim_model_free(model);
+    aim_threadpool_free(threadpool); /* after the model and workspace that use it */
     fm_free(&train);
     fm_free(&validation);
     fm_free(&test);

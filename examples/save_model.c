@@ -51,6 +51,7 @@ int main(int argc, char **argv)
         .uses_data = 1,
         .extra_help = "  --out FILE    where to write the model (default " DEFAULT_OUT ")\n",
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
+        .uses_threads = 1,
     };
     const char *out_path = DEFAULT_OUT;
     if (ex_take_option(&argc, argv, program.name, "--out", &out_path) < 0) {
@@ -70,13 +71,14 @@ int main(int argc, char **argv)
     aim_model *model = NULL;
     aim_optimizer *adam = NULL;
     aim_workspace *workspace = NULL;
+    aim_threadpool *threadpool = NULL; /* --threads N > 1 */
     ex_batcher batcher = {0};
     float *scratch = NULL;
     unsigned char *bytes = NULL;
     const char *source = "";
     ex_log metrics = {0};
 
-    if (ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
+    if (ex_threadpool_create(&opt, &threadpool) != 0 || ex_log_open(&metrics, opt.log_path, program.log_columns) != 0) {
         goto cleanup;
     }
     if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
@@ -109,6 +111,9 @@ int main(int argc, char **argv)
     EX_TRY(aim_adam_create(NULL, NULL, param_count, &adam), "");
 
     EX_TRY(aim_workspace_create(model, NULL, EX_EVAL_BATCH, &workspace), "");
+    if (ex_threadpool_attach(threadpool, model, workspace) != 0) {
+        goto cleanup;
+    }
     scratch = malloc((size_t)EX_EVAL_BATCH * FM_CLASSES * sizeof *scratch);
     if (scratch == NULL) {
         fprintf(stderr, "error: out of memory\n");
@@ -123,8 +128,8 @@ int main(int argc, char **argv)
 
     printf("save_model: %s, %zu train / %zu validation / %zu test images\n", source, train.count,
            validation.count, test.count);
-    printf("model 784-64-64-10 (%zu parameters), Adam lr %g, batch %zu, %zu epochs, seed %llu\n", param_count,
-           (double)LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed);
+    printf("model 784-64-64-10 (%zu parameters), Adam lr %g, batch %zu, %zu epochs, seed %llu, threads %zu\n",
+           param_count, (double)LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed, opt.threads);
 
     for (size_t epoch = 1; epoch <= opt.epochs; ++epoch) {
         double epoch_start = ex_now();
@@ -190,6 +195,7 @@ cleanup:
     aim_workspace_free(workspace);
     aim_optimizer_free(adam);
     aim_model_free(model);
+    aim_threadpool_free(threadpool); /* after the model and workspace that use it */
     fm_free(&train);
     fm_free(&validation);
     fm_free(&test);

@@ -33,6 +33,7 @@ void ex_options_default(ex_options *options)
     options->seed = 42;
     options->synthetic = 0;
     options->log_path = NULL;
+    options->threads = 1;
 }
 
 static void print_help(const ex_program *program, const ex_options *defaults)
@@ -49,6 +50,11 @@ static void print_help(const ex_program *program, const ex_options *defaults)
     printf("  --batch N     mini-batch size (default %zu)\n", defaults->batch);
     printf("  --seed N      seed of weight initialization and shuffling (default %llu)\n",
            (unsigned long long)defaults->seed);
+    if (program->uses_threads) {
+        printf("  --threads N   split each large batch over N threads, 1 to %u (default %zu:\n"
+               "                no thread pool); N > 1 also sets OpenBLAS to one thread\n",
+               (unsigned)EX_MAX_THREADS, defaults->threads);
+    }
     if (program->log_columns != NULL) {
         printf("  --log FILE    write each epoch's figures to FILE as CSV, with the header\n"
                "                %s\n",
@@ -133,13 +139,17 @@ ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, e
         }
 
         /* The remaining options take a value, as "--opt VALUE" or "--opt=VALUE".
-         * --log is known only to programs that say what they log. */
-        static const char *const with_value[] = {"--data", "--epochs", "--batch", "--seed", "--log"};
-        const size_t all = sizeof with_value / sizeof with_value[0];
-        const size_t known = program->log_columns != NULL ? all : all - 1;
+         * --log is known only to programs that say what they log, --threads
+         * only to programs that use a pool. */
+        const char *const with_value[] = {"--data", "--epochs", "--batch", "--seed",
+                                          program->log_columns != NULL ? "--log" : NULL,
+                                          program->uses_threads ? "--threads" : NULL};
         const char *name = NULL;
         const char *value = NULL;
-        for (size_t k = 0; k < known; ++k) {
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) {
+            if (with_value[k] == NULL) {
+                continue;
+            }
             size_t len = strlen(with_value[k]);
             if (strncmp(arg, with_value[k], len) == 0 && (arg[len] == '\0' || arg[len] == '=')) {
                 name = with_value[k];
@@ -171,6 +181,8 @@ ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, e
             options->batch = (size_t)number;
         } else if (strcmp(name, "--seed") == 0 && parse_count(value, 0, UINT64_MAX, &number) == 0) {
             options->seed = (uint64_t)number;
+        } else if (strcmp(name, "--threads") == 0 && parse_count(value, 1, EX_MAX_THREADS, &number) == 0) {
+            options->threads = (size_t)number;
         } else {
             fprintf(stderr, "%s: invalid value '%s' for %s (try --help)\n", program->name, value, name);
             return EX_ARGS_BAD;
@@ -195,6 +207,49 @@ void ex_report_failure(const char *what, aim_status status, const char *detail)
         fprintf(stderr, ": %s", detail);
     }
     fputc('\n', stderr);
+}
+
+/* Sets OpenBLAS's own thread count, process-wide (every example links
+ * libopenblas). Declared here: <cblas.h> declares it only when that header is
+ * OpenBLAS's copy (Debian's openblas-pthread one is; the reference CBLAS's is
+ * not), and the Makefile finds OpenBLAS's headers only through pkg-config. */
+void openblas_set_num_threads(int num_threads);
+
+int ex_threadpool_create(const ex_options *options, aim_threadpool **pool)
+{
+    *pool = NULL;
+    if (options->threads <= 1) {
+        return 0; /* no pool: OpenBLAS keeps its own setting, as without --threads */
+    }
+    aim_status status = aim_threadpool_create(NULL, options->threads, pool);
+    if (status != AIM_OK) {
+        *pool = NULL;
+        ex_report_failure("aim_threadpool_create()", status, "");
+        return -1;
+    }
+    /* The pool already splits each batch over the threads, and each thread's
+     * GEMMs are on its own slice: if OpenBLAS also started threads for them,
+     * the two kinds would compete for the same cores. The library never
+     * changes OpenBLAS's setting; the host (this program) does. */
+    openblas_set_num_threads(1);
+    return 0;
+}
+
+int ex_threadpool_attach(aim_threadpool *pool, aim_model *model, aim_workspace *workspace)
+{
+    if (pool == NULL) {
+        return 0;
+    }
+    aim_status status = aim_model_set_threadpool(model, pool);
+    if (status != AIM_OK) {
+        ex_report_failure("aim_model_set_threadpool()", status, aim_model_last_error(model));
+        return -1;
+    }
+    if (workspace != NULL && (status = aim_workspace_set_threadpool(workspace, model, pool)) != AIM_OK) {
+        ex_report_failure("aim_workspace_set_threadpool()", status, aim_workspace_last_error(workspace));
+        return -1;
+    }
+    return 0;
 }
 
 int ex_log_open(ex_log *csv, const char *path, const char *header)

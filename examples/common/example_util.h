@@ -37,7 +37,11 @@ typedef struct ex_options {
     uint64_t seed;        /* --seed N: weight initialization and shuffling */
     int synthetic;        /* --synthetic: skip the real data */
     const char *log_path; /* --log FILE: per-epoch metrics as CSV, or NULL */
+    size_t threads;       /* --threads N, 1 to EX_MAX_THREADS; 1: no thread pool */
 } ex_options;
+
+/* The most --threads accepts: aim_threadpool_create()'s limit. */
+#define EX_MAX_THREADS 256
 
 /* What --help says about a program. */
 typedef struct ex_program {
@@ -49,6 +53,9 @@ typedef struct ex_program {
     const char *log_columns; /* the header of its --log CSV, e.g.
                                 EX_LOG_CLASSIFIER_COLUMNS; NULL for a program
                                 that trains nothing: --log is then unknown */
+    int uses_threads;    /* 1 if the program gives its model and workspace the
+                            pool of ex_threadpool_create(); 0: --threads is
+                            unknown */
 } ex_program;
 
 /* The --log columns of the classifiers: the figures of each epoch's line. */
@@ -61,7 +68,7 @@ typedef enum ex_args_result {
 } ex_args_result;
 
 /* Defaults shared by all programs: FM_DEFAULT_DIR, 5 epochs, batch 32, seed 42,
- * no log. */
+ * no log, 1 thread. */
 void ex_options_default(ex_options *options);
 
 /* Parses argv over `options`, which hold the program's defaults on entry
@@ -103,6 +110,25 @@ void ex_report_failure(const char *what, aim_status status, const char *detail);
             goto cleanup;                                           \
         }                                                           \
     } while (0)
+
+/* ---- --threads: a thread pool ------------------------------------------- */
+
+/*
+ * For --threads N > 1: creates a pool of N threads (the caller's included)
+ * into `*pool` and sets OpenBLAS to one thread; for 1, `*pool` becomes NULL
+ * and nothing changes, so a run without --threads is the run without a pool.
+ * Returns 0, or -1 after printing why. Free the pool with
+ * aim_threadpool_free() after the model and workspaces that use it.
+ */
+int ex_threadpool_create(const ex_options *options, aim_threadpool **pool);
+
+/*
+ * Gives `pool` to a compiled `model` and, unless it is NULL, to `workspace`
+ * (one of that model's), so forward, backward and predict split large batches
+ * over the pool's threads. Does nothing for a NULL pool. Returns 0, or -1
+ * after printing why.
+ */
+int ex_threadpool_attach(aim_threadpool *pool, aim_model *model, aim_workspace *workspace);
 
 /* ---- --log: per-epoch metrics as CSV ------------------------------------ */
 
