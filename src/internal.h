@@ -192,6 +192,9 @@ void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng);
 /* ---- threadpool.c --------------------------------------------------------- */
 
 #define AIM__MAX_THREADS 256u
+/* The default of aim_threadpool_set_min_work(); see parts_for in model.c. */
+#define AIM__DEFAULT_MIN_WORK 1000000u
+uint64_t aim__pool_min_work(const aim_threadpool *pool);
 
 /* One part of a parallel job; `worker` runs from 0 (the caller) to the
  * pool's thread count - 1, and a job ignores workers beyond its parts. */

@@ -28,7 +28,7 @@
 #include "internal.h"
 
 /* How long an idle worker polls before it sleeps. */
-#define SPIN_NS 50000L
+#define SPIN_NS 200000L
 #define MAX_THREADS 256u
 
 struct aim_threadpool {
@@ -44,6 +44,7 @@ struct aim_threadpool {
     atomic_int stop;
     aim__pool_fn fn;
     void *ctx;
+    uint64_t min_work;          /* forward multiply-adds a slice must carry */
     /* arenas, index 1 .. threads-1 (index 0 unused: the caller uses the
      * model's or the workspace's own memory) */
     void **arena_raw;
@@ -81,7 +82,10 @@ static void *worker_main(void *p) {
                 cpu_relax();
                 g = atomic_load_explicit(&pool->generation, memory_order_acquire);
                 if (g != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed)) break;
-                if ((i & 255u) == 0 && now_ns() > until) break;
+                if ((i & 255u) == 0) {
+                    if (now_ns() > until) break;
+                    sched_yield(); /* a caller sharing this CPU gets it back at once */
+                }
             }
             if (g == seen) {
                 pthread_mutex_lock(&pool->lock);
@@ -131,6 +135,7 @@ aim_status aim_threadpool_create(const aim_allocator *allocator, size_t threads,
     memset(pool, 0, sizeof *pool);
     pool->alloc = a;
     pool->threads = threads;
+    pool->min_work = AIM__DEFAULT_MIN_WORK;
     atomic_init(&pool->generation, 0);
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->stop, 0);
@@ -197,6 +202,14 @@ void aim_threadpool_free(aim_threadpool *pool) {
 }
 
 size_t aim_threadpool_threads(const aim_threadpool *pool) { return pool ? pool->threads : 0; }
+
+aim_status aim_threadpool_set_min_work(aim_threadpool *pool, uint64_t multiply_adds) {
+    if (!pool) return AIM_ERR_INVALID_ARGUMENT;
+    pool->min_work = multiply_adds;
+    return AIM_OK;
+}
+
+uint64_t aim__pool_min_work(const aim_threadpool *pool) { return pool->min_work; }
 
 const char *aim_threadpool_last_error(const aim_threadpool *pool) { return pool ? pool->err : ""; }
 

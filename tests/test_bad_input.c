@@ -1738,6 +1738,10 @@ CASE(t_aim_threadpool_threads__null) {
     assert_int_equal(aim_threadpool_threads(NULL), 0);
     return AIM_OK;
 }
+CASE(t_aim_threadpool_set_min_work__null) {
+    UNUSED;
+    return aim_threadpool_set_min_work(NULL, 5);
+}
 CASE(t_aim_threadpool_last_error__null) {
     UNUSED;
     assert_non_null(aim_threadpool_last_error(NULL));
@@ -2433,6 +2437,7 @@ static const entry table[] = {
     E(t_aim_threadpool_create__allocator_missing_function, IA),
     E(t_aim_threadpool_free__null, AIM_OK),
     E(t_aim_threadpool_threads__null, AIM_OK),
+    E(t_aim_threadpool_set_min_work__null, IA),
     E(t_aim_threadpool_last_error__null, AIM_OK),
     E(t_aim_model_set_threadpool__null_model, IA),
     E(t_aim_workspace_set_threadpool__null_workspace, IA),
@@ -2546,7 +2551,7 @@ static const char *const public_functions[] = {
     "aim_model_layer_count", "aim_model_input_size", "aim_model_output_size",
     "aim_model_memory_size", "aim_model_last_error",
     "aim_workspace_size", "aim_workspace_create", "aim_workspace_free", "aim_workspace_last_error",
-    "aim_model_predict", "aim_threadpool_create", "aim_threadpool_free", "aim_threadpool_threads",
+    "aim_model_predict", "aim_threadpool_create", "aim_threadpool_free", "aim_threadpool_threads", "aim_threadpool_set_min_work",
     "aim_threadpool_last_error", "aim_model_set_threadpool", "aim_workspace_set_threadpool",
     "aim_sgd_create", "aim_adam_create", "aim_optimizer_free", "aim_optimizer_step",
     "aim_optimizer_step_model", "aim_optimizer_reset", "aim_optimizer_steps",
@@ -2569,7 +2574,7 @@ static void test_every_public_function_has_an_entry(void **state) {
         if (!has_entry(public_functions[i], strlen(public_functions[i])))
             fail_msg("no table entry calls %s", public_functions[i]);
     }
-    assert_int_equal(nf, 87);
+    assert_int_equal(nf, 88);
 }
 
 /* The same against the header itself, when the test runs from the source

@@ -163,11 +163,17 @@ static aim_model *make_net(net_kind kind, const aim_allocator *al, size_t max_ba
     return m;
 }
 
+/* The test models are small (valgrind runs them too), so their pools split
+ * from 250k multiply-adds per slice rather than the default 1M;
+ * test_default_min_work checks the default itself. */
+#define TEST_MIN_WORK 250000u
+
 static aim_threadpool *make_pool(const aim_allocator *al, size_t threads) {
     aim_threadpool *p = NULL;
     CHECK_OK(aim_threadpool_create(al, threads, &p));
     assert_non_null(p);
     assert_int_equal(aim_threadpool_threads(p), threads);
+    CHECK_OK(aim_threadpool_set_min_work(p, TEST_MIN_WORK));
     return p;
 }
 
@@ -521,6 +527,50 @@ static void check_equivalence(const equiv_case *c) {
 static void training_cases(net_kind kind) {
     for (size_t i = 0; i < ARRAY_LEN(EQUIV_CASES); i++)
         if (EQUIV_CASES[i].kind == kind) check_equivalence(&EQUIV_CASES[i]);
+}
+
+/* The default min_work (1M multiply-adds per slice): this MLP does about
+ * 109k per sample, so batch 16 on 2 threads (0.87M per slice) stays on the
+ * caller (the same bits as no pool) and batch 32 (1.75M per slice) is split
+ * (the bits of the sliced reference). */
+static void check_default_split(size_t batch, int split) {
+    const uint64_t seed = 300u + batch;
+    aim_threadpool *pool = NULL;
+    CHECK_OK(aim_threadpool_create(NULL, 2, &pool));
+    aim_model *plain = make_net(NET_MLP, NULL, batch, 0, seed);
+    aim_model *pooled = make_net(NET_MLP, NULL, batch, 0, seed);
+    aim_model *ref = make_net(NET_MLP, NULL, batch, 0, seed);
+    CHECK_OK(aim_model_set_threadpool(pooled, pool));
+    batch_data d;
+    make_data(&d, plain, batch, seed + 1);
+    const float la = forward_backward(plain, &d), lb = forward_backward(pooled, &d);
+    size_t n = 0, n2 = 0;
+    float *ga = grads_of(plain, &n), *gb = grads_of(pooled, &n2);
+    assert_int_equal(n, n2);
+    assert_true(any_nonzero(ga, n));
+    if (!split) {
+        assert_memory_equal(&la, &lb, sizeof la);
+        assert_memory_equal(ga, gb, n * sizeof *ga);
+    } else {
+        float *gs = malloc(n * sizeof *gs);
+        float ls = NAN;
+        assert_non_null(gs);
+        sliced_reference(ref, &d, 2, NULL, NULL, gs, NULL, &ls, NULL, NULL);
+        assert_memory_equal(gs, gb, n * sizeof *gs);
+        assert_true(scaled_error(gb, ga, n) <= GRAD_TOL);
+        free(gs);
+    }
+    free_data(&d);
+    aim_model_free(ref);
+    aim_model_free(pooled);
+    aim_model_free(plain);
+    aim_threadpool_free(pool);
+}
+
+static void test_default_min_work(void **state) {
+    (void)state;
+    check_default_split(16, 0);
+    check_default_split(32, 1);
 }
 
 static void test_training_matches_without_pool_mlp(void **state) {
@@ -1387,6 +1437,7 @@ static void test_fewer_slices_than_threads(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_basics),
+        cmocka_unit_test(test_default_min_work),
         cmocka_unit_test(test_training_matches_without_pool_mlp),
         cmocka_unit_test(test_training_matches_without_pool_cnn),
         cmocka_unit_test(test_training_matches_without_pool_lstm),

@@ -251,6 +251,7 @@ _PROTOTYPES = {
     "aim_threadpool_create": (_STATUS, [_VP, _S, c_void_pp]),
     "aim_threadpool_free": (None, [_VP]),
     "aim_threadpool_threads": (_S, [_VP]),
+    "aim_threadpool_set_min_work": (_STATUS, [_VP, ctypes.c_uint64]),
     "aim_threadpool_last_error": (ctypes.c_char_p, [_VP]),
     "aim_model_set_threadpool": (_STATUS, [_VP, _VP]),
     "aim_workspace_set_threadpool": (_STATUS, [_VP, _VP, _VP]),
@@ -561,6 +562,14 @@ class ThreadPool:
     def threads(self):
         """aim_threadpool_threads(): the thread count, the caller's included."""
         return int(_lib.aim_threadpool_threads(self._h()))
+
+    def set_min_work(self, multiply_adds):
+        """aim_threadpool_set_min_work(): the least forward work (multiply-adds)
+        each thread's slice must carry for a batch to be split (default 1e6)."""
+        if int(multiply_adds) < 0:
+            raise ValueError("multiply_adds must be >= 0")
+        _check(_lib.aim_threadpool_set_min_work(self._h(), ctypes.c_uint64(int(multiply_adds))),
+               "aim_threadpool_set_min_work")
 
     def last_error(self):
         """aim_threadpool_last_error(): why sizing the per-thread scratch

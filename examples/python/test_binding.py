@@ -535,6 +535,14 @@ def threadpool_sizes_and_errors():
             assert np.array_equal(m.predict(x), before)
     with aim.ThreadPool(0) as auto:
         assert auto.threads() == min(max(os.sysconf("SC_NPROCESSORS_ONLN"), 1), 256), auto.threads()
+        auto.set_min_work(0)  # split every batch with at least one sample per thread
+        auto.set_min_work(2 ** 40)
+        try:
+            auto.set_min_work(-1)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a negative min_work was accepted")
     with aim.ThreadPool(256) as big:
         assert big.threads() == 256
     try:
