@@ -30,7 +30,9 @@
  * Thread safety: distinct objects may be used from distinct threads freely.
  * One object may be used from several threads at once only through functions
  * that take it as `const` (for a model: aim_model_predict() with one
- * ::aim_workspace per thread, and the query functions).
+ * ::aim_workspace per thread, and the query functions). An ::aim_threadpool
+ * may serve several models and workspaces used from several threads: their
+ * jobs take turns on it.
  */
 #ifndef AIMODEL_H
 #define AIMODEL_H
