@@ -459,3 +459,79 @@ aim_status ex_accuracy(const aim_model *model, aim_workspace *workspace, size_t 
     *accuracy = (double)correct / (double)rows->count;
     return AIM_OK;
 }
+
+/* ---- the training loop of the Fashion-MNIST classifiers ---------------- */
+
+int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning_rate, const ex_options *options,
+                      aim_threadpool *pool, const fm_set *train, const fm_set *validation, const fm_set *test,
+                      ex_log *metrics, int quiet_accuracy, ex_fit_result *result) {
+    int rc = -1;
+    aim_workspace *workspace = NULL;
+    ex_batcher batcher = {0};
+    float *scratch = NULL;
+
+    /* Evaluation goes through aim_model_predict(), which leaves the model's
+     * own training memory alone. */
+    EX_TRY(aim_workspace_create(model, NULL, EX_EVAL_BATCH, &workspace), "");
+    if (ex_threadpool_attach(pool, model, workspace) != 0) {
+        goto cleanup;
+    }
+    scratch = malloc((size_t)EX_EVAL_BATCH * FM_CLASSES * sizeof *scratch);
+    if (scratch == NULL) {
+        fprintf(stderr, "error: out of memory\n");
+        goto cleanup;
+    }
+    const ex_rows train_rows = {.x = train->images, .x_width = FM_PIXELS, .labels = train->labels,
+                                .count = train->count};
+    const ex_rows validation_rows = {.x = validation->images, .x_width = FM_PIXELS, .labels = validation->labels,
+                                     .count = validation->count};
+    const ex_rows test_rows = {.x = test->images, .x_width = FM_PIXELS, .labels = test->labels, .count = test->count};
+    EX_TRY(ex_batcher_init(&batcher, &train_rows, options->batch, options->seed + 1), "");
+
+    const double train_start = ex_now();
+    for (size_t epoch = 1; epoch <= options->epochs; ++epoch) {
+        const double epoch_start = ex_now();
+        double loss_sum = 0.0;
+        size_t correct = 0;
+        size_t n = 0;
+        EX_TRY(ex_batcher_shuffle(&batcher), "");
+        while ((n = ex_batcher_next(&batcher)) > 0) {
+            float loss = 0.0f;
+            const float *logits = NULL;
+            EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
+            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n), aim_model_last_error(model));
+            EX_TRY(aim_model_output(model, &logits, NULL), aim_model_last_error(model));
+            correct += ex_count_correct(logits, n, FM_CLASSES, batcher.labels, 0.5f);
+            EX_TRY(aim_model_loss_sparse(model, batcher.labels, n, &loss), aim_model_last_error(model));
+            EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
+            EX_TRY(aim_optimizer_step_model(optimizer, model, learning_rate), aim_optimizer_last_error(optimizer));
+            loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
+        }
+        double val_accuracy = 0.0;
+        EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, 0.5f, scratch, &val_accuracy),
+               aim_workspace_last_error(workspace));
+        const double loss = loss_sum / (double)train->count;
+        const double accuracy = (double)correct / (double)train->count;
+        const double seconds = ex_now() - epoch_start;
+        if (quiet_accuracy)
+            printf("epoch %zu/%zu  loss %.4f  val_accuracy %.4f  %.2fs\n", epoch, options->epochs, loss,
+                   val_accuracy, seconds);
+        else
+            printf("epoch %zu/%zu  loss %.4f  accuracy %.4f  val_accuracy %.4f  %.2fs\n", epoch, options->epochs,
+                   loss, accuracy, val_accuracy, seconds);
+        fflush(stdout);
+        ex_log_row(metrics, "%zu,%.6g,%.6g,%.6g,%.3f", epoch, loss, accuracy, val_accuracy, seconds);
+    }
+    result->train_seconds = ex_now() - train_start;
+
+    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, 0.5f, scratch, &result->test_accuracy),
+           aim_workspace_last_error(workspace));
+    printf("test accuracy %.4f on %zu images\n", result->test_accuracy, test->count);
+    rc = 0;
+
+cleanup:
+    free(scratch);
+    ex_batcher_free(&batcher);
+    aim_workspace_free(workspace);
+    return rc;
+}

@@ -226,4 +226,26 @@ size_t ex_count_correct(const float *output, size_t batch, size_t outputs, const
 aim_status ex_accuracy(const aim_model *model, aim_workspace *workspace, size_t max_batch, const ex_rows *rows,
                        float threshold, float *scratch, double *accuracy);
 
+/* ---- the training loop of the Fashion-MNIST classifiers ---------------- */
+
+/* What ex_fit_classifier() measured. */
+typedef struct ex_fit_result {
+    double test_accuracy;
+    double train_seconds; /* the whole fit loop, validation included, as Keras' fit() reports */
+} ex_fit_result;
+
+/*
+ * Trains a compiled classifier with 10 logits out (aim_model_loss_sparse()
+ * applies the softmax) by `optimizer` at `learning_rate`: shuffled batches
+ * of options->batch from `train` (seeded with options->seed + 1, so shuffling
+ * does not replay the initialization's draws), one line and one --log row
+ * per epoch with the validation accuracy, then the test accuracy. The line
+ * shows the training accuracy unless `quiet_accuracy` (save_model's format).
+ * `pool` (NULL for none) is given to the model and the evaluation
+ * workspace. Returns 0, or -1 after printing why.
+ */
+int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning_rate, const ex_options *options,
+                      aim_threadpool *pool, const fm_set *train, const fm_set *validation, const fm_set *test,
+                      ex_log *metrics, int quiet_accuracy, ex_fit_result *result);
+
 #endif
