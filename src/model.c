@@ -624,6 +624,13 @@ static int scratch_for(const aim_model *m, size_t batch, size_t *out) {
     return 1;
 }
 
+/* Floats of a worker arena for a training slice of `slice` samples: a
+ * partial gradient buffer of n_params, then the slice's scratch. 0 on overflow. */
+static int arena_floats(const aim_model *m, size_t n_params, size_t slice, size_t *out) {
+    size_t g, sc;
+    return aim__round_floats(n_params, &g) && scratch_for(m, slice, &sc) && aim__add(g, sc, out);
+}
+
 /* The block's layout: a list of regions, each a multiple of AIM__ALIGN
  * bytes, so every buffer starts aligned. `off` is in floats. */
 typedef struct planner {
@@ -702,8 +709,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     }
     if (m->pool) {
         /* The pool's arenas first: a failure there leaves the model as it was. */
-        size_t g, sc, need;
-        if (!aim__round_floats(n_params, &g) || !scratch_for(m, largest_slice(B), &sc) || !aim__add(g, sc, &need)) {
+        size_t need;
+        if (!arena_floats(m, n_params, largest_slice(B), &need)) {
             aim__set_error(m->err, "compile: thread-pool arena size overflows");
             return AIM_ERR_OVERFLOW;
         }
@@ -871,7 +878,6 @@ static void fwd_part(void *ctx, size_t w) {
 
 /* Floats of a worker arena a training model needs: a parameter-gradient
  * buffer, then scratch for the largest slice. 0 on overflow. */
-static int train_arena_floats(const aim_model *m, size_t slice, size_t *out);
 
 
 static aim_status check_compiled(const aim_model *m, char *err, const char *what) {
@@ -925,7 +931,7 @@ aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, si
     if (parts > 1) {
         size_t have = aim__pool_lock(m->pool, arenas), need = 0;
         (void)aim__round_floats(m->n_params, &job.arena_off); /* sized at compile: no overflow */
-        if (!train_arena_floats(m, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
+        if (!arena_floats(m, m->n_params, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
         job.parts = parts;
         job.arenas = arenas;
         aim__pool_run_locked(m->pool, parts, fwd_part, &job);
@@ -1189,20 +1195,11 @@ aim_status aim_model_memory_size(const aim_model *m, size_t *bytes) {
     return AIM_OK;
 }
 
-/* Floats of a worker arena for a training slice of `slice` samples. */
-static int train_arena_floats(const aim_model *m, size_t slice, size_t *out) {
-    size_t g, sc, n;
-    if (!aim__round_floats(m->n_params, &g) || !scratch_for(m, slice, &sc) ||
-        !aim__add(g, sc, &n))
-        return 0;
-    *out = n;
-    return 1;
-}
 
 /* Sizes the pool's arenas for this compiled model. */
 static aim_status reserve_for(aim_model *m, aim_threadpool *pool) {
     size_t need;
-    if (!train_arena_floats(m, largest_slice(m->max_batch), &need)) {
+    if (!arena_floats(m, m->n_params, largest_slice(m->max_batch), &need)) {
         aim__set_error(m->err, "set_threadpool: arena size overflows");
         return AIM_ERR_OVERFLOW;
     }

@@ -159,15 +159,8 @@ aim_status aim_threadpool_create(const aim_allocator *allocator, size_t threads,
         args[i].pool = pool;
         args[i].index = i + 1;
         if (pthread_create(&pool->tids[i], NULL, worker_main, &args[i]) != 0) {
-            stop_workers(pool);
-            aim__free(&a, pool->arena_raw);
-            aim__free(&a, pool->arena);
-            aim__free(&a, pool->tids);
-            pthread_cond_destroy(&pool->wake);
-            pthread_mutex_destroy(&pool->lock);
-            pthread_mutex_destroy(&pool->job_lock);
-            aim__free(&a, pool);
-            return AIM_ERR_OUT_OF_MEMORY; /* EAGAIN: the system lacks resources for a thread */
+            stop_workers(pool); /* EAGAIN: the system lacks resources for a thread */
+            goto fail_tids;
         }
         pool->started++;
     }
