@@ -45,6 +45,38 @@ size_t aim__conv2d_scratch_floats(const aim__layer *L) {
     return 2 * g.K * g.HWo;
 }
 
+/* What a training forward keeps per sample, [Z][columns]:
+ *  - Z, the pre-activation, unless f is the identity (then Y is Z);
+ *  - the im2col columns of every group when L->conv_keep_cols, so the
+ *    backward need not lower the input again.
+ * Each part is rounded to whole cache lines. The builder has checked that
+ * O Ho Wo and 2 K Ho Wo do not overflow, so neither size does. */
+static size_t z_floats(const aim__layer *L) {
+    size_t r = 0;
+    if (L->act != AIM_ACT_IDENTITY) (void)aim__round_floats(L->out_size, &r);
+    return r;
+}
+static size_t col_cache_floats(const aim__layer *L) {
+    geom g = geometry(L);
+    size_t r = 0;
+    if (L->conv_keep_cols) (void)aim__round_floats(g.K * g.HWo * L->win.groups, &r);
+    return r;
+}
+
+size_t aim__conv2d_cache_floats(const aim__layer *L) {
+    return z_floats(L) + col_cache_floats(L);
+}
+
+void aim__conv2d_setup(aim__layer *L) {
+    geom g = geometry(L);
+    /* Lowering conv2 of the seed CNN again in the backward is ~5% of its
+     * training step; its columns take 139 KB a sample. Past 1 MiB a sample
+     * the memory is worth more than the time. */
+    L->conv_keep_cols = g.K * g.HWo * L->win.groups <= AIM__CONV_COL_CACHE_MAX;
+    L->cache_per_sample = aim__conv2d_cache_floats(L);
+    L->scratch_floats = aim__conv2d_scratch_floats(L);
+}
+
 /* A sum with eight independent partial sums: the compiler may not reorder a
  * float reduction itself, and one serial chain is latency-bound. */
 static float sum8(const float *v, size_t n) {
@@ -122,30 +154,40 @@ static void col2im(const aim__window *w, const geom *g, const float *dcol, float
             }
 }
 
+/* Z + b, then f, one output channel (a row of HWo floats) at a time, so the
+ * row is still in L1 between the two: one pass over Z from L2, not two. */
+static void bias_act_rows(const aim__layer *L, const geom *g, const float *b, float *z, float *y) {
+    for (size_t o = 0; o < g->O; o++) {
+        float *zo = z + o * g->HWo;
+        if (b) {
+            const float bo = b[o]; /* a local, so the loop need not reload it through a may-alias pointer */
+            for (size_t k = 0; k < g->HWo; k++) zo[k] += bo;
+        }
+        aim__act_forward(L->act, L->alpha, zo, y + o * g->HWo, 1, g->HWo);
+    }
+}
+
 void aim__conv2d_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
                          float *scratch, size_t batch) {
     const geom g = geometry(L);
     const aim__window *w = &L->win;
     const float *Wt = params, *b = L->bias_count ? params + L->weight_count : NULL;
-    float *z = cache ? cache : y; /* pre-activation kept for the backward when f is not the identity */
-    float *col = scratch;
+    const size_t zs = z_floats(L), cs = col_cache_floats(L), stride = zs + cs;
     for (size_t n = 0; n < batch; n++) {
         const float *xn = x + n * g.C * g.HW;
-        float *zn = z + n * g.O * g.HWo;
+        float *yn = y + n * g.O * g.HWo;
+        /* the pre-activation is kept for the backward when f is not the
+         * identity, and the columns when they are small enough to keep */
+        float *zn = cache && zs ? cache + n * stride : yn;
+        float *col = cache && cs ? cache + n * stride + zs : scratch;
         for (size_t gi = 0; gi < w->groups; gi++) {
-            im2col(w, &g, xn + gi * g.Cg * g.HW, col);
+            float *cg = cache && cs ? col + gi * g.K * g.HWo : col;
+            im2col(w, &g, xn + gi * g.Cg * g.HW, cg);
             /* Z_g = W_g · col   (Og, HWo) = (Og, K)·(K, HWo) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(g.Og), BI(g.HWo), BI(g.K), 1.0f,
-                        Wt + gi * g.Og * g.K, BI(g.K), col, BI(g.HWo), 0.0f, zn + gi * g.Og * g.HWo, BI(g.HWo));
+                        Wt + gi * g.Og * g.K, BI(g.K), cg, BI(g.HWo), 0.0f, zn + gi * g.Og * g.HWo, BI(g.HWo));
         }
-        /* Bias and activation per sample, while its output is still in cache. */
-        if (b)
-            for (size_t o = 0; o < g.O; o++) {
-                float *zo = zn + o * g.HWo;
-                const float bo = b[o]; /* a local, so the loop need not reload it through a may-alias pointer */
-                for (size_t k = 0; k < g.HWo; k++) zo[k] += bo;
-            }
-        aim__act_forward(L->act, L->alpha, zn, y + n * g.O * g.HWo, 1, g.O * g.HWo);
+        bias_act_rows(L, &g, b, zn, yn);
     }
 }
 
@@ -156,20 +198,31 @@ void aim__conv2d_backward(const aim__layer *L, const float *params, float *dpara
     const float *Wt = params;
     float *dW = dparams, *db = L->bias_count ? dparams + L->weight_count : NULL;
     float *col = scratch, *dcol = scratch + g.K * g.HWo;
-    const float *z = cache ? cache : y;
+    const size_t zs = z_floats(L), cs = col_cache_floats(L), stride = zs + cs;
     if (dx) memset(dx, 0, batch * g.C * g.HW * sizeof(float));
     for (size_t n = 0; n < batch; n++) {
         const float *xn = x + n * g.C * g.HW;
         const size_t on = n * g.O * g.HWo;
-        /* dZ = dY ⊙ f'(Z), in place, one sample at a time so it stays in cache */
-        aim__act_backward(L->act, L->alpha, z + on, y + on, dy + on, dy + on, 1, g.O * g.HWo);
+        const float *zn = cache && zs ? cache + n * stride : y + on;
+        /* dZ = dY ⊙ f'(Z) in place, and db[o] += the sum of dZ[o] while that
+         * row is still in L1 */
+        for (size_t o = 0; o < g.O; o++) {
+            float *dzo = dy + on + o * g.HWo;
+            aim__act_backward(L->act, L->alpha, zn + o * g.HWo, y + on + o * g.HWo, dzo, dzo, 1, g.HWo);
+            if (db) db[o] += sum8(dzo, g.HWo);
+        }
         const float *dzn = dy + on;
         for (size_t gi = 0; gi < w->groups; gi++) {
             const float *dz = dzn + gi * g.Og * g.HWo;
-            im2col(w, &g, xn + gi * g.Cg * g.HW, col);
+            const float *cg = col;
+            if (cache && cs) {
+                cg = cache + n * stride + zs + gi * g.K * g.HWo; /* the forward's columns */
+            } else {
+                im2col(w, &g, xn + gi * g.Cg * g.HW, col);
+            }
             /* dW_g += dZ_g · colᵀ   (Og, K) = (Og, HWo)·(HWo, K) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(g.Og), BI(g.K), BI(g.HWo), 1.0f, dz,
-                        BI(g.HWo), col, BI(g.HWo), 1.0f, dW + gi * g.Og * g.K, BI(g.K));
+                        BI(g.HWo), cg, BI(g.HWo), 1.0f, dW + gi * g.Og * g.K, BI(g.K));
             if (dx) {
                 /* dcol = W_gᵀ · dZ_g   (K, HWo) = (K, Og)·(Og, HWo) */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(g.K), BI(g.HWo), BI(g.Og), 1.0f,
@@ -177,9 +230,6 @@ void aim__conv2d_backward(const aim__layer *L, const float *params, float *dpara
                 col2im(w, &g, dcol, dx + n * g.C * g.HW + gi * g.Cg * g.HW);
             }
         }
-        /* db[o] += sum over positions of dZ[n, o] */
-        if (db)
-            for (size_t o = 0; o < g.O; o++) db[o] += sum8(dzn + o * g.HWo, g.HWo);
     }
 }
 

@@ -130,6 +130,7 @@ typedef struct aim__layer {
     size_t lstm_hidden, lstm_layers; /* LSTM: hidden size, stacked layers */
     int lstm_sequences;      /* LSTM: output every step (else the last) */
     aim__window win;         /* conv2d and pooling */
+    int conv_keep_cols;      /* conv2d: the training cache keeps the im2col columns */
     aim_activation act;
     float alpha;
     aim_init init;
@@ -157,6 +158,13 @@ void aim__activation_layer_backward(const aim__layer *L, const float *x, const f
  * holds scratch_floats floats. The *_naive kernels are the direct loops the
  * tests compare the im2col + GEMM path against. */
 size_t aim__conv2d_scratch_floats(const aim__layer *L);
+/* Sets conv_keep_cols (a training forward keeps the im2col columns when
+ * they take at most AIM__CONV_COL_CACHE_MAX floats a sample),
+ * cache_per_sample and scratch_floats; dims, win, act must be set. */
+#define AIM__CONV_COL_CACHE_MAX (256u * 1024u)
+void aim__conv2d_setup(aim__layer *L);
+/* The cache_per_sample that goes with L's conv_keep_cols. */
+size_t aim__conv2d_cache_floats(const aim__layer *L);
 void aim__conv2d_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
                          float *scratch, size_t batch);
 void aim__conv2d_backward(const aim__layer *L, const float *params, float *dparams, const float *x,

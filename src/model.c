@@ -360,8 +360,7 @@ aim_status aim_model_add_conv2d(aim_model *m, const aim_conv2d_config *c) {
     L.act = c->activation;
     L.alpha = c->alpha;
     L.init = c->init;
-    L.cache_per_sample = c->activation == AIM_ACT_IDENTITY ? 0 : out;
-    L.scratch_floats = col;
+    aim__conv2d_setup(&L); /* the training cache and the scratch */
     return push_layer(m, &L);
 }
 

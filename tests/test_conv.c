@@ -504,8 +504,7 @@ static int make_layer(const kernel_cfg *k, aim__layer *L) {
     L->win = *w;
     L->act = k->act;
     L->alpha = 0.01f;
-    L->cache_per_sample = k->act == AIM_ACT_IDENTITY ? 0 : L->out_size;
-    L->scratch_floats = aim__conv2d_scratch_floats(L);
+    aim__conv2d_setup(L);
 
     aim_model *m = image_model(k->C, k->H, k->W);
     const conv_spec s = {"", k->batch, k->C, k->H, k->W, k->O, w->kh, w->kw, w->sh, w->sw, w->dh, w->dw,
@@ -566,15 +565,18 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
     memcpy(x0, x, nx * sizeof *x);
     memcpy(p0, params, np * sizeof *params);
 
-    /* Forward. A training forward keeps Z in the cache when f is not the identity. */
+    /* Forward. A training forward keeps, per sample, Z (when f is not the
+     * identity) and the im2col columns (small layers, all of these). */
+    assert_true(L.conv_keep_cols);
+    const size_t cps = L.cache_per_sample;
+    float *cache = cps ? alloc_floats(B * cps) : NULL;
+    aim__conv2d_forward(&L, params, x, y, cache, scratch, B);
+    aim__conv2d_forward_naive(&L, params, x, yn, B);
+    expect_close(label, 0, y, yn, ny, TOL_FORWARD);
     if (k->act != AIM_ACT_IDENTITY) {
         z = alloc_floats(ny);
         zn = alloc_floats(ny);
-    }
-    aim__conv2d_forward(&L, params, x, y, z, scratch, B);
-    aim__conv2d_forward_naive(&L, params, x, yn, B);
-    expect_close(label, 0, y, yn, ny, TOL_FORWARD);
-    if (z) {
+        for (size_t n = 0; n < B; n++) memcpy(z + n * L.out_size, cache + n * cps, L.out_size * sizeof *z);
         aim__layer Lid = L;
         Lid.act = AIM_ACT_IDENTITY;
         aim__conv2d_forward_naive(&Lid, params, x, zn, B);
@@ -585,6 +587,15 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
         assert_memory_equal(yi, y, ny * sizeof *y);
         free(yi);
     }
+    /* The same layer without kept columns: Z only, the same Y bit for bit. */
+    aim__layer Lnc = L;
+    Lnc.conv_keep_cols = 0;
+    Lnc.cache_per_sample = aim__conv2d_cache_floats(&Lnc);
+    assert_true(Lnc.cache_per_sample < cps);
+    float *cache_nc = Lnc.cache_per_sample ? alloc_floats(B * Lnc.cache_per_sample) : NULL;
+    float *ync = alloc_floats(ny);
+    aim__conv2d_forward(&Lnc, params, x, ync, cache_nc, scratch, B);
+    assert_memory_equal(ync, y, ny * sizeof *y);
 
     /* Backward. dy is overwritten with dZ = dY f'(Z); the naive kernel takes
      * that dZ. dparams are added to, dx written (filled with NaN first). */
@@ -596,19 +607,34 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
     float *dx = alloc_floats(nx), *dxn = alloc_floats(nx);
     assert_true(dp && dpn);
     for (size_t i = 0; i < nx; i++) dx[i] = dxn[i] = NAN;
-    aim__conv2d_backward(&L, params, dp, x, y, z, dz, dx, scratch, B);
+    aim__conv2d_backward(&L, params, dp, x, y, cache, dz, dx, scratch, B);
     assert_memory_equal(dz, dz_expect, ny * sizeof *dz);
     aim__conv2d_backward_naive(&L, params, dpn, x, dz, dxn, B);
     expect_close(label, 2, dp, dpn, L.weight_count, TOL_BACKWARD);
     if (L.bias_count) expect_close(label, 3, dp + L.weight_count, dpn + L.weight_count, L.bias_count, TOL_BACKWARD);
     expect_close(label, 4, dx, dxn, nx, TOL_BACKWARD);
 
+    /* Lowering the input again in the backward gives the same bits as the
+     * kept columns. */
+    {
+        float *dp2 = calloc(np + 1, sizeof *dp2), *dx2 = alloc_floats(nx), *dz2 = alloc_floats(ny);
+        assert_true(dp2 != NULL);
+        memcpy(dz2, dy, ny * sizeof *dy);
+        aim__conv2d_backward(&Lnc, params, dp2, x, ync, cache_nc, dz2, dx2, scratch, B);
+        assert_memory_equal(dz2, dz, ny * sizeof *dz);
+        assert_memory_equal(dp2, dp, np * sizeof *dp);
+        assert_memory_equal(dx2, dx, nx * sizeof *dx);
+        free(dp2);
+        free(dx2);
+        free(dz2);
+    }
+
     /* A second backward without dX adds the same dparams again (up to the
      * rounding of the accumulation). */
     float *d2 = alloc_floats(np);
     for (size_t i = 0; i < np; i++) d2[i] = 2.0f * dp[i];
     memcpy(dz, dy, ny * sizeof *dy);
-    aim__conv2d_backward(&L, params, dp, x, y, z, dz, NULL, scratch, B);
+    aim__conv2d_backward(&L, params, dp, x, y, cache, dz, NULL, scratch, B);
     size_t where = 0;
     double err = max_rel_error(dp, d2, np, fmax(FLOOR_FRAC * max_abs_value(d2, np), (double)FLT_MIN), &where);
     if (!(err <= 1e-5))
@@ -629,6 +655,9 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
     free(dz_expect);
     free(z);
     free(zn);
+    free(cache);
+    free(cache_nc);
+    free(ync);
     free(x);
     free(x0);
     free(params);

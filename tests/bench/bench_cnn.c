@@ -157,12 +157,11 @@ static void conv_layer(aim__layer *L, size_t C, size_t H, size_t W, size_t O, si
     L->out_size = O * L->out_dims[1] * L->out_dims[2];
     L->weight_count = O * C * k * k;
     L->bias_count = O;
-    L->cache_per_sample = L->out_size; /* relu keeps Z */
     L->act = AIM_ACT_RELU;
     L->alpha = 0.01f;
     L->init = AIM_INIT_GLOROT_UNIFORM;
     L->win = (aim__window){.kh = k, .kw = k, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
-    L->scratch_floats = aim__conv2d_scratch_floats(L);
+    aim__conv2d_setup(L); /* the cache (Z and the columns) and scratch, as the model sets them */
 }
 
 static void pool_layer(aim__layer *L, size_t C, size_t H, size_t W, size_t k) {
