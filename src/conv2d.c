@@ -46,14 +46,17 @@ size_t aim__conv2d_scratch_floats(const aim__layer *L) {
 }
 
 /* What a training forward keeps per sample, [Z][columns]:
- *  - Z, the pre-activation, unless f is the identity (then Y is Z);
+ *  - Z, the pre-activation, unless f is the identity (then Y is Z) or ReLU;
  *  - the im2col columns of every group when L->conv_keep_cols, so the
  *    backward need not lower the input again.
  * Each part is rounded to whole cache lines. The builder has checked that
  * O Ho Wo and 2 K Ho Wo do not overflow, so neither size does. */
 static size_t z_floats(const aim__layer *L) {
     size_t r = 0;
-    if (L->act != AIM_ACT_IDENTITY) (void)aim__round_floats(L->out_size, &r);
+    /* ReLU's derivative is as well read from Y (Y > 0 exactly when Z > 0),
+     * which saves writing and reading Z: 2.7 MB a step for the seed CNN's
+     * first layer at batch 32. */
+    if (L->act != AIM_ACT_IDENTITY && L->act != AIM_ACT_RELU) (void)aim__round_floats(L->out_size, &r);
     return r;
 }
 static size_t col_cache_floats(const aim__layer *L) {
