@@ -129,14 +129,20 @@ AIM__HOT static void adam_step(aim_optimizer *o, float *p, const float *g, size_
     const float b1 = c->beta1, b2 = c->beta2, eps = c->epsilon, wd = c->weight_decay;
     const float decay = c->decoupled ? 1.0f - lr * wd : 1.0f;
     const float l2 = c->decoupled ? 0.0f : wd;
+    /* PyTorch's update, p - lr/(1 - b1^t) · m / (sqrt(v)/sqrt(1 - b2^t) + eps),
+     * multiplied through by sqrt(1 - b2^t) so that each element needs one
+     * division and one square root, not two divisions and a root: those
+     * are most of the loop's time on 16-wide vectors (26 of the binary
+     * classifier's 184 us step). The result differs from PyTorch's by a
+     * rounding or two, well inside the golden tests' tolerance. */
+    const float scaled_step = step_size * bc2_sqrt, scaled_eps = eps * bc2_sqrt;
     float *m = o->m, *v = o->v;
     for (size_t i = 0; i < n; i++) {
         float pi = p[i] * decay;        /* AdamW: p = p (1 - lr·wd) */
         float gi = g[i] + l2 * pi;      /* Adam with L2: g = g + wd·p */
         m[i] = b1 * m[i] + (1.0f - b1) * gi;      /* m = b1 m + (1 - b1) g */
         v[i] = b2 * v[i] + (1.0f - b2) * gi * gi; /* v = b2 v + (1 - b2) g² */
-        /* p = p - lr/(1 - b1^t) · m / (sqrt(v)/sqrt(1 - b2^t) + eps) */
-        p[i] = pi - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        p[i] = pi - scaled_step * m[i] / (sqrtf(v[i]) + scaled_eps);
     }
 }
 
