@@ -10,6 +10,17 @@
 
 #include "aimodel.h"
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Asserts that a libaimodel call succeeded, naming the call and the status
+ * (cmocka's print_error and assert_int_equal, at the place of use). */
+#define CHECK_OK(call)                                                                 \
+    do {                                                                               \
+        aim_status st_ = (call);                                                       \
+        if (st_ != AIM_OK) print_error("%s failed: %s\n", #call, aim_status_str(st_)); \
+        assert_int_equal(st_, AIM_OK);                                                 \
+    } while (0)
+
 /* An allocator over malloc that counts calls and live blocks, and can be told
  * to fail the k-th allocation (counting allocate and reallocate calls from 0).
  * fail_at < 0 never fails. */

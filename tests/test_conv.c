@@ -31,16 +31,6 @@
 #include "support.h"
 #include "../src/internal.h"
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Asserts that a libaimodel call succeeded, naming the call and the status. */
-#define CHECK_OK(call)                                                                   \
-    do {                                                                                 \
-        aim_status st_ = (call);                                                         \
-        if (st_ != AIM_OK) print_error("%s failed: %s\n", #call, aim_status_str(st_));   \
-        assert_int_equal(st_, AIM_OK);                                                   \
-    } while (0)
-
 /* ======================================================================== */
 /* 1. Gradient checks                                                       */
 /* ======================================================================== */

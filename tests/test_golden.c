@@ -45,16 +45,6 @@
 #define UPDATE_FLOOR_FRAC 0.1
 #define WHAT_WIDTH 28 /* of the printed names */
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Asserts that a libaimodel call succeeded, naming the call and the status. */
-#define CHECK_OK(call)                                                                   \
-    do {                                                                                 \
-        aim_status st_ = (call);                                                         \
-        if (st_ != AIM_OK) print_error("%s failed: %s\n", #call, aim_status_str(st_));   \
-        assert_int_equal(st_, AIM_OK);                                                   \
-    } while (0)
-
 /* What a comparison measures; each kind has its tolerance and floor. The
  * metric is golden_rel_error() (tests/support.h), described at the top of the
  * file; an all-zero reference fails, so a comparison never passes vacuously. */

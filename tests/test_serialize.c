@@ -39,8 +39,6 @@
 #include "aimodel.h"
 #include "support.h"
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
 #define MAX_BATCH 4
 #define HEADER 32u
 #define CAP_BYTES ((size_t)64 << 20) /* what the capped allocator grants at most */
@@ -61,6 +59,7 @@ static char g_ctx[160];
                      aim_status_str(st_), aim_status_str(ex_), __LINE__);                     \
     } while (0)
 
+#undef CHECK_OK /* support.h's, replaced by one that names the context */
 #define CHECK_OK(call) CHECK_ST(call, AIM_OK)
 
 static void set_ctx(const char *fmt, ...) {

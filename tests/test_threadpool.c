@@ -63,16 +63,6 @@
 #include "aimodel.h"
 #include "support.h"
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Asserts that a libaimodel call succeeded, naming the call and the status. */
-#define CHECK_OK(call)                                                                 \
-    do {                                                                               \
-        aim_status st_ = (call);                                                       \
-        if (st_ != AIM_OK) print_error("%s failed: %s\n", #call, aim_status_str(st_)); \
-        assert_int_equal(st_, AIM_OK);                                                 \
-    } while (0)
-
 /* Gradients with and without a pool are the same sums taken in another
  * order: without a pool one GEMM accumulates all the batch's rows; with N
  * slices each slice accumulates its rows and the N partial sums are added

@@ -31,21 +31,11 @@
 #include "aimodel.h"
 #include "support.h"
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
 #define THREADS 8
 #define INPUTS 100      /* different inputs per model; each thread runs all of them */
 #define CHUNK_BATCH 10  /* the second batch size; divides INPUTS */
 #define TRAIN_BATCH 16
 #define TRAIN_STEPS 20
-
-/* Asserts that a libaimodel call succeeded, naming the call and the status. */
-#define CHECK_OK(call)                                                                 \
-    do {                                                                               \
-        aim_status st_ = (call);                                                       \
-        if (st_ != AIM_OK) print_error("%s failed: %s\n", #call, aim_status_str(st_)); \
-        assert_int_equal(st_, AIM_OK);                                                 \
-    } while (0)
 
 /* ------------------------------------------------------------------------- */
 /* The two models                                                            */
