@@ -33,116 +33,14 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-#define BI(n) ((blasint)(n))
+#define BENCH_NAME "bench_cnn"
+#include "bench_util.h"
 
 enum { BATCH = 32, IMG = 28, C1 = 32, C2 = 64, HIDDEN = 64, CLASSES = 10, KSIZE = 3 };
 static const float LEARNING_RATE = 1e-3f;
 static const uint64_t SEED = 20260101u;
 
-/* ---- failure, memory, time ------------------------------------------------ */
-
-static void check(aim_status st, const char *what, const char *detail) {
-    if (st == AIM_OK) return;
-    fprintf(stderr, "bench_cnn: %s failed: %s%s%s\n", what, aim_status_str(st), detail && *detail ? ": " : "",
-            detail ? detail : "");
-    exit(1);
-}
-#define CHECK(call, detail) check((call), #call, (detail))
-
-/* Zeroed, 64-byte aligned floats, as the library aligns its own buffers. */
-static float *falloc(size_t n) {
-    size_t bytes = (n * sizeof(float) + 63u) / 64u * 64u;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) {
-        fprintf(stderr, "bench_cnn: out of memory allocating %zu floats\n", n);
-        exit(1);
-    }
-    memset(p, 0, bytes);
-    return p;
-}
-
-static void fill_uniform(aim_rng *rng, float *x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) {
-        float u;
-        CHECK(aim_rng_uniform(rng, &u), NULL);
-        x[i] = lo + (hi - lo) * u;
-    }
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-typedef struct stats {
-    double med, min; /* milliseconds */
-} stats;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static stats summarize(const double *samples, size_t n) {
-    double *s = malloc(n * sizeof *s);
-    if (!s) {
-        fprintf(stderr, "bench_cnn: out of memory\n");
-        exit(1);
-    }
-    memcpy(s, samples, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_double);
-    stats r = {n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]), s[0]};
-    free(s);
-    return r;
-}
-
-static size_t g_reps = 30, g_warmup = 5;
 static double *g_samples; /* g_reps timings, for the training step */
-
-typedef void (*job_fn)(void *ctx);
-
-/* One thing to time: `run` on `ctx`; `reset` (may be NULL) runs before each
- * call, outside the timed region. */
-typedef struct timed {
-    job_fn run, reset;
-    void *ctx;
-    stats s; /* the result */
-} timed;
-
-/* Times each of n jobs g_reps times after g_warmup untimed runs. The jobs
- * are interleaved, one call of each per round, so that a kernel and the GEMMs
- * it is compared with see the same machine load (other processes, clock
- * changes) and their ratio stays meaningful on a busy machine. */
-static void measure_set(timed *t, size_t n) {
-    double *samples = malloc(n * g_reps * sizeof *samples);
-    if (!samples) {
-        fprintf(stderr, "bench_cnn: out of memory\n");
-        exit(1);
-    }
-    for (size_t r = 0; r < g_warmup; r++)
-        for (size_t i = 0; i < n; i++) {
-            if (t[i].reset) t[i].reset(t[i].ctx);
-            t[i].run(t[i].ctx);
-        }
-    for (size_t r = 0; r < g_reps; r++)
-        for (size_t i = 0; i < n; i++) {
-            if (t[i].reset) t[i].reset(t[i].ctx);
-            double t0 = now_ms();
-            t[i].run(t[i].ctx);
-            samples[i * g_reps + r] = now_ms() - t0;
-        }
-    for (size_t i = 0; i < n; i++) t[i].s = summarize(samples + i * g_reps, g_reps);
-    free(samples);
-}
-
-static timed job(job_fn run, job_fn reset, void *ctx) {
-    timed t = {run, reset, ctx, {0.0, 0.0}};
-    return t;
-}
-
-static double gflops(double flops, double ms) { return ms > 0.0 ? flops / (ms * 1e6) : 0.0; }
 
 /* ---- layers built by hand with the model's geometry ------------------------ */
 
