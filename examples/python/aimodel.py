@@ -373,7 +373,21 @@ def _pair(value, what):
 # random numbers
 
 
-class Rng:
+class _Closing:
+    """Objects owning a library handle: close() when garbage-collected and
+    at the end of a `with` block (close() is safe to call twice)."""
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Rng(_Closing):
     """aim_rng: xoshiro256** seeded by splitmix64; the same seed gives the
     same sequence on every platform."""
 
@@ -434,15 +448,6 @@ class Rng:
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None and _lib is not None:
             _lib.aim_rng_free(handle)
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---------------------------------------------------------------------------
@@ -507,7 +512,7 @@ def clip_grad_norm(grads, max_norm):
 # thread pool
 
 
-class ThreadPool:
+class ThreadPool(_Closing):
     """aim_threadpool: threads that a Model (forward, backward, predict) and
     a Workspace (predict_with) may split large batches over.
 
@@ -616,15 +621,6 @@ class ThreadPool:
     def closed(self):
         return self._closed
 
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         if self._closed:
             return "<aimodel.ThreadPool closed>"
@@ -644,7 +640,7 @@ def _rebind(user, pool):
 # workspace
 
 
-class Workspace:
+class Workspace(_Closing):
     """aim_workspace: the memory one thread needs for Model.predict_with()
     on a shared, read-only model. Serves any model of the same architecture.
     With threadpool=ThreadPool(...) (or set_threadpool()) each predict_with()
@@ -716,15 +712,6 @@ class Workspace:
         if pool is not None:
             pool._release(self)  # after the free: a closed pool may now go
 
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 # ---------------------------------------------------------------------------
 # model
@@ -739,7 +726,7 @@ _CONST_MODEL_FUNCTIONS = frozenset([
 ])
 
 
-class Model:
+class Model(_Closing):
     """A sequential model (aim_model).
 
     >>> m = Model(784)
@@ -1134,15 +1121,6 @@ class Model:
     def closed(self):
         return self._handle is None
 
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         if self._handle is None:
             return "<aimodel.Model closed>"
@@ -1171,7 +1149,7 @@ def _count_of(model_or_count):
     return int(model_or_count)
 
 
-class Optimizer:
+class Optimizer(_Closing):
     """aim_optimizer (SGD or Adam). Create with Adam(...) / SGD(...), or get
     one back from Model.deserialize()."""
 
@@ -1231,15 +1209,6 @@ class Optimizer:
     @property
     def closed(self):
         return self._handle is None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class Adam(Optimizer):
