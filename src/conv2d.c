@@ -75,7 +75,9 @@ void aim__conv2d_setup(aim__layer *L) {
     /* Lowering conv2 of the seed CNN again in the backward is ~5% of its
      * training step; its columns take 139 KB a sample. Past 1 MiB a sample
      * the memory is worth more than the time. */
-    L->conv_keep_cols = g.K * g.HWo * L->win.groups <= AIM__CONV_COL_CACHE_MAX;
+    size_t cols;
+    L->conv_keep_cols = aim__mul(g.K, g.HWo, &cols) && aim__mul(cols, L->win.groups, &cols) &&
+                        cols <= AIM__CONV_COL_CACHE_MAX;
     L->cache_per_sample = aim__conv2d_cache_floats(L);
     L->scratch_floats = aim__conv2d_scratch_floats(L);
 }
@@ -179,8 +181,8 @@ void aim__conv2d_forward(const aim__layer *L, const float *params, const float *
     for (size_t n = 0; n < batch; n++) {
         const float *xn = x + n * g.C * g.HW;
         float *yn = y + n * g.O * g.HWo;
-        /* the pre-activation is kept for the backward when f is not the
-         * identity, and the columns when they are small enough to keep */
+        /* the pre-activation is kept for the backward unless f is the
+         * identity or ReLU, and the columns when conv_keep_cols */
         float *zn = cache && zs ? cache + n * stride : yn;
         float *col = cache && cs ? cache + n * stride + zs : scratch;
         for (size_t gi = 0; gi < w->groups; gi++) {
