@@ -1,8 +1,8 @@
 # libaimodel - plain Makefile. `make help` lists the targets.
 # SPDX-License-Identifier: MIT
 
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
+VERSION_MAJOR := 1
+VERSION_MINOR := 0
 VERSION_PATCH := 0
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
@@ -45,8 +45,10 @@ BUILD    ?= build
 LDSAN    :=
 endif
 
-SRCS     := $(wildcard src/*.c)
+# src/ has one folder per module: core, tensor, layers, optimizers, model, serialization.
+SRCS     := $(wildcard src/*/*.c)
 OBJS     := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+PRIV_HDRS := src/internal.h $(wildcard src/*/*.h)
 STATIC   := $(BUILD)/libaimodel.a
 SONAME   := libaimodel.so.$(VERSION_MAJOR)
 SHARED   := $(BUILD)/libaimodel.so.$(VERSION)
@@ -79,9 +81,9 @@ help:
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=... ; make uninstall undoes it"
 	@echo "make deps       install the build dependencies (apt-get as root, else prints the command)"
 
-$(BUILD)/obj/%.o: src/%.c include/aimodel.h src/internal.h src/fastmath.h
+$(BUILD)/obj/%.o: src/%.c include/aimodel.h $(PRIV_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(if $(filter 1,$(SANITIZE)),,$(LIB_OPT)) -fPIC -fvisibility=hidden -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Isrc -Isrc/core $(if $(filter 1,$(SANITIZE)),,$(LIB_OPT)) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(STATIC): $(OBJS)
 	@rm -f $@

@@ -10,8 +10,10 @@
  * Three modules sit behind this header:
  *  - @ref aim_core "core": status codes, version, allocator, random numbers;
  *  - @ref aim_tensor "tensors": float32 row-major arrays of rank 1 to 4;
- *  - @ref aim_layers "layers and models": dense layers, activations, losses
- *    and the sequential model that owns parameters, gradients and scratch;
+ *  - @ref aim_layers "layers and models": dense, convolution, pooling,
+ *    recurrent and merge layers, activations, losses, and the model: a
+ *    directed acyclic graph of layers that owns parameters, gradients and
+ *    scratch;
  *  - @ref aim_optim "optimizers": SGD and Adam/AdamW over flat buffers.
  *
  * Conventions that hold for every function:
@@ -21,7 +23,16 @@
  *  - nothing in the library prints, exits, aborts or asserts on user input;
  *  - on failure no object is changed, except for its error message
  *    (see aim_model_last_error(), aim_optimizer_last_error(),
- *    aim_workspace_last_error(), aim_tensor_last_error());
+ *    aim_workspace_last_error(), aim_tensor_last_error(),
+ *    aim_threadpool_last_error()). The rule is the same for every object: the
+ *    message is that of the **last failed call** on the object, in words
+ *    ("forward: input holds 100 floats; batch 1 of shape (784) needs 784");
+ *    a successful call leaves it as it was, and it is "" until a call fails.
+ *    A call that takes the object as `const` never writes it;
+ *  - every buffer the caller passes comes with its element count, checked
+ *    against the model's shapes before anything is read or written: a count
+ *    that disagrees is ::AIM_ERR_SHAPE_MISMATCH with both numbers in the
+ *    message;
  *  - every element count is a `size_t` and every product of counts is checked
  *    for overflow;
  *  - objects are opaque handles created by `aim_*_create` and released with
@@ -60,13 +71,13 @@ extern "C" {
  */
 
 /** Major version: changes when the ABI breaks (it is the soname's number). */
-#define AIM_VERSION_MAJOR 0
+#define AIM_VERSION_MAJOR 1
 /** Minor version: changes when features are added compatibly. */
-#define AIM_VERSION_MINOR 1
+#define AIM_VERSION_MINOR 0
 /** Patch version: changes for fixes only. */
 #define AIM_VERSION_PATCH 0
 /** The version as a string, "MAJOR.MINOR.PATCH". */
-#define AIM_VERSION_STRING "0.1.0"
+#define AIM_VERSION_STRING "1.0.0"
 /** The version as one number: MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define AIM_VERSION_NUMBER \
     (AIM_VERSION_MAJOR * 10000 + AIM_VERSION_MINOR * 100 + AIM_VERSION_PATCH)
@@ -96,7 +107,7 @@ typedef enum aim_status {
 AIM_API const char *aim_status_str(aim_status status);
 
 /**
- * @brief The library's version string, e.g. "0.1.0".
+ * @brief The library's version string, e.g. "1.0.0".
  * @return A static string equal to ::AIM_VERSION_STRING of the build.
  */
 AIM_API const char *aim_version(void);
@@ -424,18 +435,50 @@ AIM_API const char *aim_tensor_last_error(const aim_tensor *tensor);
 
 /**
  * @defgroup aim_layers Layers, losses and models
- * @brief A sequential model built layer by layer, with flat parameter and
- * gradient buffers and memory sized once.
+ * @brief A model is a directed acyclic graph of layers, with flat parameter
+ * and gradient buffers and memory planned once, at compile.
+ *
+ * **Nodes.** Every layer added is a node, numbered from 0 in the order it was
+ * added (its "layer index"). A model input is a node too, named
+ * AIM_MODEL_INPUT(k): input 0 has the shape given to aim_model_create(),
+ * further inputs come from aim_model_add_input().
+ *
+ * **Sequential building.** Each `aim_model_add_*` layer reads the output of
+ * the *current node* and becomes the current node. The current node starts
+ * as input 0, so a chain of `aim_model_add_*` calls builds a sequential model
+ * as in earlier versions. aim_model_continue_from() makes any node current,
+ * which is how a graph branches; aim_model_add_add() and
+ * aim_model_add_concat() merge branches. A node's output may feed any number
+ * of layers; its gradient is then the sum of theirs.
+ *
+ * **Outputs.** By default the model's one output is the last layer added;
+ * aim_model_set_outputs() names one or more output nodes, each with a loss
+ * weight. Each output gets its own loss (aim_model_loss() with the output's
+ * index), the total loss being their weighted sum, and one
+ * aim_model_backward() runs over all of them.
  *
  * A training step is:
  * @code
  * aim_model_zero_grad(model);
- * aim_model_forward(model, AIM_MODE_TRAIN, x, batch);
- * aim_model_loss_sparse(model, labels, batch, &loss);   // or aim_model_loss()
- * aim_model_backward(model, NULL);
+ * aim_model_forward(model, AIM_MODE_TRAIN, x, x_count, batch);
+ * aim_model_loss_sparse(model, 0, labels, batch, &loss);   // or aim_model_loss()
+ * aim_model_backward(model, NULL, 0);
  * aim_optimizer_step_model(opt, model, learning_rate);
  * @endcode
  * None of these calls allocates memory.
+ *
+ * A residual block (the input of the block added to the output of two
+ * convolutions):
+ * @code
+ * size_t skip, y;
+ * aim_model_last_node(model, &skip);
+ * aim_model_add_conv2d(model, &conv_relu);   // reads skip
+ * aim_model_add_conv2d(model, &conv);
+ * aim_model_last_node(model, &y);
+ * size_t sum[2] = {y, skip};
+ * aim_model_add_add(model, sum, 2);
+ * aim_model_add_activation(model, AIM_ACT_RELU, 0.0f);
+ * @endcode
  * @{
  */
 
@@ -529,8 +572,19 @@ AIM_API aim_status aim_loss_sparse(const float *logits, const int32_t *labels, s
 AIM_API aim_status aim_activation_forward(aim_activation act, float alpha, const float *x, float *y,
                                           size_t rows, size_t cols);
 
-/** @brief An opaque sequential model. */
+/** @brief An opaque model: a graph of layers (see @ref aim_layers). */
 typedef struct aim_model aim_model;
+
+/**
+ * @brief The node id of model input `k` (0 for the input given to
+ * aim_model_create()), for aim_model_continue_from(), aim_model_add_add(),
+ * aim_model_add_concat() and aim_model_layer_shape(). Layer nodes are
+ * numbered from 0; input ids count down from `SIZE_MAX`, so the two never meet.
+ */
+#define AIM_MODEL_INPUT(k) ((size_t)-1 - (size_t)(k))
+
+/** The most inputs one merge layer may take, and the most inputs or outputs a model may have. */
+#define AIM_MAX_NODE_INPUTS 16
 
 /** @brief Options of a dense (fully connected) layer: y = act(x Wᵀ + b). */
 typedef struct aim_dense_config {
@@ -570,7 +624,8 @@ typedef struct aim_compile_config {
 AIM_API aim_status aim_compile_config_init(aim_compile_config *config);
 
 /**
- * @brief Starts a sequential model with the shape of one input sample.
+ * @brief Starts a model with the shape of one sample of its first input
+ * (node AIM_MODEL_INPUT(0)), which is the current node.
  * @param allocator Allocator for everything the model owns, or NULL.
  * @param rank Rank of one sample, 1 to 3 (1 for features, 2 for a time × features
  * sequence, 3 for C×H×W).
@@ -732,6 +787,100 @@ AIM_API aim_status aim_model_add_global_avg_pool2d(aim_model *model);
 AIM_API aim_status aim_model_add_flatten(aim_model *model);
 
 /**
+ * @brief Adds another model input (for a model with, say, an image and a few
+ * numbers). It does not change the current node.
+ * @param model A model not yet compiled, with fewer than ::AIM_MAX_NODE_INPUTS inputs.
+ * @param rank Rank of one sample, 1 to 3.
+ * @param dims The sample's sizes, each > 0.
+ * @param[out] node Receives AIM_MODEL_INPUT(k) for the new input k.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (compiled, or
+ * too many inputs), AIM_ERR_OVERFLOW, AIM_ERR_UNSUPPORTED (a sample over INT_MAX floats)
+ */
+AIM_API aim_status aim_model_add_input(aim_model *model, size_t rank, const size_t *dims, size_t *node);
+
+/**
+ * @brief The current node: the last layer added, or the node last given to
+ * aim_model_continue_from(); AIM_MODEL_INPUT(0) for a model without layers.
+ * @param model The model.
+ * @param[out] node The node id.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT
+ */
+AIM_API aim_status aim_model_last_node(const aim_model *model, size_t *node);
+
+/**
+ * @brief Makes `node` the current node: the next `aim_model_add_*` layer
+ * reads its output. This is how a graph branches.
+ * @param model A model not yet compiled.
+ * @param node A layer index or AIM_MODEL_INPUT(k) of an existing node.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (no such node), AIM_ERR_INVALID_STATE (compiled)
+ */
+AIM_API aim_status aim_model_continue_from(aim_model *model, size_t node);
+
+/**
+ * @brief Adds an element-wise sum of the outputs of `count` nodes of one
+ * shape (a residual connection); it becomes the current node.
+ * @param model A model not yet compiled.
+ * @param nodes `count` node ids; a node may appear more than once.
+ * @param count 2 to ::AIM_MAX_NODE_INPUTS.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, a count out of range, no
+ * such node), AIM_ERR_SHAPE_MISMATCH (shapes differ; the message names the
+ * nodes and the dimension), AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_add(aim_model *model, const size_t *nodes, size_t count);
+
+/**
+ * @brief Adds a concatenation of the outputs of `count` nodes along one axis
+ * of a sample (0 is the first: features of a vector, channels of C×H×W, time
+ * of a sequence); the other sizes must agree. It becomes the current node.
+ * @param model A model not yet compiled.
+ * @param nodes `count` node ids, in the order their parts appear.
+ * @param count 2 to ::AIM_MAX_NODE_INPUTS.
+ * @param axis The axis of one sample, below the inputs' rank.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (ranks or
+ * other sizes differ, axis out of range), AIM_ERR_INVALID_STATE,
+ * AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_concat(aim_model *model, const size_t *nodes, size_t count, size_t axis);
+
+/**
+ * @brief Names the model's outputs and their loss weights. Without this call
+ * the one output is the last layer added, with weight 1.
+ * @param model A model not yet compiled.
+ * @param nodes `count` distinct layer indices (not inputs).
+ * @param loss_weights `count` finite weights, or NULL for all 1. Output k's
+ * loss gradient is scaled by its weight, so one backward minimizes
+ * sum_k weight_k * loss_k.
+ * @param count 1 to ::AIM_MAX_NODE_INPUTS.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_set_outputs(aim_model *model, const size_t *nodes, const float *loss_weights,
+                                         size_t count);
+
+/**
+ * @brief The number of model inputs.
+ * @param model The model.
+ * @return The count (at least 1), or 0 for NULL.
+ */
+AIM_API size_t aim_model_input_count(const aim_model *model);
+
+/**
+ * @brief The number of model outputs: those given to aim_model_set_outputs(),
+ * else 1 when the model has a layer.
+ * @param model The model.
+ * @return The count, or 0 for NULL or a model without layers.
+ */
+AIM_API size_t aim_model_output_count(const aim_model *model);
+
+/**
+ * @brief The node id of output `output` (a layer index).
+ * @param model A model with at least one layer.
+ * @param output Output index, below aim_model_output_count().
+ * @param[out] node The layer index.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT
+ */
+AIM_API aim_status aim_model_output_node(const aim_model *model, size_t output, size_t *node);
+
+/**
  * @brief Options of a stack of LSTM layers (PyTorch nn.LSTM with
  * batch_first=True): gates i, f, g, o; per stacked layer the parameters are
  * W_ih [4·hidden, in], W_hh [4·hidden, hidden], b_ih [4·hidden], b_hh
@@ -781,13 +930,16 @@ AIM_API aim_status aim_model_add_lstm(aim_model *model, const aim_lstm_config *c
  * @param model A compiled model.
  * @param layer Index of an LSTM layer.
  * @param h0 [layers, batch, hidden] floats (PyTorch's h_0 layout), or NULL with `c0` NULL to return to zero states.
+ * @param h0_count Floats at `h0`: layers * batch * hidden (0 with NULL).
  * @param c0 [layers, batch, hidden] floats, or NULL with `h0` NULL.
+ * @param c0_count Floats at `c0`, as `h0_count`.
  * @param batch The batch they describe, 1 to max_batch.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also: not an LSTM layer, only one of h0/c0),
- * AIM_ERR_SHAPE_MISMATCH (batch over max_batch), AIM_ERR_INVALID_STATE (not compiled)
+ * AIM_ERR_SHAPE_MISMATCH (batch over max_batch, a count that disagrees), AIM_ERR_INVALID_STATE (not compiled),
+ * AIM_ERR_NON_FINITE (a NaN or infinity in the states)
  */
-AIM_API aim_status aim_model_lstm_set_state(aim_model *model, size_t layer, const float *h0, const float *c0,
-                                            size_t batch);
+AIM_API aim_status aim_model_lstm_set_state(aim_model *model, size_t layer, const float *h0, size_t h0_count,
+                                            const float *c0, size_t c0_count, size_t batch);
 
 /**
  * @brief Copies the final hidden and cell states (PyTorch's h_n, c_n) of an
@@ -795,17 +947,20 @@ AIM_API aim_status aim_model_lstm_set_state(aim_model *model, size_t layer, cons
  * @param model A model after aim_model_forward() in ::AIM_MODE_TRAIN.
  * @param layer Index of an LSTM layer.
  * @param[out] h [layers, batch, hidden] floats, or NULL.
+ * @param h_count Floats at `h`: layers * batch * hidden (ignored for NULL).
  * @param[out] c [layers, batch, hidden] floats, or NULL (not both NULL).
+ * @param c_count Floats at `c`, as `h_count`.
  * @param batch Must equal the forward's batch.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE
  */
-AIM_API aim_status aim_model_lstm_final_state(aim_model *model, size_t layer, float *h, float *c, size_t batch);
+AIM_API aim_status aim_model_lstm_final_state(aim_model *model, size_t layer, float *h, size_t h_count, float *c,
+                                              size_t c_count, size_t batch);
 
 /**
- * @brief The shape of one output sample of a layer, for checking a model as
+ * @brief The shape of one output sample of a node, for checking a model as
  * it is built.
  * @param model The model.
- * @param layer Layer index from 0.
+ * @param layer Layer index from 0, or AIM_MODEL_INPUT(k) for input k's shape.
  * @param[out] rank The rank, 1 to 3.
  * @param[out] dims Receives `rank` sizes; room for ::AIM_MAX_RANK.
  * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT on NULL or a layer out of range.
@@ -818,6 +973,8 @@ AIM_API aim_status aim_model_layer_shape(const aim_model *model, size_t layer, s
  * @param model A model with at least one layer, not yet compiled.
  * @param config Options, or NULL for the defaults of aim_compile_config_init().
  * @retval AIM_OK on success.
+ * @retval AIM_ERR_SHAPE_MISMATCH if a layer's output is used by no layer and
+ * is not an output, or an input is used by no layer (the message names it).
  * @retval AIM_ERR_INVALID_ARGUMENT on NULL or a zero `max_batch`.
  * @retval AIM_ERR_INVALID_STATE if already compiled or there are no layers.
  * @retval AIM_ERR_OVERFLOW if a buffer size overflows.
@@ -827,80 +984,123 @@ AIM_API aim_status aim_model_layer_shape(const aim_model *model, size_t layer, s
 AIM_API aim_status aim_model_compile(aim_model *model, const aim_compile_config *config);
 
 /**
- * @brief Runs the model's forward pass in its own memory.
- * @param model A compiled model.
+ * @brief Runs the forward pass of a one-input model in its own memory.
+ * @param model A compiled model with one input.
  * @param mode ::AIM_MODE_TRAIN keeps what backward needs.
  * @param input `batch` samples, each of the input shape, row-major.
+ * @param input_count Floats at `input`: must be batch * aim_model_input_size().
  * @param batch Number of samples, 1 to the compiled `max_batch`.
  * @retval AIM_OK on success.
  * @retval AIM_ERR_INVALID_ARGUMENT on NULL, batch 0 or an unknown mode.
- * @retval AIM_ERR_SHAPE_MISMATCH if `batch` exceeds `max_batch`.
+ * @retval AIM_ERR_SHAPE_MISMATCH if `batch` exceeds `max_batch`, `input_count`
+ * disagrees ("forward: input holds 100 floats; batch 1 of shape (784) needs
+ * 784"), or the model has several inputs (use aim_model_forward_multi()).
  * @retval AIM_ERR_INVALID_STATE if the model is not compiled.
  * @note This writes to the model's activation memory. To run one model from
  * several threads, use aim_model_predict().
  */
-AIM_API aim_status aim_model_forward(aim_model *model, aim_mode mode, const float *input, size_t batch);
+AIM_API aim_status aim_model_forward(aim_model *model, aim_mode mode, const float *input, size_t input_count,
+                                     size_t batch);
 
 /**
- * @brief The output of the last aim_model_forward().
- * @param model A model after a successful forward.
- * @param[out] output Points at `batch * output_size` floats owned by the model,
- * valid until the next forward.
- * @param[out] count Receives `batch * output_size`; may be NULL.
- * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (no forward yet)
+ * @brief Runs the forward pass of a model with one or more inputs.
+ * @param model A compiled model.
+ * @param mode ::AIM_MODE_TRAIN keeps what backward needs.
+ * @param inputs One pointer per model input, in input order: `batch` samples of that input's shape.
+ * @param input_counts Floats at each `inputs[k]`: batch * that input's sample size.
+ * @param n_inputs Must equal aim_model_input_count().
+ * @param batch Number of samples, 1 to the compiled `max_batch`.
+ * @retval As aim_model_forward().
  */
-AIM_API aim_status aim_model_output(const aim_model *model, const float **output, size_t *count);
+AIM_API aim_status aim_model_forward_multi(aim_model *model, aim_mode mode, const float *const *inputs,
+                                           const size_t *input_counts, size_t n_inputs, size_t batch);
 
 /**
- * @brief Computes a loss of the last forward's output against float targets,
- * and keeps its gradient for aim_model_backward().
+ * @brief One output of the last forward.
  * @param model A model after a successful forward.
+ * @param output Output index, below aim_model_output_count() (0 for a one-output model).
+ * @param[out] data Points at `batch * size` floats owned by the model (size:
+ * that output's floats per sample), valid until the next forward.
+ * @param[out] count Receives `batch * size`.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, output out of range),
+ * AIM_ERR_INVALID_STATE (no forward yet)
+ */
+AIM_API aim_status aim_model_output(const aim_model *model, size_t output, const float **data, size_t *count);
+
+/**
+ * @brief Computes a loss of one output of the last forward against float
+ * targets, and keeps its gradient, scaled by the output's loss weight, for
+ * aim_model_backward().
+ * @param model A model after a successful forward.
+ * @param output Output index (0 for a one-output model).
  * @param kind The loss.
- * @param targets `batch * output_size` floats.
- * @param batch Must equal the last forward's batch.
- * @param[out] loss_out The mean loss.
- * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH,
- * AIM_ERR_INVALID_STATE (no forward yet), AIM_ERR_NON_FINITE (the loss is not
- * finite; no gradient is kept).
+ * @param targets `batch * size` floats, the output's shape.
+ * @param targets_count Floats at `targets`; must be the last forward's batch times the output's size.
+ * @param[out] loss_out The output's mean loss (not weighted).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (a count
+ * that disagrees), AIM_ERR_INVALID_STATE (no forward yet), AIM_ERR_NON_FINITE
+ * (the loss is not finite; no gradient is kept).
  */
-AIM_API aim_status aim_model_loss(aim_model *model, aim_loss_kind kind, const float *targets, size_t batch,
-                                  float *loss_out);
+AIM_API aim_status aim_model_loss(aim_model *model, size_t output, aim_loss_kind kind, const float *targets,
+                                  size_t targets_count, float *loss_out);
 
 /**
- * @brief Softmax cross-entropy of the last forward's output (logits) against
- * integer labels; keeps its gradient for aim_model_backward().
+ * @brief Softmax cross-entropy of one output of the last forward (logits)
+ * against integer labels; keeps its gradient, scaled by the output's loss
+ * weight, for aim_model_backward().
  * @param model A model after a successful forward.
- * @param labels `batch` labels in [0, output_size).
- * @param batch Must equal the last forward's batch.
- * @param[out] loss_out The mean loss.
- * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH,
- * AIM_ERR_INVALID_STATE, AIM_ERR_NON_FINITE
+ * @param output Output index (0 for a one-output model).
+ * @param labels `batch` labels in [0, size), size being the output's floats per sample.
+ * @param labels_count Labels at `labels`; must equal the last forward's batch.
+ * @param[out] loss_out The mean loss (not weighted).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also a label out of range; the
+ * message gives its position), AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE, AIM_ERR_NON_FINITE
  */
-AIM_API aim_status aim_model_loss_sparse(aim_model *model, const int32_t *labels, size_t batch,
-                                         float *loss_out);
+AIM_API aim_status aim_model_loss_sparse(aim_model *model, size_t output, const int32_t *labels,
+                                         size_t labels_count, float *loss_out);
+
+/**
+ * @brief Sets the gradient of the loss with respect to one output directly,
+ * as a loss would (used as given: the loss weight does not apply).
+ * @param model A model after a training forward.
+ * @param output Output index.
+ * @param grad `batch * size` floats.
+ * @param count Floats at `grad`; must be the last forward's batch times the output's size.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_set_output_grad(aim_model *model, size_t output, const float *grad, size_t count);
 
 /**
  * @brief Backpropagates through the last training forward, adding into the
  * gradient buffer (call aim_model_zero_grad() between steps).
+ *
+ * Each output's gradient is the one kept since the forward by
+ * aim_model_loss(), aim_model_loss_sparse() or aim_model_set_output_grad();
+ * an output without one contributes nothing, but at least one is needed.
  * @param model A model after a forward in ::AIM_MODE_TRAIN.
- * @param output_grad d loss / d output (`batch * output_size` floats), or NULL
- * to use the gradient kept by the last aim_model_loss() / aim_model_loss_sparse().
+ * @param output_grad d loss / d output for a one-output model (`batch * size`
+ * floats), or NULL to use the kept gradients.
+ * @param count Floats at `output_grad` (0 with NULL).
  * @retval AIM_OK on success.
  * @retval AIM_ERR_INVALID_ARGUMENT if `model` is NULL.
- * @retval AIM_ERR_INVALID_STATE if there was no training forward, or no loss
- * when `output_grad` is NULL.
+ * @retval AIM_ERR_SHAPE_MISMATCH if `count` disagrees, or `output_grad` is given to a model with several outputs.
+ * @retval AIM_ERR_INVALID_STATE if there was no training forward, or no
+ * kept gradient when `output_grad` is NULL.
  */
-AIM_API aim_status aim_model_backward(aim_model *model, const float *output_grad);
+AIM_API aim_status aim_model_backward(aim_model *model, const float *output_grad, size_t count);
 
 /**
- * @brief The gradient with respect to the input of the last backward, when
- * compiled with `input_gradient` set.
+ * @brief The gradient with respect to one model input of the last backward,
+ * when compiled with `input_gradient` set.
  * @param model The model.
- * @param[out] grad Points at `batch * input_size` floats owned by the model.
+ * @param input Input index (0 for a one-input model).
+ * @param[out] grad Points at `batch * size` floats owned by the model.
+ * @param[out] count Receives `batch * size`.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not enabled
  * or no backward yet)
  */
-AIM_API aim_status aim_model_input_gradient(const aim_model *model, const float **grad);
+AIM_API aim_status aim_model_input_gradient(const aim_model *model, size_t input, const float **grad,
+                                            size_t *count);
 
 /**
  * @brief Sets every gradient to zero.
@@ -951,14 +1151,15 @@ AIM_API aim_status aim_model_layer_parameters(const aim_model *model, size_t lay
 AIM_API size_t aim_model_layer_count(const aim_model *model);
 
 /**
- * @brief Floats per input sample.
+ * @brief Floats per sample of input 0.
  * @param model The model.
  * @return The count, or 0 for NULL.
  */
 AIM_API size_t aim_model_input_size(const aim_model *model);
 
 /**
- * @brief Floats per output sample (of the last layer).
+ * @brief Floats per sample of output 0 (the last layer added, unless
+ * aim_model_set_outputs() named others).
  * @param model The model.
  * @return The count, or 0 for NULL or a model without layers.
  */
@@ -974,8 +1175,9 @@ AIM_API size_t aim_model_output_size(const aim_model *model);
 AIM_API aim_status aim_model_memory_size(const aim_model *model, size_t *bytes);
 
 /**
- * @brief The message of the last failed call on this model ("" if none),
- * e.g. which layer and which dimension disagree.
+ * @brief The message of the last failed call on this model ("" if none has
+ * failed), e.g. which layer and which dimension disagree. Successful calls
+ * leave it unchanged.
  * @param model The model.
  * @return A string owned by the model, valid until its next call; "" for NULL.
  */
@@ -1054,20 +1256,42 @@ AIM_API aim_status aim_workspace_set_threadpool(aim_workspace *workspace, const 
                                                 aim_threadpool *pool);
 
 /**
- * @brief Inference: runs the model on `batch` samples, reading the model and
- * writing only to `workspace` and `output`. Many threads may call this on one
- * model at once, each with its own workspace.
+ * @brief Inference on a one-input, one-output model: runs it on `batch`
+ * samples, reading the model and writing only to `workspace` and `output`.
+ * Many threads may call this on one model at once, each with its own workspace.
  * @param model A compiled model.
  * @param workspace A workspace created for this model's architecture.
- * @param input `batch * input_size` floats.
+ * @param input `batch` samples of the input shape.
+ * @param input_count Floats at `input`: batch * aim_model_input_size().
  * @param batch 1 to the workspace's `max_batch`.
- * @param[out] output `batch * output_size` floats.
+ * @param[out] output Room for `batch` samples of the output.
+ * @param output_count Floats at `output`: batch * aim_model_output_size().
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (batch too
- * large, or a workspace too small for this model: a workspace serves any
- * model whose activations and scratch fit in it), AIM_ERR_INVALID_STATE
+ * large, a count that disagrees, a model with several inputs or outputs, or
+ * a workspace too small for this model: a workspace serves any model whose
+ * planned memory fits in it), AIM_ERR_INVALID_STATE
  */
 AIM_API aim_status aim_model_predict(const aim_model *model, aim_workspace *workspace, const float *input,
-                                     size_t batch, float *output);
+                                     size_t input_count, size_t batch, float *output, size_t output_count);
+
+/**
+ * @brief Inference on any model: as aim_model_predict(), with one buffer per
+ * input and per output.
+ * @param model A compiled model.
+ * @param workspace A workspace created for this model's architecture.
+ * @param inputs One pointer per input, in input order.
+ * @param input_counts Floats at each input: batch * that input's sample size.
+ * @param n_inputs Must equal aim_model_input_count().
+ * @param batch 1 to the workspace's `max_batch`.
+ * @param[out] outputs One pointer per output, in output order.
+ * @param output_counts Floats at each output: batch * that output's sample size.
+ * @param n_outputs Must equal aim_model_output_count().
+ * @retval As aim_model_predict().
+ */
+AIM_API aim_status aim_model_predict_multi(const aim_model *model, aim_workspace *workspace,
+                                           const float *const *inputs, const size_t *input_counts, size_t n_inputs,
+                                           size_t batch, float *const *outputs, const size_t *output_counts,
+                                           size_t n_outputs);
 
 /** @} */
 
@@ -1231,7 +1455,9 @@ AIM_API aim_status aim_model_serialized_size(const aim_model *model, const aim_o
  * @param optimizer Its optimizer, or NULL.
  * @param buffer Where to write.
  * @param capacity Bytes available at `buffer`.
- * @param[out] written Bytes written (aim_model_serialized_size()).
+ * @param[out] written Bytes written (aim_model_serialized_size()). When
+ * `capacity` is too small, it receives the bytes needed (the one case where
+ * an out-parameter is written on failure, as snprintf does).
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE,
  * AIM_ERR_SHAPE_MISMATCH (capacity too small, or optimizer of another size), AIM_ERR_OVERFLOW
  */
@@ -1240,7 +1466,8 @@ AIM_API aim_status aim_model_serialize(const aim_model *model, const aim_optimiz
 
 /**
  * @brief Builds a new compiled model (and optimizer) from a buffer written by
- * aim_model_serialize(). Every field is validated; nothing is read past
+ * aim_model_serialize(), of this format version (2) or of version 1 (written
+ * by libaimodel 0.1). Every field is validated; nothing is read past
  * `length`; on failure nothing is allocated.
  * @param allocator Allocator for the new objects, or NULL. Its refusals bound
  * how much memory an untrusted buffer can make the library allocate.
@@ -1249,6 +1476,10 @@ AIM_API aim_status aim_model_serialize(const aim_model *model, const aim_optimiz
  * @param[out] model The model; caller frees with aim_model_free().
  * @param[out] optimizer If not NULL: the saved optimizer (caller frees with
  * aim_optimizer_free()), or NULL when the buffer holds none.
+ * @param[out] message If not NULL, receives on failure what was wrong, in
+ * words ("truncated: 812 of 4096 payload bytes", "layer 3 (conv2d): kernel
+ * height 0"), NUL-terminated and cut to `message_capacity`; "" on success.
+ * @param message_capacity Bytes at `message` (256 hold any message).
  * @retval AIM_OK on success.
  * @retval AIM_ERR_INVALID_ARGUMENT on NULL `buffer` or `model`.
  * @retval AIM_ERR_VERSION if written by a newer format version.
@@ -1256,7 +1487,8 @@ AIM_API aim_status aim_model_serialize(const aim_model *model, const aim_optimiz
  * @retval AIM_ERR_OUT_OF_MEMORY, AIM_ERR_OVERFLOW if the model it describes cannot be allocated.
  */
 AIM_API aim_status aim_model_deserialize(const aim_allocator *allocator, const void *buffer, size_t length,
-                                         aim_model **model, aim_optimizer **optimizer);
+                                         aim_model **model, aim_optimizer **optimizer, char *message,
+                                         size_t message_capacity);
 
 /** @} */
 

@@ -92,21 +92,135 @@ aim_status aim__loss(aim_loss_kind kind, const float *pred, const float *targets
 aim_status aim__loss_sparse(const float *logits, const int32_t *labels, size_t batch, size_t classes,
                             float *loss_out, float *grad);
 
-/* ---- layers: one kind per file ------------------------------------------- */
+/* ---- layers: the one interface every kind implements ----------------------
+ * A layer kind is one file under src/layers/ that defines one const
+ * aim__layer_ops table and lists it in src/layers/registry.c. The model
+ * (src/model/), the executor, the thread-pool split and the serializer reach
+ * a kind only through that table: none of them switches on the kind. */
 
-typedef enum aim__layer_kind {
-    AIM__LAYER_DENSE = 0,
-    AIM__LAYER_ACTIVATION = 1,
-    AIM__LAYER_CONV2D = 2,
-    AIM__LAYER_MAX_POOL2D = 3,
-    AIM__LAYER_AVG_POOL2D = 4,
-    AIM__LAYER_GLOBAL_AVG_POOL2D = 5,
-    AIM__LAYER_FLATTEN = 6,
-    AIM__LAYER_LSTM = 7
-} aim__layer_kind;
+/* The shape of one sample of a value (a model input or a layer's output). */
+typedef struct aim__shape {
+    size_t rank, dims[AIM_MAX_RANK], size;
+} aim__shape;
 
-/* The most LSTM layers one aim_model_add_lstm() may stack. */
-#define AIM__LSTM_MAX_LAYERS 16
+/* Bytes of a node's kind-specific configuration (each kind's own struct,
+ * checked with a static assertion in its file). */
+#define AIM__LAYER_CFG_BYTES 192u
+
+struct aim__layer_ops;
+
+/* A node of the model graph: one layer. The fields are those every kind has;
+ * a kind's own fields live in `cfg`, as the kind's struct. */
+typedef struct aim__layer {
+    const struct aim__layer_ops *ops;
+    size_t n_in;                       /* inputs it reads */
+    size_t in[AIM_MAX_NODE_INPUTS];    /* their node ids (a layer index or AIM_MODEL_INPUT(k)) */
+    size_t in_rank, in_dims[AIM_MAX_RANK], in_size;    /* one sample of input 0 */
+    size_t out_rank, out_dims[AIM_MAX_RANK], out_size; /* one output sample */
+    size_t param_offset;       /* first float of this layer in the flat buffers */
+    size_t weight_count;       /* weights, then ... */
+    size_t bias_count;         /* ... biases, contiguous */
+    size_t cache_per_sample;   /* floats a training forward keeps per sample */
+    size_t scratch_floats;     /* floats of scratch one forward or backward call needs ... */
+    size_t scratch_per_sample; /* ... plus this many per sample of the batch */
+    size_t state_per_sample;   /* floats of an initial state per sample (an LSTM's h0, c0), 0 for none */
+    unsigned char dx_mode[AIM_MAX_NODE_INPUTS]; /* set by compile: AIM__DX_* per input */
+    _Alignas(max_align_t) unsigned char cfg[AIM__LAYER_CFG_BYTES];
+} aim__layer;
+
+/* A kind's configuration, read or written through its node. */
+#define AIM__CFG(type, L) ((const type *)(const void *)(L)->cfg)
+#define AIM__CFG_MUT(type, L) ((type *)(void *)(L)->cfg)
+
+/* How a backward hands a layer the gradient of input j: none wanted (a model
+ * input without input_gradient), written (the first consumer in backward
+ * order) or added (later consumers write a temporary the executor adds). */
+enum { AIM__DX_NONE = 0, AIM__DX_WRITE = 1, AIM__DX_ADD = 2 };
+
+/* One forward call on rows b0 .. b0 + batch - 1 of a batch; every pointer
+ * already points at this call's first row. */
+typedef struct aim__fwd {
+    const float *const *x;  /* n_in inputs, (batch, in size) each */
+    float *y;               /* (batch, out_size) */
+    float *cache;           /* (batch, cache_per_sample), NULL in inference */
+    float *scratch;         /* scratch_floats + batch * scratch_per_sample */
+    const float *params;    /* this layer's parameters */
+    const float *state;     /* the initial state of the whole batch (kind's layout), or NULL for zero */
+    size_t state_ldb, b0;   /* the batch `state` is laid out for, and this call's first row in it */
+    size_t batch;
+} aim__fwd;
+
+/* One backward call: ADDS into dparams, WRITES dx[j] (skipped when NULL),
+ * may overwrite dy and the cache. */
+typedef struct aim__bwd {
+    const float *const *x;
+    const float *y;
+    float *cache;
+    float *dy;
+    float *const *dx;
+    const float *params;
+    float *dparams;
+    float *scratch;
+    const float *state;
+    size_t state_ldb, b0;
+    size_t batch;
+} aim__bwd;
+
+/* The serializer's byte streams (src/serialization/serialize.c). A reader
+ * never reads past its end: a short read sets `fail` and returns zeros. */
+typedef struct aim__writer {
+    unsigned char *p; /* NULL: only count */
+    size_t n;
+} aim__writer;
+typedef struct aim__reader {
+    const unsigned char *p;
+    size_t n, pos;
+    int fail;
+} aim__reader;
+void aim__put_u32(aim__writer *w, uint32_t v);
+void aim__put_u64(aim__writer *w, uint64_t v);
+void aim__put_f32(aim__writer *w, float f);
+uint32_t aim__get_u32(aim__reader *r);
+uint64_t aim__get_u64(aim__reader *r);
+float aim__get_f32(aim__reader *r);
+/* A u64 that must fit size_t (else the reader fails). */
+size_t aim__get_size(aim__reader *r);
+/* A 0/1 flag; anything else fails the reader (one encoding per model). */
+int32_t aim__get_flag(aim__reader *r);
+
+typedef struct aim__layer_ops {
+    const char *name;  /* "dense", as in messages and docs/FORMAT.md */
+    uint32_t code;     /* its kind code in the format; never reused */
+    size_t min_inputs, max_inputs;
+    /* Validates the configuration in L->cfg against the input shapes and
+     * sets the output shape and every size above (in_* are already set from
+     * in[0]). On failure writes a message (AIM__ERR_CAP bytes, without the
+     * "layer i (kind): " prefix the caller adds) and returns the status. */
+    aim_status (*setup)(aim__layer *L, const aim__shape *in, size_t n_in, char *msg);
+    void (*init)(const aim__layer *L, float *params, struct aim_rng *rng); /* NULL: no parameters */
+    void (*forward)(const aim__layer *L, const aim__fwd *a);
+    void (*backward)(const aim__layer *L, const aim__bwd *a);
+    /* Forward multiply-adds of one sample: how much work a slice carries. */
+    double (*macs)(const aim__layer *L);
+    /* The configuration's record in the format (after the kind code). read
+     * fills L->cfg only; the model then calls setup, which validates it. */
+    void (*write)(const aim__layer *L, aim__writer *w);
+    void (*read)(aim__reader *r, aim__layer *L);
+} aim__layer_ops;
+
+/* src/layers/registry.c: every kind, found by its format code. */
+const aim__layer_ops *aim__layer_by_code(uint32_t code);
+
+extern const aim__layer_ops aim__dense_ops, aim__activation_ops, aim__conv2d_ops, aim__max_pool2d_ops,
+    aim__avg_pool2d_ops, aim__global_avg_pool2d_ops, aim__flatten_ops, aim__lstm_ops, aim__add_ops,
+    aim__concat_ops;
+
+/* A message that names the dimension: "(784)", "(1, 28, 28)". */
+void aim__shape_str(const aim__shape *s, char *buf, size_t cap);
+
+/* ---- the kinds' own configurations and kernels ---------------------------
+ * Declared here for the white-box tests and benchmarks that call a kernel on
+ * a hand-built node; only the kind's own file reads these fields. */
 
 /* Window geometry shared by conv2d and pooling. Input C×H×W, output O×Ho×Wo. */
 typedef struct aim__window {
@@ -117,53 +231,55 @@ typedef struct aim__window {
     size_t groups;         /* conv2d only */
 } aim__window;
 
-typedef struct aim__layer {
-    aim__layer_kind kind;
-    size_t in_rank, in_dims[AIM_MAX_RANK], in_size;    /* one sample's input */
-    size_t out_rank, out_dims[AIM_MAX_RANK], out_size; /* one sample's output */
-    size_t param_offset;     /* first float of this layer in the flat buffers */
-    size_t weight_count;     /* weights, then ... */
-    size_t bias_count;       /* ... biases, contiguous */
-    size_t cache_per_sample; /* floats kept per sample by a training forward */
-    size_t scratch_floats;   /* floats of scratch one forward or backward call needs ... */
-    size_t scratch_per_sample; /* ... plus this many per sample of the batch */
-    size_t lstm_hidden, lstm_layers; /* LSTM: hidden size, stacked layers */
-    int lstm_sequences;      /* LSTM: output every step (else the last) */
-    aim__window win;         /* conv2d and pooling */
-    int conv_keep_cols;      /* conv2d: the training cache keeps the im2col columns */
+/* Output length of one spatial axis, (n + pa + pb - d (k - 1) - 1) / s + 1;
+ * writes a message naming `axis` and fails when the dilated kernel exceeds
+ * the padded input or a size overflows. */
+aim_status aim__window_out_len(const char *axis, size_t n, size_t k, size_t s, size_t d, size_t pa, size_t pb,
+                               size_t *out, char *msg);
+
+typedef struct aim__dense_cfg {
+    size_t units;
     aim_activation act;
     float alpha;
+    int32_t use_bias;
     aim_init init;
-} aim__layer;
-
-/* The per-layer kernels. `params`/`dparams` point at this layer's own slice
- * of the flat buffers. Forward writes y; when `cache` is not NULL (training)
- * it also keeps what the backward needs. Backward ADDS into dparams, WRITES
- * dx (skipped when dx is NULL), and may overwrite dy. */
+} aim__dense_cfg;
 void aim__dense_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
                         size_t batch);
 void aim__dense_backward(const aim__layer *L, const float *params, float *dparams, const float *x,
                          const float *y, const float *cache, float *dy, float *dx, size_t batch);
-void aim__dense_init(const aim__layer *L, float *params, struct aim_rng *rng);
+
+typedef struct aim__activation_cfg {
+    aim_activation act;
+    float alpha;
+} aim__activation_cfg;
 
 /* init.c: fills weights (and biases) by `init`, given the layer's fans. */
 void aim__init_weights(aim_init init, float *w, size_t wcount, float *b, size_t bcount, size_t fan_in,
                        size_t fan_out, struct aim_rng *rng);
-
-void aim__activation_layer_forward(const aim__layer *L, const float *x, float *y, size_t batch);
-void aim__activation_layer_backward(const aim__layer *L, const float *x, const float *y, const float *dy,
-                                    float *dx, size_t batch);
+/* Nonzero for a known aim_init value. */
+int aim__init_valid(aim_init init);
 
 /* conv2d.c: NCHW input, OIHW weights, bias per output channel. `scratch`
  * holds scratch_floats floats. The *_naive kernels are the direct loops the
  * tests compare the im2col + GEMM path against. */
+typedef struct aim__conv2d_cfg {
+    size_t filters;
+    aim__window win;
+    aim_padding padding;  /* VALID or EXPLICIT as in `win`; SAME until setup resolves it into `win` */
+    aim_activation act;
+    float alpha;
+    int32_t use_bias;
+    aim_init init;
+    int keep_cols;        /* set by setup: the training cache keeps the im2col columns */
+} aim__conv2d_cfg;
 size_t aim__conv2d_scratch_floats(const aim__layer *L);
-/* Sets conv_keep_cols (a training forward keeps the im2col columns when
- * they take at most AIM__CONV_COL_CACHE_MAX floats a sample),
- * cache_per_sample and scratch_floats; dims, win, act must be set. */
+/* Sets keep_cols (a training forward keeps the im2col columns when they
+ * take at most AIM__CONV_COL_CACHE_MAX floats a sample), cache_per_sample
+ * and scratch_floats; dims, win, act must be set. */
 #define AIM__CONV_COL_CACHE_MAX (256u * 1024u)
 void aim__conv2d_setup(aim__layer *L);
-/* The cache_per_sample that goes with L's conv_keep_cols. */
+/* The cache_per_sample that goes with L's keep_cols. */
 size_t aim__conv2d_cache_floats(const aim__layer *L);
 void aim__conv2d_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
                          float *scratch, size_t batch);
@@ -172,9 +288,12 @@ void aim__conv2d_backward(const aim__layer *L, const float *params, float *dpara
 void aim__conv2d_forward_naive(const aim__layer *L, const float *params, const float *x, float *y, size_t batch);
 void aim__conv2d_backward_naive(const aim__layer *L, const float *params, float *dparams, const float *x,
                                 const float *dz, float *dx, size_t batch);
-void aim__conv2d_init(const aim__layer *L, float *params, struct aim_rng *rng);
 
-/* pool.c: max, average and global average pooling; flatten is a copy. */
+/* pool2d.c: max and average pooling; global_avg_pool2d.c, flatten.c. */
+typedef struct aim__pool2d_cfg {
+    aim__window win;
+    int is_max;
+} aim__pool2d_cfg;
 void aim__pool_forward(const aim__layer *L, const float *x, float *y, size_t batch);
 void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, float *dx, size_t batch);
 
@@ -186,6 +305,12 @@ void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, fl
  * of a thread pool runs rows b0 .. b0+batch-1 of a batch of ldb).
  * aim__lstm_final_state copies h_T and c_T out of a training cache into
  * (layers, ldb, H) arrays, likewise offset. */
+#define AIM__LSTM_MAX_LAYERS 16
+typedef struct aim__lstm_cfg {
+    size_t hidden, layers;
+    int sequences; /* output every step (else the last) */
+    aim_init init;
+} aim__lstm_cfg;
 size_t aim__lstm_cache_per_sample(const aim__layer *L);
 size_t aim__lstm_scratch_per_sample(const aim__layer *L);
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
@@ -195,7 +320,6 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
                         size_t batch);
 void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, float *c,
                            size_t ldb);
-void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng);
 
 /* ---- threadpool.c --------------------------------------------------------- */
 
@@ -234,17 +358,45 @@ struct aim_optimizer {
     char err[AIM__ERR_CAP];
 };
 
-/* ---- model.c ------------------------------------------------------------- */
+/* ---- src/model/: the graph container, compile, the executor ------------- */
 
 /* Used by the optimizer module's aim_optimizer_step_model. */
 aim_status aim__model_flat(aim_model *model, float **params, float **grads, size_t *count);
 
+/* Rows [*b0, *b0 + *nb) of a batch cut into `parts` near-equal slices. */
+void aim__split(size_t batch, size_t parts, size_t w, size_t *b0, size_t *nb);
+
+/* Appends a node of kind `ops` reading `in` (n_in node ids; NULL: the
+ * current node) with the configuration `cfg` (cfg_bytes of the kind's
+ * struct): runs the kind's setup and makes it the current node. Used by the
+ * builders of every kind and by the deserializer. */
+aim_status aim__model_add_node(aim_model *m, const aim__layer_ops *ops, const void *cfg, size_t cfg_bytes,
+                               const size_t *in, size_t n_in);
+
+/* A kind's view of one of its nodes in a compiled model, for the kind's own
+ * public calls (an LSTM's states): checks that `layer` is of kind `ops`
+ * (else writes the model's message, prefixed by `what`). */
+typedef struct aim__node_state {
+    const aim__layer *L;
+    float *state;          /* max_batch * state_per_sample floats: the state as set */
+    size_t *state_batch;   /* the batch it was set for, 0 for a zero state */
+    const float *cache;    /* the last training forward's cache, NULL if none */
+    size_t batch, parts;   /* that forward's batch and its slices */
+    size_t max_batch;
+    char *err;
+} aim__node_state;
+aim_status aim__model_node_state(aim_model *m, size_t layer, const aim__layer_ops *ops, const char *what,
+                                 aim__node_state *out);
+
 /* What serialize.c reads of a model. */
 typedef struct aim__model_view {
-    size_t in_rank;
-    const size_t *in_dims;
+    size_t n_inputs;
+    const aim__shape *inputs;
     const aim__layer *layers;
     size_t n_layers;
+    size_t n_outputs;
+    const size_t *outputs;
+    const float *loss_weights;
     int compiled;
     size_t max_batch;
     int input_gradient;
@@ -252,6 +404,15 @@ typedef struct aim__model_view {
     size_t n_params;
 } aim__model_view;
 void aim__model_get_view(const aim_model *model, aim__model_view *view);
+/* The model's message buffer, for the deserializer. */
+const char *aim__model_err(const aim_model *model);
 
+/* Bytes the compile plan gives gradients (training) and a workspace's
+ * activations (inference, per max_batch), against one buffer per value. */
+typedef struct aim__plan_stats {
+    size_t grad_planned, grad_naive;   /* floats */
+    size_t infer_planned, infer_naive; /* floats per sample */
+} aim__plan_stats;
+void aim__model_plan_stats(const aim_model *model, aim__plan_stats *out);
 
 #endif

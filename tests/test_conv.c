@@ -355,12 +355,13 @@ static void test_first_layer_without_input_gradient(void **state) {
         assert_int_equal(aim_model_output_size(m[k]), 3 * 3 * 5);
         fill_params(m[k], 3);
         CHECK_OK(aim_model_zero_grad(m[k]));
-        CHECK_OK(aim_model_forward(m[k], AIM_MODE_TRAIN, x, s.batch));
-        CHECK_OK(aim_model_backward(m[k], r));
+        CHECK_OK(aim_model_forward(m[k], AIM_MODE_TRAIN, x, ARRAY_LEN(x), s.batch));
+        CHECK_OK(aim_model_backward(m[k], r, ARRAY_LEN(r)));
         CHECK_OK(aim_model_gradients(m[k], &g[k], &count[k]));
     }
     const float *ig = NULL;
-    assert_int_equal(aim_model_input_gradient(m[0], &ig), AIM_ERR_INVALID_STATE);
+    size_t nig = 0;
+    assert_int_equal(aim_model_input_gradient(m[0], 0, &ig, &nig), AIM_ERR_INVALID_STATE);
     assert_int_equal(count[0], count[1]);
     assert_memory_equal(g[0], g[1], count[0] * sizeof(float));
     aim_model_free(m[0]);
@@ -479,7 +480,8 @@ static int make_layer(const kernel_cfg *k, aim__layer *L) {
     size_t Wo = torch_out_len(k->W, w->kw, w->sw, w->dw, w->pl, w->pr);
     if (Ho == 0 || Wo == 0) return 0;
     memset(L, 0, sizeof *L);
-    L->kind = AIM__LAYER_CONV2D;
+    L->ops = &aim__conv2d_ops;
+    L->n_in = 1;
     L->in_rank = L->out_rank = 3;
     L->in_dims[0] = k->C;
     L->in_dims[1] = k->H;
@@ -491,9 +493,13 @@ static int make_layer(const kernel_cfg *k, aim__layer *L) {
     L->out_size = k->O * Ho * Wo;
     L->weight_count = k->O * (k->C / w->groups) * w->kh * w->kw;
     L->bias_count = k->bias ? k->O : 0;
-    L->win = *w;
-    L->act = k->act;
-    L->alpha = 0.01f;
+    aim__conv2d_cfg *c = AIM__CFG_MUT(aim__conv2d_cfg, L);
+    c->filters = k->O;
+    c->win = *w;
+    c->padding = AIM_PAD_EXPLICIT;
+    c->act = k->act;
+    c->alpha = 0.01f;
+    c->use_bias = k->bias;
     aim__conv2d_setup(L);
 
     aim_model *m = image_model(k->C, k->H, k->W);
@@ -558,7 +564,7 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
     /* Forward. A training forward keeps, per sample, Z (when f is neither
      * the identity nor ReLU) and the im2col columns (small layers, all of
      * these). */
-    assert_true(L.conv_keep_cols);
+    assert_true(AIM__CFG(aim__conv2d_cfg, &L)->keep_cols);
     const size_t cps = L.cache_per_sample;
     float *cache = cps ? alloc_floats(B * cps) : NULL;
     aim__conv2d_forward(&L, params, x, y, cache, scratch, B);
@@ -569,7 +575,7 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
         zn = alloc_floats(ny);
         for (size_t n = 0; n < B; n++) memcpy(z + n * L.out_size, cache + n * cps, L.out_size * sizeof *z);
         aim__layer Lid = L;
-        Lid.act = AIM_ACT_IDENTITY;
+        AIM__CFG_MUT(aim__conv2d_cfg, &Lid)->act = AIM_ACT_IDENTITY;
         aim__conv2d_forward_naive(&Lid, params, x, zn, B);
         expect_close(label, 1, z, zn, ny, TOL_FORWARD);
     }
@@ -580,7 +586,7 @@ static void compare_kernels(const kernel_cfg *k, uint64_t seed, const char *labe
     free(yi);
     /* The same layer without kept columns: Z only, the same Y bit for bit. */
     aim__layer Lnc = L;
-    Lnc.conv_keep_cols = 0;
+    AIM__CFG_MUT(aim__conv2d_cfg, &Lnc)->keep_cols = 0;
     Lnc.cache_per_sample = aim__conv2d_cache_floats(&Lnc);
     assert_true(Lnc.cache_per_sample < cps);
     float *cache_nc = Lnc.cache_per_sample ? alloc_floats(B * Lnc.cache_per_sample) : NULL;
@@ -801,13 +807,14 @@ static void test_pool_matches_reference(void **state) {
         pool_reference(is_max, B, C, H, W, &pc, Ho, Wo, x, dy, y, dx);
 
         const float *got = NULL, *gdx = NULL;
-        size_t cnt = 0, where = 0;
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, B));
-        CHECK_OK(aim_model_output(m, &got, &cnt));
+        size_t cnt = 0, where = 0, ndx = 0;
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, nx, B));
+        CHECK_OK(aim_model_output(m, 0, &got, &cnt));
         assert_int_equal(cnt, ny);
         double ey = max_rel_error(got, y, ny, FLOOR_FRAC * fmax(max_abs_value(y, ny), 1.0), &where);
-        CHECK_OK(aim_model_backward(m, dy));
-        CHECK_OK(aim_model_input_gradient(m, &gdx));
+        CHECK_OK(aim_model_backward(m, dy, ny));
+        CHECK_OK(aim_model_input_gradient(m, 0, &gdx, &ndx));
+        assert_int_equal(ndx, nx);
         size_t wdx = 0;
         double edx = max_rel_error(gdx, dx, nx, FLOOR_FRAC * fmax(max_abs_value(dx, nx), 1e-3), &wdx);
         if (!(ey <= TOL_FORWARD && edx <= TOL_FORWARD))
@@ -1134,8 +1141,8 @@ static void test_same_padding_is_tensorflows_split(void **state) {
             fill_params(m, 5);
             fill_uniform(x, n * n, 6, -1.0f, 1.0f);
             const float *y = NULL;
-            CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, x, 1));
-            CHECK_OK(aim_model_output(m, &y, &cnt));
+            CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, x, n * n, 1)); /* the first n * n floats of x */
+            CHECK_OK(aim_model_output(m, 0, &y, &cnt));
             assert_int_equal(cnt, out * out);
             memcpy(outs[v], y, cnt * sizeof *y);
             aim_model_free(m);
@@ -1227,11 +1234,12 @@ static void test_seed_cnn(void **state) {
     float losses[5];
     for (size_t s = 0; s < 5; s++) {
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, CNN_BATCH));
-        CHECK_OK(aim_model_loss_sparse(m, labels, CNN_BATCH, &losses[s]));
-        CHECK_OK(aim_model_backward(m, NULL));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, CNN_BATCH * 784, CNN_BATCH));
+        CHECK_OK(aim_model_loss_sparse(m, 0, labels, ARRAY_LEN(labels), &losses[s]));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
         CHECK_OK(aim_optimizer_step_model(adam, m, 1e-3f));
-        CHECK_OK(aim_model_predict(m, ws, x, CNN_BATCH - s % CNN_BATCH, out));
+        const size_t pb = CNN_BATCH - s % CNN_BATCH; /* the first pb samples of x, into the first pb rows of out */
+        CHECK_OK(aim_model_predict(m, ws, x, pb * 784, pb, out, pb * 10));
         assert_true(isfinite(losses[s]));
     }
     if (ta.calls != calls) fail_msg("%ld allocator calls in 5 training steps and predicts", ta.calls - calls);
@@ -1246,20 +1254,20 @@ static void test_seed_cnn(void **state) {
         const size_t b = batches[bi];
         const float *y = NULL;
         size_t cnt = 0;
-        CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, x, b));
-        CHECK_OK(aim_model_output(m, &y, &cnt));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, x, b * 784, b));
+        CHECK_OK(aim_model_output(m, 0, &y, &cnt));
         assert_int_equal(cnt, b * 10);
         memcpy(ref, y, cnt * sizeof *y);
         for (size_t i = 0; i < ARRAY_LEN(out); i++) out[i] = NAN;
-        CHECK_OK(aim_model_predict(m, ws, x, b, out));
+        CHECK_OK(aim_model_predict(m, ws, x, b * 784, b, out, b * 10));
         assert_memory_equal(out, ref, cnt * sizeof *out);
         for (size_t i = cnt; i < ARRAY_LEN(out); i++) assert_true(isnan(out[i])); /* nothing past batch * 10 */
     }
     /* ... and the training forward's output too. */
     const float *y = NULL;
     size_t cnt = 0;
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, CNN_BATCH));
-    CHECK_OK(aim_model_output(m, &y, &cnt));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, CNN_BATCH * 784, CNN_BATCH));
+    CHECK_OK(aim_model_output(m, 0, &y, &cnt));
     assert_memory_equal(y, ref, cnt * sizeof *y);
 
     free(x);

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "../src/fastmath.h"
+#include "../src/core/fastmath.h"
 
 /* Largest error over a dense sweep of [lo, hi], relative to max(|ref|, floor). */
 static double sweep(float (*f)(float), double (*ref)(double), double lo, double hi, double floor, double *at) {

@@ -1,21 +1,23 @@
 /*
- * Pooling and flatten, PyTorch semantics (floor mode):
+ * 2-D max and average pooling, PyTorch semantics (floor mode):
  *   max:  Y[c,i,j] = max over the window of X, padding never chosen;
  *         dX gets dY at the first maximum of each window (scan order), as
  *         https://pytorch.org/docs/stable/generated/torch.nn.MaxPool2d.html
  *   avg:  Y[c,i,j] = sum over the window / (kh kw), padding counted as zeros
  *         (count_include_pad=True), https://pytorch.org/docs/stable/generated/torch.nn.AvgPool2d.html
- *   global average: Y[c] = mean over H×W of X[c]
- *   flatten: Y = X, reshaped to one dimension
  * The max pooling backward finds the arg-max again from X, so a training
  * forward keeps no index cache.
  * SPDX-License-Identifier: MIT
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+
+#define CFG(L) AIM__CFG(aim__pool2d_cfg, L)
+_Static_assert(sizeof(aim__pool2d_cfg) <= AIM__LAYER_CFG_BYTES, "pool2d config too large");
 
 /* Window rows [*a, *b) of output row i, clipped to the input. */
 static void clip(size_t i, size_t stride, size_t pad, size_t k, size_t n, size_t *a, size_t *b) {
@@ -82,8 +84,8 @@ static void max2x2_rows_backward(const float *restrict r0, const float *restrict
 }
 
 static int is_2x2_s2(const aim__layer *L) {
-    const aim__window *w = &L->win;
-    return L->kind == AIM__LAYER_MAX_POOL2D && w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && w->pt == 0 &&
+    const aim__window *w = &CFG(L)->win;
+    return CFG(L)->is_max && w->kh == 2 && w->kw == 2 && w->sh == 2 && w->sw == 2 && w->pt == 0 &&
            w->pl == 0;
 }
 
@@ -115,24 +117,10 @@ void aim__pool_forward(const aim__layer *L, const float *x, float *y, size_t bat
         max2x2_forward(L, x, y, batch);
         return;
     }
-    if (L->kind == AIM__LAYER_FLATTEN) {
-        if (y != x) memcpy(y, x, batch * L->in_size * sizeof(float));
-        return;
-    }
     const size_t C = L->in_dims[0], H = L->in_dims[1], W = L->in_dims[2];
-    if (L->kind == AIM__LAYER_GLOBAL_AVG_POOL2D) {
-        const float inv = 1.0f / (float)(H * W);
-        for (size_t nc = 0; nc < batch * C; nc++) {
-            const float *xc = x + nc * H * W;
-            float s = 0.0f;
-            for (size_t k = 0; k < H * W; k++) s += xc[k];
-            y[nc] = s * inv;
-        }
-        return;
-    }
-    const aim__window *w = &L->win;
+    const aim__window *w = &CFG(L)->win;
     const size_t Ho = L->out_dims[1], Wo = L->out_dims[2];
-    const int is_max = L->kind == AIM__LAYER_MAX_POOL2D;
+    const int is_max = CFG(L)->is_max;
     const float inv_area = 1.0f / (float)(w->kh * w->kw);
     for (size_t nc = 0; nc < batch * C; nc++) {
         const float *xc = x + nc * H * W;
@@ -167,23 +155,10 @@ void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, fl
         max2x2_backward(L, x, dy, dx, batch);
         return;
     }
-    if (L->kind == AIM__LAYER_FLATTEN) {
-        if (dx != dy) memcpy(dx, dy, batch * L->in_size * sizeof(float));
-        return;
-    }
     const size_t C = L->in_dims[0], H = L->in_dims[1], W = L->in_dims[2];
-    if (L->kind == AIM__LAYER_GLOBAL_AVG_POOL2D) {
-        const float inv = 1.0f / (float)(H * W);
-        for (size_t nc = 0; nc < batch * C; nc++) {
-            float *dxc = dx + nc * H * W;
-            const float g = dy[nc] * inv;
-            for (size_t k = 0; k < H * W; k++) dxc[k] = g;
-        }
-        return;
-    }
-    const aim__window *w = &L->win;
+    const aim__window *w = &CFG(L)->win;
     const size_t Ho = L->out_dims[1], Wo = L->out_dims[2];
-    const int is_max = L->kind == AIM__LAYER_MAX_POOL2D;
+    const int is_max = CFG(L)->is_max;
     const float inv_area = 1.0f / (float)(w->kh * w->kw);
     memset(dx, 0, batch * C * H * W * sizeof(float));
     for (size_t nc = 0; nc < batch * C; nc++) {
@@ -219,3 +194,108 @@ void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, fl
         }
     }
 }
+
+aim_status aim_pool2d_config_init(aim_pool2d_config *c, size_t kernel_h, size_t kernel_w) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->kernel_h = kernel_h;
+    c->kernel_w = kernel_w;
+    c->stride_h = kernel_h;
+    c->stride_w = kernel_w;
+    return AIM_OK;
+}
+
+static aim_status add_pool(aim_model *m, const aim__layer_ops *ops, const aim_pool2d_config *c) {
+    aim__pool2d_cfg k;
+    memset(&k, 0, sizeof k);
+    if (c) {
+        k.win.kh = c->kernel_h;
+        k.win.kw = c->kernel_w;
+        k.win.sh = c->stride_h;
+        k.win.sw = c->stride_w;
+        k.win.dh = k.win.dw = 1;
+        k.win.pt = k.win.pb = c->pad_h;
+        k.win.pl = k.win.pr = c->pad_w;
+        k.win.groups = 1;
+    }
+    k.is_max = ops == &aim__max_pool2d_ops;
+    return aim__model_add_node(m, ops, c ? &k : NULL, sizeof k, NULL, 0);
+}
+
+aim_status aim_model_add_max_pool2d(aim_model *m, const aim_pool2d_config *c) {
+    return add_pool(m, &aim__max_pool2d_ops, c);
+}
+
+aim_status aim_model_add_avg_pool2d(aim_model *m, const aim_pool2d_config *c) {
+    return add_pool(m, &aim__avg_pool2d_ops, c);
+}
+
+static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *msg) {
+    (void)n_in;
+    const aim__window *w = &CFG(L)->win;
+    if (w->kh == 0 || w->kw == 0 || w->sh == 0 || w->sw == 0) {
+        snprintf(msg, AIM__ERR_CAP, "kernel and stride must be > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (in[0].rank != 3) {
+        snprintf(msg, AIM__ERR_CAP, "input must be one C x H x W sample (rank 3), got rank %zu", in[0].rank);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    /* A stored record holds the four sides; the builders make them pairwise equal. */
+    if (w->pt != w->pb || w->pl != w->pr || w->dh != 1 || w->dw != 1 || w->groups != 1) {
+        snprintf(msg, AIM__ERR_CAP, "padding must be symmetric, dilation and groups 1");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (w->pt > w->kh / 2 || w->pl > w->kw / 2) {
+        snprintf(msg, AIM__ERR_CAP, "padding must be at most half the window (as in PyTorch)");
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    size_t Ho, Wo;
+    aim_status st;
+    if ((st = aim__window_out_len("height", in[0].dims[1], w->kh, w->sh, 1, w->pt, w->pb, &Ho, msg)) != AIM_OK)
+        return st;
+    if ((st = aim__window_out_len("width", in[0].dims[2], w->kw, w->sw, 1, w->pl, w->pr, &Wo, msg)) != AIM_OK)
+        return st;
+    L->out_rank = 3;
+    L->out_dims[0] = in[0].dims[0];
+    L->out_dims[1] = Ho;
+    L->out_dims[2] = Wo;
+    L->out_size = in[0].dims[0] * Ho * Wo; /* no larger than the input */
+    return AIM_OK;
+}
+
+static void forward(const aim__layer *L, const aim__fwd *a) { aim__pool_forward(L, a->x[0], a->y, a->batch); }
+
+static void backward(const aim__layer *L, const aim__bwd *a) {
+    if (a->dx[0]) aim__pool_backward(L, a->x[0], a->dy, a->dx[0], a->batch);
+}
+
+static double macs(const aim__layer *L) { return (double)L->out_size; }
+
+/* u64 kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w */
+static void write(const aim__layer *L, aim__writer *wr) {
+    const aim__window *w = &CFG(L)->win;
+    const size_t f[6] = {w->kh, w->kw, w->sh, w->sw, w->pt, w->pl};
+    for (size_t i = 0; i < 6; i++) aim__put_u64(wr, f[i]);
+}
+
+static void read_common(aim__reader *r, aim__layer *L, int is_max) {
+    aim__pool2d_cfg *c = AIM__CFG_MUT(aim__pool2d_cfg, L);
+    aim__window *w = &c->win;
+    w->kh = aim__get_size(r);
+    w->kw = aim__get_size(r);
+    w->sh = aim__get_size(r);
+    w->sw = aim__get_size(r);
+    w->pt = w->pb = aim__get_size(r);
+    w->pl = w->pr = aim__get_size(r);
+    w->dh = w->dw = 1;
+    w->groups = 1;
+    c->is_max = is_max;
+}
+static void read_max(aim__reader *r, aim__layer *L) { read_common(r, L, 1); }
+static void read_avg(aim__reader *r, aim__layer *L) { read_common(r, L, 0); }
+
+const aim__layer_ops aim__max_pool2d_ops = {"max_pool2d", 3, 1, 1, setup, NULL, forward, backward,
+                                            macs,         write, read_max};
+const aim__layer_ops aim__avg_pool2d_ops = {"avg_pool2d", 4, 1, 1, setup, NULL, forward, backward,
+                                            macs,         write, read_avg};

@@ -16,32 +16,36 @@
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fastmath.h"
 #include "internal.h"
 
 #define BI(n) ((blasint)(n))
+#define CFG(L) AIM__CFG(aim__lstm_cfg, L)
+_Static_assert(sizeof(aim__lstm_cfg) <= AIM__LAYER_CFG_BYTES, "lstm config too large");
 
 
 /* Sizes of sub-layer l. */
-static size_t in_of(const aim__layer *L, size_t l) { return l == 0 ? L->in_dims[1] : L->lstm_hidden; }
+static size_t in_of(const aim__layer *L, size_t l) { return l == 0 ? L->in_dims[1] : CFG(L)->hidden; }
 
 static size_t sub_params(const aim__layer *L, size_t l) {
-    const size_t H = L->lstm_hidden;
+    const size_t H = CFG(L)->hidden;
     return 4 * H * in_of(L, l) + 4 * H * H + 8 * H;
 }
 
 /* Cache per sample: for each sub-layer, gates (T, 4H), cells (T, H), outputs (T, H). */
 size_t aim__lstm_cache_per_sample(const aim__layer *L) {
-    return L->lstm_layers * L->in_dims[0] * 6 * L->lstm_hidden;
+    return CFG(L)->layers * L->in_dims[0] * 6 * CFG(L)->hidden;
 }
 
 /* Scratch per sample: the larger of inference (gates, two output sequences,
  * one cell state) and backward (dh, dc, two input-gradient sequences). */
 size_t aim__lstm_scratch_per_sample(const aim__layer *L) {
-    const size_t T = L->in_dims[0], H = L->lstm_hidden, F = L->in_dims[1];
+    const size_t T = L->in_dims[0], H = CFG(L)->hidden, F = L->in_dims[1];
     const size_t mx = F > H ? F : H;
     const size_t inf = T * 4 * H + 2 * T * H + H;
     const size_t bwd = 3 * H + 2 * T * mx; /* dh, dc, a zero row, two sequences */
@@ -120,8 +124,8 @@ static void sub_forward(size_t B, size_t T, size_t in, size_t H, const float *p,
 
 /* Copies what the layer outputs: the whole top sequence, or its last step. */
 static void emit(const aim__layer *L, size_t B, const float *htop, float *y) {
-    const size_t T = L->in_dims[0], H = L->lstm_hidden;
-    if (L->lstm_sequences) {
+    const size_t T = L->in_dims[0], H = CFG(L)->hidden;
+    if (CFG(L)->sequences) {
         memcpy(y, htop, B * T * H * sizeof(float));
     } else {
         for (size_t b = 0; b < B; b++) memcpy(y + b * H, htop + (b * T + T - 1) * H, H * sizeof(float));
@@ -130,7 +134,7 @@ static void emit(const aim__layer *L, size_t B, const float *htop, float *y) {
 
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
                        float *scratch, const float *init, size_t ldb, size_t B) {
-    const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers;
+    const size_t T = L->in_dims[0], H = CFG(L)->hidden, NL = CFG(L)->layers;
     const float *in = x;
     const float *p = params;
     if (cache) {
@@ -160,7 +164,7 @@ void aim__lstm_forward(const aim__layer *L, const float *params, const float *x,
 void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
                         const float *dy, float *dx, float *scratch, const float *init, size_t ldb,
                         size_t B) {
-    const size_t T = L->in_dims[0], H = L->lstm_hidden, NL = L->lstm_layers, G = 4 * H;
+    const size_t T = L->in_dims[0], H = CFG(L)->hidden, NL = CFG(L)->layers, G = 4 * H;
     const size_t F = L->in_dims[1], mx = F > H ? F : H;
     float *dh = scratch, *dc = scratch + B * H;
     float *dseq[2] = {scratch + 2 * B * H, scratch + 2 * B * H + B * T * mx};
@@ -174,7 +178,7 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
         acc += sub_params(L, l);
     }
     const float *dabove = dy; /* gradient w.r.t. this sub-layer's output sequence */
-    int above_is_last_only = !L->lstm_sequences;
+    int above_is_last_only = !CFG(L)->sequences;
     for (size_t l = NL; l-- > 0;) {
         const size_t in = in_of(L, l);
         const float *p = params + off[l];
@@ -234,8 +238,8 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
 }
 
 void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t B, float *h, float *c, size_t ldb) {
-    const size_t T = L->in_dims[0], H = L->lstm_hidden;
-    for (size_t l = 0; l < L->lstm_layers; l++) {
+    const size_t T = L->in_dims[0], H = CFG(L)->hidden;
+    for (size_t l = 0; l < CFG(L)->layers; l++) {
         const float *cells = cache + l * B * T * 6 * H + B * T * 4 * H, *hs = cells + B * T * H;
         for (size_t b = 0; b < B; b++) {
             if (h) memcpy(h + (l * ldb + b) * H, hs + (b * T + T - 1) * H, H * sizeof(float));
@@ -244,27 +248,206 @@ void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t B, fl
     }
 }
 
-void aim__lstm_init(const aim__layer *L, float *params, struct aim_rng *rng) {
+static void init(const aim__layer *L, float *params, struct aim_rng *rng) {
     /* PyTorch: every weight and bias U(-1/sqrt(H), 1/sqrt(H)). Keras-style
      * Glorot applies to the input kernel with fans (in, 4H); the recurrent
      * kernel and biases then follow PyTorch's rule, with the forget-gate
      * bias at 1 as Keras' unit_forget_bias. */
-    const size_t H = L->lstm_hidden;
+    const size_t H = CFG(L)->hidden;
     float *p = params;
-    for (size_t l = 0; l < L->lstm_layers; l++) {
+    for (size_t l = 0; l < CFG(L)->layers; l++) {
         const size_t in = in_of(L, l), n = sub_params(L, l);
-        if (L->init == AIM_INIT_PYTORCH) {
+        if (CFG(L)->init == AIM_INIT_PYTORCH) {
             float bound = (float)(1.0 / sqrt((double)H));
             for (size_t i = 0; i < n; i++) p[i] = bound * (2.0f * aim__rng_uniform(rng) - 1.0f);
-        } else if (L->init == AIM_INIT_ZEROS) {
+        } else if (CFG(L)->init == AIM_INIT_ZEROS) {
             memset(p, 0, n * sizeof(float));
         } else {
             float *wih = p, *whh = p + 4 * H * in, *b = whh + 4 * H * H;
-            aim__init_weights(L->init, wih, 4 * H * in, b, 0, in, 4 * H, rng);
-            aim__init_weights(L->init, whh, 4 * H * H, b, 0, H, 4 * H, rng);
+            aim__init_weights(CFG(L)->init, wih, 4 * H * in, b, 0, in, 4 * H, rng);
+            aim__init_weights(CFG(L)->init, whh, 4 * H * H, b, 0, H, 4 * H, rng);
             memset(b, 0, 8 * H * sizeof(float));
             for (size_t j = 0; j < H; j++) b[H + j] = 1.0f; /* forget gate of b_ih */
         }
         p += n;
     }
+}
+
+aim_status aim_lstm_config_init(aim_lstm_config *c, size_t hidden, size_t layers) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->hidden = hidden;
+    c->layers = layers;
+    c->return_sequences = 0;
+    c->init = AIM_INIT_PYTORCH;
+    return AIM_OK;
+}
+
+aim_status aim_model_add_lstm(aim_model *m, const aim_lstm_config *c) {
+    aim__lstm_cfg k;
+    memset(&k, 0, sizeof k);
+    if (c) {
+        k.hidden = c->hidden;
+        k.layers = c->layers;
+        k.sequences = c->return_sequences != 0;
+        k.init = c->init;
+    }
+    return aim__model_add_node(m, &aim__lstm_ops, c ? &k : NULL, sizeof k, NULL, 0);
+}
+
+static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *msg) {
+    (void)n_in;
+    const aim__lstm_cfg *c = CFG(L);
+    if (c->hidden == 0 || c->layers == 0 || c->layers > AIM__LSTM_MAX_LAYERS || !aim__init_valid(c->init)) {
+        snprintf(msg, AIM__ERR_CAP, "hidden > 0, layers 1..%d and a known init are required", AIM__LSTM_MAX_LAYERS);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (in[0].rank != 2) {
+        snprintf(msg, AIM__ERR_CAP, "input must be one time x features sequence (rank 2), got rank %zu", in[0].rank);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const size_t T = in[0].dims[0], F = in[0].dims[1], H = c->hidden;
+    /* Counts: params = sum over layers of 4H(in + H) + 8H; cache 6·T·H per layer. */
+    size_t g, per, total = 0, tmp, cache, out, state;
+    int ok = aim__mul(H, 4, &g) && aim__mul(g, T, &tmp) && aim__mul(tmp, 2, &tmp);
+    for (size_t l = 0; ok && l < c->layers; l++) {
+        size_t inl = l == 0 ? F : H;
+        ok = aim__add(inl, H, &per) && aim__mul(per, g, &per) && aim__add(per, 2 * g, &per) &&
+             aim__add(total, per, &total);
+    }
+    ok = ok && total <= SIZE_MAX / sizeof(float) && aim__mul(T, H, &tmp) && aim__mul(tmp, 6, &cache) &&
+         aim__mul(cache, c->layers, &cache) && aim__mul(T, H, &out) && aim__mul(2 * c->layers, H, &state);
+    if (!ok) {
+        snprintf(msg, AIM__ERR_CAP, "parameter or memory size overflows");
+        return AIM_ERR_OVERFLOW;
+    }
+    if (g > INT_MAX || F > INT_MAX || out > INT_MAX / 4) {
+        snprintf(msg, AIM__ERR_CAP, "a GEMM dimension exceeds the BLAS limit");
+        return AIM_ERR_UNSUPPORTED;
+    }
+    L->weight_count = total;
+    L->bias_count = 0;
+    if (c->sequences) {
+        L->out_rank = 2;
+        L->out_dims[0] = T;
+        L->out_dims[1] = H;
+        L->out_size = out;
+    } else {
+        L->out_rank = 1;
+        L->out_dims[0] = H;
+        L->out_size = H;
+    }
+    L->cache_per_sample = aim__lstm_cache_per_sample(L);
+    L->scratch_per_sample = aim__lstm_scratch_per_sample(L);
+    /* The initial state: h0 (layers, B, H) then c0 (layers, B, H). */
+    L->state_per_sample = state;
+    return AIM_OK;
+}
+
+/* The state block is laid out for a batch of state_ldb rows; a slice starts at row b0. */
+static const float *state_at(const aim__layer *L, const float *state, size_t b0) {
+    return state ? state + b0 * CFG(L)->hidden : NULL;
+}
+
+static void forward(const aim__layer *L, const aim__fwd *a) {
+    aim__lstm_forward(L, a->params, a->x[0], a->y, a->cache, a->scratch, state_at(L, a->state, a->b0), a->state_ldb,
+                      a->batch);
+}
+
+static void backward(const aim__layer *L, const aim__bwd *a) {
+    aim__lstm_backward(L, a->params, a->dparams, a->x[0], a->cache, a->dy, a->dx[0], a->scratch,
+                       state_at(L, a->state, a->b0), a->state_ldb, a->batch);
+}
+
+static double macs(const aim__layer *L) { return (double)L->weight_count * (double)L->in_dims[0]; }
+
+/* u64 hidden, layers; u32 return_sequences, u32 init */
+static void write(const aim__layer *L, aim__writer *w) {
+    aim__put_u64(w, CFG(L)->hidden);
+    aim__put_u64(w, CFG(L)->layers);
+    aim__put_u32(w, (uint32_t)CFG(L)->sequences);
+    aim__put_u32(w, (uint32_t)CFG(L)->init);
+}
+
+static void read(aim__reader *r, aim__layer *L) {
+    aim__lstm_cfg *c = AIM__CFG_MUT(aim__lstm_cfg, L);
+    c->hidden = aim__get_size(r);
+    c->layers = aim__get_size(r);
+    c->sequences = aim__get_flag(r);
+    c->init = (aim_init)aim__get_u32(r);
+}
+
+const aim__layer_ops aim__lstm_ops = {"lstm", 7, 1, 1, setup, init, forward, backward, macs, write, read};
+
+/* ---- the LSTM's own calls: initial and final states ---------------------- */
+
+aim_status aim_model_lstm_set_state(aim_model *m, size_t layer, const float *h0, size_t h0_count, const float *c0,
+                                    size_t c0_count, size_t batch) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim__node_state ns;
+    aim_status st = aim__model_node_state(m, layer, &aim__lstm_ops, "lstm_set_state", &ns);
+    if (st != AIM_OK) return st;
+    if (!h0 && !c0) {
+        *ns.state_batch = 0;
+        return AIM_OK;
+    }
+    if (!h0 || !c0 || batch == 0) {
+        aim__set_error(ns.err, "lstm_set_state: give both h0 and c0 (or neither) and batch > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (batch > ns.max_batch) {
+        aim__set_error(ns.err, "lstm_set_state: batch %zu exceeds max_batch %zu", batch, ns.max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const aim__layer *L = ns.L;
+    const size_t n = CFG(L)->layers * batch * CFG(L)->hidden;
+    if (h0_count != n || c0_count != n) {
+        aim__set_error(ns.err, "lstm_set_state: h0 holds %zu and c0 %zu floats; %zu layers x batch %zu x hidden %zu need %zu each",
+                       h0_count, c0_count, CFG(L)->layers, batch, CFG(L)->hidden, n);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if (!aim__all_finite(h0, n) || !aim__all_finite(c0, n)) {
+        aim__set_error(ns.err, "lstm_set_state: h0 or c0 holds a NaN or infinity");
+        return AIM_ERR_NON_FINITE;
+    }
+    memcpy(ns.state, h0, n * sizeof(float));
+    memcpy(ns.state + n, c0, n * sizeof(float));
+    *ns.state_batch = batch;
+    return AIM_OK;
+}
+
+aim_status aim_model_lstm_final_state(aim_model *m, size_t layer, float *h, size_t h_count, float *c, size_t c_count,
+                                      size_t batch) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim__node_state ns;
+    aim_status st = aim__model_node_state(m, layer, &aim__lstm_ops, "lstm_final_state", &ns);
+    if (st != AIM_OK) return st;
+    if (!h && !c) {
+        aim__set_error(ns.err, "lstm_final_state: h and c are both NULL");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!ns.cache) {
+        aim__set_error(ns.err, "lstm_final_state: needs a forward pass in AIM_MODE_TRAIN");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (batch != ns.batch) {
+        aim__set_error(ns.err, "lstm_final_state: batch %zu differs from the last forward's %zu", batch, ns.batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const aim__layer *L = ns.L;
+    const size_t n = CFG(L)->layers * batch * CFG(L)->hidden;
+    if ((h && h_count != n) || (c && c_count != n)) {
+        aim__set_error(ns.err, "lstm_final_state: h has room for %zu and c for %zu floats; %zu layers x batch %zu x hidden %zu need %zu each",
+                       h ? h_count : n, c ? c_count : n, CFG(L)->layers, batch, CFG(L)->hidden, n);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    /* A training forward split over a pool keeps each slice's cache in the
+     * slice's own layout, so the states are read back slice by slice. */
+    for (size_t w = 0; w < ns.parts; w++) {
+        size_t b0, nb;
+        aim__split(batch, ns.parts, w, &b0, &nb);
+        aim__lstm_final_state(L, ns.cache + b0 * L->cache_per_sample, nb, h ? h + b0 * CFG(L)->hidden : NULL,
+                              c ? c + b0 * CFG(L)->hidden : NULL, batch);
+    }
+    return AIM_OK;
 }

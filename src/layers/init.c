@@ -9,6 +9,8 @@
 
 #include "internal.h"
 
+int aim__init_valid(aim_init init) { return init >= AIM_INIT_GLOROT_UNIFORM && init <= AIM_INIT_ZEROS; }
+
 void aim__init_weights(aim_init init, float *w, size_t wcount, float *b, size_t bcount, size_t fan_in,
                        size_t fan_out, struct aim_rng *rng) {
     switch (init) {

@@ -1,0 +1,65 @@
+/*
+ * Element-wise sum of n inputs of one shape (a residual connection):
+ *   Y = X_0 + X_1 + ... + X_{n-1},   dX_k = dY for every k
+ * (Keras layers.Add; in PyTorch, `a + b`).
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+aim_status aim_model_add_add(aim_model *m, const size_t *nodes, size_t count) {
+    return aim__model_add_node(m, &aim__add_ops, "", 0, nodes, count);
+}
+
+static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *msg) {
+    for (size_t k = 1; k < n_in; k++) {
+        if (in[k].rank != in[0].rank) {
+            snprintf(msg, AIM__ERR_CAP, "input %zu has rank %zu, input 0 rank %zu: added shapes must be equal", k,
+                     in[k].rank, in[0].rank);
+            return AIM_ERR_SHAPE_MISMATCH;
+        }
+        for (size_t d = 0; d < in[0].rank; d++)
+            if (in[k].dims[d] != in[0].dims[d]) {
+                snprintf(msg, AIM__ERR_CAP, "dimension %zu: input %zu has %zu, input 0 has %zu: added shapes must be equal",
+                         d, k, in[k].dims[d], in[0].dims[d]);
+                return AIM_ERR_SHAPE_MISMATCH;
+            }
+    }
+    L->out_rank = in[0].rank;
+    memcpy(L->out_dims, in[0].dims, sizeof L->out_dims);
+    L->out_size = in[0].size;
+    return AIM_OK;
+}
+
+static void forward(const aim__layer *L, const aim__fwd *a) {
+    const size_t n = a->batch * L->out_size;
+    float *y = a->y;
+    memcpy(y, a->x[0], n * sizeof(float));
+    for (size_t k = 1; k < L->n_in; k++) {
+        const float *x = a->x[k];
+        for (size_t i = 0; i < n; i++) y[i] += x[i];
+    }
+}
+
+static void backward(const aim__layer *L, const aim__bwd *a) {
+    const size_t n = a->batch * L->out_size;
+    for (size_t k = 0; k < L->n_in; k++)
+        if (a->dx[k]) memcpy(a->dx[k], a->dy, n * sizeof(float));
+}
+
+static double macs(const aim__layer *L) { return (double)L->out_size * (double)L->n_in; }
+
+/* No fields: the inputs are in the node's record. */
+static void write(const aim__layer *L, aim__writer *w) {
+    (void)L;
+    (void)w;
+}
+
+static void read(aim__reader *r, aim__layer *L) {
+    (void)r;
+    (void)L;
+}
+
+const aim__layer_ops aim__add_ops = {"add", 8, 2, AIM_MAX_NODE_INPUTS, setup, NULL, forward, backward, macs, write, read};

@@ -1,0 +1,696 @@
+/*
+ * The executor: forward, losses, backward and predict over the planned
+ * memory, and the split of a batch over a thread pool. It reaches every
+ * layer through its kind's table (forward, backward, macs).
+ *
+ * A pool runs the whole graph on one slice of the batch per thread: the
+ * activations, caches and gradients of a sample never depend on another
+ * sample's, so each slice needs only its own scratch (worker 0 uses the
+ * model's, the others their pool arena) and, in the backward, its own
+ * parameter-gradient buffer, summed into the model's afterwards in a fixed
+ * order (so a given thread count always gives the same bits). Gradient
+ * buffers are shared by liveness between layers, so the pooled backward
+ * runs one job per layer: a slice running ahead could overwrite rows of a
+ * buffer another slice still reads.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "model.h"
+
+void aim__split(size_t batch, size_t parts, size_t w, size_t *b0, size_t *nb) {
+    const size_t q = batch / parts, r = batch % parts;
+    *nb = q + (w < r);
+    *b0 = w * q + (w < r ? w : r);
+}
+
+/* A pool splits a batch only when each slice carries at least the pool's
+ * min_work forward multiply-adds (default AIM__DEFAULT_MIN_WORK, 1M, about
+ * 10-20 us of GEMM). Below that, splitting costs more than it saves: besides
+ * the dispatch (~0.6 us when the workers are awake), a training step zeroes
+ * and sums one partial gradient buffer per extra thread, and the optimizer
+ * then reads gradients another core wrote. Measured (bench_models, Haswell
+ * core, OpenBLAS 1 thread): the seed MLP at batch 32 (0.87M per slice on 2
+ * threads) trains in 0.13 ms split against 0.10 ms not; the binary
+ * classifier at batch 32 (1.75M per slice) in 0.14 ms against 0.18 ms. */
+static size_t parts_for(const aim_model *m, const aim_threadpool *pool, size_t batch) {
+    if (!pool) return 1;
+    size_t parts = aim_threadpool_threads(pool);
+    if (parts > batch) parts = batch;
+    double per_sample = 0;
+    for (size_t i = 0; i < m->n_layers; i++) per_sample += m->layers[i].ops->macs(&m->layers[i]);
+    const double work = per_sample * (double)batch;
+    const double min_work = (double)aim__pool_min_work(pool);
+    while (parts > 1 && work / (double)parts < min_work) parts--;
+    return parts;
+}
+
+static aim_status check_compiled(aim_model *m, const char *what) {
+    if (!m->compiled) {
+        aim__set_error(m->err, "%s: the model is not compiled", what);
+        return AIM_ERR_INVALID_STATE;
+    }
+    return AIM_OK;
+}
+
+/* Where the values of one run live. The model's own forward keeps every
+ * layer's output in acts[i] ((B, size), addressed at row b0); predict places
+ * outputs in the caller's buffers and the rest in the workspace's arena,
+ * where a slice of nb rows starting at b0 owns nb * per_sample floats. */
+typedef struct run {
+    const aim_model *m;
+    const float *const *in; /* each model input, whole batch */
+    float *const *out;      /* predict: the caller's outputs; NULL for the model's own forward */
+    float *ws;              /* predict: the workspace's value arena */
+    float **cache;          /* training: the model's caches; NULL in inference */
+    size_t batch, parts, arena_off;
+    float *scratch0;
+    float **arenas;
+} run;
+
+static const float *value_at(const run *r, size_t id, size_t b0, size_t nb);
+
+static float *layer_out(const run *r, size_t i, size_t b0, size_t nb) {
+    const aim_model *m = r->m;
+    const size_t size = m->layers[i].out_size;
+    if (!r->ws) return m->acts[i] + b0 * size;
+    if (m->out_of[i] != AIM__NONE) return r->out[m->out_of[i]] + b0 * size;
+    return r->ws + b0 * m->infer_per_sample + nb * m->infer_off[i];
+}
+
+static const float *value_at(const run *r, size_t id, size_t b0, size_t nb) {
+    if (aim__is_input(id)) {
+        const size_t k = aim__input_index(id);
+        return r->in[k] + b0 * r->m->inputs[k].size;
+    }
+    return layer_out(r, id, b0, nb);
+}
+
+/* Every layer in order on rows [b0, b0 + nb). */
+static void run_slice(const run *r, size_t b0, size_t nb, float *scratch) {
+    const aim_model *m = r->m;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const aim__layer *L = &m->layers[i];
+        const float *x[AIM_MAX_NODE_INPUTS];
+        for (size_t j = 0; j < L->n_in; j++) x[j] = value_at(r, L->in[j], b0, nb);
+        const float *state = r->ws ? NULL : m->active_states[i];
+        aim__fwd a = {x,
+                      layer_out(r, i, b0, nb),
+                      r->cache && r->cache[i] ? r->cache[i] + b0 * L->cache_per_sample : NULL,
+                      scratch,
+                      m->params + L->param_offset,
+                      state,
+                      r->batch,
+                      b0,
+                      nb};
+        L->ops->forward(L, &a);
+    }
+}
+
+static void fwd_part(void *ctx, size_t w) {
+    const run *r = ctx;
+    if (w >= r->parts) return;
+    size_t b0, nb;
+    aim__split(r->batch, r->parts, w, &b0, &nb);
+    run_slice(r, b0, nb, w ? r->arenas[w] + r->arena_off : r->scratch0);
+}
+
+/* Checks one caller buffer's count: "input holds 100 floats; batch 1 of shape (784) needs 784". */
+static aim_status check_count(char *err, const char *what, const char *name, size_t index, int indexed, size_t have,
+                              size_t batch, const aim__shape *s, const char *verb) {
+    const size_t need = batch * s->size; /* batch <= max_batch: planned without overflow */
+    if (have == need) return AIM_OK;
+    char shape[96], label[48];
+    aim__shape_str(s, shape, sizeof shape);
+    if (indexed) snprintf(label, sizeof label, "%s %zu", name, index);
+    else snprintf(label, sizeof label, "%s", name);
+    aim__set_error(err, "%s: %s %s %zu floats; batch %zu of shape %s needs %zu", what, label, verb, have, batch, shape,
+                   need);
+    return AIM_ERR_SHAPE_MISMATCH;
+}
+
+static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *inputs, const size_t *counts,
+                               size_t n, size_t batch, int single) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, "forward");
+    if (st != AIM_OK) return st;
+    if (!inputs || !counts || batch == 0 || (mode != AIM_MODE_TRAIN && mode != AIM_MODE_INFERENCE)) {
+        aim__set_error(m->err, "forward: input must be non-NULL, batch > 0 and mode valid");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (batch > m->max_batch) {
+        aim__set_error(m->err, "forward: batch %zu exceeds the compiled max_batch %zu", batch, m->max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if (n != m->n_inputs) {
+        if (single)
+            aim__set_error(m->err, "forward: the model has %zu inputs; use aim_model_forward_multi", m->n_inputs);
+        else aim__set_error(m->err, "forward: %zu inputs given; the model has %zu", n, m->n_inputs);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (!inputs[k]) {
+            aim__set_error(m->err, "forward: input %zu is NULL", k);
+            return AIM_ERR_INVALID_ARGUMENT;
+        }
+        st = check_count(m->err, "forward", "input", k, !single, counts[k], batch, &m->inputs[k], "holds");
+        if (st != AIM_OK) return st;
+    }
+    /* An initial state applies only to the batch size it was set for. */
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->state_batch[i] && m->state_batch[i] != batch) {
+            aim__set_error(m->err, "forward: layer %zu (%s) has an initial state for batch %zu, not %zu", i,
+                           m->layers[i].ops->name, m->state_batch[i], batch);
+            return AIM_ERR_SHAPE_MISMATCH;
+        }
+    const int train = mode == AIM_MODE_TRAIN;
+    /* A training pass keeps its own copy of the inputs: the backward of the
+     * first layers needs them, and the caller may reuse its buffers meanwhile. */
+    const float *in[AIM_MAX_NODE_INPUTS];
+    for (size_t k = 0; k < n; k++) {
+        in[k] = inputs[k];
+        if (train) {
+            memcpy(m->in_copy[k], inputs[k], counts[k] * sizeof(float));
+            in[k] = m->in_copy[k];
+        }
+    }
+    for (size_t i = 0; i < m->n_layers; i++) {
+        m->active_states[i] = NULL;
+        if (!m->state_batch[i]) continue;
+        memcpy(m->used_states[i], m->states[i], batch * m->layers[i].state_per_sample * sizeof(float));
+        m->active_states[i] = m->used_states[i];
+    }
+    float *arenas[AIM__MAX_THREADS];
+    run r = {m, in, NULL, NULL, train ? m->caches : NULL, batch, 1, 0, m->scratch, NULL};
+    size_t parts = parts_for(m, m->pool, batch);
+    if (parts > 1) {
+        size_t have = aim__pool_lock(m->pool, arenas), need = 0;
+        (void)aim__round_floats(m->n_params, &r.arena_off); /* sized at compile: no overflow */
+        if (!aim__arena_floats(m, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
+        r.parts = parts;
+        r.arenas = arenas;
+        aim__pool_run_locked(m->pool, parts, fwd_part, &r);
+        aim__pool_unlock(m->pool);
+    } else {
+        fwd_part(&r, 0);
+    }
+    m->parts = parts;
+    m->batch = batch;
+    m->trained_forward = train;
+    m->grad_ready = 0;
+    m->input_grad_ready = 0;
+    return AIM_OK;
+}
+
+aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, size_t input_count, size_t batch) {
+    return forward_impl(m, mode, &input, &input_count, 1, batch, 1);
+}
+
+aim_status aim_model_forward_multi(aim_model *m, aim_mode mode, const float *const *inputs, const size_t *input_counts,
+                                   size_t n_inputs, size_t batch) {
+    return forward_impl(m, mode, inputs, input_counts, n_inputs, batch, 0);
+}
+
+static aim_status check_output(aim_model *m, size_t output, const char *what) {
+    aim_status st = check_compiled(m, what);
+    if (st != AIM_OK) return st;
+    if (output >= m->n_outputs) {
+        aim__set_error(m->err, "%s: output %zu does not exist; the model has %zu", what, output, m->n_outputs);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (m->batch == 0) {
+        aim__set_error(m->err, "%s: no forward pass yet", what);
+        return AIM_ERR_INVALID_STATE;
+    }
+    return AIM_OK;
+}
+
+aim_status aim_model_output(const aim_model *m, size_t output, const float **data, size_t *count) {
+    if (!m || !data || !count) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled || m->batch == 0) return AIM_ERR_INVALID_STATE;
+    if (output >= m->n_outputs) return AIM_ERR_INVALID_ARGUMENT;
+    const size_t node = m->outputs[output];
+    *data = m->acts[node];
+    *count = m->batch * m->layers[node].out_size;
+    return AIM_OK;
+}
+
+static aim_status check_loss_call(aim_model *m, size_t output, const void *targets, const float *loss_out,
+                                  const char *what) {
+    aim_status st = check_compiled(m, what);
+    if (st != AIM_OK) return st;
+    if (!targets || !loss_out) {
+        aim__set_error(m->err, "%s: targets and loss_out must be non-NULL", what);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    return check_output(m, output, what);
+}
+
+/* The gradient a loss left in dys is scaled by the output's weight. */
+static void keep_grad(aim_model *m, size_t output) {
+    const size_t node = m->outputs[output];
+    const float w = m->loss_weights[output];
+    if (w != 1.0f) {
+        float *g = m->dys[node];
+        const size_t n = m->batch * m->layers[node].out_size;
+        for (size_t i = 0; i < n; i++) g[i] *= w;
+    }
+    m->grad_ready |= 1u << output;
+}
+
+aim_status aim_model_loss(aim_model *m, size_t output, aim_loss_kind kind, const float *targets, size_t targets_count,
+                          float *loss_out) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_loss_call(m, output, targets, loss_out, "loss");
+    if (st != AIM_OK) return st;
+    if (!aim__loss_kind_valid(kind)) {
+        aim__set_error(m->err, "loss: unknown loss kind %d", (int)kind);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    const size_t node = m->outputs[output];
+    aim__shape tmp;
+    char label[48];
+    snprintf(label, sizeof label, "targets of output %zu", output);
+    st = check_count(m->err, "loss", m->n_outputs > 1 ? label : "targets", 0, 0, targets_count, m->batch,
+                     aim__node_shape(m, node, &tmp), "hold");
+    if (st != AIM_OK) return st;
+    m->grad_ready &= ~(1u << output);
+    st = aim__loss(kind, m->acts[node], targets, m->batch, m->layers[node].out_size, loss_out, m->dys[node]);
+    if (st == AIM_ERR_NON_FINITE) aim__set_error(m->err, "loss: the loss is not finite (NaN or infinity)");
+    else if (st != AIM_OK) aim__set_error(m->err, "loss: a BCE prediction lies outside [0, 1]");
+    else keep_grad(m, output);
+    return st;
+}
+
+aim_status aim_model_loss_sparse(aim_model *m, size_t output, const int32_t *labels, size_t labels_count,
+                                 float *loss_out) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_loss_call(m, output, labels, loss_out, "loss_sparse");
+    if (st != AIM_OK) return st;
+    if (labels_count != m->batch) {
+        aim__set_error(m->err, "loss_sparse: labels hold %zu; the last forward's batch is %zu", labels_count, m->batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const size_t node = m->outputs[output], classes = m->layers[node].out_size;
+    for (size_t i = 0; i < labels_count; i++)
+        if (labels[i] < 0 || (size_t)labels[i] >= classes) {
+            aim__set_error(m->err, "loss_sparse: label %d at position %zu lies outside [0, %zu)", (int)labels[i], i,
+                           classes);
+            return AIM_ERR_INVALID_ARGUMENT;
+        }
+    m->grad_ready &= ~(1u << output);
+    st = aim__loss_sparse(m->acts[node], labels, m->batch, classes, loss_out, m->dys[node]);
+    if (st == AIM_ERR_NON_FINITE) aim__set_error(m->err, "loss_sparse: the loss is not finite (NaN or infinity)");
+    else if (st != AIM_OK) aim__set_error(m->err, "loss_sparse: a label lies outside [0, %zu)", classes);
+    else keep_grad(m, output);
+    return st;
+}
+
+aim_status aim_model_set_output_grad(aim_model *m, size_t output, const float *grad, size_t count) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, "set_output_grad");
+    if (st != AIM_OK) return st;
+    if (!grad) {
+        aim__set_error(m->err, "set_output_grad: grad is NULL");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if ((st = check_output(m, output, "set_output_grad")) != AIM_OK) return st;
+    const size_t node = m->outputs[output];
+    aim__shape tmp;
+    st = check_count(m->err, "set_output_grad", "gradient", 0, 0, count, m->batch, aim__node_shape(m, node, &tmp),
+                     "holds");
+    if (st != AIM_OK) return st;
+    memcpy(m->dys[node], grad, count * sizeof(float));
+    m->grad_ready |= 1u << output;
+    return AIM_OK;
+}
+
+/* The buffer that receives the gradient of value `id`: a layer's dy, or a
+ * model input's gradient. */
+static float *grad_of(const aim_model *m, size_t id) {
+    return aim__is_input(id) ? m->in_grad[aim__input_index(id)] : m->dys[id];
+}
+
+static size_t size_of(const aim_model *m, size_t id) {
+    return aim__is_input(id) ? m->inputs[aim__input_index(id)].size : m->layers[id].out_size;
+}
+
+/* The backward of layer k on rows [b0, b0 + nb) of the last training
+ * forward's batch, adding parameter gradients into `dparams`. An input's
+ * gradient is written straight into its buffer by its first consumer in
+ * backward order, and through dtmp, then added, by later ones. */
+static void backward_layer(const aim_model *m, size_t k, float *dparams, float *scratch, size_t b0, size_t nb) {
+    const aim__layer *L = &m->layers[k];
+    const float *x[AIM_MAX_NODE_INPUTS];
+    float *dx[AIM_MAX_NODE_INPUTS];
+    size_t tmp_off = 0;
+    for (size_t j = 0; j < L->n_in; j++) {
+        const size_t v = L->in[j], size = size_of(m, v);
+        x[j] = (aim__is_input(v) ? m->in_copy[aim__input_index(v)] : m->acts[v]) + b0 * size;
+        dx[j] = NULL;
+        if (L->dx_mode[j] == AIM__DX_WRITE) {
+            dx[j] = grad_of(m, v) + b0 * size;
+        } else if (L->dx_mode[j] == AIM__DX_ADD) {
+            dx[j] = m->dtmp + tmp_off + b0 * size;
+            size_t r;
+            (void)aim__round_floats(m->max_batch * size, &r); /* as compile sized dtmp */
+            tmp_off += r;
+        }
+    }
+    aim__bwd a = {x,
+                  m->acts[k] + b0 * L->out_size,
+                  m->caches[k] ? m->caches[k] + b0 * L->cache_per_sample : NULL,
+                  m->dys[k] + b0 * L->out_size,
+                  dx,
+                  m->params + L->param_offset,
+                  dparams + L->param_offset,
+                  scratch,
+                  m->active_states[k],
+                  m->batch,
+                  b0,
+                  nb};
+    L->ops->backward(L, &a);
+    for (size_t j = 0; j < L->n_in; j++) {
+        if (L->dx_mode[j] != AIM__DX_ADD) continue;
+        const size_t v = L->in[j], n = nb * size_of(m, v);
+        float *g = grad_of(m, v) + b0 * size_of(m, v);
+        const float *t = dx[j];
+        for (size_t i = 0; i < n; i++) g[i] += t[i];
+    }
+}
+
+typedef struct bwd_job {
+    const aim_model *m;
+    float **arenas;
+    size_t arena_off, parts, layer;
+} bwd_job;
+
+static void bwd_part(void *ctx, size_t w) {
+    const bwd_job *j = ctx;
+    if (w >= j->parts) return;
+    size_t b0, nb;
+    aim__split(j->m->batch, j->parts, w, &b0, &nb);
+    if (w == 0) {
+        backward_layer(j->m, j->layer, j->m->grads, j->m->scratch, b0, nb);
+    } else {
+        if (j->layer == j->m->n_layers - 1) memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
+        backward_layer(j->m, j->layer, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb);
+    }
+}
+
+/* grads += the other slices' partial gradients, each worker summing one
+ * range of parameters, always in the order of the slices. */
+static void reduce_part(void *ctx, size_t w) {
+    const bwd_job *j = ctx;
+    if (w >= j->parts) return;
+    size_t i0, n;
+    aim__split(j->m->n_params, j->parts, w, &i0, &n);
+    float *g = j->m->grads + i0;
+    for (size_t s = 1; s < j->parts; s++) {
+        const float *p = j->arenas[s] + i0;
+        for (size_t i = 0; i < n; i++) g[i] += p[i];
+    }
+}
+
+aim_status aim_model_backward(aim_model *m, const float *output_grad, size_t count) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, "backward");
+    if (st != AIM_OK) return st;
+    if (!m->trained_forward) {
+        aim__set_error(m->err, "backward: needs a forward pass in AIM_MODE_TRAIN first");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (output_grad) {
+        if (m->n_outputs != 1) {
+            aim__set_error(m->err, "backward: an output gradient was given to a model with %zu outputs; use "
+                                   "aim_model_set_output_grad",
+                           m->n_outputs);
+            return AIM_ERR_SHAPE_MISMATCH;
+        }
+        aim__shape tmp;
+        st = check_count(m->err, "backward", "output gradient", 0, 0, count, m->batch,
+                         aim__node_shape(m, m->outputs[0], &tmp), "holds");
+        if (st != AIM_OK) return st;
+    } else if (!m->grad_ready) {
+        aim__set_error(m->err, "backward: no output gradient given and no loss computed since the forward");
+        return AIM_ERR_INVALID_STATE;
+    }
+    /* The kernels overwrite dy, so a caller's gradient is copied first. */
+    if (output_grad) memcpy(m->dys[m->outputs[0]], output_grad, count * sizeof(float));
+    else
+        for (size_t k = 0; k < m->n_outputs; k++)
+            if (!(m->grad_ready & (1u << k))) {
+                const size_t node = m->outputs[k];
+                memset(m->dys[node], 0, m->batch * m->layers[node].out_size * sizeof(float));
+            }
+    if (m->parts > 1) {
+        /* The same slices as the forward: an LSTM cache is laid out per slice.
+         * The arenas were checked by that forward, and set_threadpool in
+         * between would have required a new forward. */
+        float *arenas[AIM__MAX_THREADS];
+        bwd_job job = {m, arenas, 0, m->parts, 0};
+        (void)aim__round_floats(m->n_params, &job.arena_off);
+        (void)aim__pool_lock(m->pool, arenas);
+        for (size_t k = m->n_layers; k-- > 0;) {
+            job.layer = k;
+            aim__pool_run_locked(m->pool, m->parts, bwd_part, &job);
+        }
+        aim__pool_run_locked(m->pool, m->parts, reduce_part, &job);
+        aim__pool_unlock(m->pool);
+    } else {
+        for (size_t k = m->n_layers; k-- > 0;) backward_layer(m, k, m->grads, m->scratch, 0, m->batch);
+    }
+    m->grad_ready = 0;
+    m->input_grad_ready = m->input_gradient;
+    return AIM_OK;
+}
+
+aim_status aim_model_input_gradient(const aim_model *m, size_t input, const float **grad, size_t *count) {
+    if (!m || !grad || !count) return AIM_ERR_INVALID_ARGUMENT;
+    if (input >= m->n_inputs) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled || !m->input_gradient || !m->input_grad_ready) return AIM_ERR_INVALID_STATE;
+    *grad = m->in_grad[input];
+    *count = m->batch * m->inputs[input].size;
+    return AIM_OK;
+}
+
+aim_status aim_model_zero_grad(aim_model *m) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_compiled(m, "zero_grad");
+    if (st != AIM_OK) return st;
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    return AIM_OK;
+}
+
+/* Sizes the pool's arenas for this compiled model. */
+static aim_status reserve_for(aim_model *m, aim_threadpool *pool) {
+    size_t need;
+    if (!aim__arena_floats(m, aim__largest_slice(m->max_batch), &need)) {
+        aim__set_error(m->err, "set_threadpool: arena size overflows");
+        return AIM_ERR_OVERFLOW;
+    }
+    aim_status st = aim__pool_reserve(pool, need);
+    if (st != AIM_OK) aim__set_error(m->err, "set_threadpool: %s", aim_threadpool_last_error(pool));
+    return st;
+}
+
+aim_status aim_model_set_threadpool(aim_model *m, aim_threadpool *pool) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    if (pool && m->compiled) {
+        aim_status st = reserve_for(m, pool);
+        if (st != AIM_OK) return st;
+    }
+    if (pool != m->pool) {
+        /* A training cache is laid out per slice: a new split needs a new forward. */
+        m->trained_forward = 0;
+        m->grad_ready = 0;
+    }
+    m->pool = pool;
+    return AIM_OK;
+}
+
+/* ---- inference workspaces ------------------------------------------------ */
+
+struct aim_workspace {
+    aim_allocator alloc;
+    void *raw;
+    size_t max_batch;
+    size_t per_sample;     /* floats per sample of the value arena */
+    size_t scratch_floats;
+    float *vals;           /* (max_batch, per_sample) */
+    float *scratch;
+    aim_threadpool *pool;
+    char err[AIM__ERR_CAP];
+};
+
+/* Layout: the value arena, then the scratch. */
+static aim_status workspace_bytes(const aim_model *m, size_t max_batch, size_t *bytes, size_t *vals) {
+    size_t n, sc, scratch;
+    if (!aim__mul(max_batch, m->infer_per_sample, &n) || !aim__round_floats(n, vals) ||
+        !aim__scratch_for(m, max_batch, &scratch) || !aim__round_floats(scratch, &sc) || !aim__add(*vals, sc, &n) ||
+        !aim__mul(n, sizeof(float), bytes) || *bytes > SIZE_MAX - AIM__ALIGN)
+        return AIM_ERR_OVERFLOW;
+    return AIM_OK;
+}
+
+aim_status aim_workspace_size(const aim_model *m, size_t max_batch, size_t *bytes) {
+    size_t b, vals;
+    if (!m || !bytes || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    aim_status st = workspace_bytes(m, max_batch, &b, &vals);
+    if (st != AIM_OK) return st;
+    *bytes = b + AIM__ALIGN + sizeof(struct aim_workspace);
+    return AIM_OK;
+}
+
+aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocator, size_t max_batch,
+                                aim_workspace **out) {
+    aim_allocator a;
+    size_t bytes, vals;
+    if (!m || !out || max_batch == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (aim__allocator_resolve(allocator, &a) != AIM_OK) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    aim_status st = workspace_bytes(m, max_batch, &bytes, &vals);
+    if (st != AIM_OK) return st;
+    if (max_batch > 0x7fffffff) return AIM_ERR_UNSUPPORTED;
+    aim_workspace *w = aim__alloc(&a, sizeof *w);
+    if (!w) return AIM_ERR_OUT_OF_MEMORY;
+    memset(w, 0, sizeof *w);
+    w->alloc = a;
+    float *base = aim__alloc_aligned(&a, bytes, &w->raw);
+    if (!base) {
+        aim__free(&a, w);
+        return AIM_ERR_OUT_OF_MEMORY;
+    }
+    memset(base, 0, bytes);
+    w->max_batch = max_batch;
+    w->per_sample = m->infer_per_sample;
+    (void)aim__scratch_for(m, max_batch, &w->scratch_floats); /* cannot overflow: workspace_bytes passed */
+    w->vals = base;
+    w->scratch = base + vals;
+    *out = w;
+    return AIM_OK;
+}
+
+void aim_workspace_free(aim_workspace *w) {
+    if (!w) return;
+    aim_allocator a = w->alloc;
+    aim__free(&a, w->raw);
+    aim__free(&a, w);
+}
+
+const char *aim_workspace_last_error(const aim_workspace *w) { return w ? w->err : ""; }
+
+aim_status aim_workspace_set_threadpool(aim_workspace *w, const aim_model *m, aim_threadpool *pool) {
+    if (!w || !m) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(w->err, "set_threadpool: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (pool) {
+        size_t need;
+        if (!aim__scratch_for(m, aim__largest_slice(w->max_batch), &need)) {
+            aim__set_error(w->err, "set_threadpool: scratch size overflows");
+            return AIM_ERR_OVERFLOW;
+        }
+        aim_status st = aim__pool_reserve(pool, need);
+        if (st != AIM_OK) {
+            aim__set_error(w->err, "set_threadpool: %s", aim_threadpool_last_error(pool));
+            return st;
+        }
+    }
+    w->pool = pool;
+    return AIM_OK;
+}
+
+static void predict_part(void *ctx, size_t wi) {
+    const run *r = ctx;
+    if (wi >= r->parts) return;
+    size_t b0, nb;
+    aim__split(r->batch, r->parts, wi, &b0, &nb);
+    run_slice(r, b0, nb, wi ? r->arenas[wi] : r->scratch0);
+}
+
+static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float *const *inputs,
+                               const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
+                               const size_t *output_counts, size_t n_outputs, int single) {
+    if (!m || !w) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(w->err, "predict: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (!inputs || !input_counts || !outputs || !output_counts || batch == 0) {
+        aim__set_error(w->err, "predict: input and output must be non-NULL and batch > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (batch > w->max_batch) {
+        aim__set_error(w->err, "predict: batch %zu exceeds the workspace's max_batch %zu", batch, w->max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if (n_inputs != m->n_inputs || n_outputs != m->n_outputs) {
+        if (single)
+            aim__set_error(w->err, "predict: the model has %zu inputs and %zu outputs; use aim_model_predict_multi",
+                           m->n_inputs, m->n_outputs);
+        else
+            aim__set_error(w->err, "predict: %zu inputs and %zu outputs given; the model has %zu and %zu", n_inputs,
+                           n_outputs, m->n_inputs, m->n_outputs);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    for (size_t k = 0; k < n_inputs; k++) {
+        if (!inputs[k]) {
+            aim__set_error(w->err, "predict: input %zu is NULL", k);
+            return AIM_ERR_INVALID_ARGUMENT;
+        }
+        aim_status st = check_count(w->err, "predict", "input", k, !single, input_counts[k], batch, &m->inputs[k],
+                                    "holds");
+        if (st != AIM_OK) return st;
+    }
+    for (size_t k = 0; k < n_outputs; k++) {
+        if (!outputs[k]) {
+            aim__set_error(w->err, "predict: output %zu is NULL", k);
+            return AIM_ERR_INVALID_ARGUMENT;
+        }
+        aim__shape tmp;
+        aim_status st = check_count(w->err, "predict", "output", k, !single, output_counts[k], batch,
+                                    aim__node_shape(m, m->outputs[k], &tmp), "has room for");
+        if (st != AIM_OK) return st;
+    }
+    size_t need_scratch = 0;
+    (void)aim__scratch_for(m, batch, &need_scratch); /* batch <= max_batch: no overflow */
+    if (m->infer_per_sample > w->per_sample || need_scratch > w->scratch_floats) {
+        aim__set_error(w->err, "predict: the workspace was made for a smaller model (%zu < %zu floats per sample)",
+                       w->per_sample, m->infer_per_sample);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    float *arenas[AIM__MAX_THREADS];
+    size_t parts = parts_for(m, w->pool, batch);
+    if (parts > 1) {
+        /* The arenas were sized by aim_workspace_set_threadpool and never
+         * shrink; a pool since reserved for a smaller model is the same or larger. */
+        size_t have = aim__pool_lock(w->pool, arenas), need = 0;
+        if (!aim__scratch_for(m, batch / parts + (batch % parts != 0), &need) || need > have) {
+            aim__pool_unlock(w->pool);
+            parts = 1;
+        }
+    }
+    run r = {m, inputs, outputs, w->vals, NULL, batch, parts, 0, w->scratch, arenas};
+    if (parts > 1) {
+        aim__pool_run_locked(w->pool, parts, predict_part, &r);
+        aim__pool_unlock(w->pool);
+    } else {
+        predict_part(&r, 0);
+    }
+    return AIM_OK;
+}
+
+aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *input, size_t input_count,
+                             size_t batch, float *output, size_t output_count) {
+    return predict_impl(m, w, &input, &input_count, 1, batch, &output, &output_count, 1, 1);
+}
+
+aim_status aim_model_predict_multi(const aim_model *m, aim_workspace *w, const float *const *inputs,
+                                   const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
+                                   const size_t *output_counts, size_t n_outputs) {
+    return predict_impl(m, w, inputs, input_counts, n_inputs, batch, outputs, output_counts, n_outputs, 0);
+}
