@@ -118,14 +118,14 @@ static void test_dense(void **state) {
     memcpy(params + DENSE_WEIGHTS, golden_dense_b, sizeof golden_dense_b);
 
     CHECK_OK(aim_model_zero_grad(m));
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_dense_x, GOLDEN_DENSE_BATCH));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_dense_x, ARRAY_LEN(golden_dense_x), GOLDEN_DENSE_BATCH));
     const float *y = NULL;
     size_t ycount = 0;
-    CHECK_OK(aim_model_output(m, &y, &ycount));
+    CHECK_OK(aim_model_output(m, 0, &y, &ycount));
     assert_int_equal(ycount, GOLDEN_DENSE_BATCH * GOLDEN_DENSE_OUT);
     expect_close("Y", y, c->y, ycount, CMP_FORWARD);
 
-    CHECK_OK(aim_model_backward(m, golden_dense_g));
+    CHECK_OK(aim_model_backward(m, golden_dense_g, ARRAY_LEN(golden_dense_g)));
     float *grads = NULL;
     size_t gcount = 0;
     CHECK_OK(aim_model_gradients(m, &grads, &gcount));
@@ -134,7 +134,9 @@ static void test_dense(void **state) {
     expect_close("db", grads + DENSE_WEIGHTS, c->db, GOLDEN_DENSE_OUT, CMP_GRAD);
 
     const float *dx = NULL;
-    CHECK_OK(aim_model_input_gradient(m, &dx));
+    size_t dxcount = 0;
+    CHECK_OK(aim_model_input_gradient(m, 0, &dx, &dxcount));
+    assert_int_equal(dxcount, GOLDEN_DENSE_BATCH * GOLDEN_DENSE_IN);
     expect_close("dX", dx, c->dx, GOLDEN_DENSE_BATCH * GOLDEN_DENSE_IN, CMP_GRAD);
 
     aim_model_free(m);
@@ -275,9 +277,9 @@ static void test_mlp_adam(void **state) {
     float losses[GOLDEN_MLP_STEPS];
     for (size_t t = 0; t < GOLDEN_MLP_STEPS; t++) {
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_mlp_x, GOLDEN_MLP_BATCH));
-        CHECK_OK(aim_model_loss_sparse(m, golden_mlp_labels, GOLDEN_MLP_BATCH, &losses[t]));
-        CHECK_OK(aim_model_backward(m, NULL));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_mlp_x, ARRAY_LEN(golden_mlp_x), GOLDEN_MLP_BATCH));
+        CHECK_OK(aim_model_loss_sparse(m, 0, golden_mlp_labels, ARRAY_LEN(golden_mlp_labels), &losses[t]));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
         CHECK_OK(aim_optimizer_step_model(opt, m, GOLDEN_MLP_LR));
     }
     expect_close("loss of each step", losses, golden_mlp_losses, GOLDEN_MLP_STEPS, CMP_FORWARD);

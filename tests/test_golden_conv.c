@@ -115,15 +115,17 @@ struct conv_case {
     const int32_t *cfg;
     const float *x, *w, *b, *g; /* b is NULL without bias */
     const float *y, *dw, *db, *dx;
+    size_t x_count, g_count; /* the floats the arrays x and g hold */
 };
 
 #define CONV_CASE(n)                                                                                   \
     {golden_conv_##n##_cfg, golden_conv_##n##_x, golden_conv_##n##_w, golden_conv_##n##_b,             \
      golden_conv_##n##_g, golden_conv_##n##_y, golden_conv_##n##_dw, golden_conv_##n##_db,             \
-     golden_conv_##n##_dx}
+     golden_conv_##n##_dx, ARRAY_LEN(golden_conv_##n##_x), ARRAY_LEN(golden_conv_##n##_g)}
 #define CONV_CASE_NO_BIAS(n)                                                                           \
     {golden_conv_##n##_cfg, golden_conv_##n##_x, golden_conv_##n##_w, NULL, golden_conv_##n##_g,       \
-     golden_conv_##n##_y, golden_conv_##n##_dw, NULL, golden_conv_##n##_dx}
+     golden_conv_##n##_y, golden_conv_##n##_dw, NULL, golden_conv_##n##_dx, ARRAY_LEN(golden_conv_##n##_x), \
+     ARRAY_LEN(golden_conv_##n##_g)}
 
 static struct conv_case conv_cases[] = {
     CONV_CASE(basic),
@@ -187,17 +189,17 @@ static void test_conv(void **state) {
     const float *y = NULL;
     size_t ycount = 0;
     /* Inference keeps no cache and activates in place: it must agree too. */
-    CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, c->x, B));
-    CHECK_OK(aim_model_output(m, &y, &ycount));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, c->x, c->x_count, B));
+    CHECK_OK(aim_model_output(m, 0, &y, &ycount));
     assert_int_equal(ycount, ny);
     expect_close("Y (inference)", y, c->y, ny, CMP_FORWARD);
 
     CHECK_OK(aim_model_zero_grad(m));
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, c->x, B));
-    CHECK_OK(aim_model_output(m, &y, &ycount));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, c->x, c->x_count, B));
+    CHECK_OK(aim_model_output(m, 0, &y, &ycount));
     expect_close("Y", y, c->y, ny, CMP_FORWARD);
 
-    CHECK_OK(aim_model_backward(m, c->g));
+    CHECK_OK(aim_model_backward(m, c->g, c->g_count));
     float *grads = NULL;
     size_t gcount = 0;
     CHECK_OK(aim_model_gradients(m, &grads, &gcount));
@@ -205,7 +207,9 @@ static void test_conv(void **state) {
     expect_close("dW", grads, c->dw, wcount, CMP_GRAD);
     if (bcount) expect_close("db", grads + wcount, c->db, bcount, CMP_GRAD);
     const float *dx = NULL;
-    CHECK_OK(aim_model_input_gradient(m, &dx));
+    size_t dxcount = 0;
+    CHECK_OK(aim_model_input_gradient(m, 0, &dx, &dxcount));
+    assert_int_equal(dxcount, nx);
     expect_close("dX", dx, c->dx, nx, CMP_GRAD);
     aim_model_free(m);
 }
@@ -219,10 +223,12 @@ enum { POOL_MAX = 0, POOL_AVG = 1, POOL_GLOBAL = 2 };
 struct pool_case {
     const int32_t *cfg;
     const float *x, *g, *y, *dx;
+    size_t x_count, g_count; /* the floats the arrays x and g hold */
 };
 
-#define POOL_CASE(n) \
-    {golden_pool_##n##_cfg, golden_pool_##n##_x, golden_pool_##n##_g, golden_pool_##n##_y, golden_pool_##n##_dx}
+#define POOL_CASE(n)                                                                                      \
+    {golden_pool_##n##_cfg, golden_pool_##n##_x, golden_pool_##n##_g, golden_pool_##n##_y, golden_pool_##n##_dx, \
+     ARRAY_LEN(golden_pool_##n##_x), ARRAY_LEN(golden_pool_##n##_g)}
 
 static struct pool_case pool_cases[] = {
     POOL_CASE(max2),
@@ -258,13 +264,15 @@ static void test_pool(void **state) {
     const size_t ny = B * C * Ho * Wo, nx = B * C * H * W;
     const float *y = NULL;
     size_t ycount = 0;
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, c->x, B));
-    CHECK_OK(aim_model_output(m, &y, &ycount));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, c->x, c->x_count, B));
+    CHECK_OK(aim_model_output(m, 0, &y, &ycount));
     assert_int_equal(ycount, ny);
     expect_close("Y", y, c->y, ny, CMP_FORWARD);
-    CHECK_OK(aim_model_backward(m, c->g));
+    CHECK_OK(aim_model_backward(m, c->g, c->g_count));
     const float *dx = NULL;
-    CHECK_OK(aim_model_input_gradient(m, &dx));
+    size_t dxcount = 0;
+    CHECK_OK(aim_model_input_gradient(m, 0, &dx, &dxcount));
+    assert_int_equal(dxcount, nx);
     expect_close("dX", dx, c->dx, nx, CMP_GRAD);
     aim_model_free(m);
 }
@@ -374,9 +382,9 @@ static void test_seed_cnn_adam(void **state) {
     float losses[GOLDEN_CNN_STEPS];
     for (size_t t = 0; t < GOLDEN_CNN_STEPS; t++) {
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, GOLDEN_CNN_BATCH));
-        CHECK_OK(aim_model_loss_sparse(m, golden_cnn_labels, GOLDEN_CNN_BATCH, &losses[t]));
-        CHECK_OK(aim_model_backward(m, NULL));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, CNN_X, GOLDEN_CNN_BATCH));
+        CHECK_OK(aim_model_loss_sparse(m, 0, golden_cnn_labels, ARRAY_LEN(golden_cnn_labels), &losses[t]));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
         CHECK_OK(aim_optimizer_step_model(opt, m, GOLDEN_CNN_LR));
     }
     expect_close("loss of each step", losses, golden_cnn_losses, GOLDEN_CNN_STEPS, CMP_FORWARD);

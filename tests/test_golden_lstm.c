@@ -163,38 +163,40 @@ static void test_lstm(void **state) {
     CHECK_OK(aim_model_parameters(m, &params, &count));
     assert_int_equal(count, GOLDEN_LSTM_PARAMS);
     memcpy(params, golden_lstm_params, sizeof golden_lstm_params); /* nn.LSTM's order */
-    if (c->with_state) CHECK_OK(aim_model_lstm_set_state(m, 0, golden_lstm_h0, golden_lstm_c0, A_B));
+    if (c->with_state) CHECK_OK(aim_model_lstm_set_state(m, 0, golden_lstm_h0, ARRAY_LEN(golden_lstm_h0), golden_lstm_c0, ARRAY_LEN(golden_lstm_c0), A_B));
 
     const float *y = NULL;
     size_t ycount = 0;
     /* Inference keeps one cell row per sample and no cache: it must agree too. */
-    CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, golden_lstm_x, A_B));
-    CHECK_OK(aim_model_output(m, &y, &ycount));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, golden_lstm_x, ARRAY_LEN(golden_lstm_x), A_B));
+    CHECK_OK(aim_model_output(m, 0, &y, &ycount));
     assert_int_equal(ycount, A_NY);
     expect_close("Y (inference)", y, c->y, A_NY, CMP_FORWARD);
 
     CHECK_OK(aim_model_zero_grad(m));
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_lstm_x, A_B));
-    CHECK_OK(aim_model_output(m, &y, &ycount));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_lstm_x, ARRAY_LEN(golden_lstm_x), A_B));
+    CHECK_OK(aim_model_output(m, 0, &y, &ycount));
     expect_close("Y", y, c->y, A_NY, CMP_FORWARD);
     float hn[A_NS], cn[A_NS];
-    CHECK_OK(aim_model_lstm_final_state(m, 0, hn, cn, A_B));
+    CHECK_OK(aim_model_lstm_final_state(m, 0, hn, ARRAY_LEN(hn), cn, ARRAY_LEN(cn), A_B));
     expect_close("h_n", hn, c->hn, A_NS, CMP_FORWARD);
     expect_close("c_n", cn, c->cn, A_NS, CMP_FORWARD);
 
-    CHECK_OK(aim_model_backward(m, golden_lstm_g));
+    CHECK_OK(aim_model_backward(m, golden_lstm_g, ARRAY_LEN(golden_lstm_g)));
     float *grads = NULL;
     size_t gcount = 0;
     CHECK_OK(aim_model_gradients(m, &grads, &gcount));
     assert_int_equal(gcount, count);
     assert_int_equal(expect_lstm_tensors("d", grads, c->dparams, A_F, A_H, A_L, CMP_GRAD), count);
     const float *dx = NULL;
-    CHECK_OK(aim_model_input_gradient(m, &dx));
+    size_t dxcount = 0;
+    CHECK_OK(aim_model_input_gradient(m, 0, &dx, &dxcount));
+    assert_int_equal(dxcount, A_NX);
     expect_close("dX", dx, c->dx, A_NX, CMP_GRAD);
 
     /* The final states after the backward are still those of the forward. */
     float hn2[A_NS], cn2[A_NS];
-    CHECK_OK(aim_model_lstm_final_state(m, 0, hn2, cn2, A_B));
+    CHECK_OK(aim_model_lstm_final_state(m, 0, hn2, ARRAY_LEN(hn2), cn2, ARRAY_LEN(cn2), A_B));
     assert_memory_equal(hn2, hn, sizeof hn);
     assert_memory_equal(cn2, cn, sizeof cn);
 
@@ -203,7 +205,7 @@ static void test_lstm(void **state) {
     aim_workspace *ws = NULL;
     float out[A_NY];
     CHECK_OK(aim_workspace_create(m, NULL, A_B, &ws));
-    CHECK_OK(aim_model_predict(m, ws, golden_lstm_x, A_B, out));
+    CHECK_OK(aim_model_predict(m, ws, golden_lstm_x, ARRAY_LEN(golden_lstm_x), A_B, out, ARRAY_LEN(out)));
     expect_close("Y (predict, zero states)", out, golden_lstm_zero_y, A_NY, CMP_FORWARD);
     aim_workspace_free(ws);
     aim_model_free(m);
@@ -223,21 +225,21 @@ static void test_lstm_last_step(void **state) {
         CHECK_OK(aim_model_parameters(m, &params, &count));
         assert_int_equal(count, GOLDEN_LSTM_PARAMS);
         memcpy(params, golden_lstm_params, sizeof golden_lstm_params);
-        if (c->with_state) CHECK_OK(aim_model_lstm_set_state(m, 0, golden_lstm_h0, golden_lstm_c0, A_B));
+        if (c->with_state) CHECK_OK(aim_model_lstm_set_state(m, 0, golden_lstm_h0, ARRAY_LEN(golden_lstm_h0), golden_lstm_c0, ARRAY_LEN(golden_lstm_c0), A_B));
         float ref[A_B * A_H];
         for (size_t b = 0; b < A_B; b++)
             memcpy(ref + b * A_H, c->y + (b * A_T + A_T - 1) * A_H, A_H * sizeof(float));
         const float *y = NULL;
         size_t ycount = 0;
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_lstm_x, A_B));
-        CHECK_OK(aim_model_output(m, &y, &ycount));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_lstm_x, ARRAY_LEN(golden_lstm_x), A_B));
+        CHECK_OK(aim_model_output(m, 0, &y, &ycount));
         assert_int_equal(ycount, A_B * A_H);
         char what[64];
         snprintf(what, sizeof what, "last step (%s)", c->name);
         expect_close(what, y, ref, A_B * A_H, CMP_FORWARD);
         /* ... which is h_n of the top layer, exactly. */
         float hn[A_NS];
-        CHECK_OK(aim_model_lstm_final_state(m, 0, hn, NULL, A_B));
+        CHECK_OK(aim_model_lstm_final_state(m, 0, hn, ARRAY_LEN(hn), NULL, 0, A_B));
         assert_memory_equal(hn + (A_L - 1) * A_B * A_H, y, A_B * A_H * sizeof(float));
         aim_model_free(m);
     }
@@ -311,9 +313,9 @@ static void test_classifier_adam(void **state) {
     float losses[GOLDEN_LSTMC_STEPS];
     for (size_t t = 0; t < GOLDEN_LSTMC_STEPS; t++) {
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_lstmc_x, C_B));
-        CHECK_OK(aim_model_loss_sparse(m, golden_lstmc_labels, C_B, &losses[t]));
-        CHECK_OK(aim_model_backward(m, NULL));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, golden_lstmc_x, ARRAY_LEN(golden_lstmc_x), C_B));
+        CHECK_OK(aim_model_loss_sparse(m, 0, golden_lstmc_labels, ARRAY_LEN(golden_lstmc_labels), &losses[t]));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
         CHECK_OK(aim_optimizer_step_model(opt, m, GOLDEN_LSTMC_LR));
     }
     expect_close("loss of each step", losses, golden_lstmc_losses, GOLDEN_LSTMC_STEPS, CMP_FORWARD);

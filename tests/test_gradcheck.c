@@ -1,6 +1,11 @@
 /* Central-difference gradient checks (genann-style) of every backward pass:
  * dense layers with each fused activation, standalone activation layers, a
- * three-layer stack, every loss on plain buffers and through the model.
+ * three-layer stack, every loss on plain buffers and through the model, and
+ * graphs: aim_model_add_add() of two and three nodes and of one node given
+ * twice (add(x, x)), aim_model_add_concat() along the features of rank-1,
+ * the channels of rank-3 and the time axis of rank-2 nodes, a node feeding
+ * two heads (its gradient a sum), and two outputs with loss weights 0.3 and
+ * 0.7 (the gradient of the weighted total).
  *
  * Each check compares the analytic gradient with
  *     n = (L(v + h) - L(v - h)) / ((v + h) - (v - h))
@@ -90,11 +95,12 @@ typedef enum gc_family {
     FAMILY_ACT_LAYER,  /* dense identity + standalone activation layer */
     FAMILY_STACK,      /* dense relu -> dense tanh -> dense */
     FAMILY_LOSS,       /* aim_loss / aim_loss_sparse on plain buffers */
-    FAMILY_MODEL_LOSS, /* aim_model_loss(_sparse) + aim_model_backward(m, NULL) */
+    FAMILY_MODEL_LOSS, /* aim_model_loss(_sparse) + aim_model_backward(m, NULL, 0) */
+    FAMILY_GRAPH,      /* add, concat, a node feeding two layers, two outputs with loss weights */
     FAMILY_COUNT
 } gc_family;
 static const char *const FAMILY_NAMES[FAMILY_COUNT] = {"dense", "activation layer", "stack", "loss",
-                                                      "model loss"};
+                                                      "model loss", "graph"};
 static gradcheck_worst g_worst[FAMILY_COUNT];
 
 /* Compares one part (e.g. "d loss / d pred") of one case and checks its
@@ -545,6 +551,502 @@ static void test_model_loss(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Graphs: merge layers, a node feeding two layers, several outputs         */
+/* ------------------------------------------------------------------------ */
+
+/* The shared checker (gradcheck_case) drives one-input, one-output models;
+ * a graph case has several of each, so this section runs its own objective
+ * on the same pieces (gradcheck_numeric, gradcheck_part, gradcheck_case_ok):
+ *  - GRAPH_WEIGHTED_SUM: L = sum over the outputs k of sum(y_k * R_k), from an
+ *    inference forward; analytically, each R_k given to
+ *    aim_model_set_output_grad() (or, for a one-output model, to
+ *    aim_model_backward()) and one backward;
+ *  - GRAPH_TWO_LOSSES: L = w0 * MSE(y_0, T) + w1 * CE(y_1, labels), the total
+ *    a model with loss weights (w0, w1) minimizes; analytically,
+ *    aim_model_loss(0), aim_model_loss_sparse(1) and one backward.
+ * Every parameter and every value of every input is perturbed. Tolerances
+ * and guards are the model checks' above (MODEL_TOL, or LOSS_TOL for the
+ * losses); the layers are smooth (tanh, sigmoid, identity), so every part is
+ * guarded with GRADCHECK_DENSE. */
+
+#define GRAPH_MAX_IO 4
+
+typedef enum graph_objective { GRAPH_WEIGHTED_SUM, GRAPH_TWO_LOSSES } graph_objective;
+
+typedef struct graph_case {
+    aim_model *m; /* compiled with input_gradient */
+    size_t batch;
+    size_t n_in, n_out;
+    float *x[GRAPH_MAX_IO]; /* batch * in[k] floats, perturbed and restored */
+    size_t in[GRAPH_MAX_IO], out[GRAPH_MAX_IO];
+    graph_objective obj;
+    float *r[GRAPH_MAX_IO]; /* GRAPH_WEIGHTED_SUM: batch * out[k] */
+    float *t;               /* GRAPH_TWO_LOSSES: MSE targets of output 0 */
+    int32_t *labels;        /* GRAPH_TWO_LOSSES: labels of output 1 */
+    double w[2];            /* GRAPH_TWO_LOSSES: the loss weights the model was given */
+    int failed;
+    char why[GRADCHECK_WHY];
+} graph_case;
+
+static size_t gc_node_floats(const aim_model *m, size_t node) {
+    size_t rank = 0, dims[AIM_MAX_RANK] = {0}, n = 1;
+    assert_int_equal(aim_model_layer_shape(m, node, &rank, dims), AIM_OK);
+    for (size_t i = 0; i < rank; i++) n *= dims[i];
+    return n;
+}
+
+/* Allocates and fills the inputs (in [-1, 1)) and the objective's data of a
+ * compiled model. */
+static void graph_case_init(graph_case *c, aim_model *m, size_t batch, graph_objective obj, uint64_t seed) {
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    c->batch = batch;
+    c->obj = obj;
+    c->n_in = aim_model_input_count(m);
+    c->n_out = aim_model_output_count(m);
+    assert_true(c->n_in >= 1 && c->n_in <= GRAPH_MAX_IO);
+    assert_true(c->n_out >= 1 && c->n_out <= GRAPH_MAX_IO);
+    for (size_t k = 0; k < c->n_in; k++) {
+        c->in[k] = gc_node_floats(m, AIM_MODEL_INPUT(k));
+        c->x[k] = calloc(batch * c->in[k], sizeof *c->x[k]);
+        assert_non_null(c->x[k]);
+        fill_uniform(c->x[k], batch * c->in[k], seed * 3u + 1u + 101u * k, -1.0f, 1.0f);
+    }
+    for (size_t k = 0; k < c->n_out; k++) {
+        size_t node = 0;
+        assert_int_equal(aim_model_output_node(m, k, &node), AIM_OK);
+        c->out[k] = gc_node_floats(m, node);
+        if (obj == GRAPH_WEIGHTED_SUM) {
+            c->r[k] = calloc(batch * c->out[k], sizeof *c->r[k]);
+            assert_non_null(c->r[k]);
+            fill_signed(c->r[k], batch * c->out[k], seed * 5u + 2u + 101u * k, 0.25f, 1.0f);
+        }
+    }
+    if (obj == GRAPH_TWO_LOSSES) {
+        assert_int_equal(c->n_out, 2);
+        c->t = calloc(batch * c->out[0], sizeof *c->t);
+        c->labels = calloc(batch, sizeof *c->labels);
+        assert_true(c->t && c->labels);
+        fill_targets(AIM_LOSS_MSE, c->t, NULL, batch, c->out[0], seed * 7u + 3u);
+        fill_targets(LOSS_SPARSE_KIND, NULL, c->labels, batch, c->out[1], seed * 11u + 5u);
+    }
+}
+
+static void graph_case_free(graph_case *c) {
+    for (size_t k = 0; k < c->n_in; k++) free(c->x[k]);
+    for (size_t k = 0; k < c->n_out; k++) free(c->r[k]);
+    free(c->t);
+    free(c->labels);
+}
+
+static double graph_fail(graph_case *c, const char *what, aim_status st) {
+    if (!c->failed)
+        snprintf(c->why, sizeof c->why, "%s failed: %s (%s)", what, aim_status_str(st), aim_model_last_error(c->m));
+    c->failed = 1;
+    return NAN;
+}
+
+static aim_status graph_forward(graph_case *c, aim_mode mode) {
+    const float *in[GRAPH_MAX_IO];
+    size_t counts[GRAPH_MAX_IO];
+    for (size_t k = 0; k < c->n_in; k++) {
+        in[k] = c->x[k];
+        counts[k] = c->batch * c->in[k];
+    }
+    return aim_model_forward_multi(c->m, mode, in, counts, c->n_in, c->batch);
+}
+
+/* L at the current parameters and inputs, accumulated in double. */
+static double graph_objective_fn(void *ctx) {
+    graph_case *c = ctx;
+    aim_status st;
+    if (c->obj == GRAPH_WEIGHTED_SUM) {
+        if ((st = graph_forward(c, AIM_MODE_INFERENCE)) != AIM_OK) return graph_fail(c, "aim_model_forward_multi", st);
+        double sum = 0.0;
+        for (size_t k = 0; k < c->n_out; k++) {
+            const float *y = NULL;
+            size_t n = 0;
+            if ((st = aim_model_output(c->m, k, &y, &n)) != AIM_OK) return graph_fail(c, "aim_model_output", st);
+            if (n != c->batch * c->out[k]) return graph_fail(c, "aim_model_output (count)", AIM_ERR_SHAPE_MISMATCH);
+            for (size_t i = 0; i < n; i++) sum += (double)y[i] * (double)c->r[k][i];
+        }
+        return sum;
+    }
+    float l0 = 0.0f, l1 = 0.0f;
+    if ((st = graph_forward(c, AIM_MODE_TRAIN)) != AIM_OK) return graph_fail(c, "aim_model_forward_multi", st);
+    if ((st = aim_model_loss(c->m, 0, AIM_LOSS_MSE, c->t, c->batch * c->out[0], &l0)) != AIM_OK)
+        return graph_fail(c, "aim_model_loss", st);
+    if ((st = aim_model_loss_sparse(c->m, 1, c->labels, c->batch, &l1)) != AIM_OK)
+        return graph_fail(c, "aim_model_loss_sparse", st);
+    return c->w[0] * (double)l0 + c->w[1] * (double)l1;
+}
+
+/* The analytic gradients: parameters into ap (count floats), input k into
+ * ax[k] (batch * in[k]). */
+static void graph_analytic(graph_case *c, float *ap, size_t count, float **ax) {
+    CHECK_OK(aim_model_zero_grad(c->m));
+    CHECK_OK(graph_forward(c, AIM_MODE_TRAIN));
+    if (c->obj == GRAPH_WEIGHTED_SUM) {
+        if (c->n_out == 1) {
+            CHECK_OK(aim_model_backward(c->m, c->r[0], c->batch * c->out[0]));
+        } else {
+            for (size_t k = 0; k < c->n_out; k++)
+                CHECK_OK(aim_model_set_output_grad(c->m, k, c->r[k], c->batch * c->out[k]));
+            CHECK_OK(aim_model_backward(c->m, NULL, 0));
+        }
+    } else {
+        float l0 = 0.0f, l1 = 0.0f;
+        CHECK_OK(aim_model_loss(c->m, 0, AIM_LOSS_MSE, c->t, c->batch * c->out[0], &l0));
+        CHECK_OK(aim_model_loss_sparse(c->m, 1, c->labels, c->batch, &l1));
+        CHECK_OK(aim_model_backward(c->m, NULL, 0));
+    }
+    float *g = NULL;
+    size_t gcount = 0;
+    CHECK_OK(aim_model_gradients(c->m, &g, &gcount));
+    assert_int_equal(gcount, count);
+    memcpy(ap, g, count * sizeof *ap);
+    for (size_t k = 0; k < c->n_in; k++) {
+        const float *ig = NULL;
+        size_t n = 0;
+        CHECK_OK(aim_model_input_gradient(c->m, k, &ig, &n));
+        assert_int_equal(n, c->batch * c->in[k]);
+        memcpy(ax[k], ig, n * sizeof *ig);
+    }
+}
+
+/* Both gradients of every parameter and every input value. */
+typedef struct graph_result {
+    size_t count;
+    float *ap, *ax[GRAPH_MAX_IO];
+    double *num_p, *num_x[GRAPH_MAX_IO];
+} graph_result;
+
+static void graph_run(graph_case *c, double h, graph_result *r) {
+    memset(r, 0, sizeof *r);
+    float *p = NULL;
+    CHECK_OK(aim_model_parameters(c->m, &p, &r->count));
+    r->ap = calloc(r->count + 1, sizeof *r->ap);
+    r->num_p = calloc(r->count + 1, sizeof *r->num_p);
+    float *pb = calloc(r->count + 1, sizeof *pb);
+    assert_true(r->ap && r->num_p && pb);
+    memcpy(pb, p, r->count * sizeof *p);
+    float *xb[GRAPH_MAX_IO];
+    for (size_t k = 0; k < c->n_in; k++) {
+        const size_t n = c->batch * c->in[k];
+        r->ax[k] = calloc(n, sizeof *r->ax[k]);
+        r->num_x[k] = calloc(n, sizeof *r->num_x[k]);
+        xb[k] = malloc(n * sizeof *xb[k]);
+        assert_true(r->ax[k] && r->num_x[k] && xb[k]);
+        memcpy(xb[k], c->x[k], n * sizeof *xb[k]);
+    }
+    graph_analytic(c, r->ap, r->count, r->ax);
+    for (size_t k = 0; k < c->n_in; k++) /* forward and backward take the inputs as const */
+        assert_memory_equal(xb[k], c->x[k], c->batch * c->in[k] * sizeof *xb[k]);
+    gradcheck_numeric(p, r->count, h, graph_objective_fn, c, r->num_p);
+    for (size_t k = 0; k < c->n_in; k++) gradcheck_numeric(c->x[k], c->batch * c->in[k], h, graph_objective_fn, c, r->num_x[k]);
+    if (c->failed) fail_msg("%s", c->why);
+    /* Everything perturbed comes back bit for bit. */
+    assert_memory_equal(pb, p, r->count * sizeof *p);
+    for (size_t k = 0; k < c->n_in; k++) {
+        assert_memory_equal(xb[k], c->x[k], c->batch * c->in[k] * sizeof *xb[k]);
+        free(xb[k]);
+    }
+    free(pb);
+}
+
+static void graph_result_free(graph_result *r, size_t n_in) {
+    free(r->ap);
+    free(r->num_p);
+    for (size_t k = 0; k < n_in; k++) {
+        free(r->ax[k]);
+        free(r->num_x[k]);
+    }
+}
+
+/* Every layer's weight and bias, then every input, then the case guard. */
+static void graph_check_parts(const graph_case *c, const graph_result *r, const gradcheck_tol *tol,
+                              const char *label) {
+    char why[GRADCHECK_WHY], part[48];
+    double max_a = 0.0;
+    size_t covered = 0;
+    for (size_t l = 0; l < aim_model_layer_count(c->m); l++) {
+        size_t off = 0, wc = 0, bc = 0;
+        CHECK_OK(aim_model_layer_parameters(c->m, l, &off, &wc, &bc));
+        assert_true(off + wc + bc <= r->count);
+        covered += wc + bc;
+        if (wc) {
+            snprintf(part, sizeof part, "layer %zu weight", l);
+            if (!gradcheck_part(label, part, r->ap + off, r->num_p + off, wc, tol, GRADCHECK_DENSE,
+                                &g_worst[FAMILY_GRAPH], &max_a, why, sizeof why))
+                fail_msg("%s", why);
+        }
+        if (bc) {
+            snprintf(part, sizeof part, "layer %zu bias", l);
+            if (!gradcheck_part(label, part, r->ap + off + wc, r->num_p + off + wc, bc, tol, GRADCHECK_DENSE,
+                                &g_worst[FAMILY_GRAPH], &max_a, why, sizeof why))
+                fail_msg("%s", why);
+        }
+    }
+    assert_int_equal(covered, r->count);
+    for (size_t k = 0; k < c->n_in; k++) {
+        snprintf(part, sizeof part, "input %zu", k);
+        if (!gradcheck_part(label, part, r->ax[k], r->num_x[k], c->batch * c->in[k], tol, GRADCHECK_DENSE,
+                            &g_worst[FAMILY_GRAPH], &max_a, why, sizeof why))
+            fail_msg("%s", why);
+    }
+    if (!gradcheck_case_ok(label, max_a, GRADCHECK_DENSE, why, sizeof why)) fail_msg("%s", why);
+}
+
+/* Compiles m for `batch` with input gradients, runs the full check of the
+ * weighted-sum objective and frees m. */
+static void graph_check_weighted_sum(aim_model *m, size_t batch, uint64_t seed, const char *name) {
+    compile_model(m, batch, seed);
+    graph_case c;
+    graph_case_init(&c, m, batch, GRAPH_WEIGHTED_SUM, seed);
+    char label[128];
+    snprintf(label, sizeof label, "%s, batch %zu, seed %llu", name, batch, (unsigned long long)seed);
+    graph_result r;
+    graph_run(&c, MODEL_TOL.h, &r);
+    graph_check_parts(&c, &r, &MODEL_TOL, label);
+    graph_result_free(&r, c.n_in);
+    graph_case_free(&c);
+    aim_model_free(m);
+}
+
+static size_t current(const aim_model *m) {
+    size_t node = 0;
+    assert_int_equal(aim_model_last_node(m, &node), AIM_OK);
+    return node;
+}
+
+static aim_model *new_image_model(size_t C, size_t H, size_t W) {
+    aim_model *m = NULL;
+    const size_t dims[3] = {C, H, W};
+    assert_int_equal(aim_model_create(NULL, 3, dims, &m), AIM_OK);
+    return m;
+}
+
+static aim_model *new_seq_model(size_t T, size_t F) {
+    aim_model *m = NULL;
+    const size_t dims[2] = {T, F};
+    assert_int_equal(aim_model_create(NULL, 2, dims, &m), AIM_OK);
+    return m;
+}
+
+static void add_conv(aim_model *m, size_t filters, size_t k, aim_activation act, int same) {
+    aim_conv2d_config cc;
+    assert_int_equal(aim_conv2d_config_init(&cc, filters, k, k, act), AIM_OK);
+    if (same) cc.padding = AIM_PAD_SAME;
+    assert_int_equal(aim_model_add_conv2d(m, &cc), AIM_OK);
+}
+
+static void add_lstm(aim_model *m, size_t hidden, int seq) {
+    aim_lstm_config lc;
+    assert_int_equal(aim_lstm_config_init(&lc, hidden, 1), AIM_OK);
+    lc.return_sequences = seq;
+    assert_int_equal(aim_model_add_lstm(m, &lc), AIM_OK);
+}
+
+/* add of two branches of x: tanh(W1 x + b1) + sigmoid(W2 x + b2) -> dense 3. */
+static void test_graph_add_two(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_model(4);
+        add_dense(m, 5, AIM_ACT_TANH, 0.01f, 1);
+        const size_t a = current(m);
+        assert_int_equal(aim_model_continue_from(m, AIM_MODEL_INPUT(0)), AIM_OK);
+        add_dense(m, 5, AIM_ACT_SIGMOID, 0.01f, 1);
+        const size_t nodes[2] = {a, current(m)};
+        assert_int_equal(aim_model_add_add(m, nodes, 2), AIM_OK);
+        add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1);
+        graph_check_weighted_sum(m, 3, SEEDS[k], "add of two branches");
+    }
+}
+
+/* add of three nodes, one of them a second model input: a + b + x1. */
+static void test_graph_add_three(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_model(4);
+        const size_t d1[1] = {5};
+        size_t in1 = 0;
+        assert_int_equal(aim_model_add_input(m, 1, d1, &in1), AIM_OK);
+        add_dense(m, 5, AIM_ACT_TANH, 0.01f, 1);
+        const size_t a = current(m);
+        assert_int_equal(aim_model_continue_from(m, AIM_MODEL_INPUT(0)), AIM_OK);
+        add_dense(m, 5, AIM_ACT_SIGMOID, 0.01f, 1);
+        const size_t nodes[3] = {a, current(m), in1};
+        assert_int_equal(aim_model_add_add(m, nodes, 3), AIM_OK);
+        add_dense(m, 2, AIM_ACT_TANH, 0.01f, 1);
+        graph_check_weighted_sum(m, 3, SEEDS[k], "add of three, one an input");
+    }
+}
+
+/* One node given twice: add(x, x) -> dense tanh -> dense, where dL/dx is
+ * twice what it would be through one x; and add(a, a) of a dense layer. */
+static void test_graph_add_same_node_twice(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_model(4);
+        const size_t xx[2] = {AIM_MODEL_INPUT(0), AIM_MODEL_INPUT(0)};
+        assert_int_equal(aim_model_add_add(m, xx, 2), AIM_OK);
+        add_dense(m, 5, AIM_ACT_TANH, 0.01f, 1);
+        add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1);
+        graph_check_weighted_sum(m, 3, SEEDS[k], "add(x, x)");
+
+        m = new_model(3);
+        add_dense(m, 4, AIM_ACT_SIGMOID, 0.01f, 1);
+        const size_t aa[2] = {current(m), current(m)};
+        assert_int_equal(aim_model_add_add(m, aa, 2), AIM_OK);
+        add_dense(m, 2, AIM_ACT_TANH, 0.01f, 1);
+        graph_check_weighted_sum(m, 2, SEEDS[k], "add(a, a)");
+    }
+}
+
+/* concat along the features of rank-1 nodes: [tanh(W1 x), x, sigmoid(W2 x)]. */
+static void test_graph_concat_features(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_model(4);
+        add_dense(m, 3, AIM_ACT_TANH, 0.01f, 1);
+        const size_t a = current(m);
+        assert_int_equal(aim_model_continue_from(m, AIM_MODEL_INPUT(0)), AIM_OK);
+        add_dense(m, 5, AIM_ACT_SIGMOID, 0.01f, 1);
+        const size_t nodes[3] = {a, AIM_MODEL_INPUT(0), current(m)};
+        assert_int_equal(aim_model_add_concat(m, nodes, 3, 0), AIM_OK);
+        assert_int_equal(gc_node_floats(m, current(m)), 12);
+        add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1);
+        graph_check_weighted_sum(m, 3, SEEDS[k], "concat of features");
+    }
+}
+
+/* concat along the channels of C x H x W: conv 3x3 "same" (3 channels), conv
+ * 1x1 (2 channels) and the input (2 channels) -> 7 x 4 x 4 -> conv 3x3
+ * valid -> flatten -> dense 3. */
+static void test_graph_concat_channels(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_image_model(2, 4, 4);
+        add_conv(m, 3, 3, AIM_ACT_TANH, 1);
+        const size_t a = current(m);
+        assert_int_equal(aim_model_continue_from(m, AIM_MODEL_INPUT(0)), AIM_OK);
+        add_conv(m, 2, 1, AIM_ACT_SIGMOID, 0);
+        const size_t nodes[3] = {a, current(m), AIM_MODEL_INPUT(0)};
+        assert_int_equal(aim_model_add_concat(m, nodes, 3, 0), AIM_OK);
+        size_t rank = 0, dims[AIM_MAX_RANK] = {0};
+        assert_int_equal(aim_model_layer_shape(m, current(m), &rank, dims), AIM_OK);
+        assert_true(rank == 3 && dims[0] == 7 && dims[1] == 4 && dims[2] == 4);
+        add_conv(m, 2, 3, AIM_ACT_TANH, 0);
+        assert_int_equal(aim_model_add_flatten(m), AIM_OK);
+        add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1);
+        graph_check_weighted_sum(m, 2, SEEDS[k], "concat of channels");
+    }
+}
+
+/* concat along time of rank-2 nodes: an LSTM's sequence of input 0 (3 steps
+ * of 2 features, hidden 2) and input 1 (2 steps of 2 features) -> 5 x 2 ->
+ * LSTM hidden 3, last step -> dense 2. */
+static void test_graph_concat_time(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_seq_model(3, 2);
+        const size_t d1[2] = {2, 2};
+        size_t in1 = 0;
+        assert_int_equal(aim_model_add_input(m, 2, d1, &in1), AIM_OK);
+        add_lstm(m, 2, 1);
+        const size_t nodes[2] = {current(m), in1};
+        assert_int_equal(aim_model_add_concat(m, nodes, 2, 0), AIM_OK);
+        size_t rank = 0, dims[AIM_MAX_RANK] = {0};
+        assert_int_equal(aim_model_layer_shape(m, current(m), &rank, dims), AIM_OK);
+        assert_true(rank == 2 && dims[0] == 5 && dims[1] == 2);
+        add_lstm(m, 3, 0);
+        add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1);
+        graph_check_weighted_sum(m, 2, SEEDS[k], "concat along time");
+    }
+}
+
+/* One node feeding two heads, whose gradients the node sums: h = tanh(W x)
+ * feeds two outputs (identity 3 and sigmoid 2), and, in a second model, two
+ * heads concatenated into one output. */
+static void test_graph_node_feeds_two_heads(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_model(4);
+        add_dense(m, 5, AIM_ACT_TANH, 0.01f, 1);
+        const size_t h = current(m);
+        add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1);
+        const size_t o0 = current(m);
+        assert_int_equal(aim_model_continue_from(m, h), AIM_OK);
+        add_dense(m, 2, AIM_ACT_SIGMOID, 0.01f, 1);
+        const size_t outs[2] = {o0, current(m)};
+        assert_int_equal(aim_model_set_outputs(m, outs, NULL, 2), AIM_OK);
+        graph_check_weighted_sum(m, 3, SEEDS[k], "two heads as two outputs");
+
+        m = new_model(4);
+        add_dense(m, 5, AIM_ACT_TANH, 0.01f, 1);
+        const size_t h2 = current(m);
+        add_dense(m, 3, AIM_ACT_TANH, 0.01f, 1);
+        const size_t p = current(m);
+        assert_int_equal(aim_model_continue_from(m, h2), AIM_OK);
+        add_dense(m, 2, AIM_ACT_SIGMOID, 0.01f, 1);
+        const size_t parts[2] = {p, current(m)};
+        assert_int_equal(aim_model_add_concat(m, parts, 2, 0), AIM_OK);
+        add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1);
+        graph_check_weighted_sum(m, 3, SEEDS[k], "two heads concatenated");
+    }
+}
+
+/* Two outputs with loss weights 0.3 and 0.7: output 0 (identity 3) with MSE,
+ * output 1 (identity 4, logits) with sparse cross-entropy, both from h =
+ * tanh(W x). One backward gives the gradient of 0.3 MSE + 0.7 CE; the
+ * gradient of the unweighted sum disagrees with it (the weights are used). */
+static void test_graph_two_outputs_loss_weights(void **state) {
+    (void)state;
+    for (size_t k = 0; k < N_SEEDS; k++) {
+        aim_model *m = new_model(4);
+        add_dense(m, 6, AIM_ACT_TANH, 0.01f, 1);
+        const size_t h = current(m);
+        add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1);
+        const size_t o0 = current(m);
+        assert_int_equal(aim_model_continue_from(m, h), AIM_OK);
+        add_dense(m, 4, AIM_ACT_IDENTITY, 0.01f, 1);
+        const size_t outs[2] = {o0, current(m)};
+        const float weights[2] = {0.3f, 0.7f};
+        assert_int_equal(aim_model_set_outputs(m, outs, weights, 2), AIM_OK);
+        const size_t batch = 3;
+        compile_model(m, batch, SEEDS[k]);
+        graph_case c;
+        graph_case_init(&c, m, batch, GRAPH_TWO_LOSSES, SEEDS[k]);
+        c.w[0] = (double)weights[0];
+        c.w[1] = (double)weights[1];
+        char label[128];
+        snprintf(label, sizeof label, "two outputs, weights 0.3 and 0.7, seed %llu", (unsigned long long)SEEDS[k]);
+        graph_result r;
+        graph_run(&c, LOSS_TOL.h, &r);
+        graph_check_parts(&c, &r, &LOSS_TOL, label);
+
+        /* The numeric gradient of MSE + CE (weights 1 and 1) is not what
+         * the model computed: its weights are applied. */
+        double *num1 = calloc(r.count + 1, sizeof *num1);
+        assert_non_null(num1);
+        float *p = NULL;
+        size_t n = 0;
+        CHECK_OK(aim_model_parameters(m, &p, &n));
+        c.w[0] = c.w[1] = 1.0;
+        gradcheck_numeric(p, n, LOSS_TOL.h, graph_objective_fn, &c, num1);
+        if (c.failed) fail_msg("%s", c.why);
+        const gradcheck_stats st = gradcheck_compare(r.ap, num1, n, &LOSS_TOL);
+        print_message("%s: against the unweighted total, %zu of %zu parameter gradients disagree\n", label,
+                      st.mismatches, n);
+        assert_true(2 * st.mismatches >= n);
+        free(num1);
+        graph_result_free(&r, c.n_in);
+        graph_case_free(&c);
+        aim_model_free(m);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* The checker itself must catch wrong gradients                            */
 /* ------------------------------------------------------------------------ */
 
@@ -647,7 +1149,17 @@ static void test_checker_detects_wrong_gradient(void **state) {
 #define N_LOSSES (sizeof LOSSES / sizeof LOSSES[0])
 
 int main(void) {
-    struct CMUnitTest tests[1 + 2 * N_ACTS + 1 + 2 * N_LOSSES];
+    static const struct CMUnitTest graph_tests[] = {
+        cmocka_unit_test(test_graph_add_two),
+        cmocka_unit_test(test_graph_add_three),
+        cmocka_unit_test(test_graph_add_same_node_twice),
+        cmocka_unit_test(test_graph_concat_features),
+        cmocka_unit_test(test_graph_concat_channels),
+        cmocka_unit_test(test_graph_concat_time),
+        cmocka_unit_test(test_graph_node_feeds_two_heads),
+        cmocka_unit_test(test_graph_two_outputs_loss_weights),
+    };
+    struct CMUnitTest tests[1 + 2 * N_ACTS + 1 + 2 * N_LOSSES + ARRAY_LEN(graph_tests)];
     static char names[2 * N_ACTS + 2 * N_LOSSES][64];
     size_t t = 0, k = 0;
     memset(tests, 0, sizeof tests);
@@ -679,6 +1191,8 @@ int main(void) {
         tests[t].test_func = test_model_loss;
         tests[t++].initial_state = (void *)(uintptr_t)&LOSSES[i];
     }
+
+    for (size_t i = 0; i < ARRAY_LEN(graph_tests); i++) tests[t++] = graph_tests[i];
 
     if (t != sizeof tests / sizeof tests[0]) return 1; /* the table above is miscounted */
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

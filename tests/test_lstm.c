@@ -230,7 +230,7 @@ static void set_states(const built *b, size_t batch, uint64_t seed) {
         assert_true(h0 && c0);
         fill_uniform(h0, n, seed * 31u + k, -0.9f, 0.9f);
         fill_uniform(c0, n, seed * 37u + k, -1.5f, 1.5f);
-        CHECK_OK(aim_model_lstm_set_state(b->m, li->index, h0, c0, batch));
+        CHECK_OK(aim_model_lstm_set_state(b->m, li->index, h0, n, c0, n, batch));
         free(h0);
         free(c0);
     }
@@ -410,13 +410,13 @@ static void test_checker_catches_a_corrupted_gradient(void **state) {
     const float *y = NULL;
     size_t ny = 0;
     float with_state[2 * 4];
-    CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, c.x, s.batch));
-    CHECK_OK(aim_model_output(b.m, &y, &ny));
+    CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, c.x, c.batch * c.in, s.batch));
+    CHECK_OK(aim_model_output(b.m, 0, &y, &ny));
     assert_int_equal(ny, ARRAY_LEN(with_state));
     memcpy(with_state, y, sizeof with_state);
-    CHECK_OK(aim_model_lstm_set_state(b.m, 0, NULL, NULL, 0));
-    CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, c.x, s.batch));
-    CHECK_OK(aim_model_output(b.m, &y, &ny));
+    CHECK_OK(aim_model_lstm_set_state(b.m, 0, NULL, 0, NULL, 0, 0));
+    CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, c.x, c.batch * c.in, s.batch));
+    CHECK_OK(aim_model_output(b.m, 0, &y, &ny));
     assert_memory_not_equal(with_state, y, sizeof with_state);
     float *ap0 = malloc(res.count * sizeof *ap0), *ax0 = malloc(res.nx * sizeof *ax0);
     assert_true(ap0 && ax0);
@@ -463,9 +463,9 @@ static void test_final_state_is_the_last_output(void **state) {
             if (s->state) set_states(&b, batch, 3 + batch);
             const float *y = NULL;
             size_t ny = 0;
-            CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, batch));
-            CHECK_OK(aim_model_output(b.m, &y, &ny));
-            CHECK_OK(aim_model_lstm_final_state(b.m, 0, h, c, batch));
+            CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, batch * in, batch));
+            CHECK_OK(aim_model_output(b.m, 0, &y, &ny));
+            CHECK_OK(aim_model_lstm_final_state(b.m, 0, h, L * batch * H, c, L * batch * H, batch));
             const float *top = h + (L - 1) * batch * H;
             for (size_t i = 0; i < batch; i++) {
                 const float *last = s->seq ? y + (i * T + T - 1) * H : y + i * H;
@@ -473,8 +473,8 @@ static void test_final_state_is_the_last_output(void **state) {
             }
             /* Each alone gives the same values; the cells are finite and not all zero. */
             for (size_t i = 0; i < L * batch * H; i++) h2[i] = c2[i] = NAN;
-            CHECK_OK(aim_model_lstm_final_state(b.m, 0, h2, NULL, batch));
-            CHECK_OK(aim_model_lstm_final_state(b.m, 0, NULL, c2, batch));
+            CHECK_OK(aim_model_lstm_final_state(b.m, 0, h2, L * batch * H, NULL, 0, batch));
+            CHECK_OK(aim_model_lstm_final_state(b.m, 0, NULL, 0, c2, L * batch * H, batch));
             assert_memory_equal(h2, h, L * batch * H * sizeof(float));
             assert_memory_equal(c2, c, L * batch * H * sizeof(float));
             double cmax = 0.0;
@@ -483,7 +483,7 @@ static void test_final_state_is_the_last_output(void **state) {
                 cmax = fmax(cmax, fabs((double)c[i]));
             }
             assert_true(cmax > 0.01);
-            if (s->state) CHECK_OK(aim_model_lstm_set_state(b.m, 0, NULL, NULL, 0));
+            if (s->state) CHECK_OK(aim_model_lstm_set_state(b.m, 0, NULL, 0, NULL, 0, 0));
             free(x);
             free(h);
             free(c);
@@ -546,31 +546,33 @@ static void test_state_carries_across_chunks(void **state) {
             }
             const float *y = NULL;
             size_t ny = 0;
-            if (given) CHECK_OK(aim_model_lstm_set_state(bw.m, 0, h0, c0, B));
-            CHECK_OK(aim_model_forward(bw.m, AIM_MODE_TRAIN, x, B));
-            CHECK_OK(aim_model_output(bw.m, &y, &ny));
+            /* The state arrays have room for MAXL layers; the first L * B * H floats are used. */
+            const size_t ns = L * B * H;
+            if (given) CHECK_OK(aim_model_lstm_set_state(bw.m, 0, h0, ns, c0, ns, B));
+            CHECK_OK(aim_model_forward(bw.m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), B));
+            CHECK_OK(aim_model_output(bw.m, 0, &y, &ny));
             assert_int_equal(ny, ARRAY_LEN(yw));
             memcpy(yw, y, sizeof yw);
-            CHECK_OK(aim_model_lstm_final_state(bw.m, 0, hn, cn, B));
+            CHECK_OK(aim_model_lstm_final_state(bw.m, 0, hn, ns, cn, ns, B));
 
-            if (given) CHECK_OK(aim_model_lstm_set_state(bh.m, 0, h0, c0, B));
-            CHECK_OK(aim_model_forward(bh.m, AIM_MODE_TRAIN, x1, B));
-            CHECK_OK(aim_model_output(bh.m, &y, &ny));
+            if (given) CHECK_OK(aim_model_lstm_set_state(bh.m, 0, h0, ns, c0, ns, B));
+            CHECK_OK(aim_model_forward(bh.m, AIM_MODE_TRAIN, x1, ARRAY_LEN(x1), B));
+            CHECK_OK(aim_model_output(bh.m, 0, &y, &ny));
             for (size_t b = 0; b < B; b++) memcpy(yref + b * T * H, yw + b * 2 * T * H, T * H * sizeof(float));
             expect_near("first half", y, yref, B * T * H);
-            CHECK_OK(aim_model_lstm_final_state(bh.m, 0, h1, c1, B));
-            CHECK_OK(aim_model_lstm_set_state(bh.m, 0, h1, c1, B));
-            CHECK_OK(aim_model_forward(bh.m, AIM_MODE_TRAIN, x2, B));
-            CHECK_OK(aim_model_output(bh.m, &y, &ny));
+            CHECK_OK(aim_model_lstm_final_state(bh.m, 0, h1, ns, c1, ns, B));
+            CHECK_OK(aim_model_lstm_set_state(bh.m, 0, h1, ns, c1, ns, B));
+            CHECK_OK(aim_model_forward(bh.m, AIM_MODE_TRAIN, x2, ARRAY_LEN(x2), B));
+            CHECK_OK(aim_model_output(bh.m, 0, &y, &ny));
             for (size_t b = 0; b < B; b++)
                 memcpy(yref + b * T * H, yw + (b * 2 * T + T) * H, T * H * sizeof(float));
             expect_near("second half", y, yref, B * T * H);
-            CHECK_OK(aim_model_lstm_final_state(bh.m, 0, h2, c2, B));
+            CHECK_OK(aim_model_lstm_final_state(bh.m, 0, h2, ns, c2, ns, B));
             expect_near("h_n", h2, hn, L * B * H);
             expect_near("c_n", c2, cn, L * B * H);
             /* The inference forward uses the state too. */
-            CHECK_OK(aim_model_forward(bh.m, AIM_MODE_INFERENCE, x2, B));
-            CHECK_OK(aim_model_output(bh.m, &y, &ny));
+            CHECK_OK(aim_model_forward(bh.m, AIM_MODE_INFERENCE, x2, ARRAY_LEN(x2), B));
+            CHECK_OK(aim_model_output(bh.m, 0, &y, &ny));
             expect_near("second half (inference)", y, yref, B * T * H);
             aim_model_free(bw.m);
             aim_model_free(bh.m);
@@ -601,31 +603,35 @@ static void test_backward_uses_the_forwards_state(void **state) {
     float *g = NULL, ref[512];
     size_t n = 0;
     const float *ig = NULL;
+    size_t nig = 0;
     float ref_ig[B * T * F];
 
-    CHECK_OK(aim_model_lstm_set_state(b.m, 0, s1h, s1c, B));
+    CHECK_OK(aim_model_lstm_set_state(b.m, 0, s1h, ARRAY_LEN(s1h), s1c, ARRAY_LEN(s1c), B));
     CHECK_OK(aim_model_zero_grad(b.m));
-    CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, B));
-    CHECK_OK(aim_model_backward(b.m, r));
+    CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), B));
+    CHECK_OK(aim_model_backward(b.m, r, ARRAY_LEN(r)));
     CHECK_OK(aim_model_gradients(b.m, &g, &n));
     assert_true(n <= ARRAY_LEN(ref));
     memcpy(ref, g, n * sizeof *g);
-    CHECK_OK(aim_model_input_gradient(b.m, &ig));
+    CHECK_OK(aim_model_input_gradient(b.m, 0, &ig, &nig));
+    assert_int_equal(nig, ARRAY_LEN(ref_ig));
     memcpy(ref_ig, ig, sizeof ref_ig);
 
     static const char *const what[3] = {"new states for the same batch", "states for another batch",
                                         "states cleared"};
     int failures = 0;
     for (int k = 0; k < 3; k++) {
-        CHECK_OK(aim_model_lstm_set_state(b.m, 0, s1h, s1c, B));
+        CHECK_OK(aim_model_lstm_set_state(b.m, 0, s1h, ARRAY_LEN(s1h), s1c, ARRAY_LEN(s1c), B));
         CHECK_OK(aim_model_zero_grad(b.m));
-        CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, B));
-        if (k == 0) CHECK_OK(aim_model_lstm_set_state(b.m, 0, s2h, s2c, B));
-        if (k == 1) CHECK_OK(aim_model_lstm_set_state(b.m, 0, s2h, s2c, B + 1));
-        if (k == 2) CHECK_OK(aim_model_lstm_set_state(b.m, 0, NULL, NULL, 0));
-        CHECK_OK(aim_model_backward(b.m, r));
+        CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), B));
+        /* s2h and s2c hold states for B + 1 samples; batch B uses their first L * B * H floats. */
+        if (k == 0) CHECK_OK(aim_model_lstm_set_state(b.m, 0, s2h, L * B * H, s2c, L * B * H, B));
+        if (k == 1) CHECK_OK(aim_model_lstm_set_state(b.m, 0, s2h, ARRAY_LEN(s2h), s2c, ARRAY_LEN(s2c), B + 1));
+        if (k == 2) CHECK_OK(aim_model_lstm_set_state(b.m, 0, NULL, 0, NULL, 0, 0));
+        CHECK_OK(aim_model_backward(b.m, r, ARRAY_LEN(r)));
         CHECK_OK(aim_model_gradients(b.m, &g, &n));
-        CHECK_OK(aim_model_input_gradient(b.m, &ig));
+        CHECK_OK(aim_model_input_gradient(b.m, 0, &ig, &nig));
+        assert_int_equal(nig, ARRAY_LEN(ref_ig));
         /* Exact equality is expected; the errors printed are relative to the largest gradient. */
         size_t where = 0, wx = 0;
         double sp = 0.0, sx = 0.0;
@@ -674,26 +680,26 @@ static void test_predict_equals_forward(void **state) {
         for (size_t batch = 1; batch <= maxb; batch++) {
             const float *y = NULL;
             size_t ny = 0;
-            CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, x, batch));
-            CHECK_OK(aim_model_output(b.m, &y, &ny));
+            CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, x, batch * in, batch));
+            CHECK_OK(aim_model_output(b.m, 0, &y, &ny));
             assert_int_equal(ny, batch * out);
             memcpy(ref, y, ny * sizeof *y);
             for (size_t i = 0; i < maxb * out + 8; i++) got[i] = NAN;
-            CHECK_OK(aim_model_predict(b.m, ws, x, batch, got));
+            CHECK_OK(aim_model_predict(b.m, ws, x, batch * in, batch, got, batch * out));
             assert_memory_equal(got, ref, ny * sizeof *got);
             for (size_t i = ny; i < maxb * out + 8; i++) assert_true(isnan(got[i])); /* nothing past batch * out */
-            CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, batch));
-            CHECK_OK(aim_model_output(b.m, &y, &ny));
+            CHECK_OK(aim_model_forward(b.m, AIM_MODE_TRAIN, x, batch * in, batch));
+            CHECK_OK(aim_model_output(b.m, 0, &y, &ny));
             assert_memory_equal(y, ref, ny * sizeof *y);
 
             set_states(&b, batch, 60 + batch);
-            CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, x, batch));
-            CHECK_OK(aim_model_output(b.m, &y, &ny));
+            CHECK_OK(aim_model_forward(b.m, AIM_MODE_INFERENCE, x, batch * in, batch));
+            CHECK_OK(aim_model_output(b.m, 0, &y, &ny));
             assert_memory_not_equal(y, ref, ny * sizeof *y);
-            CHECK_OK(aim_model_predict(b.m, ws, x, batch, got));
+            CHECK_OK(aim_model_predict(b.m, ws, x, batch * in, batch, got, batch * out));
             assert_memory_equal(got, ref, ny * sizeof *got);
             for (size_t i = 0; i < b.n_lstm; i++)
-                CHECK_OK(aim_model_lstm_set_state(b.m, b.lstm[i].index, NULL, NULL, 0));
+                CHECK_OK(aim_model_lstm_set_state(b.m, b.lstm[i].index, NULL, 0, NULL, 0, 0));
         }
         aim_workspace_free(ws);
         free(x);
@@ -748,25 +754,27 @@ static void test_training_step_allocates_nothing(void **state) {
         const size_t batch = s < 20 ? B : (size_t)(s % B) + 1;
         float loss = 0.0f;
         const float *ig = NULL;
-        if (s < 20) { /* stateful: each step starts where the last ended */
-            CHECK_OK(aim_model_lstm_set_state(m, 0, h, c, batch));
-            CHECK_OK(aim_model_lstm_set_state(m, 1, h1, c1, batch));
+        size_t nig = 0;
+        if (s < 20) { /* stateful: each step starts where the last ended (batch B fills the arrays) */
+            CHECK_OK(aim_model_lstm_set_state(m, 0, h, ARRAY_LEN(h), c, ARRAY_LEN(c), batch));
+            CHECK_OK(aim_model_lstm_set_state(m, 1, h1, ARRAY_LEN(h1), c1, ARRAY_LEN(c1), batch));
         } else {
-            CHECK_OK(aim_model_lstm_set_state(m, 0, NULL, NULL, 0));
-            CHECK_OK(aim_model_lstm_set_state(m, 1, NULL, NULL, 0));
+            CHECK_OK(aim_model_lstm_set_state(m, 0, NULL, 0, NULL, 0, 0));
+            CHECK_OK(aim_model_lstm_set_state(m, 1, NULL, 0, NULL, 0, 0));
         }
+        /* Batches below B use the first batch samples of x, out and labels. */
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, batch));
-        CHECK_OK(aim_model_loss_sparse(m, labels, batch, &loss));
-        CHECK_OK(aim_model_backward(m, NULL));
-        CHECK_OK(aim_model_input_gradient(m, &ig));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, batch * T * F, batch));
+        CHECK_OK(aim_model_loss_sparse(m, 0, labels, batch, &loss));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
+        CHECK_OK(aim_model_input_gradient(m, 0, &ig, &nig));
         CHECK_OK(aim_optimizer_step_model(opt, m, 0.01f));
         if (s < 20) {
-            CHECK_OK(aim_model_lstm_final_state(m, 0, h, c, batch));
-            CHECK_OK(aim_model_lstm_final_state(m, 1, h1, c1, batch));
+            CHECK_OK(aim_model_lstm_final_state(m, 0, h, ARRAY_LEN(h), c, ARRAY_LEN(c), batch));
+            CHECK_OK(aim_model_lstm_final_state(m, 1, h1, ARRAY_LEN(h1), c1, ARRAY_LEN(c1), batch));
         }
-        CHECK_OK(aim_model_predict(m, ws, x, batch, out));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, x, batch));
+        CHECK_OK(aim_model_predict(m, ws, x, batch * T * F, batch, out, batch * K));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, x, batch * T * F, batch));
         assert_true(isfinite(loss));
     }
     if (ta.calls != calls) fail_msg("%ld allocator calls in 40 LSTM training steps", ta.calls - calls);
@@ -904,12 +912,13 @@ static void test_first_layer_without_input_gradient(void **state) {
         b[k] = build_spec(&s, k);
         fill_point(&b[k], 3);
         CHECK_OK(aim_model_zero_grad(b[k].m));
-        CHECK_OK(aim_model_forward(b[k].m, AIM_MODE_TRAIN, x, s.batch));
-        CHECK_OK(aim_model_backward(b[k].m, r));
+        CHECK_OK(aim_model_forward(b[k].m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), s.batch));
+        CHECK_OK(aim_model_backward(b[k].m, r, ARRAY_LEN(r)));
         CHECK_OK(aim_model_gradients(b[k].m, &g[k], &count[k]));
     }
     const float *ig = NULL;
-    assert_int_equal(aim_model_input_gradient(b[0].m, &ig), AIM_ERR_INVALID_STATE);
+    size_t nig = 0;
+    assert_int_equal(aim_model_input_gradient(b[0].m, 0, &ig, &nig), AIM_ERR_INVALID_STATE);
     assert_int_equal(count[0], count[1]);
     assert_memory_equal(g[0], g[1], count[0] * sizeof(float));
     aim_model_free(b[0].m);
@@ -948,9 +957,9 @@ static void test_learns_a_sequence_task(void **state) {
     float first = 0.0f, last = 0.0f;
     for (int s = 0; s < 60; s++) {
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, B));
-        CHECK_OK(aim_model_loss_sparse(m, labels, B, &last));
-        CHECK_OK(aim_model_backward(m, NULL));
+        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), B));
+        CHECK_OK(aim_model_loss_sparse(m, 0, labels, ARRAY_LEN(labels), &last));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
         CHECK_OK(aim_optimizer_step_model(opt, m, 0.03f));
         if (s == 0) first = last;
     }

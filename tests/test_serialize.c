@@ -20,6 +20,22 @@
  *     but consistent shapes that an allocator capped at 64 MiB must refuse.
  *  4. Every allocation failure inside aim_model_deserialize() is
  *     AIM_ERR_OUT_OF_MEMORY and leaks nothing.
+ *  5. Graphs (format version 2): two inputs, residual aim_model_add_add()
+ *     (of two and of three nodes, one given twice, and on the input itself),
+ *     aim_model_add_concat() along the features, the channels of C x H x W
+ *     and time, a node feeding two heads, two outputs with loss weights:
+ *     round trips with bit-identical aim_model_predict_multi() predictions
+ *     and bytes, exact resume of Adam training, input gradients; the graph
+ *     records are in the byte-flip sweeps and the allocation failures.
+ *  6. Sizes and messages: a capacity too small is AIM_ERR_SHAPE_MISMATCH
+ *     with *written = the size needed; every failed aim_model_deserialize()
+ *     writes a message (a truncation says "truncated", a crafted kernel
+ *     height of 0 names the layer and the field), "" on success, cut to the
+ *     capacity given and always NUL-terminated.
+ *
+ * The crafted payloads are written in format version 1 (libaimodel 0.1,
+ * docs/FORMAT.md), which the reader still accepts; what the library writes
+ * is version 2.
  *
  * With AIM_WRITE_CORPUS=DIR in the environment, test_write_corpus also
  * writes a few valid buffers into DIR as seeds for tests/fuzz (the library
@@ -42,6 +58,8 @@
 #define MAX_BATCH 4
 #define HEADER 32u
 #define CAP_BYTES ((size_t)64 << 20) /* what the capped allocator grants at most */
+#define FORMAT_VERSION 2u             /* what aim_model_serialize() writes (version 1 is still read) */
+#define MSG_CAP 256                   /* aim_model_deserialize(): "256 hold any message" */
 
 /* The case being checked, named in every failure message. */
 static char g_ctx[160];
@@ -426,6 +444,152 @@ static aim_model *build_case(const model_case *mc, uint64_t seed) {
     return m;
 }
 
+/* ---- graph models: several inputs, merges, branches, several outputs ---- */
+
+static size_t last_node(const aim_model *m) {
+    size_t node = 0;
+    CHECK_OK(aim_model_last_node(m, &node));
+    return node;
+}
+
+static void expect_node_shape(const aim_model *m, size_t node, size_t rank, size_t d0, size_t d1, size_t d2) {
+    size_t r = 0, d[AIM_MAX_RANK] = {0};
+    CHECK_OK(aim_model_layer_shape(m, node, &r, d));
+    CHECK(r == rank && d[0] == d0 && (rank < 2 || d[1] == d1) && (rank < 3 || d[2] == d2));
+}
+
+/* in0: 5, in1: 3. Each input through its own dense layer, concatenated
+ * along the features, then a dense head. */
+static void g_two_inputs(aim_model *m) {
+    const size_t d1[1] = {3};
+    size_t in1 = 0;
+    CHECK_OK(aim_model_add_input(m, 1, d1, &in1));
+    CHECK(in1 == AIM_MODEL_INPUT(1));
+    CHECK(last_node(m) == AIM_MODEL_INPUT(0)); /* adding an input leaves the current node */
+    add_dense(m, 4, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    const size_t a = last_node(m);
+    CHECK_OK(aim_model_continue_from(m, in1));
+    add_dense(m, 4, AIM_ACT_SIGMOID, 0.01f, 1, AIM_INIT_PYTORCH);
+    const size_t parts[2] = {a, last_node(m)};
+    CHECK_OK(aim_model_add_concat(m, parts, 2, 0));
+    expect_node_shape(m, last_node(m), 1, 8, 0, 0);
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+/* in 6: dense relu h -> dense y; relu(y + h) -> dense 3. */
+static void g_residual_dense(aim_model *m) {
+    add_dense(m, 6, AIM_ACT_RELU, 0.01f, 1, AIM_INIT_HE_NORMAL);
+    const size_t h = last_node(m);
+    add_dense(m, 6, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    const size_t sum[2] = {last_node(m), h};
+    CHECK_OK(aim_model_add_add(m, sum, 2));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f));
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+/* in 2x6x6: the header's residual block on the input itself, then pooling. */
+static void g_residual_conv(aim_model *m) {
+    const size_t skip = last_node(m);
+    CHECK(skip == AIM_MODEL_INPUT(0));
+    aim_conv2d_config c = conv_cfg(2, 3, 3, AIM_ACT_RELU);
+    c.padding = AIM_PAD_SAME;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    c = conv_cfg(2, 3, 3, AIM_ACT_IDENTITY);
+    c.padding = AIM_PAD_SAME;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    const size_t sum[2] = {last_node(m), skip};
+    CHECK_OK(aim_model_add_add(m, sum, 2));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f));
+    add_pool(m, 1, 2, 2, 2, 2, 0, 0);
+    CHECK_OK(aim_model_add_flatten(m));
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+/* in 4: dense tanh a; a + x + a (a node given twice) -> dense 2. */
+static void g_add_three(aim_model *m) {
+    add_dense(m, 4, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_PYTORCH);
+    const size_t a = last_node(m);
+    const size_t sum[3] = {a, AIM_MODEL_INPUT(0), a};
+    CHECK_OK(aim_model_add_add(m, sum, 3));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+/* in 2x6x5: conv 3 (same) and conv 1 (1x1) of the input, concatenated with
+ * the input along the channels (3 + 1 + 2 = 6), global pooling, dense. */
+static void g_concat_channels(aim_model *m) {
+    aim_conv2d_config c = conv_cfg(3, 3, 3, AIM_ACT_TANH);
+    c.padding = AIM_PAD_SAME;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    const size_t a = last_node(m);
+    CHECK_OK(aim_model_continue_from(m, AIM_MODEL_INPUT(0)));
+    c = conv_cfg(1, 1, 1, AIM_ACT_SIGMOID);
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    const size_t parts[3] = {a, last_node(m), AIM_MODEL_INPUT(0)};
+    CHECK_OK(aim_model_add_concat(m, parts, 3, 0));
+    expect_node_shape(m, last_node(m), 3, 6, 6, 5);
+    CHECK_OK(aim_model_add_global_avg_pool2d(m));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+/* in 5: dense tanh h feeds two heads, concatenated again, then dense. */
+static void g_two_heads(aim_model *m) {
+    add_dense(m, 6, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    const size_t h = last_node(m);
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    const size_t p = last_node(m);
+    CHECK_OK(aim_model_continue_from(m, h));
+    add_dense(m, 2, AIM_ACT_SIGMOID, 0.01f, 0, AIM_INIT_PYTORCH);
+    const size_t parts[2] = {p, last_node(m)};
+    CHECK_OK(aim_model_add_concat(m, parts, 2, 0));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+/* in 4: dense gelu h feeds two outputs, named in the other order than they
+ * were added, with loss weights 2 and 0.25. */
+static void g_two_outputs(aim_model *m) {
+    add_dense(m, 6, AIM_ACT_GELU, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    const size_t h = last_node(m);
+    add_dense(m, 3, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    const size_t o0 = last_node(m);
+    CHECK_OK(aim_model_continue_from(m, h));
+    add_dense(m, 5, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_PYTORCH);
+    const size_t o1 = last_node(m);
+    const size_t outs[2] = {o1, o0};
+    const float weights[2] = {2.0f, 0.25f};
+    CHECK_OK(aim_model_set_outputs(m, outs, weights, 2));
+    CHECK(aim_model_output_count(m) == 2);
+}
+
+/* in0: 3 steps x 2, in1: 2 steps x 3. An LSTM's sequence of in0 and in1
+ * concatenated along time (5 x 3), a second LSTM, dense. */
+static void g_time_concat(aim_model *m) {
+    const size_t d1[2] = {2, 3};
+    size_t in1 = 0;
+    CHECK_OK(aim_model_add_input(m, 2, d1, &in1));
+    add_lstm(m, 3, 1, 1, AIM_INIT_PYTORCH);
+    const size_t parts[2] = {last_node(m), in1};
+    CHECK_OK(aim_model_add_concat(m, parts, 2, 0));
+    expect_node_shape(m, last_node(m), 2, 5, 3, 0);
+    add_lstm(m, 2, 1, 0, AIM_INIT_GLOROT_UNIFORM);
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
+enum {
+    G_TWO_INPUTS, G_RESIDUAL_DENSE, G_RESIDUAL_CONV, G_ADD_THREE, G_CONCAT_CHANNELS, G_TWO_HEADS, G_TWO_OUTPUTS,
+    G_TIME_CONCAT
+};
+
+static const model_case GRAPH_CASES[] = {
+    [G_TWO_INPUTS] = {"graph_two_inputs_concat_features", 1, {5, 0, 0}, g_two_inputs, 1},
+    [G_RESIDUAL_DENSE] = {"graph_residual_dense", 1, {6, 0, 0}, g_residual_dense, 0},
+    [G_RESIDUAL_CONV] = {"graph_residual_conv2d", 3, {2, 6, 6}, g_residual_conv, 1},
+    [G_ADD_THREE] = {"graph_add_of_three", 1, {4, 0, 0}, g_add_three, 0},
+    [G_CONCAT_CHANNELS] = {"graph_concat_channels", 3, {2, 6, 5}, g_concat_channels, 1},
+    [G_TWO_HEADS] = {"graph_node_feeds_two_heads", 1, {5, 0, 0}, g_two_heads, 0},
+    [G_TWO_OUTPUTS] = {"graph_two_outputs_loss_weights", 1, {4, 0, 0}, g_two_outputs, 0},
+    [G_TIME_CONCAT] = {"graph_concat_time", 2, {3, 2, 0}, g_time_concat, 0},
+};
+
 /* ======================================================================== */
 /* Optimizers and training                                                  */
 /* ======================================================================== */
@@ -482,23 +646,85 @@ static size_t n_params(aim_model *m) {
     return n;
 }
 
+/* Floats per sample of a node (a layer, or AIM_MODEL_INPUT(k)). */
+static size_t node_floats(const aim_model *m, size_t node) {
+    size_t rank = 0, dims[AIM_MAX_RANK] = {0}, n = 1;
+    CHECK_OK(aim_model_layer_shape(m, node, &rank, dims));
+    for (size_t i = 0; i < rank; i++) n *= dims[i];
+    return n;
+}
+
+static size_t input_floats(const aim_model *m, size_t k) { return node_floats(m, AIM_MODEL_INPUT(k)); }
+
+static size_t output_floats(const aim_model *m, size_t k) {
+    size_t node = 0;
+    CHECK_OK(aim_model_output_node(m, k, &node));
+    return node_floats(m, node);
+}
+
+/* Buffers for `batch` samples of every input (or every output) of a model. */
+typedef struct io_bufs {
+    size_t n;                         /* inputs or outputs */
+    float *p[AIM_MAX_NODE_INPUTS];    /* batch * size[k] floats each */
+    size_t size[AIM_MAX_NODE_INPUTS]; /* floats per sample */
+} io_bufs;
+
+static void io_alloc(io_bufs *b, const aim_model *m, int outputs, size_t batch) {
+    memset(b, 0, sizeof *b);
+    b->n = outputs ? aim_model_output_count(m) : aim_model_input_count(m);
+    CHECK(b->n >= 1 && b->n <= AIM_MAX_NODE_INPUTS);
+    for (size_t k = 0; k < b->n; k++) {
+        b->size[k] = outputs ? output_floats(m, k) : input_floats(m, k);
+        b->p[k] = malloc(batch * b->size[k] * sizeof(float));
+        assert_non_null(b->p[k]);
+    }
+}
+
+static void io_free(io_bufs *b) {
+    for (size_t k = 0; k < b->n; k++) free(b->p[k]);
+    memset(b, 0, sizeof *b);
+}
+
+/* Fills `batch` samples of buffer k from seed + 7919 k (buffer 0 from seed
+ * alone, as the sequential models always were). */
+static void io_fill(io_bufs *b, size_t batch, uint64_t seed, float lo, float hi) {
+    for (size_t k = 0; k < b->n; k++) fill_uniform(b->p[k], batch * b->size[k], seed + 7919u * k, lo, hi);
+}
+
+/* A forward of `batch` samples: aim_model_forward() for a one-input model,
+ * aim_model_forward_multi() otherwise. */
+static void forward_io(aim_model *m, aim_mode mode, const io_bufs *x, size_t batch) {
+    if (x->n == 1) {
+        CHECK_OK(aim_model_forward(m, mode, x->p[0], batch * x->size[0], batch));
+        return;
+    }
+    const float *in[AIM_MAX_NODE_INPUTS];
+    size_t counts[AIM_MAX_NODE_INPUTS];
+    for (size_t k = 0; k < x->n; k++) {
+        in[k] = x->p[k];
+        counts[k] = batch * x->size[k];
+    }
+    CHECK_OK(aim_model_forward_multi(m, mode, in, counts, x->n, batch));
+}
+
 /* Training steps [first, first + count): step s uses batch 1 + (s + 2) % 4
  * samples and targets drawn from s alone, so two runs given the same step
- * numbers see the same data. An optimizer of NULL takes a plain SGD step on
- * the raw buffers (the model still changes). */
+ * numbers see the same data. Every output gets an MSE loss (each scaled by
+ * its loss weight in the backward). An optimizer of NULL takes a plain SGD
+ * step on the raw buffers (the model still changes). */
 static void train(aim_model *m, aim_optimizer *o, unsigned first, unsigned count) {
-    const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
-    float *x = malloc(MAX_BATCH * in * sizeof(float)), *t = malloc(MAX_BATCH * out * sizeof(float));
-    assert_true(x && t);
+    io_bufs x, t;
+    io_alloc(&x, m, 0, MAX_BATCH);
+    io_alloc(&t, m, 1, MAX_BATCH);
     for (unsigned s = first; s < first + count; s++) {
         const size_t batch = 1 + (s + 2) % MAX_BATCH;
-        fill_uniform(x, batch * in, 1000 + s, -1.0f, 1.0f);
-        fill_uniform(t, batch * out, 2000 + s, 0.0f, 1.0f);
+        io_fill(&x, batch, 1000 + s, -1.0f, 1.0f);
+        io_fill(&t, batch, 2000 + s, 0.0f, 1.0f);
         float loss;
         CHECK_OK(aim_model_zero_grad(m));
-        CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, batch));
-        CHECK_OK(aim_model_loss(m, AIM_LOSS_MSE, t, batch, &loss));
-        CHECK_OK(aim_model_backward(m, NULL));
+        forward_io(m, AIM_MODE_TRAIN, &x, batch);
+        for (size_t k = 0; k < t.n; k++) CHECK_OK(aim_model_loss(m, k, AIM_LOSS_MSE, t.p[k], batch * t.size[k], &loss));
+        CHECK_OK(aim_model_backward(m, NULL, 0));
         if (o) {
             CHECK_OK(aim_optimizer_step_model(o, m, 0.05f));
         } else {
@@ -509,8 +735,8 @@ static void train(aim_model *m, aim_optimizer *o, unsigned first, unsigned count
             for (size_t i = 0; i < n; i++) p[i] -= 0.05f * g[i];
         }
     }
-    free(x);
-    free(t);
+    io_free(&x);
+    io_free(&t);
 }
 
 /* Serializes into an exact-size heap buffer (so ASan sees any over-read by
@@ -533,18 +759,34 @@ static unsigned char *serialize(const aim_model *m, const aim_optimizer *o, size
     return buf;
 }
 
-/* A predict on `batch` deterministic samples into a fresh buffer. */
-static float *predict(const aim_model *m, size_t batch, uint64_t seed) {
-    const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
+/* A predict on `batch` deterministic samples into fresh buffers, one per
+ * output (*y, caller frees with io_free()): aim_model_predict() for a
+ * one-input, one-output model, aim_model_predict_multi() otherwise. */
+static void predict(const aim_model *m, size_t batch, uint64_t seed, io_bufs *y) {
     aim_workspace *ws = NULL;
     CHECK_OK(aim_workspace_create(m, NULL, MAX_BATCH, &ws));
-    float *x = malloc(batch * in * sizeof(float)), *y = malloc(batch * out * sizeof(float));
-    assert_true(x && y);
-    fill_uniform(x, batch * in, seed, -1.0f, 1.0f);
-    CHECK_OK(aim_model_predict(m, ws, x, batch, y));
+    io_bufs x;
+    io_alloc(&x, m, 0, batch);
+    io_alloc(y, m, 1, batch);
+    io_fill(&x, batch, seed, -1.0f, 1.0f);
+    if (x.n == 1 && y->n == 1) {
+        CHECK_OK(aim_model_predict(m, ws, x.p[0], batch * x.size[0], batch, y->p[0], batch * y->size[0]));
+    } else {
+        const float *in[AIM_MAX_NODE_INPUTS];
+        float *out[AIM_MAX_NODE_INPUTS];
+        size_t in_counts[AIM_MAX_NODE_INPUTS], out_counts[AIM_MAX_NODE_INPUTS];
+        for (size_t k = 0; k < x.n; k++) {
+            in[k] = x.p[k];
+            in_counts[k] = batch * x.size[k];
+        }
+        for (size_t k = 0; k < y->n; k++) {
+            out[k] = y->p[k];
+            out_counts[k] = batch * y->size[k];
+        }
+        CHECK_OK(aim_model_predict_multi(m, ws, in, in_counts, x.n, batch, out, out_counts, y->n));
+    }
     aim_workspace_free(ws);
-    free(x);
-    return y;
+    io_free(&x);
 }
 
 /* ======================================================================== */
@@ -576,11 +818,32 @@ static void expect_same_model(aim_model *a, aim_model *b) {
     CHECK_OK(aim_model_memory_size(a, &ma));
     CHECK_OK(aim_model_memory_size(b, &mb));
     CHECK(ma == mb); /* same max_batch and input_gradient */
+    /* The graph: its inputs, their shapes, its outputs and their order. */
+    CHECK(aim_model_input_count(a) == aim_model_input_count(b));
+    CHECK(aim_model_output_count(a) == aim_model_output_count(b));
+    for (size_t k = 0; k < aim_model_input_count(a); k++) {
+        size_t ra, rb, da[AIM_MAX_RANK] = {0}, db[AIM_MAX_RANK] = {0};
+        CHECK_OK(aim_model_layer_shape(a, AIM_MODEL_INPUT(k), &ra, da));
+        CHECK_OK(aim_model_layer_shape(b, AIM_MODEL_INPUT(k), &rb, db));
+        CHECK(ra == rb && memcmp(da, db, sizeof da) == 0);
+    }
+    for (size_t k = 0; k < aim_model_output_count(a); k++) {
+        size_t na_ = 0, nb_ = 1;
+        CHECK_OK(aim_model_output_node(a, k, &na_));
+        CHECK_OK(aim_model_output_node(b, k, &nb_));
+        CHECK(na_ == nb_);
+    }
     for (size_t batch = 1; batch <= MAX_BATCH; batch += MAX_BATCH - 1) {
-        float *ya = predict(a, batch, 77 + batch), *yb = predict(b, batch, 77 + batch);
-        CHECK(memcmp(ya, yb, batch * aim_model_output_size(a) * sizeof(float)) == 0);
-        free(ya);
-        free(yb);
+        io_bufs ya, yb;
+        predict(a, batch, 77 + batch, &ya);
+        predict(b, batch, 77 + batch, &yb);
+        CHECK(ya.n == yb.n);
+        for (size_t k = 0; k < ya.n; k++) {
+            CHECK(ya.size[k] == yb.size[k]);
+            CHECK(memcmp(ya.p[k], yb.p[k], batch * ya.size[k] * sizeof(float)) == 0);
+        }
+        io_free(&ya);
+        io_free(&yb);
     }
 }
 
@@ -594,14 +857,17 @@ static void roundtrip(const model_case *mc, opt_kind ok) {
     CHECK(ref_crc32(buf + HEADER, len - HEADER) == rd_u32(buf + 24));
     CHECK(rd_u32(buf + 12) == (o ? 1u : 0u));
 
-    /* A capacity one byte short, or zero, is refused and nothing is written. */
+    /* A capacity one byte short, or zero, is refused and nothing is written
+     * to the buffer; *written says how many bytes it takes. */
     unsigned char *small = malloc(len);
     assert_non_null(small);
     memset(small, 0x5A, len);
     size_t written = 12345;
     CHECK_ST(aim_model_serialize(m, o, small, len - 1, &written), AIM_ERR_SHAPE_MISMATCH);
+    CHECK(written == len);
+    written = 12345;
     CHECK_ST(aim_model_serialize(m, o, small, 0, &written), AIM_ERR_SHAPE_MISMATCH);
-    CHECK(written == 12345);
+    CHECK(written == len);
     for (size_t i = 0; i < len; i++) CHECK(small[i] == 0x5A);
     free(small);
 
@@ -609,7 +875,10 @@ static void roundtrip(const model_case *mc, opt_kind ok) {
     test_alloc_init(&ta, -1);
     aim_model *m2 = MODEL_SENTINEL;
     aim_optimizer *o2 = OPT_SENTINEL;
-    CHECK_OK(aim_model_deserialize(&ta.allocator, buf, len, &m2, &o2));
+    char msg[MSG_CAP];
+    memset(msg, 'X', sizeof msg);
+    CHECK_OK(aim_model_deserialize(&ta.allocator, buf, len, &m2, &o2, msg, sizeof msg));
+    CHECK(msg[0] == '\0'); /* "" on success */
     CHECK(m2 != MODEL_SENTINEL && m2 != NULL);
     CHECK(o ? o2 != NULL && o2 != OPT_SENTINEL : o2 == NULL);
     expect_same_model(m, m2);
@@ -656,19 +925,21 @@ static void test_input_gradient_survives(void **state) {
     size_t len;
     unsigned char *buf = serialize(m, NULL, &len);
     aim_model *m2 = NULL;
-    CHECK_OK(aim_model_deserialize(NULL, buf, len, &m2, NULL));
+    CHECK_OK(aim_model_deserialize(NULL, buf, len, &m2, NULL, NULL, 0));
     const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
     float *x = malloc(2 * in * sizeof(float)), *dy = malloc(2 * out * sizeof(float));
     assert_true(x && dy);
     fill_uniform(x, 2 * in, 3, -1, 1);
     fill_uniform(dy, 2 * out, 4, -1, 1);
     const float *g1, *g2;
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, 2));
-    CHECK_OK(aim_model_backward(m, dy));
-    CHECK_OK(aim_model_input_gradient(m, &g1));
-    CHECK_OK(aim_model_forward(m2, AIM_MODE_TRAIN, x, 2));
-    CHECK_OK(aim_model_backward(m2, dy));
-    CHECK_OK(aim_model_input_gradient(m2, &g2));
+    size_t n1 = 0, n2 = 0;
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, 2 * in, 2));
+    CHECK_OK(aim_model_backward(m, dy, 2 * out));
+    CHECK_OK(aim_model_input_gradient(m, 0, &g1, &n1));
+    CHECK_OK(aim_model_forward(m2, AIM_MODE_TRAIN, x, 2 * in, 2));
+    CHECK_OK(aim_model_backward(m2, dy, 2 * out));
+    CHECK_OK(aim_model_input_gradient(m2, 0, &g2, &n2));
+    CHECK(n1 == 2 * in && n2 == 2 * in);
     CHECK(memcmp(g1, g2, 2 * in * sizeof(float)) == 0);
     free(x);
     free(dy);
@@ -684,26 +955,27 @@ static void test_input_gradient_survives(void **state) {
 #define N_STEPS 3
 #define M_STEPS 4
 
-static void resume(const model_case *mc, opt_kind ok) {
-    set_ctx("resume %s with %s", mc->name, OPT_NAMES[ok]);
+/* n steps, a round trip with the optimizer, then m more steps on both. */
+static void resume_steps(const model_case *mc, opt_kind ok, unsigned n, unsigned m) {
+    set_ctx("resume %s with %s (%u + %u steps)", mc->name, OPT_NAMES[ok], n, m);
     aim_model *a = build_case(mc, 9);
     aim_optimizer *oa = make_opt(ok, n_params(a));
-    train(a, oa, 0, N_STEPS);
+    train(a, oa, 0, n);
     size_t len;
     unsigned char *buf = serialize(a, oa, &len);
     aim_model *b = NULL;
     aim_optimizer *ob = NULL;
-    CHECK_OK(aim_model_deserialize(NULL, buf, len, &b, &ob));
+    CHECK_OK(aim_model_deserialize(NULL, buf, len, &b, &ob, NULL, 0));
     CHECK(ob != NULL);
-    CHECK(aim_optimizer_steps(ob) == N_STEPS);
-    train(a, oa, N_STEPS, M_STEPS);
-    train(b, ob, N_STEPS, M_STEPS);
-    CHECK(aim_optimizer_steps(ob) == N_STEPS + M_STEPS);
+    CHECK(aim_optimizer_steps(ob) == n);
+    train(a, oa, n, m);
+    train(b, ob, n, m);
+    CHECK(aim_optimizer_steps(ob) == n + m);
 
     /* A run that never stopped. */
     aim_model *c = build_case(mc, 9);
     aim_optimizer *oc = make_opt(ok, n_params(c));
-    train(c, oc, 0, N_STEPS + M_STEPS);
+    train(c, oc, 0, n + m);
 
     float *pa, *pb, *pc;
     size_t na, nb, nc;
@@ -733,11 +1005,78 @@ static void resume(const model_case *mc, opt_kind ok) {
     aim_model_free(c);
 }
 
+static void resume(const model_case *mc, opt_kind ok) { resume_steps(mc, ok, N_STEPS, M_STEPS); }
+
 static void test_resume_is_bit_exact(void **state) {
     (void)state;
     const int fams[] = {C_DENSE_GLOROT, C_DENSE_HE, C_CONV_SAME, C_MAX_POOL, C_LSTM1_SEQ, C_LSTM2};
     for (size_t f = 0; f < ARRAY_LEN(fams); f++)
         for (int k = OPT_SGD; k < OPT_COUNT; k++) resume(&CASES[fams[f]], (opt_kind)k);
+}
+
+/* ---- graphs ---------------------------------------------------------------- */
+
+/* Every graph case round-trips with and without an optimizer: the same
+ * inputs, outputs (in order), layers, shapes and parameter bits; the same
+ * predictions bit for bit through aim_model_predict_multi(); the same bytes
+ * when written again (so the loss weights came back too). */
+static void test_roundtrip_graphs(void **state) {
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(GRAPH_CASES); i++) {
+        roundtrip(&GRAPH_CASES[i], OPT_NONE);
+        roundtrip(&GRAPH_CASES[i], OPT_ADAM);
+        roundtrip(&GRAPH_CASES[i], (opt_kind)(OPT_SGD + i % (OPT_COUNT - 1)));
+    }
+}
+
+/* Exact resume of graph training with Adam: 3 steps, a round trip with the
+ * optimizer, 3 more steps on the original and on the copy, which must end
+ * with the same parameter bits as each other and as a run that never
+ * stopped. The two-output case's loss weights (2 and 0.25) scale its
+ * gradients, so a copy that lost them would train differently. */
+static void test_resume_graphs_adam(void **state) {
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(GRAPH_CASES); i++) resume_steps(&GRAPH_CASES[i], OPT_ADAM, 3, 3);
+    resume_steps(&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAMW, 3, 3);
+    resume_steps(&GRAPH_CASES[G_TWO_OUTPUTS], OPT_SGD_MOMENTUM, 3, 3);
+}
+
+/* A copy of a two-input graph computes the gradients of both inputs, as
+ * the original does. */
+static void test_graph_input_gradients_survive(void **state) {
+    (void)state;
+    const model_case *mc = &GRAPH_CASES[G_TWO_INPUTS];
+    set_ctx("%s input gradients", mc->name);
+    aim_model *m = build_case(mc, 5);
+    train(m, NULL, 0, 2);
+    size_t len;
+    unsigned char *buf = serialize(m, NULL, &len);
+    aim_model *m2 = NULL;
+    CHECK_OK(aim_model_deserialize(NULL, buf, len, &m2, NULL, NULL, 0));
+    CHECK(aim_model_input_count(m2) == 2);
+    io_bufs x, dy;
+    io_alloc(&x, m, 0, 2);
+    io_alloc(&dy, m, 1, 2);
+    io_fill(&x, 2, 3, -1.0f, 1.0f);
+    io_fill(&dy, 2, 4, -1.0f, 1.0f);
+    const float *g[2][2];
+    size_t ng[2][2];
+    aim_model *both[2] = {m, m2};
+    for (int w = 0; w < 2; w++) {
+        forward_io(both[w], AIM_MODE_TRAIN, &x, 2);
+        CHECK_OK(aim_model_set_output_grad(both[w], 0, dy.p[0], 2 * dy.size[0]));
+        CHECK_OK(aim_model_backward(both[w], NULL, 0));
+        for (size_t k = 0; k < 2; k++) CHECK_OK(aim_model_input_gradient(both[w], k, &g[w][k], &ng[w][k]));
+    }
+    for (size_t k = 0; k < 2; k++) {
+        CHECK(ng[0][k] == 2 * x.size[k] && ng[1][k] == ng[0][k]);
+        CHECK(memcmp(g[0][k], g[1][k], ng[0][k] * sizeof(float)) == 0);
+    }
+    io_free(&x);
+    io_free(&dy);
+    free(buf);
+    aim_model_free(m2);
+    aim_model_free(m);
 }
 
 /* The optimizer out-pointer: NULL when the buffer holds none; a buffer with
@@ -756,13 +1095,13 @@ static void test_optimizer_out_pointer(void **state) {
     test_alloc_init(&ta, -1);
     aim_model *m2 = MODEL_SENTINEL;
     aim_optimizer *o2 = OPT_SENTINEL;
-    CHECK_OK(aim_model_deserialize(&ta.allocator, b0, l0, &m2, &o2));
+    CHECK_OK(aim_model_deserialize(&ta.allocator, b0, l0, &m2, &o2, NULL, 0));
     CHECK(o2 == NULL);
     aim_model_free(m2);
     CHECK(ta.live == 0);
 
     m2 = MODEL_SENTINEL;
-    CHECK_OK(aim_model_deserialize(&ta.allocator, b1, l1, &m2, NULL));
+    CHECK_OK(aim_model_deserialize(&ta.allocator, b1, l1, &m2, NULL, NULL, 0));
     CHECK(m2 != MODEL_SENTINEL);
     expect_same_model(m, m2);
     aim_model_free(m2);
@@ -771,8 +1110,10 @@ static void test_optimizer_out_pointer(void **state) {
     b1[l1 - 1] ^= 1; /* a CRC failure: nothing written */
     m2 = MODEL_SENTINEL;
     o2 = OPT_SENTINEL;
-    CHECK_ST(aim_model_deserialize(&ta.allocator, b1, l1, &m2, &o2), AIM_ERR_CORRUPT_DATA);
+    char msg[MSG_CAP];
+    CHECK_ST(aim_model_deserialize(&ta.allocator, b1, l1, &m2, &o2, msg, sizeof msg), AIM_ERR_CORRUPT_DATA);
     CHECK(m2 == MODEL_SENTINEL && o2 == OPT_SENTINEL);
+    CHECK(msg[0] != '\0');
     CHECK(ta.live == 0);
     free(b0);
     free(b1);
@@ -794,11 +1135,25 @@ static void test_argument_checks(void **state) {
     size_t len, nbytes = 7, written = 7;
     unsigned char *buf = serialize(m, NULL, &len);
     aim_model *m2 = MODEL_SENTINEL;
-    CHECK_ST(aim_model_deserialize(NULL, NULL, len, &m2, NULL), AIM_ERR_INVALID_ARGUMENT);
-    CHECK_ST(aim_model_deserialize(NULL, buf, len, NULL, NULL), AIM_ERR_INVALID_ARGUMENT);
+    char msg[MSG_CAP];
+    CHECK_ST(aim_model_deserialize(NULL, NULL, len, &m2, NULL, msg, sizeof msg), AIM_ERR_INVALID_ARGUMENT);
+    CHECK(msg[0] != '\0');
+    CHECK_ST(aim_model_deserialize(NULL, buf, len, NULL, NULL, msg, sizeof msg), AIM_ERR_INVALID_ARGUMENT);
+    CHECK(msg[0] != '\0');
     aim_allocator half = {NULL, null_alloc, NULL, NULL};
-    CHECK_ST(aim_model_deserialize(&half, buf, len, &m2, NULL), AIM_ERR_INVALID_ARGUMENT);
+    CHECK_ST(aim_model_deserialize(&half, buf, len, &m2, NULL, msg, sizeof msg), AIM_ERR_INVALID_ARGUMENT);
+    CHECK(msg[0] != '\0');
     CHECK(m2 == MODEL_SENTINEL);
+    /* A message buffer without room is an argument error too, or is simply
+     * not written: it must not be touched. */
+    {
+        char probe = 'X';
+        aim_status st = aim_model_deserialize(NULL, buf, len, &m2, NULL, &probe, 0);
+        CHECK(probe == 'X');
+        if (st == AIM_OK) aim_model_free(m2);
+        else CHECK(st == AIM_ERR_INVALID_ARGUMENT && m2 == MODEL_SENTINEL);
+        m2 = MODEL_SENTINEL;
+    }
     CHECK_ST(aim_model_serialized_size(NULL, NULL, &nbytes), AIM_ERR_INVALID_ARGUMENT);
     CHECK_ST(aim_model_serialized_size(m, NULL, NULL), AIM_ERR_INVALID_ARGUMENT);
     CHECK_ST(aim_model_serialized_size(m, wrong, &nbytes), AIM_ERR_SHAPE_MISMATCH);
@@ -822,9 +1177,20 @@ static void test_argument_checks(void **state) {
 /* 3. Corruption                                                            */
 /* ======================================================================== */
 
+/* The message of a deserialization into msg[0..MSG_CAP), which was filled
+ * with 'X' before the call: NUL-terminated within the buffer, "" on success
+ * and words on a failure. */
+static void check_message(aim_status st, const char *msg) {
+    const char *nul = memchr(msg, '\0', MSG_CAP);
+    if (!nul) fail_msg("%s: the message is not NUL-terminated within its %u bytes", g_ctx, (unsigned)MSG_CAP);
+    if (st == AIM_OK && msg[0] != '\0') fail_msg("%s: success, but the message is \"%s\"", g_ctx, msg);
+    if (st != AIM_OK && msg[0] == '\0') fail_msg("%s: \"%s\" with an empty message", g_ctx, aim_status_str(st));
+}
+
 /* Deserializes an exact-size heap copy of buf[0..len) and returns the status;
- * on failure checks that nothing leaked and no out-pointer was written. */
-static aim_status try_load(const unsigned char *buf, size_t len) {
+ * on failure checks that nothing leaked and no out-pointer was written, and
+ * (always) the message, which is copied to msg (MSG_CAP bytes) if not NULL. */
+static aim_status try_load_msg(const unsigned char *buf, size_t len, char *msg_out) {
     unsigned char *copy = malloc(len ? len : 1);
     assert_non_null(copy);
     if (len) memcpy(copy, buf, len);
@@ -832,7 +1198,10 @@ static aim_status try_load(const unsigned char *buf, size_t len) {
     test_alloc_init(&ta, -1);
     aim_model *m = MODEL_SENTINEL;
     aim_optimizer *o = OPT_SENTINEL;
-    aim_status st = aim_model_deserialize(&ta.allocator, copy, len, &m, &o);
+    char msg[MSG_CAP];
+    memset(msg, 'X', sizeof msg);
+    aim_status st = aim_model_deserialize(&ta.allocator, copy, len, &m, &o, msg, sizeof msg);
+    check_message(st, msg);
     if (st == AIM_OK) {
         aim_optimizer_free(o);
         aim_model_free(m);
@@ -841,14 +1210,18 @@ static aim_status try_load(const unsigned char *buf, size_t len) {
     }
     CHECK(ta.live == 0);
     free(copy);
+    if (msg_out) memcpy(msg_out, msg, MSG_CAP);
     return st;
 }
 
+static aim_status try_load(const unsigned char *buf, size_t len) { return try_load_msg(buf, len, NULL); }
+
 /* What a flip of byte i of the header must give: the version field decides
- * between VERSION (> 1) and CORRUPT (0); every other byte is CORRUPT (magic,
- * flags, reserved, length, CRC - or, in the payload, the CRC). */
+ * between VERSION (> FORMAT_VERSION) and CORRUPT (0; a flip of one, one or
+ * eight bits of version 2 never gives 1 or 2); every other byte is CORRUPT
+ * (magic, flags, reserved, length, CRC - or, in the payload, the CRC). */
 static aim_status expected_for_flip(const unsigned char *flipped, size_t i) {
-    if (i >= 8 && i < 12) return rd_u32(flipped + 8) > 1 ? AIM_ERR_VERSION : AIM_ERR_CORRUPT_DATA;
+    if (i >= 8 && i < 12) return rd_u32(flipped + 8) > FORMAT_VERSION ? AIM_ERR_VERSION : AIM_ERR_CORRUPT_DATA;
     return AIM_ERR_CORRUPT_DATA;
 }
 
@@ -872,16 +1245,18 @@ static void flip_sweep(const unsigned char *buf, size_t len, size_t stride) {
 static void test_every_byte_flip_is_refused(void **state) {
     (void)state;
     static const struct {
-        int c;
+        const model_case *mc;
         opt_kind o;
         size_t stride;
     } sweeps[] = {
-        {C_DENSE_GLOROT, OPT_ADAM, 1},      {C_DENSE_ZEROS, OPT_SGD, 1}, {C_LSTM1, OPT_SGD_MOMENTUM, 1},
-        {C_GLOBAL_POOL, OPT_NONE, 1},       {C_FLATTEN, OPT_ADAMW, 1},   {C_CONV_EXPLICIT, OPT_ADAM, 7},
-        {C_LSTM2_SEQ, OPT_SGD_NESTEROV, 5},
+        {&CASES[C_DENSE_GLOROT], OPT_ADAM, 1},      {&CASES[C_DENSE_ZEROS], OPT_SGD, 1},
+        {&CASES[C_LSTM1], OPT_SGD_MOMENTUM, 1},     {&CASES[C_GLOBAL_POOL], OPT_NONE, 1},
+        {&CASES[C_FLATTEN], OPT_ADAMW, 1},          {&CASES[C_CONV_EXPLICIT], OPT_ADAM, 7},
+        {&CASES[C_LSTM2_SEQ], OPT_SGD_NESTEROV, 5}, {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAM, 1},
+        {&GRAPH_CASES[G_TWO_INPUTS], OPT_NONE, 1},  {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_SGD, 3},
     };
     for (size_t s = 0; s < ARRAY_LEN(sweeps); s++) {
-        const model_case *mc = &CASES[sweeps[s].c];
+        const model_case *mc = sweeps[s].mc;
         set_ctx("byte flips of %s with %s", mc->name, OPT_NAMES[sweeps[s].o]);
         aim_model *m = build_case(mc, 3);
         aim_optimizer *o = make_opt(sweeps[s].o, n_params(m));
@@ -907,8 +1282,13 @@ static void test_truncation_and_trailing_bytes(void **state) {
         size_t len;
         unsigned char *buf = serialize(m, o, &len);
         for (size_t n = 0; n < len; n++) {
-            aim_status st = try_load(buf, n);
+            char msg[MSG_CAP];
+            aim_status st = try_load_msg(buf, n, msg);
             if (st != AIM_ERR_CORRUPT_DATA) fail_msg("%s: length %zu of %zu: %s", g_ctx, n, len, aim_status_str(st));
+            /* A whole header whose length the bytes after it fall short of:
+             * the message says so. */
+            if (n >= HEADER && !strstr(msg, "truncated"))
+                fail_msg("%s: length %zu of %zu: the message \"%s\" does not say \"truncated\"", g_ctx, n, len, msg);
         }
         /* Truncated and re-sealed: the CRC is right, the content short. */
         unsigned char *b = malloc(len + 64);
@@ -948,7 +1328,8 @@ static void test_header_fields(void **state) {
     assert_non_null(b);
     CHECK(rd_u64(buf + 16) == len - HEADER);
     CHECK(rd_u32(buf + 28) == 0);
-    const uint32_t versions[] = {2, 3, 0x100, 0x7FFFFFFF, 0xFFFFFFFF};
+    CHECK(rd_u32(buf + 8) == FORMAT_VERSION); /* the writer writes the current version */
+    const uint32_t versions[] = {FORMAT_VERSION + 1, FORMAT_VERSION + 2, 0x100, 0x7FFFFFFF, 0xFFFFFFFF};
     for (size_t i = 0; i < ARRAY_LEN(versions); i++) {
         memcpy(b, buf, len);
         wr_u32(b + 8, versions[i]);
@@ -997,31 +1378,49 @@ static aim_status load_capped(const unsigned char *buf, size_t len, size_t cap, 
     capped_init(&ca, cap);
     aim_model *m = MODEL_SENTINEL;
     aim_optimizer *o = OPT_SENTINEL;
-    aim_status st = aim_model_deserialize(&ca.allocator, copy, len, &m, &o);
+    char msg[MSG_CAP];
+    memset(msg, 'X', sizeof msg);
+    aim_status st = aim_model_deserialize(&ca.allocator, copy, len, &m, &o, msg, sizeof msg);
+    check_message(st, msg);
     if (st == AIM_OK) {
-        const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
-        float *x = calloc(in, sizeof(float)), *y = calloc(out, sizeof(float));
-        assert_true(x && y);
+        /* One sample of zeros through every input, predicted into y. */
+        io_bufs x, y;
+        io_alloc(&x, m, 0, 1);
+        io_alloc(&y, m, 1, 1);
+        const float *in[AIM_MAX_NODE_INPUTS];
+        float *out[AIM_MAX_NODE_INPUTS];
+        size_t in_counts[AIM_MAX_NODE_INPUTS], out_counts[AIM_MAX_NODE_INPUTS];
+        for (size_t k = 0; k < x.n; k++) {
+            memset(x.p[k], 0, x.size[k] * sizeof(float));
+            in[k] = x.p[k];
+            in_counts[k] = x.size[k];
+        }
+        for (size_t k = 0; k < y.n; k++) {
+            memset(y.p[k], 0, y.size[k] * sizeof(float));
+            out[k] = y.p[k];
+            out_counts[k] = y.size[k];
+        }
         aim_workspace *ws = NULL;
         aim_status ws_st = aim_workspace_create(m, &ca.allocator, 1, &ws);
         CHECK(ws_st == AIM_OK || ws_st == AIM_ERR_OUT_OF_MEMORY);
-        if (ws) CHECK_OK(aim_model_predict(m, ws, x, 1, y));
+        if (ws) CHECK_OK(aim_model_predict_multi(m, ws, in, in_counts, x.n, 1, out, out_counts, y.n));
         aim_workspace_free(ws);
         if (o) {
             float loss;
+            aim_status ls = AIM_OK;
             CHECK_OK(aim_model_zero_grad(m));
-            CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, 1));
-            aim_status ls = aim_model_loss(m, AIM_LOSS_MSE, y, 1, &loss);
+            CHECK_OK(aim_model_forward_multi(m, AIM_MODE_TRAIN, in, in_counts, x.n, 1));
+            for (size_t k = 0; k < y.n && ls == AIM_OK; k++) ls = aim_model_loss(m, k, AIM_LOSS_MSE, y.p[k], y.size[k], &loss);
             if (ls == AIM_OK) {
-                CHECK_OK(aim_model_backward(m, NULL));
+                CHECK_OK(aim_model_backward(m, NULL, 0));
                 aim_status os = aim_optimizer_step_model(o, m, 0.01f);
                 CHECK(os == AIM_OK || os == AIM_ERR_NON_FINITE);
             } else {
                 CHECK(ls == AIM_ERR_NON_FINITE);
             }
         }
-        free(x);
-        free(y);
+        io_free(&x);
+        io_free(&y);
         aim_optimizer_free(o);
         aim_model_free(m);
     } else {
@@ -1042,15 +1441,19 @@ static aim_status load_capped(const unsigned char *buf, size_t len, size_t cap, 
 static void test_resealed_flips_never_crash(void **state) {
     (void)state;
     static const struct {
-        int c;
+        const model_case *mc;
         opt_kind o;
     } sweeps[] = {
-        {C_DENSE_GLOROT, OPT_ADAM}, {C_ACTIVATIONS, OPT_SGD_MOMENTUM}, {C_CONV_SAME, OPT_SGD},
-        {C_AVG_POOL, OPT_NONE},     {C_LSTM2_SEQ, OPT_ADAMW},
+        {&CASES[C_DENSE_GLOROT], OPT_ADAM}, {&CASES[C_ACTIVATIONS], OPT_SGD_MOMENTUM}, {&CASES[C_CONV_SAME], OPT_SGD},
+        {&CASES[C_AVG_POOL], OPT_NONE},     {&CASES[C_LSTM2_SEQ], OPT_ADAMW},
+        /* The graph records: inputs, merge layers and their node lists, outputs and weights. */
+        {&GRAPH_CASES[G_TWO_INPUTS], OPT_NONE},      {&GRAPH_CASES[G_ADD_THREE], OPT_SGD},
+        {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_NONE}, {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAM},
+        {&GRAPH_CASES[G_TIME_CONCAT], OPT_NONE},
     };
     static const unsigned char masks[] = {0xFF, 0x01, 0x40};
     for (size_t s = 0; s < ARRAY_LEN(sweeps); s++) {
-        const model_case *mc = &CASES[sweeps[s].c];
+        const model_case *mc = sweeps[s].mc;
         aim_model *m = build_case(mc, 3);
         aim_optimizer *o = make_opt(sweeps[s].o, n_params(m));
         train(m, o, 0, 1);
@@ -1170,7 +1573,7 @@ static void test_crafted_dense_fields(void **state) {
         size_t len;
         unsigned char *buf = seal(&p, 0, &len);
         aim_model *m = NULL;
-        CHECK_OK(aim_model_deserialize(NULL, buf, len, &m, NULL));
+        CHECK_OK(aim_model_deserialize(NULL, buf, len, &m, NULL, NULL, 0));
         float *pp;
         size_t n;
         CHECK_OK(aim_model_parameters(m, &pp, &n));
@@ -1239,37 +1642,67 @@ static void test_crafted_dense_fields(void **state) {
 #undef LIE
 }
 
+/* Loads a version-1 dense payload and serializes the model again (in the
+ * current version); NULL when the reader refused it (CORRUPT only). */
+static unsigned char *reserialize_dense(const dense_spec *s, size_t *len2) {
+    bytes p = {0};
+    put_dense_spec(&p, s);
+    size_t len;
+    unsigned char *buf = seal(&p, 0, &len);
+    aim_model *m = NULL;
+    char msg[MSG_CAP];
+    memset(msg, 'X', sizeof msg);
+    aim_status st = aim_model_deserialize(NULL, buf, len, &m, NULL, msg, sizeof msg);
+    check_message(st, msg);
+    CHECK(st == AIM_OK || st == AIM_ERR_CORRUPT_DATA);
+    unsigned char *again = NULL;
+    if (st == AIM_OK) {
+        again = serialize(m, NULL, len2);
+        aim_model_free(m);
+    }
+    free(buf);
+    b_free(&p);
+    return again;
+}
+
 /* Flags are written 0 or 1. A reader may refuse other values or take them
- * as 1; either way it must not keep a non-canonical value: the copy writes 1. */
+ * as 1; either way it must not keep a non-canonical value: the copy writes
+ * what the same payload with the flag 1 gives, byte for byte. (The copy is
+ * written in the current format version, so the flag is compared through
+ * the canonical payload's copy rather than at a version-1 offset.) */
 static void test_noncanonical_flags(void **state) {
     (void)state;
     set_ctx("non-canonical flags");
     const uint32_t values[] = {2, 0x80000000u, 0xFFFFFFFFu};
-    for (size_t i = 0; i < ARRAY_LEN(values); i++) {
-        for (int which = 0; which < 2; which++) {
-            dense_spec s = dense_default();
+    for (int which = 0; which < 2; which++) {
+        dense_spec s = dense_default();
+        if (which == 0) s.input_gradient = 1;
+        else s.use_bias = 1;
+        size_t len1 = 0;
+        unsigned char *canonical = reserialize_dense(&s, &len1);
+        CHECK(canonical != NULL);
+        /* ... and the flag matters: 0 writes other bytes. */
+        if (which == 0) {
+            s.input_gradient = 0;
+            size_t len0 = 0;
+            unsigned char *zero = reserialize_dense(&s, &len0);
+            CHECK(zero != NULL);
+            CHECK(len0 != len1 || memcmp(zero, canonical, len0) != 0);
+            free(zero);
+        }
+        for (size_t i = 0; i < ARRAY_LEN(values); i++) {
+            s = dense_default();
             if (which == 0) s.input_gradient = values[i];
             else s.use_bias = values[i];
-            bytes p = {0};
-            put_dense_spec(&p, &s);
-            size_t len;
-            unsigned char *buf = seal(&p, 0, &len);
-            aim_model *m = NULL;
-            aim_status st = aim_model_deserialize(NULL, buf, len, &m, NULL);
-            CHECK(st == AIM_OK || st == AIM_ERR_CORRUPT_DATA);
-            if (st == AIM_OK) {
-                size_t len2;
-                unsigned char *again = serialize(m, NULL, &len2);
-                CHECK(len2 == len);
-                /* input_gradient at 32 + 4 + 8 + 8; use_bias after kind, units, act, alpha */
-                const size_t at = which == 0 ? HEADER + 20 : HEADER + 28 + 4 + 8 + 4 + 4;
-                CHECK(rd_u32(again + at) == 1);
+            size_t len2 = 0;
+            unsigned char *again = reserialize_dense(&s, &len2);
+            if (again) {
+                CHECK(len2 == len1);
+                CHECK(memcmp(again, canonical, len1) == 0);
                 free(again);
-                aim_model_free(m);
             }
-            free(buf);
-            b_free(&p);
         }
+        free(canonical);
     }
 }
 
@@ -1286,16 +1719,20 @@ static conv_spec conv_default(void) { /* 2x5x5 -> conv 3 filters 3x3: 57 paramet
     return s;
 }
 
+static void put_conv_spec(bytes *p, const conv_spec *s) {
+    put_head(p, 3, s->in, 2, 0, 1);
+    b_u32(p, 2);
+    for (size_t i = 0; i < 12; i++) b_u64(p, s->f[i]);
+    b_u32(p, s->act);
+    b_f32(p, 0.01f);
+    b_u32(p, s->bias);
+    b_u32(p, s->init);
+    put_params(p, s->params, (size_t)s->params);
+}
+
 static void conv_case(const conv_spec *s, unsigned allowed, const char *what) {
     bytes p = {0};
-    put_head(&p, 3, s->in, 2, 0, 1);
-    b_u32(&p, 2);
-    for (size_t i = 0; i < 12; i++) b_u64(&p, s->f[i]);
-    b_u32(&p, s->act);
-    b_f32(&p, 0.01f);
-    b_u32(&p, s->bias);
-    b_u32(&p, s->init);
-    put_params(&p, s->params, (size_t)s->params);
+    put_conv_spec(&p, s);
     (void)expect_payload(&p, 0, allowed, what);
     b_free(&p);
 }
@@ -1305,6 +1742,22 @@ static void test_crafted_conv_fields(void **state) {
     set_ctx("crafted conv2d payload");
     conv_spec s = conv_default();
     conv_case(&s, OK_ONLY, "valid");
+    {
+        /* The message names the layer, its kind and the field (include/aimodel.h:
+         * "layer 3 (conv2d): kernel height 0"). */
+        bytes p = {0};
+        s.f[1] = 0;
+        put_conv_spec(&p, &s);
+        size_t len;
+        unsigned char *buf = seal(&p, 0, &len);
+        char msg[MSG_CAP];
+        CHECK_ST(try_load_msg(buf, len, msg), AIM_ERR_CORRUPT_DATA);
+        if (!strstr(msg, "layer 0 (conv2d)") || !strstr(msg, "kernel height 0"))
+            fail_msg("%s: kernel height 0 gave the message \"%s\"", g_ctx, msg);
+        free(buf);
+        b_free(&p);
+        s = conv_default();
+    }
 #define LIE(field, value, allowed)                                                                 \
     do {                                                                                           \
         s = conv_default();                                                                        \
@@ -1542,7 +1995,7 @@ static void test_crafted_optimizer_fields(void **state) {
         unsigned char *buf = seal(&p, 1, &len);
         aim_model *m = NULL;
         aim_optimizer *o = NULL;
-        CHECK_OK(aim_model_deserialize(NULL, buf, len, &m, &o));
+        CHECK_OK(aim_model_deserialize(NULL, buf, len, &m, &o, NULL, 0));
         CHECK(aim_optimizer_steps(o) == 123456789u);
         aim_optimizer_free(o);
         aim_model_free(m);
@@ -1640,7 +2093,10 @@ static long calls_for(const bytes *p, uint32_t flags, aim_status expect) {
     test_alloc_init(&ta, -1);
     aim_model *m = NULL;
     aim_optimizer *o = NULL;
-    CHECK_ST(aim_model_deserialize(&ta.allocator, buf, len, &m, &o), expect);
+    char msg[MSG_CAP];
+    memset(msg, 'X', sizeof msg);
+    CHECK_ST(aim_model_deserialize(&ta.allocator, buf, len, &m, &o, msg, sizeof msg), expect);
+    check_message(expect, msg);
     aim_optimizer_free(o);
     aim_model_free(m);
     CHECK(ta.live == 0);
@@ -1659,7 +2115,8 @@ static void test_counts_checked_before_allocating(void **state) {
     s.layer_count = 0xFFFFFFFFu;
     bytes p = {0};
     put_dense_spec(&p, &s);
-    CHECK(calls_for(&p, 0, AIM_ERR_CORRUPT_DATA) == 0);
+    const long early = calls_for(&p, 0, AIM_ERR_CORRUPT_DATA);
+    if (early != 0) fail_msg("%s: a layer count of 2^32-1 made %ld allocator calls before it was refused", g_ctx, early);
     b_free(&p);
     /* A consistent 2^30-parameter model with 8 floats present: refused as
      * corrupt before compile would ask for 8 GiB (so not OUT_OF_MEMORY). */
@@ -1715,6 +2172,152 @@ static void test_crafted_multi_layer(void **state) {
     }
 }
 
+/* ---- sizes and messages ------------------------------------------------------ */
+
+/* A capacity too small for the buffer is AIM_ERR_SHAPE_MISMATCH with
+ * *written = the bytes needed (aim_model_serialized_size()'s figure), and
+ * no byte of the buffer written. */
+static void test_small_capacity_reports_size(void **state) {
+    (void)state;
+    static const struct {
+        const model_case *mc;
+        opt_kind o;
+    } cases[] = {
+        {&CASES[C_DENSE_GLOROT], OPT_NONE},  {&CASES[C_DENSE_GLOROT], OPT_ADAM},
+        {&CASES[C_CONV_GROUPS], OPT_SGD_MOMENTUM}, {&CASES[C_LSTM2_SEQ], OPT_NONE},
+        {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAMW}, {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_NONE},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        set_ctx("small capacity, %s with %s", cases[i].mc->name, OPT_NAMES[cases[i].o]);
+        aim_model *m = build_case(cases[i].mc, 2);
+        aim_optimizer *o = make_opt(cases[i].o, n_params(m));
+        size_t need = 0;
+        CHECK_OK(aim_model_serialized_size(m, o, &need));
+        CHECK(need > HEADER);
+        unsigned char *buf = malloc(need + 16);
+        assert_non_null(buf);
+        const size_t caps[] = {0, 1, HEADER - 1, HEADER, need / 2, need - 1};
+        for (size_t c = 0; c < ARRAY_LEN(caps); c++) {
+            memset(buf, 0x5A, need + 16);
+            size_t written = 12345;
+            CHECK_ST(aim_model_serialize(m, o, buf, caps[c], &written), AIM_ERR_SHAPE_MISMATCH);
+            if (written != need)
+                fail_msg("%s: capacity %zu: *written = %zu, aim_model_serialized_size() gives %zu", g_ctx, caps[c],
+                         written, need);
+            for (size_t b = 0; b < need + 16; b++) CHECK(buf[b] == 0x5A);
+        }
+        /* More than enough: the same figure, nothing past it. */
+        size_t written = 0;
+        CHECK_OK(aim_model_serialize(m, o, buf, need + 16, &written));
+        CHECK(written == need);
+        for (size_t b = need; b < need + 16; b++) CHECK(buf[b] == 0x5A);
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
+/* A buffer cut short after its header is AIM_ERR_CORRUPT_DATA with a
+ * message that says "truncated" (include/aimodel.h: "truncated: 812 of 4096
+ * payload bytes"); one cut inside the header gives some message too. */
+static void test_truncated_buffer_message(void **state) {
+    (void)state;
+    const model_case *cs[] = {&CASES[C_DENSE_GLOROT], &CASES[C_LSTM1], &GRAPH_CASES[G_TWO_INPUTS]};
+    for (size_t c = 0; c < ARRAY_LEN(cs); c++) {
+        set_ctx("truncated %s", cs[c]->name);
+        aim_model *m = build_case(cs[c], 4);
+        aim_optimizer *o = make_opt(OPT_ADAM, n_params(m));
+        size_t len;
+        unsigned char *buf = serialize(m, o, &len);
+        const size_t cuts[] = {len - 1, len - 4, len / 2, HEADER + 1, HEADER};
+        char msg[MSG_CAP];
+        for (size_t i = 0; i < ARRAY_LEN(cuts); i++) {
+            CHECK_ST(try_load_msg(buf, cuts[i], msg), AIM_ERR_CORRUPT_DATA);
+            if (!strstr(msg, "truncated"))
+                fail_msg("%s: %zu of %zu bytes: the message \"%s\" does not say \"truncated\"", g_ctx, cuts[i], len,
+                         msg);
+        }
+        print_message("%s, %zu of %zu bytes: \"%s\"\n", cs[c]->name, len / 2, len,
+                      (try_load_msg(buf, len / 2, msg), msg));
+        const size_t short_cuts[] = {0, 8, HEADER - 1};
+        for (size_t i = 0; i < ARRAY_LEN(short_cuts); i++)
+            CHECK_ST(try_load_msg(buf, short_cuts[i], msg), AIM_ERR_CORRUPT_DATA); /* checks the message is set */
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
+/* Messages are cut to the capacity given, always NUL-terminated, and no
+ * byte past the capacity is written: capacities 1 and 8, on a CRC failure,
+ * a truncation and a crafted field; the cut message is the start of the
+ * whole one. A success writes "" into any capacity, and NULL with 0 is
+ * accepted. */
+static void test_message_capacity(void **state) {
+    (void)state;
+    set_ctx("message capacity");
+    aim_model *m = build_case(&CASES[C_DENSE_GLOROT], 6);
+    size_t len;
+    unsigned char *good = serialize(m, NULL, &len);
+    unsigned char *crc = malloc(len);
+    assert_non_null(crc);
+    memcpy(crc, good, len);
+    crc[len - 1] ^= 0x10;
+    bytes p = {0};
+    conv_spec cs = conv_default();
+    cs.f[1] = 0;
+    put_conv_spec(&p, &cs);
+    size_t crafted_len;
+    unsigned char *crafted = seal(&p, 0, &crafted_len);
+    const struct {
+        const unsigned char *buf;
+        size_t len;
+        aim_status want;
+        const char *what;
+    } inputs[] = {
+        {crc, len, AIM_ERR_CORRUPT_DATA, "CRC"},
+        {good, len - 3, AIM_ERR_CORRUPT_DATA, "truncation"},
+        {crafted, crafted_len, AIM_ERR_CORRUPT_DATA, "kernel height 0"},
+        {good, len, AIM_OK, "valid"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(inputs); i++) {
+        set_ctx("message capacity, %s", inputs[i].what);
+        char full[MSG_CAP];
+        aim_model *out = NULL;
+        memset(full, 'X', sizeof full);
+        CHECK_ST(aim_model_deserialize(NULL, inputs[i].buf, inputs[i].len, &out, NULL, full, sizeof full),
+                 inputs[i].want);
+        check_message(inputs[i].want, full);
+        aim_model_free(out);
+        const size_t full_len = strlen(full);
+        const size_t caps[] = {1, 8};
+        for (size_t c = 0; c < ARRAY_LEN(caps); c++) {
+            char cut[32];
+            memset(cut, 'X', sizeof cut);
+            out = NULL;
+            CHECK_ST(aim_model_deserialize(NULL, inputs[i].buf, inputs[i].len, &out, NULL, cut, caps[c]),
+                     inputs[i].want);
+            aim_model_free(out);
+            if (!memchr(cut, '\0', caps[c])) fail_msg("%s: capacity %zu: not NUL-terminated", g_ctx, caps[c]);
+            for (size_t b = caps[c]; b < sizeof cut; b++)
+                if (cut[b] != 'X') fail_msg("%s: capacity %zu: byte %zu written", g_ctx, caps[c], b);
+            const size_t want_len = full_len < caps[c] - 1 ? full_len : caps[c] - 1;
+            CHECK(strlen(cut) == want_len);
+            CHECK(memcmp(cut, full, want_len) == 0);
+        }
+        /* No message buffer at all. */
+        out = NULL;
+        CHECK_ST(aim_model_deserialize(NULL, inputs[i].buf, inputs[i].len, &out, NULL, NULL, 0), inputs[i].want);
+        aim_model_free(out);
+    }
+    CHECK(strlen("kernel height 0") > 8); /* so capacity 8 does cut that message */
+    free(crafted);
+    b_free(&p);
+    free(crc);
+    free(good);
+    aim_model_free(m);
+}
+
 /* ======================================================================== */
 /* 4. Allocation failures                                                   */
 /* ======================================================================== */
@@ -1722,14 +2325,16 @@ static void test_crafted_multi_layer(void **state) {
 static void test_every_allocation_failure(void **state) {
     (void)state;
     static const struct {
-        int c;
+        const model_case *mc;
         opt_kind o;
     } scen[] = {
-        {C_DENSE_GLOROT, OPT_ADAM},     {C_DENSE_ZEROS, OPT_SGD}, {C_ACTIVATIONS, OPT_NONE},
-        {C_CONV_GROUPS, OPT_SGD_MOMENTUM}, {C_LSTM2_SEQ, OPT_ADAMW},
+        {&CASES[C_DENSE_GLOROT], OPT_ADAM},     {&CASES[C_DENSE_ZEROS], OPT_SGD}, {&CASES[C_ACTIVATIONS], OPT_NONE},
+        {&CASES[C_CONV_GROUPS], OPT_SGD_MOMENTUM}, {&CASES[C_LSTM2_SEQ], OPT_ADAMW},
+        {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAM}, {&GRAPH_CASES[G_TIME_CONCAT], OPT_NONE},
+        {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_SGD},
     };
     for (size_t s = 0; s < ARRAY_LEN(scen); s++) {
-        const model_case *mc = &CASES[scen[s].c];
+        const model_case *mc = scen[s].mc;
         set_ctx("allocation failures of %s with %s", mc->name, OPT_NAMES[scen[s].o]);
         aim_model *m = build_case(mc, 8);
         aim_optimizer *o = make_opt(scen[s].o, n_params(m));
@@ -1742,7 +2347,10 @@ static void test_every_allocation_failure(void **state) {
             test_alloc_init(&ta, k);
             aim_model *m2 = MODEL_SENTINEL;
             aim_optimizer *o2 = OPT_SENTINEL;
-            aim_status st = aim_model_deserialize(&ta.allocator, buf, len, &m2, &o2);
+            char msg[MSG_CAP];
+            memset(msg, 'X', sizeof msg);
+            aim_status st = aim_model_deserialize(&ta.allocator, buf, len, &m2, &o2, msg, sizeof msg);
+            check_message(st, msg);
             if (ta.failures == 0) { /* k is past the last allocation */
                 CHECK_OK(st);
                 expect_same_model(m, m2);
@@ -1767,13 +2375,15 @@ static void test_every_allocation_failure(void **state) {
 /* Seed corpus for tests/fuzz                                               */
 /* ======================================================================== */
 
+#define GRAPH_SEED 1000
+
 static void test_write_corpus(void **state) {
     (void)state;
     const char *dir = getenv("AIM_WRITE_CORPUS");
     if (!dir || !*dir) return;
     static const struct {
         const char *file;
-        int c;
+        int c; /* in CASES, or GRAPH_SEED + an index in GRAPH_CASES */
         opt_kind o;
     } seeds[] = {
         {"dense", C_DENSE_GLOROT, OPT_NONE},          {"dense_adam", C_DENSE_GLOROT, OPT_ADAM},
@@ -1786,11 +2396,17 @@ static void test_write_corpus(void **state) {
         {"flatten", C_FLATTEN, OPT_SGD_WD},           {"lstm1", C_LSTM1, OPT_NONE},
         {"lstm1_seq_adam", C_LSTM1_SEQ, OPT_ADAM_L2}, {"lstm2", C_LSTM2, OPT_NONE},
         {"lstm2_seq_sgdm", C_LSTM2_SEQ, OPT_SGD_MOMENTUM},
+        {"graph_two_inputs", GRAPH_SEED + G_TWO_INPUTS, OPT_NONE},
+        {"graph_residual_conv_adam", GRAPH_SEED + G_RESIDUAL_CONV, OPT_ADAM},
+        {"graph_concat_channels", GRAPH_SEED + G_CONCAT_CHANNELS, OPT_NONE},
+        {"graph_two_outputs_adamw", GRAPH_SEED + G_TWO_OUTPUTS, OPT_ADAMW},
+        {"graph_concat_time", GRAPH_SEED + G_TIME_CONCAT, OPT_NONE},
     };
     size_t total = 0;
     for (size_t i = 0; i < ARRAY_LEN(seeds); i++) {
         set_ctx("corpus %s", seeds[i].file);
-        aim_model *m = build_case(&CASES[seeds[i].c], 11);
+        const int c = seeds[i].c;
+        aim_model *m = build_case(c >= GRAPH_SEED ? &GRAPH_CASES[c - GRAPH_SEED] : &CASES[c], 11);
         aim_optimizer *o = make_opt(seeds[i].o, n_params(m));
         train(m, o, 0, 2);
         size_t len;
@@ -1815,10 +2431,16 @@ int main(void) {
         cmocka_unit_test(test_roundtrip_every_optimizer),
         cmocka_unit_test(test_input_gradient_survives),
         cmocka_unit_test(test_resume_is_bit_exact),
+        cmocka_unit_test(test_roundtrip_graphs),
+        cmocka_unit_test(test_resume_graphs_adam),
+        cmocka_unit_test(test_graph_input_gradients_survive),
+        cmocka_unit_test(test_small_capacity_reports_size),
         cmocka_unit_test(test_optimizer_out_pointer),
         cmocka_unit_test(test_argument_checks),
         cmocka_unit_test(test_every_byte_flip_is_refused),
         cmocka_unit_test(test_truncation_and_trailing_bytes),
+        cmocka_unit_test(test_truncated_buffer_message),
+        cmocka_unit_test(test_message_capacity),
         cmocka_unit_test(test_header_fields),
         cmocka_unit_test(test_resealed_flips_never_crash),
         cmocka_unit_test(test_crafted_dense_fields),

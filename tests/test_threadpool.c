@@ -28,7 +28,11 @@
  *  - several threads predicting on one model through one shared pool;
  *  - a batch that splits into fewer slices than the pool has threads, so
  *    each slice is larger than the per-thread scratch reserved by
- *    max_batch / threads.
+ *    max_batch / threads;
+ *  - a graph (two inputs, a residual add, a concat, two outputs with loss
+ *    weights) trained on 2 and 3 threads against no pool within the
+ *    tolerances, bit-identical on two pools of the same size, and
+ *    aim_model_predict_multi() split against unsplit.
  *
  * Measured on x86-64 with OpenBLAS 0.3.21, the gradients with and without a
  * pool differ by at most about 6e-7 of the largest one, the predictions by
@@ -196,11 +200,20 @@ static void free_data(batch_data *d) {
 static float forward_backward(aim_model *m, const batch_data *d) {
     float loss = NAN;
     CHECK_OK(aim_model_zero_grad(m));
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d->x, d->batch));
-    CHECK_OK(aim_model_loss_sparse(m, d->labels, d->batch, &loss));
-    CHECK_OK(aim_model_backward(m, NULL));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d->x, d->batch * d->in, d->batch));
+    CHECK_OK(aim_model_loss_sparse(m, 0, d->labels, d->batch, &loss));
+    CHECK_OK(aim_model_backward(m, NULL, 0));
     assert_true(isfinite(loss));
     return loss;
+}
+
+/* The gradient with respect to input 0 of the last backward, which must hold `expect` floats. */
+static const float *input_grad_of(const aim_model *m, size_t expect) {
+    const float *g = NULL;
+    size_t n = 0;
+    CHECK_OK(aim_model_input_gradient(m, 0, &g, &n));
+    assert_int_equal(n, expect);
+    return g;
 }
 
 static float *params_of(aim_model *m, size_t *count) {
@@ -296,36 +309,35 @@ static void sliced_reference(aim_model *m, const batch_data *d, size_t parts, co
             if (h0) {
                 state_rows(h0, d->batch, b0, nb, sh);
                 state_rows(c0, d->batch, b0, nb, sc);
-                CHECK_OK(aim_model_lstm_set_state(m, 0, sh, sc, nb));
+                CHECK_OK(aim_model_lstm_set_state(m, 0, sh, LSTM_LAYERS * nb * LSTM_H, sc, LSTM_LAYERS * nb * LSTM_H, nb));
             }
-            CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d->x + b0 * d->in, nb));
+            CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d->x + b0 * d->in, nb * d->in, nb));
             if (pass == 0) {
                 const float *out = NULL;
                 size_t n = 0;
-                CHECK_OK(aim_model_output(m, &out, &n));
+                CHECK_OK(aim_model_output(m, 0, &out, &n));
                 assert_int_equal(n, nb * d->classes);
                 memcpy(logits + b0 * d->classes, out, n * sizeof *out);
                 if (h_out) {
-                    CHECK_OK(aim_model_lstm_final_state(m, 0, sh, sc, nb));
+                    CHECK_OK(aim_model_lstm_final_state(m, 0, sh, LSTM_LAYERS * nb * LSTM_H, sc, LSTM_LAYERS * nb * LSTM_H, nb));
                     state_rows_back(sh, d->batch, b0, nb, h_out);
                     state_rows_back(sc, d->batch, b0, nb, c_out);
                 }
                 continue;
             }
             CHECK_OK(aim_model_zero_grad(m));
-            CHECK_OK(aim_model_backward(m, dy + b0 * d->classes));
+            CHECK_OK(aim_model_backward(m, dy + b0 * d->classes, nb * d->classes));
             if (w == 0) memcpy(grads, g, count * sizeof *g);
             else
                 for (size_t i = 0; i < count; i++) grads[i] += g[i];
             if (igrad) {
-                const float *ig = NULL;
-                CHECK_OK(aim_model_input_gradient(m, &ig));
+                const float *ig = input_grad_of(m, nb * d->in);
                 memcpy(igrad + b0 * d->in, ig, nb * d->in * sizeof *ig);
             }
         }
         if (pass == 0) CHECK_OK(aim_loss_sparse(logits, d->labels, d->batch, d->classes, loss, dy));
     }
-    if (h0) CHECK_OK(aim_model_lstm_set_state(m, 0, NULL, NULL, 0));
+    if (h0) CHECK_OK(aim_model_lstm_set_state(m, 0, NULL, 0, NULL, 0, 0));
     free(sc);
     free(sh);
     free(dy);
@@ -400,8 +412,8 @@ static void test_pool_basics(void **state) {
     CHECK_OK(aim_workspace_create(plain, NULL, 16, &wb));
     CHECK_OK(aim_workspace_set_threadpool(wb, plain, one));
     float oa[16 * 10], ob[16 * 10];
-    CHECK_OK(aim_model_predict(plain, wa, d.x, 16, oa));
-    CHECK_OK(aim_model_predict(plain, wb, d.x, 16, ob));
+    CHECK_OK(aim_model_predict(plain, wa, d.x, d.batch * d.in, 16, oa, ARRAY_LEN(oa)));
+    CHECK_OK(aim_model_predict(plain, wb, d.x, d.batch * d.in, 16, ob, ARRAY_LEN(ob)));
     assert_memory_equal(oa, ob, sizeof oa);
     /* A pool of 1 reserves no per-thread scratch: giving it to the model and
      * the workspace allocated nothing from its allocator. */
@@ -452,9 +464,7 @@ static void check_equivalence(const equiv_case *c) {
 
     /* One step: loss, parameter and input gradients agree within tolerance. */
     const float la = forward_backward(plain, &d), lb = forward_backward(pooled, &d);
-    const float *ia = NULL, *ib = NULL;
-    CHECK_OK(aim_model_input_gradient(plain, &ia));
-    CHECK_OK(aim_model_input_gradient(pooled, &ib));
+    const float *ia = input_grad_of(plain, d.batch * d.in), *ib = input_grad_of(pooled, d.batch * d.in);
     float *ga = grads_of(plain, &n), *gb = grads_of(pooled, &n2);
     assert_true(any_nonzero(ga, n));
     assert_true(any_nonzero(ia, in_n));
@@ -592,16 +602,16 @@ static void test_inference_forward_matches(void **state) {
         make_data(&d, plain, c->batch, 55);
         const float *oa = NULL, *ob = NULL;
         size_t na = 0, nb = 0;
-        CHECK_OK(aim_model_forward(plain, AIM_MODE_INFERENCE, d.x, d.batch));
-        CHECK_OK(aim_model_forward(pooled, AIM_MODE_INFERENCE, d.x, d.batch));
-        CHECK_OK(aim_model_output(plain, &oa, &na));
-        CHECK_OK(aim_model_output(pooled, &ob, &nb));
+        CHECK_OK(aim_model_forward(plain, AIM_MODE_INFERENCE, d.x, d.batch * d.in, d.batch));
+        CHECK_OK(aim_model_forward(pooled, AIM_MODE_INFERENCE, d.x, d.batch * d.in, d.batch));
+        CHECK_OK(aim_model_output(plain, 0, &oa, &na));
+        CHECK_OK(aim_model_output(pooled, 0, &ob, &nb));
         assert_int_equal(na, d.batch * d.classes);
         assert_int_equal(nb, na);
         assert_true(any_nonzero(oa, na));
         assert_true(scaled_error(ob, oa, na) <= GRAD_TOL);
         /* No training forward: backward is refused with and without a pool. */
-        assert_int_equal(aim_model_backward(pooled, oa), AIM_ERR_INVALID_STATE);
+        assert_int_equal(aim_model_backward(pooled, oa, na), AIM_ERR_INVALID_STATE);
         free_data(&d);
         aim_model_free(pooled);
         aim_model_free(plain);
@@ -686,19 +696,17 @@ static void check_lstm_states(size_t threads, size_t batch) {
      * or layer changes the result. */
     fill_uniform(h0, ns, 401, -0.8f, 0.8f);
     fill_uniform(c0, ns, 402, -1.5f, 1.5f);
-    CHECK_OK(aim_model_lstm_set_state(plain, 0, h0, c0, batch));
-    CHECK_OK(aim_model_lstm_set_state(pooled, 0, h0, c0, batch));
+    CHECK_OK(aim_model_lstm_set_state(plain, 0, h0, ns, c0, ns, batch));
+    CHECK_OK(aim_model_lstm_set_state(pooled, 0, h0, ns, c0, ns, batch));
     batch_data d;
     make_data(&d, plain, batch, 403);
 
     const float la = forward_backward(plain, &d), lb = forward_backward(pooled, &d);
-    CHECK_OK(aim_model_lstm_final_state(plain, 0, ha, ca, batch));
-    CHECK_OK(aim_model_lstm_final_state(pooled, 0, hb, cb, batch));
+    CHECK_OK(aim_model_lstm_final_state(plain, 0, ha, ns, ca, ns, batch));
+    CHECK_OK(aim_model_lstm_final_state(pooled, 0, hb, ns, cb, ns, batch));
     size_t n = 0, n2 = 0;
     float *ga = grads_of(plain, &n), *gb = grads_of(pooled, &n2);
-    const float *ia = NULL, *ib = NULL;
-    CHECK_OK(aim_model_input_gradient(plain, &ia));
-    CHECK_OK(aim_model_input_gradient(pooled, &ib));
+    const float *ia = input_grad_of(plain, d.batch * d.in), *ib = input_grad_of(pooled, d.batch * d.in);
     const double e_h = scaled_error(hb, ha, ns), e_c = scaled_error(cb, ca, ns);
     const double e_g = scaled_error(gb, ga, n), e_i = scaled_error(ib, ia, batch * d.in);
     print_message("lstm state, %zu threads, batch %zu: h error %.2g, c error %.2g, gradient error %.2g, "
@@ -711,9 +719,9 @@ static void check_lstm_states(size_t threads, size_t batch) {
     assert_true(e_i <= GRAD_TOL);
 
     /* The states matter: without them the final states differ clearly. */
-    CHECK_OK(aim_model_lstm_set_state(plain, 0, NULL, NULL, 0));
-    CHECK_OK(aim_model_forward(plain, AIM_MODE_TRAIN, d.x, batch));
-    CHECK_OK(aim_model_lstm_final_state(plain, 0, hs, cs, batch));
+    CHECK_OK(aim_model_lstm_set_state(plain, 0, NULL, 0, NULL, 0, 0));
+    CHECK_OK(aim_model_forward(plain, AIM_MODE_TRAIN, d.x, batch * d.in, batch));
+    CHECK_OK(aim_model_lstm_final_state(plain, 0, hs, ns, cs, ns, batch));
     assert_true(scaled_error(hs, ha, ns) > 1e-3);
 
     /* Bit for bit against the slices run one by one with their own rows of
@@ -732,8 +740,8 @@ static void check_lstm_states(size_t threads, size_t batch) {
     assert_memory_equal(is, ib, batch * d.in * sizeof *is);
 
     /* The states stay set: a second step gives the same final states. */
-    CHECK_OK(aim_model_forward(pooled, AIM_MODE_TRAIN, d.x, batch));
-    CHECK_OK(aim_model_lstm_final_state(pooled, 0, hs, NULL, batch));
+    CHECK_OK(aim_model_forward(pooled, AIM_MODE_TRAIN, d.x, batch * d.in, batch));
+    CHECK_OK(aim_model_lstm_final_state(pooled, 0, hs, ns, NULL, 0, batch));
     assert_memory_equal(hs, hb, ns * sizeof *hs);
 
     free(is);
@@ -781,8 +789,8 @@ static void predict_cases(net_kind kind) {
         assert_non_null(ob);
 
         /* Batch 1 stays on the calling thread: the same code, the same bits. */
-        CHECK_OK(aim_model_predict(m, plain, d.x, 1, oa));
-        CHECK_OK(aim_model_predict(m, pooled, d.x, 1, ob));
+        CHECK_OK(aim_model_predict(m, plain, d.x, d.in, 1, oa, d.classes));
+        CHECK_OK(aim_model_predict(m, pooled, d.x, d.in, 1, ob, d.classes));
         assert_memory_equal(oa, ob, d.classes * sizeof *oa);
 
         /* A large batch is split. Every output row depends on its input row
@@ -791,28 +799,28 @@ static void predict_cases(net_kind kind) {
          * MLP's logits differ by about 4e-7 of their largest value between a
          * GEMM of 16 rows and two of 8). So: within a tolerance, and the same
          * bits on every run with the same pool. */
-        CHECK_OK(aim_model_predict(m, plain, d.x, d.batch, oa));
-        CHECK_OK(aim_model_predict(m, pooled, d.x, d.batch, ob));
+        CHECK_OK(aim_model_predict(m, plain, d.x, d.batch * d.in, d.batch, oa, no));
+        CHECK_OK(aim_model_predict(m, pooled, d.x, d.batch * d.in, d.batch, ob, no));
         assert_true(any_nonzero(oa, no));
         const double e = scaled_error(ob, oa, no);
         print_message("predict %s, %zu threads, batch %zu: error %.2g\n", net_name(c->kind), c->threads, d.batch, e);
         assert_true(e <= GRAD_TOL);
         float *again = malloc(no * sizeof *again);
         assert_non_null(again);
-        CHECK_OK(aim_model_predict(m, pooled, d.x, d.batch, again));
+        CHECK_OK(aim_model_predict(m, pooled, d.x, d.batch * d.in, d.batch, again, no));
         assert_memory_equal(again, ob, no * sizeof *ob);
         free(again);
         /* The split rows are the rows a batch of 1 gives, within the same tolerance. */
         for (size_t b = 0; b < d.batch; b += 7) {
             float row[16];
             assert_true(d.classes <= ARRAY_LEN(row));
-            CHECK_OK(aim_model_predict(m, pooled, d.x + b * d.in, 1, row));
+            CHECK_OK(aim_model_predict(m, pooled, d.x + b * d.in, d.in, 1, row, d.classes));
             assert_true(scaled_error(row, ob + b * d.classes, d.classes) <= GRAD_TOL);
         }
 
         /* Back to no pool. */
         CHECK_OK(aim_workspace_set_threadpool(pooled, m, NULL));
-        CHECK_OK(aim_model_predict(m, pooled, d.x, d.batch, ob));
+        CHECK_OK(aim_model_predict(m, pooled, d.x, d.batch * d.in, d.batch, ob, no));
         assert_memory_equal(oa, ob, no * sizeof *oa);
         assert_string_equal(aim_workspace_last_error(pooled), "");
 
@@ -859,39 +867,41 @@ static void test_set_threadpool_state_rules(void **state) {
     CHECK_OK(aim_model_set_threadpool(m, p1));
 
     /* Setting the same pool again keeps the training forward. */
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch));
-    CHECK_OK(aim_model_loss_sparse(m, d.labels, d.batch, &loss));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch * d.in, d.batch));
+    CHECK_OK(aim_model_loss_sparse(m, 0, d.labels, d.batch, &loss));
     CHECK_OK(aim_model_set_threadpool(m, p1));
-    CHECK_OK(aim_model_lstm_final_state(m, 0, hs, NULL, d.batch));
+    CHECK_OK(aim_model_lstm_final_state(m, 0, hs, ARRAY_LEN(hs), NULL, 0, d.batch));
     CHECK_OK(aim_model_zero_grad(m));
-    CHECK_OK(aim_model_backward(m, NULL));
+    CHECK_OK(aim_model_backward(m, NULL, 0));
 
     /* Another pool discards it: backward (with or without an output
      * gradient) and the final states need a new training forward. */
     const float *out = NULL;
     float dy[24 * 4];
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch));
-    CHECK_OK(aim_model_loss_sparse(m, d.labels, d.batch, &loss));
-    CHECK_OK(aim_model_output(m, &out, NULL));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch * d.in, d.batch));
+    CHECK_OK(aim_model_loss_sparse(m, 0, d.labels, d.batch, &loss));
+    size_t n_out = 0;
+    CHECK_OK(aim_model_output(m, 0, &out, &n_out));
+    assert_int_equal(n_out, ARRAY_LEN(dy));
     memcpy(dy, out, sizeof dy);
     CHECK_OK(aim_model_set_threadpool(m, p2));
-    assert_int_equal(aim_model_backward(m, NULL), AIM_ERR_INVALID_STATE);
-    assert_int_equal(aim_model_backward(m, dy), AIM_ERR_INVALID_STATE);
-    assert_int_equal(aim_model_lstm_final_state(m, 0, hs, NULL, d.batch), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_backward(m, NULL, 0), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_backward(m, dy, ARRAY_LEN(dy)), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_lstm_final_state(m, 0, hs, ARRAY_LEN(hs), NULL, 0, d.batch), AIM_ERR_INVALID_STATE);
     assert_string_not_equal(aim_model_last_error(m), "");
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch));
-    CHECK_OK(aim_model_backward(m, dy));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch * d.in, d.batch));
+    CHECK_OK(aim_model_backward(m, dy, ARRAY_LEN(dy)));
 
     /* So does going back to no pool. */
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch));
-    CHECK_OK(aim_model_loss_sparse(m, d.labels, d.batch, &loss));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch * d.in, d.batch));
+    CHECK_OK(aim_model_loss_sparse(m, 0, d.labels, d.batch, &loss));
     CHECK_OK(aim_model_set_threadpool(m, NULL));
-    assert_int_equal(aim_model_backward(m, NULL), AIM_ERR_INVALID_STATE);
+    assert_int_equal(aim_model_backward(m, NULL, 0), AIM_ERR_INVALID_STATE);
     /* ... and NULL again after NULL changes nothing. */
-    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch));
-    CHECK_OK(aim_model_loss_sparse(m, d.labels, d.batch, &loss));
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch * d.in, d.batch));
+    CHECK_OK(aim_model_loss_sparse(m, 0, d.labels, d.batch, &loss));
     CHECK_OK(aim_model_set_threadpool(m, NULL));
-    CHECK_OK(aim_model_backward(m, NULL));
+    CHECK_OK(aim_model_backward(m, NULL, 0));
 
     /* A model without a pool now computes exactly what one that never had one does. */
     size_t n = 0, n2 = 0;
@@ -926,14 +936,14 @@ static void test_set_threadpool_state_rules(void **state) {
     assert_int_equal(aim_workspace_set_threadpool(ws, NULL, p1), AIM_ERR_INVALID_ARGUMENT);
     /* The refusals left the workspace without a pool; it still predicts. */
     float o1[24 * 4], o2[24 * 4];
-    CHECK_OK(aim_model_predict(m, ws, d.x, 24, o1));
+    CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, 24, o1, ARRAY_LEN(o1)));
     CHECK_OK(aim_workspace_set_threadpool(ws, m, p1));
     CHECK_OK(aim_workspace_set_threadpool(ws, m, p1));
-    CHECK_OK(aim_model_predict(m, ws, d.x, 24, o2));
+    CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, 24, o2, ARRAY_LEN(o2)));
     assert_memory_equal(o1, o2, sizeof o1);
     /* A training model and a workspace may share one pool. */
     (void)forward_backward(m, &d);
-    CHECK_OK(aim_model_predict(m, ws, d.x, 24, o2));
+    CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, 24, o2, ARRAY_LEN(o2)));
     assert_memory_equal(o1, o2, sizeof o1);
 
     aim_workspace_free(ws);
@@ -978,23 +988,23 @@ static void test_steps_allocate_nothing(void **state) {
             h0 = malloc(2 * ns * sizeof *h0);
             assert_non_null(h0);
             fill_uniform(h0, 2 * ns, 73, -0.5f, 0.5f);
-            CHECK_OK(aim_model_lstm_set_state(m, 0, h0, h0 + ns, d.batch));
+            CHECK_OK(aim_model_lstm_set_state(m, 0, h0, ns, h0 + ns, ns, d.batch));
         }
 
         /* Warm-up: one step and predicts at both sizes. */
         (void)forward_backward(m, &d);
         CHECK_OK(aim_optimizer_step_model(opt, m, 1e-3f));
-        CHECK_OK(aim_model_predict(m, ws, d.x, d.batch, out));
-        CHECK_OK(aim_model_predict(m, ws, d.x, 1, out));
+        CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, d.batch, out, d.batch * d.classes));
+        CHECK_OK(aim_model_predict(m, ws, d.x, d.in, 1, out, d.classes));
 
         const long model_calls = tm.calls, pool_calls = tp.calls;
         for (int step = 0; step < 3; step++) {
             (void)forward_backward(m, &d);
-            if (h0) CHECK_OK(aim_model_lstm_final_state(m, 0, h0, NULL, d.batch));
+            if (h0) CHECK_OK(aim_model_lstm_final_state(m, 0, h0, LSTM_LAYERS * d.batch * LSTM_H, NULL, 0, d.batch));
             CHECK_OK(aim_optimizer_step_model(opt, m, 1e-3f));
-            CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, d.x, d.batch));
-            CHECK_OK(aim_model_predict(m, ws, d.x, d.batch, out));
-            CHECK_OK(aim_model_predict(m, ws, d.x, 1, out));
+            CHECK_OK(aim_model_forward(m, AIM_MODE_INFERENCE, d.x, d.batch * d.in, d.batch));
+            CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, d.batch, out, d.batch * d.classes));
+            CHECK_OK(aim_model_predict(m, ws, d.x, d.in, 1, out, d.classes));
         }
         /* Giving the same pool again, or the pool to a second workspace of
          * the same size, finds the per-thread scratch already large enough. */
@@ -1092,8 +1102,8 @@ static void test_set_threadpool_allocation_failures(void **state) {
             const long live = tp.live, model_calls = tm.calls;
             float loss = 0;
             CHECK_OK(aim_model_zero_grad(m));
-            CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch));
-            CHECK_OK(aim_model_loss_sparse(m, d.labels, d.batch, &loss));
+            CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, d.x, d.batch * d.in, d.batch));
+            CHECK_OK(aim_model_loss_sparse(m, 0, d.labels, d.batch, &loss));
             tp.fail_at = tp.calls + k;
             const long failures = tp.failures;
             aim_status st = aim_model_set_threadpool(m, pool);
@@ -1110,7 +1120,7 @@ static void test_set_threadpool_allocation_failures(void **state) {
             assert_string_not_equal(aim_threadpool_last_error(pool), "");
             /* Nothing changed: the forward is still there, and the backward
              * runs on the old split, giving its bits. */
-            CHECK_OK(aim_model_backward(m, NULL));
+            CHECK_OK(aim_model_backward(m, NULL, 0));
             float *g = grads_of(m, &n2);
             assert_int_equal(n2, n);
             if (memcmp(g, expect, n * sizeof *g) != 0)
@@ -1122,7 +1132,7 @@ static void test_set_threadpool_allocation_failures(void **state) {
         /* The new pool is in use: a backward after the switch is refused,
          * and a new step matches a model without a pool within tolerance
          * but not bit for bit (three slices, another summation order). */
-        assert_int_equal(aim_model_backward(m, NULL), AIM_ERR_INVALID_STATE);
+        assert_int_equal(aim_model_backward(m, NULL, 0), AIM_ERR_INVALID_STATE);
         (void)forward_backward(m, &d);
         float *g = grads_of(m, &n2);
         assert_true(scaled_error(g, g_plain, n) <= GRAD_TOL);
@@ -1136,7 +1146,7 @@ static void test_set_threadpool_allocation_failures(void **state) {
     float *oa = malloc(37 * 4 * sizeof *oa), *ob = malloc(37 * 4 * sizeof *ob);
     assert_non_null(oa);
     assert_non_null(ob);
-    CHECK_OK(aim_model_predict(m, ws, d.x, 37, oa));
+    CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, 37, oa, 37 * 4));
     long k;
     for (k = 0; k < MAX_K; k++) {
         const long live = tp.live;
@@ -1147,11 +1157,11 @@ static void test_set_threadpool_allocation_failures(void **state) {
         assert_int_equal(st, AIM_ERR_OUT_OF_MEMORY);
         assert_int_equal(tp.live, live);
         assert_string_not_equal(aim_workspace_last_error(ws), "");
-        CHECK_OK(aim_model_predict(m, ws, d.x, 37, ob));
+        CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, 37, ob, 37 * 4));
         assert_memory_equal(oa, ob, 37 * 4 * sizeof *oa);
     }
     assert_int_equal(k, 2);
-    CHECK_OK(aim_model_predict(m, ws, d.x, 37, ob));
+    CHECK_OK(aim_model_predict(m, ws, d.x, d.batch * d.in, 37, ob, 37 * 4));
     assert_true(scaled_error(ob, oa, 37 * 4) <= GRAD_TOL);
 
     free(ob);
@@ -1273,7 +1283,7 @@ static void *predict_thread(void *arg) {
         const size_t stride = batch == 1 ? PRED_STRIDE1 : batch;
         for (size_t k = 0; k < PRED_INPUTS && r->status == AIM_OK; k += stride) {
             const size_t i = (first + k) % PRED_INPUTS;
-            r->status = aim_model_predict(s->model, ws, s->inputs + i * s->in, batch, out);
+            r->status = aim_model_predict(s->model, ws, s->inputs + i * s->in, batch * s->in, batch, out, batch * s->out);
             if (r->status != AIM_OK) break;
             r->predicts++;
             for (size_t b = 0; b < batch; b++, r->compared++)
@@ -1316,10 +1326,10 @@ static void check_shared_pool_predict(net_kind kind, size_t batch) {
     CHECK_OK(aim_workspace_create(m, NULL, batch, &ws));
     CHECK_OK(aim_workspace_create(m, NULL, batch, &wp));
     CHECK_OK(aim_workspace_set_threadpool(wp, m, pool));
-    for (size_t i = 0; i < PRED_INPUTS; i++) CHECK_OK(aim_model_predict(m, ws, inputs + i * in, 1, ref1 + i * out));
+    for (size_t i = 0; i < PRED_INPUTS; i++) CHECK_OK(aim_model_predict(m, ws, inputs + i * in, in, 1, ref1 + i * out, out));
     for (size_t i = 0; i < PRED_INPUTS; i += batch) {
-        CHECK_OK(aim_model_predict(m, wp, inputs + i * in, batch, refB + i * out));
-        CHECK_OK(aim_model_predict(m, ws, inputs + i * in, batch, plainB + i * out));
+        CHECK_OK(aim_model_predict(m, wp, inputs + i * in, batch * in, batch, refB + i * out, batch * out));
+        CHECK_OK(aim_model_predict(m, ws, inputs + i * in, batch * in, batch, plainB + i * out, batch * out));
     }
     aim_workspace_free(wp);
     aim_workspace_free(ws);
@@ -1400,9 +1410,7 @@ static void test_fewer_slices_than_threads(void **state) {
     const float la = forward_backward(plain, &d), lb = forward_backward(pooled, &d);
     size_t n = 0, n2 = 0;
     float *ga = grads_of(plain, &n), *gb = grads_of(pooled, &n2);
-    const float *ia = NULL, *ib = NULL;
-    CHECK_OK(aim_model_input_gradient(plain, &ia));
-    CHECK_OK(aim_model_input_gradient(pooled, &ib));
+    const float *ia = input_grad_of(plain, d.batch * d.in), *ib = input_grad_of(pooled, d.batch * d.in);
     assert_true(fabs((double)la - (double)lb) <= LOSS_TOL * fabs((double)la));
     assert_true(scaled_error(gb, ga, n) <= GRAD_TOL);
     assert_true(scaled_error(ib, ia, d.batch * d.in) <= GRAD_TOL);
@@ -1412,8 +1420,8 @@ static void test_fewer_slices_than_threads(void **state) {
     CHECK_OK(aim_workspace_create(plain, NULL, 16, &wa));
     CHECK_OK(aim_workspace_create(plain, NULL, 16, &wb));
     CHECK_OK(aim_workspace_set_threadpool(wb, plain, pool));
-    CHECK_OK(aim_model_predict(plain, wa, d.x, 16, oa));
-    CHECK_OK(aim_model_predict(plain, wb, d.x, 16, ob));
+    CHECK_OK(aim_model_predict(plain, wa, d.x, d.batch * d.in, 16, oa, ARRAY_LEN(oa)));
+    CHECK_OK(aim_model_predict(plain, wb, d.x, d.batch * d.in, 16, ob, ARRAY_LEN(ob)));
     assert_true(scaled_error(ob, oa, 16 * 4) <= GRAD_TOL);
 
     aim_workspace_free(wb);
@@ -1422,6 +1430,280 @@ static void test_fewer_slices_than_threads(void **state) {
     aim_model_free(pooled);
     aim_model_free(plain);
     aim_threadpool_free(pool);
+}
+
+/* ------------------------------------------------------------------------- */
+/* 10. A graph: two inputs, a residual add, a concat, two outputs            */
+/* ------------------------------------------------------------------------- */
+
+/* in0 (64) -> h1 = dense 128 relu -> h2 = dense 128 tanh; r = h2 + h1;
+ * c = concat(r, in1 (16)) -> dense 64 relu -> output 0: dense 10 (sparse
+ * cross-entropy, weight 1); output 1: dense 3 of r (MSE, weight 0.5). About
+ * 35k multiply-adds per sample, so batch 24 on 2 threads and 37 on 3 split
+ * into as many slices as threads (12 or 13 samples, over 400k each). */
+#define G_IN0 64
+#define G_IN1 16
+#define G_CLASSES 10
+#define G_REG 3
+
+static aim_model *make_graph_net(size_t max_batch, uint64_t seed) {
+    const size_t d0[1] = {G_IN0}, d1[1] = {G_IN1};
+    aim_model *m = NULL;
+    aim_dense_config dc;
+    size_t in1 = 0, h1 = 0, h2 = 0, r = 0, out0 = 0, out1 = 0;
+    CHECK_OK(aim_model_create(NULL, 1, d0, &m));
+    CHECK_OK(aim_model_add_input(m, 1, d1, &in1));
+    CHECK_OK(aim_dense_config_init(&dc, 128, AIM_ACT_RELU));
+    CHECK_OK(aim_model_add_dense(m, &dc));
+    CHECK_OK(aim_model_last_node(m, &h1));
+    CHECK_OK(aim_dense_config_init(&dc, 128, AIM_ACT_TANH));
+    CHECK_OK(aim_model_add_dense(m, &dc));
+    CHECK_OK(aim_model_last_node(m, &h2));
+    const size_t sum[2] = {h2, h1};
+    CHECK_OK(aim_model_add_add(m, sum, 2));
+    CHECK_OK(aim_model_last_node(m, &r));
+    const size_t parts[2] = {r, in1};
+    CHECK_OK(aim_model_add_concat(m, parts, 2, 0));
+    CHECK_OK(aim_dense_config_init(&dc, 64, AIM_ACT_RELU));
+    CHECK_OK(aim_model_add_dense(m, &dc));
+    CHECK_OK(aim_dense_config_init(&dc, G_CLASSES, AIM_ACT_IDENTITY));
+    CHECK_OK(aim_model_add_dense(m, &dc));
+    CHECK_OK(aim_model_last_node(m, &out0));
+    CHECK_OK(aim_model_continue_from(m, r));
+    CHECK_OK(aim_dense_config_init(&dc, G_REG, AIM_ACT_IDENTITY));
+    CHECK_OK(aim_model_add_dense(m, &dc));
+    CHECK_OK(aim_model_last_node(m, &out1));
+    const size_t outs[2] = {out0, out1};
+    const float weights[2] = {1.0f, 0.5f};
+    CHECK_OK(aim_model_set_outputs(m, outs, weights, 2));
+    compile_net(m, max_batch, 1, seed);
+    assert_int_equal(aim_model_input_count(m), 2);
+    assert_int_equal(aim_model_output_count(m), 2);
+    return m;
+}
+
+typedef struct graph_data {
+    size_t batch;
+    float *x0, *x1, *t; /* batch * G_IN0, batch * G_IN1, batch * G_REG */
+    int32_t *labels;    /* batch */
+} graph_data;
+
+static void make_graph_data(graph_data *d, size_t batch, uint64_t seed) {
+    d->batch = batch;
+    d->x0 = malloc(batch * G_IN0 * sizeof *d->x0);
+    d->x1 = malloc(batch * G_IN1 * sizeof *d->x1);
+    d->t = malloc(batch * G_REG * sizeof *d->t);
+    d->labels = malloc(batch * sizeof *d->labels);
+    assert_true(d->x0 && d->x1 && d->t && d->labels);
+    fill_uniform(d->x0, batch * G_IN0, seed, -1.0f, 1.0f);
+    fill_uniform(d->x1, batch * G_IN1, seed + 1, -1.0f, 1.0f);
+    fill_uniform(d->t, batch * G_REG, seed + 2, -1.0f, 1.0f);
+    for (size_t b = 0; b < batch; b++) d->labels[b] = (int32_t)((b * 7u + seed) % G_CLASSES);
+}
+
+static void free_graph_data(graph_data *d) {
+    free(d->x0);
+    free(d->x1);
+    free(d->t);
+    free(d->labels);
+    memset(d, 0, sizeof *d);
+}
+
+/* zero_grad, a training forward of both inputs, both losses, one backward;
+ * the two (unweighted) losses. */
+static void graph_step(aim_model *m, const graph_data *d, float loss[2]) {
+    const float *in[2] = {d->x0, d->x1};
+    const size_t counts[2] = {d->batch * G_IN0, d->batch * G_IN1};
+    CHECK_OK(aim_model_zero_grad(m));
+    CHECK_OK(aim_model_forward_multi(m, AIM_MODE_TRAIN, in, counts, 2, d->batch));
+    CHECK_OK(aim_model_loss_sparse(m, 0, d->labels, d->batch, &loss[0]));
+    CHECK_OK(aim_model_loss(m, 1, AIM_LOSS_MSE, d->t, d->batch * G_REG, &loss[1]));
+    CHECK_OK(aim_model_backward(m, NULL, 0));
+    assert_true(isfinite(loss[0]) && isfinite(loss[1]));
+}
+
+static const float *graph_input_grad(const aim_model *m, size_t k, size_t expect) {
+    const float *g = NULL;
+    size_t n = 0;
+    CHECK_OK(aim_model_input_gradient(m, k, &g, &n));
+    assert_int_equal(n, expect);
+    return g;
+}
+
+static void check_graph_training(size_t threads, size_t batch) {
+    const uint64_t seed = 500u + threads;
+    aim_threadpool *pool = make_pool(NULL, threads), *pool2 = make_pool(NULL, threads);
+    aim_model *plain = make_graph_net(batch, seed);
+    aim_model *pooled = make_graph_net(batch, seed);
+    aim_model *again = make_graph_net(batch, seed); /* the same thread count on another pool */
+    CHECK_OK(aim_model_set_threadpool(pooled, pool));
+    CHECK_OK(aim_model_set_threadpool(again, pool2));
+    size_t n = 0, n2 = 0, n3 = 0;
+    float *pa = params_of(plain, &n), *pb = params_of(pooled, &n2), *pc = params_of(again, &n3);
+    assert_int_equal(n, n2);
+    assert_int_equal(n, n3);
+    assert_memory_equal(pa, pb, n * sizeof *pa);
+
+    graph_data d;
+    make_graph_data(&d, batch, seed + 1);
+    float la[2], lb[2], lc[2];
+    graph_step(plain, &d, la);
+    graph_step(pooled, &d, lb);
+    graph_step(again, &d, lc);
+    float *ga = grads_of(plain, &n), *gb = grads_of(pooled, &n2), *gc = grads_of(again, &n3);
+    assert_true(any_nonzero(ga, n));
+    double e_loss = 0.0;
+    for (int k = 0; k < 2; k++) e_loss = fmax(e_loss, fabs((double)la[k] - (double)lb[k]) / fabs((double)la[k]));
+    const double e_grad = scaled_error(gb, ga, n);
+    const size_t sizes[2] = {G_IN0, G_IN1};
+    double e_in = 0.0;
+    for (size_t k = 0; k < 2; k++) {
+        const float *ia = graph_input_grad(plain, k, batch * sizes[k]);
+        const float *ib = graph_input_grad(pooled, k, batch * sizes[k]);
+        const float *ic = graph_input_grad(again, k, batch * sizes[k]);
+        assert_true(any_nonzero(ia, batch * sizes[k]));
+        e_in = fmax(e_in, scaled_error(ib, ia, batch * sizes[k]));
+        assert_memory_equal(ic, ib, batch * sizes[k] * sizeof *ib);
+    }
+    print_message("graph, %zu threads, batch %zu: loss error %.2g, gradient error %.2g, input gradient error %.2g\n",
+                  threads, batch, e_loss, e_grad, e_in);
+    assert_true(e_loss <= LOSS_TOL);
+    assert_true(e_grad <= GRAD_TOL);
+    assert_true(e_in <= GRAD_TOL);
+    /* The batch was split: the slices' partial sums add up in another order. */
+    if (memcmp(ga, gb, n * sizeof *ga) == 0)
+        fail_msg("graph, %zu threads, batch %zu: the gradients are those of no pool bit for bit: not split?", threads,
+                 batch);
+    /* The same thread count gives the same bits. */
+    assert_memory_equal(lc, lb, sizeof lb);
+    assert_memory_equal(gc, gb, n * sizeof *gb);
+
+    /* Adam steps on fresh batches: the parameters stay together, and on two
+     * pools of the same size stay bit-identical. */
+    aim_optimizer *oa = NULL, *ob = NULL, *oc = NULL;
+    aim_adam_config ac;
+    CHECK_OK(aim_adam_config_init(&ac));
+    ac.epsilon = ADAM_EPS;
+    CHECK_OK(aim_adam_create(NULL, &ac, n, &oa));
+    CHECK_OK(aim_adam_create(NULL, &ac, n, &ob));
+    CHECK_OK(aim_adam_create(NULL, &ac, n, &oc));
+    float *initial = copy_floats(pa, n);
+    for (size_t step = 0; step < ADAM_STEPS + 2; step++) {
+        if (step) {
+            free_graph_data(&d);
+            make_graph_data(&d, batch, seed + 10 + step);
+            graph_step(plain, &d, la);
+            graph_step(pooled, &d, lb);
+            graph_step(again, &d, lc);
+            if (memcmp(lb, lc, sizeof lb) != 0)
+                fail_msg("graph, %zu threads: step %zu: losses differ on two pools of the same size", threads, step);
+        }
+        CHECK_OK(aim_optimizer_step_model(oa, plain, 1e-3f));
+        CHECK_OK(aim_optimizer_step_model(ob, pooled, 1e-3f));
+        CHECK_OK(aim_optimizer_step_model(oc, again, 1e-3f));
+    }
+    assert_true(memcmp(initial, pa, n * sizeof *pa) != 0);
+    const double e_param = scaled_error(pb, pa, n);
+    print_message("graph, %zu threads: parameter error after %d Adam steps %.2g\n", threads, ADAM_STEPS + 2,
+                  e_param);
+    assert_true(e_param <= PARAM_TOL);
+    if (memcmp(pb, pc, n * sizeof *pb) != 0)
+        fail_msg("graph, %zu threads: parameters differ on two pools of the same size", threads);
+
+    free(initial);
+    aim_optimizer_free(oc);
+    aim_optimizer_free(ob);
+    aim_optimizer_free(oa);
+    free_graph_data(&d);
+    aim_model_free(again);
+    aim_model_free(pooled);
+    aim_model_free(plain);
+    aim_threadpool_free(pool2);
+    aim_threadpool_free(pool);
+}
+
+static void test_graph_training_matches_without_pool(void **state) {
+    (void)state;
+    check_graph_training(2, 24);
+    check_graph_training(3, 37);
+}
+
+/* predict_multi through a workspace with a pool against one without: batch
+ * 1 stays on the caller (the same bits); a split batch agrees within the
+ * tolerance of test_predict_with_pool_* and gives the same bits on every
+ * run. */
+static void predict_graph(const aim_model *m, aim_workspace *ws, const graph_data *d, size_t batch, float *y0,
+                          float *y1) {
+    const float *in[2] = {d->x0, d->x1};
+    const size_t in_counts[2] = {batch * G_IN0, batch * G_IN1};
+    float *out[2] = {y0, y1};
+    const size_t out_counts[2] = {batch * G_CLASSES, batch * G_REG};
+    CHECK_OK(aim_model_predict_multi(m, ws, in, in_counts, 2, batch, out, out_counts, 2));
+}
+
+static void test_graph_predict_with_pool(void **state) {
+    (void)state;
+    static const size_t cases[][2] = {{2, 24}, {3, 37}}; /* threads, batch */
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const size_t threads = cases[i][0], batch = cases[i][1];
+        aim_threadpool *pool = make_pool(NULL, threads);
+        aim_model *m = make_graph_net(8, 77);
+        aim_workspace *plain = NULL, *pooled = NULL;
+        CHECK_OK(aim_workspace_create(m, NULL, batch, &plain));
+        CHECK_OK(aim_workspace_create(m, NULL, batch, &pooled));
+        CHECK_OK(aim_workspace_set_threadpool(pooled, m, pool));
+        graph_data d;
+        make_graph_data(&d, batch, 78 + threads);
+        const size_t n0 = batch * G_CLASSES, n1 = batch * G_REG;
+        float *a0 = malloc(n0 * sizeof *a0), *a1 = malloc(n1 * sizeof *a1);
+        float *b0 = malloc(n0 * sizeof *b0), *b1 = malloc(n1 * sizeof *b1);
+        float *c0 = malloc(n0 * sizeof *c0), *c1 = malloc(n1 * sizeof *c1);
+        assert_true(a0 && a1 && b0 && b1 && c0 && c1);
+
+        predict_graph(m, plain, &d, 1, a0, a1);
+        predict_graph(m, pooled, &d, 1, b0, b1);
+        assert_memory_equal(a0, b0, G_CLASSES * sizeof *a0);
+        assert_memory_equal(a1, b1, G_REG * sizeof *a1);
+
+        predict_graph(m, plain, &d, batch, a0, a1);
+        predict_graph(m, pooled, &d, batch, b0, b1);
+        assert_true(any_nonzero(a0, n0) && any_nonzero(a1, n1));
+        const double e0 = scaled_error(b0, a0, n0), e1 = scaled_error(b1, a1, n1);
+        print_message("graph predict_multi, %zu threads, batch %zu: error %.2g (output 0), %.2g (output 1)\n",
+                      threads, batch, e0, e1);
+        assert_true(e0 <= GRAD_TOL);
+        assert_true(e1 <= GRAD_TOL);
+        predict_graph(m, pooled, &d, batch, c0, c1);
+        assert_memory_equal(c0, b0, n0 * sizeof *b0);
+        assert_memory_equal(c1, b1, n1 * sizeof *b1);
+        /* ... and the unsplit predict is the inference forward's output, bit for bit. */
+        const float *in[2] = {d.x0, d.x1};
+        const size_t counts[2] = {batch * G_IN0, batch * G_IN1};
+        aim_model *fm = make_graph_net(batch, 77);
+        CHECK_OK(aim_model_forward_multi(fm, AIM_MODE_INFERENCE, in, counts, 2, batch));
+        const float *y = NULL;
+        size_t ny = 0;
+        CHECK_OK(aim_model_output(fm, 0, &y, &ny));
+        assert_int_equal(ny, n0);
+        assert_memory_equal(y, a0, n0 * sizeof *y);
+        CHECK_OK(aim_model_output(fm, 1, &y, &ny));
+        assert_int_equal(ny, n1);
+        assert_memory_equal(y, a1, n1 * sizeof *y);
+        assert_string_equal(aim_workspace_last_error(pooled), "");
+
+        aim_model_free(fm);
+        free(c1);
+        free(c0);
+        free(b1);
+        free(b0);
+        free(a1);
+        free(a0);
+        free_graph_data(&d);
+        aim_workspace_free(pooled);
+        aim_workspace_free(plain);
+        aim_model_free(m);
+        aim_threadpool_free(pool);
+    }
 }
 
 int main(void) {
@@ -1447,6 +1729,8 @@ int main(void) {
         cmocka_unit_test(test_threads_share_one_pool_mlp),
         cmocka_unit_test(test_threads_share_one_pool_cnn),
         cmocka_unit_test(test_threads_share_one_pool_lstm),
+        cmocka_unit_test(test_graph_training_matches_without_pool),
+        cmocka_unit_test(test_graph_predict_with_pool),
         /* Last: before the fix it overruns a heap block, which can take the
          * whole program down. */
         cmocka_unit_test(test_fewer_slices_than_threads),

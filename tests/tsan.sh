@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds tests/test_threads.c and tests/test_threadpool.c with ThreadSanitizer,
-# each together with the library's own sources (src/*.c, so the library code
+# each together with the library's own sources (src/*/*.c, so the library code
 # is instrumented too, not only the test), into build/tsan/, and runs them.
 # Exits non-zero if a build fails, a test fails or ThreadSanitizer reports
 # anything.
@@ -37,8 +37,8 @@ for t in test_threads test_threadpool; do
     # shellcheck disable=SC2046
     gcc -std=c11 -D_POSIX_C_SOURCE=200809L -DAIM_NO_MULTIVERSION -g -O1 -fsanitize=thread -fno-omit-frame-pointer \
         -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes \
-        -Iinclude -Itests $(pkg-config --cflags openblas) \
-        src/*.c "tests/$t.c" tests/support.c \
+        -Iinclude -Isrc -Isrc/core -Itests $(pkg-config --cflags openblas) \
+        src/*/*.c "tests/$t.c" tests/support.c \
         $(pkg-config --libs openblas) -lcmocka -lm -pthread \
         -o "$out/$t"
 

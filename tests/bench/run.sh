@@ -25,7 +25,7 @@ done
 mkdir -p build/bench
 # pkg-config prints several flags: word splitting is wanted.
 # shellcheck disable=SC2046
-gcc -std=c11 -O2 -Iinclude -Isrc $(pkg-config --cflags openblas) tests/bench/bench_cnn.c build/libaimodel.a \
+gcc -std=c11 -O2 -Iinclude -Isrc -Isrc/core $(pkg-config --cflags openblas) tests/bench/bench_cnn.c build/libaimodel.a \
     $(pkg-config --libs openblas) -lm -o build/bench/bench_cnn
 # bench_lstm times copies of the library's LSTM cell loops, so it is built
 # with the library's LIB_OPT (the Makefile's default, or $LIB_OPT as make
@@ -33,7 +33,7 @@ gcc -std=c11 -O2 -Iinclude -Isrc $(pkg-config --cflags openblas) tests/bench/ben
 # calls in situ (it still builds and runs without the flag).
 lib_opt=${LIB_OPT:-$(sed -n 's/^LIB_OPT *?= *//p' Makefile)}
 # shellcheck disable=SC2046,SC2086
-gcc -std=c11 -O2 ${lib_opt:--O3} -Iinclude -Isrc $(pkg-config --cflags openblas) tests/bench/bench_lstm.c \
+gcc -std=c11 -O2 ${lib_opt:--O3} -Iinclude -Isrc -Isrc/core $(pkg-config --cflags openblas) tests/bench/bench_lstm.c \
     build/libaimodel.a $(pkg-config --libs openblas) -lm -Wl,--wrap=cblas_sgemm -o build/bench/bench_lstm
 
 for b in $benches; do

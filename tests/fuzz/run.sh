@@ -26,8 +26,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 for t in fuzz_deserialize fuzz_build; do
   echo "== build $out/$t"
   # shellcheck disable=SC2046
-  "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc \
-    ${FUZZ_EXTRA_CFLAGS:-} $(pkg-config --cflags openblas) src/*.c "tests/fuzz/$t.c" $(pkg-config --libs openblas) -lm \
+  "$CC" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Isrc -Isrc/core \
+    ${FUZZ_EXTRA_CFLAGS:-} $(pkg-config --cflags openblas) src/*/*.c "tests/fuzz/$t.c" $(pkg-config --libs openblas) -lm \
     -o "$out/$t"
 done
 
