@@ -125,6 +125,13 @@ typedef struct aim__layer {
     size_t scratch_per_sample; /* ... plus this many per sample of the batch */
     size_t state_per_sample;   /* floats of an initial state per sample (an LSTM's h0, c0), 0 for none */
     unsigned char dx_mode[AIM_MAX_NODE_INPUTS]; /* set by compile: AIM__DX_* per input */
+    /* compile's memory plan of this node's gradient [0] and workspace value
+     * [1]: size, lifetime [first, last] in steps, and the offset it got */
+    struct aim__live {
+        size_t size, first, last, off;
+        int placed;
+    } live[2];
+    int grad_seen; /* compile: a later layer (or a loss) already writes its gradient */
     _Alignas(max_align_t) unsigned char cfg[AIM__LAYER_CFG_BYTES];
 } aim__layer;
 

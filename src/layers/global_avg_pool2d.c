@@ -46,7 +46,7 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
     }
 }
 
-static double macs(const aim__layer *L) { return (double)L->in_size; }
+static double macs(const aim__layer *L) { return (double)L->out_size; }
 
 static void write(const aim__layer *L, aim__writer *w) {
     (void)L;

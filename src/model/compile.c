@@ -50,27 +50,28 @@ size_t aim__largest_slice(size_t batch) { return batch / 2 + batch % 2; }
  * decreasing size, each at the lowest offset where it meets no placed buffer
  * whose lifetime meets its own (greedy by size, TFLite's
  * ArenaPlanner/"GreedyBySize"). */
-typedef struct live {
-    size_t size, first, last, off;
-    int placed;
-} live;
+typedef struct aim__live live;
 
 static int meets(const live *a, const live *b) { return a->first <= b->last && b->first <= a->last; }
 
-/* Places n buffers; returns the extent (floats), or 0 with *overflow set. */
-static size_t place(live *v, size_t n, int *overflow) {
+/* Places the n layers' buffers of plan `which` (0: gradients, 1: workspace
+ * values); returns the extent (floats). The plan lives in the nodes, so
+ * compile makes one allocation only. */
+static size_t place(aim__layer *layers, size_t n, int which, int *overflow) {
     size_t extent = 0;
     for (size_t done = 0; done < n; done++) {
         size_t pick = n;
-        for (size_t i = 0; i < n; i++)
-            if (!v[i].placed && v[i].size && (pick == n || v[i].size > v[pick].size)) pick = i;
+        for (size_t i = 0; i < n; i++) {
+            const live *c = &layers[i].live[which];
+            if (!c->placed && c->size && (pick == n || c->size > layers[pick].live[which].size)) pick = i;
+        }
         if (pick == n) break; /* only empty buffers remain */
-        live *b = &v[pick];
+        live *b = &layers[pick].live[which];
         size_t off = 0;
         for (int moved = 1; moved;) { /* the lowest offset clear of every placed buffer it meets */
             moved = 0;
             for (size_t i = 0; i < n; i++) {
-                const live *o = &v[i];
+                const live *o = &layers[i].live[which];
                 if (!o->placed || !meets(o, b)) continue;
                 if (off < o->off + o->size && o->off < off + b->size) {
                     off = o->off + o->size;
@@ -166,42 +167,30 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     aim_status st = check_used(m, n_out, outs);
     if (st != AIM_OK) return st;
 
-    /* Scratch of the plan itself, freed before returning: the lifetimes of
-     * both plans, and which values have a gradient writer yet. */
-    size_t tmp_bytes, all_bytes;
-    if (!aim__mul(nl, sizeof(live), &tmp_bytes) || !aim__mul(tmp_bytes, 2, &all_bytes) ||
-        !aim__add(all_bytes, nl, &all_bytes)) {
-        aim__set_error(m->err, "compile: too many layers");
-        return AIM_ERR_OVERFLOW;
+    for (size_t i = 0; i < nl; i++) {
+        memset(m->layers[i].live, 0, sizeof m->layers[i].live);
+        m->layers[i].grad_seen = 0;
     }
-    unsigned char *planbuf = aim__alloc(&m->alloc, all_bytes);
-    if (!planbuf) {
-        aim__set_error(m->err, "compile: out of memory planning %zu layers", nl);
-        return AIM_ERR_OUT_OF_MEMORY;
-    }
-    memset(planbuf, 0, all_bytes);
-    live *gl = (live *)(void *)planbuf, *il = (live *)(void *)(planbuf + tmp_bytes);
-    unsigned char *seen = planbuf + all_bytes - nl;
 
     /* Parameter count, and how each layer hands back each input's gradient:
      * walking the backward order, the first consumer of a value writes its
      * gradient and later ones add (a model output is first written by its loss). */
     size_t n_params = 0;
     int overflow = 0;
-    unsigned char seen_in[AIM_MAX_NODE_INPUTS] = {0};
+    int seen_in[AIM_MAX_NODE_INPUTS] = {0};
     for (size_t i = 0; i < nl; i++) {
         aim__layer *L = &m->layers[i];
         size_t cnt;
         if (!aim__add(L->weight_count, L->bias_count, &cnt) || !aim__add(n_params, cnt, &n_params)) overflow = 1;
     }
-    for (size_t k = 0; k < n_out; k++) seen[outs[k]] = 1;
+    for (size_t k = 0; k < n_out; k++) m->layers[outs[k]].grad_seen = 1;
     size_t dtmp_max = 0;
     for (size_t i = nl; i-- > 0;) {
         aim__layer *L = &m->layers[i];
         size_t add_floats = 0;
         for (size_t j = 0; j < L->n_in; j++) {
             const size_t v = L->in[j];
-            unsigned char *s = aim__is_input(v) ? &seen_in[aim__input_index(v)] : &seen[v];
+            int *s = aim__is_input(v) ? &seen_in[aim__input_index(v)] : &m->layers[v].grad_seen;
             aim__shape tmp;
             const size_t size = aim__node_shape(m, v, &tmp)->size;
             if (aim__is_input(v) && !igrad) {
@@ -221,7 +210,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     /* Gradient lifetimes in backward steps: the loss is step 0, layer i's
      * backward step nl - i. A gradient is born at its first writer. */
     for (size_t v = 0; v < nl; v++) {
-        live *g = &gl[v];
+        live *g = &m->layers[v].live[0];
         int is_out = 0;
         for (size_t k = 0; k < n_out; k++) is_out |= outs[k] == v;
         size_t last_consumer = v;
@@ -234,14 +223,14 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     }
     size_t grad_naive = 0;
     for (size_t v = 0; v < nl; v++)
-        if (!aim__add(grad_naive, gl[v].size, &grad_naive)) overflow = 1;
-    const size_t grad_extent = place(gl, nl, &overflow);
+        if (!aim__add(grad_naive, m->layers[v].live[0].size, &grad_naive)) overflow = 1;
+    const size_t grad_extent = place(m->layers, nl, 0, &overflow);
 
     /* Inference lifetimes in forward steps, per sample; outputs are written
      * straight into the caller's buffers and take no room. */
     size_t infer_naive = 0;
     for (size_t v = 0; v < nl; v++) {
-        live *a = &il[v];
+        live *a = &m->layers[v].live[1];
         int is_out = 0;
         for (size_t k = 0; k < n_out; k++) is_out |= outs[k] == v;
         size_t last = v;
@@ -254,7 +243,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         if (!aim__add(infer_naive, a->size, &infer_naive)) overflow = 1;
         if (is_out) a->size = 0;
     }
-    const size_t infer_extent = place(il, nl, &overflow);
+    const size_t infer_extent = place(m->layers, nl, 1, &overflow);
 
     size_t max_scratch = 0;
     if (!aim__scratch_for(m, B, &max_scratch)) overflow = 1;
@@ -288,7 +277,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     m->n_params = 0;
     if (overflow || p.overflow || !arena_ok || !aim__mul(p.off, sizeof(float), &bytes) ||
         bytes > SIZE_MAX - AIM__ALIGN) {
-        aim__free(&m->alloc, planbuf);
         aim__set_error(m->err, "compile: memory size overflows for max_batch %zu", B);
         return AIM_ERR_OVERFLOW;
     }
@@ -296,7 +284,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         /* The pool's arenas first: a failure there leaves the model as it was. */
         st = aim__pool_reserve(m->pool, arena);
         if (st != AIM_OK) {
-            aim__free(&m->alloc, planbuf);
             aim__set_error(m->err, "compile: %s", aim_threadpool_last_error(m->pool));
             return st;
         }
@@ -304,7 +291,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     void *raw = NULL;
     float *base = aim__alloc_aligned(&m->alloc, bytes, &raw);
     if (!base) {
-        aim__free(&m->alloc, planbuf);
         aim__set_error(m->err, "compile: out of memory allocating %zu bytes", bytes);
         return AIM_ERR_OUT_OF_MEMORY;
     }
@@ -343,9 +329,9 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         m->used_states[i] = L->state_per_sample ? m->states[i] + B * L->state_per_sample : NULL;
         m->active_states[i] = NULL;
         m->state_batch[i] = 0;
-        m->dys[i] = base + o_garena + gl[i].off;
+        m->dys[i] = base + o_garena + L->live[0].off;
         m->out_of[i] = AIM__NONE;
-        m->infer_off[i] = il[i].off;
+        m->infer_off[i] = L->live[1].off;
     }
     if (!m->outputs_set) {
         m->outputs_set = 1;
@@ -359,7 +345,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     m->plan.grad_naive = grad_naive;
     m->plan.infer_planned = infer_extent;
     m->plan.infer_naive = infer_naive;
-    aim__free(&m->alloc, planbuf);
     m->n_params = n_params;
     m->max_batch = B;
     m->input_gradient = igrad;

@@ -306,32 +306,32 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
         snprintf(msg, AIM__ERR_CAP, "input count %zu is not 1 to %u", n_inputs, AIM_MAX_NODE_INPUTS);
         return AIM_ERR_CORRUPT_DATA;
     }
-    for (size_t k = 0; k < n_inputs; k++) {
-        size_t rank, dims[AIM_MAX_RANK], node;
-        if (!get_shape(r, &rank, dims)) {
+    size_t ranks[AIM_MAX_NODE_INPUTS], dims[AIM_MAX_NODE_INPUTS][AIM_MAX_RANK];
+    for (size_t k = 0; k < n_inputs; k++)
+        if (!get_shape(r, &ranks[k], dims[k])) {
             snprintf(msg, AIM__ERR_CAP, "input %zu: bad or truncated shape", k);
-            st = AIM_ERR_CORRUPT_DATA;
-            goto fail;
+            return AIM_ERR_CORRUPT_DATA;
         }
-        st = k == 0 ? aim_model_create(a, rank, dims, &m) : aim_model_add_input(m, rank, dims, &node);
+    aim_compile_config cc;
+    (void)aim_compile_config_init(&cc);
+    cc.max_batch = aim__get_size(r);
+    cc.input_gradient = aim__get_flag(r);
+    const uint32_t n_layers = aim__get_u32(r);
+    /* Each layer record takes at least 4 bytes: checked before the model exists. */
+    if (r->fail || n_layers == 0 || n_layers > (r->n - r->pos) / 4) {
+        snprintf(msg, AIM__ERR_CAP, "truncated, or a layer count of %u that the %zu remaining bytes cannot hold",
+                 (unsigned)n_layers, r->fail ? 0 : r->n - r->pos);
+        return AIM_ERR_CORRUPT_DATA;
+    }
+    for (size_t k = 0; k < n_inputs; k++) {
+        size_t node;
+        st = k == 0 ? aim_model_create(a, ranks[0], dims[0], &m) : aim_model_add_input(m, ranks[k], dims[k], &node);
         if (st != AIM_OK) {
             snprintf(msg, AIM__ERR_CAP, "input %zu: %s", k,
                      st == AIM_ERR_OUT_OF_MEMORY ? "out of memory" : "the shape is not valid");
             st = as_read_status(st);
             goto fail;
         }
-    }
-    aim_compile_config cc;
-    (void)aim_compile_config_init(&cc);
-    cc.max_batch = aim__get_size(r);
-    cc.input_gradient = aim__get_flag(r);
-    const uint32_t n_layers = aim__get_u32(r);
-    /* Each layer record takes at least 4 bytes. */
-    if (r->fail || n_layers == 0 || n_layers > (r->n - r->pos) / 4) {
-        snprintf(msg, AIM__ERR_CAP, "truncated, or a layer count of %u that the %zu remaining bytes cannot hold",
-                 (unsigned)n_layers, r->fail ? 0 : r->n - r->pos);
-        st = AIM_ERR_CORRUPT_DATA;
-        goto fail;
     }
     for (uint32_t i = 0; i < n_layers; i++) {
         const uint32_t code = aim__get_u32(r);
@@ -353,12 +353,24 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
             }
             for (size_t j = 0; j < n_in; j++) {
                 const uint64_t id = aim__get_u64(r);
+                if (r->fail) break; /* reported after the kind's record */
                 if (id & INPUT_BIT) {
                     const uint64_t k = id & ~INPUT_BIT;
-                    in[j] = k < AIM_MAX_NODE_INPUTS ? AIM_MODEL_INPUT(k) : (size_t)-1 - AIM_MAX_NODE_INPUTS;
-                } else {
+                    if (k >= n_inputs) {
+                        snprintf(msg, AIM__ERR_CAP, "layer %u (%s): input %zu reads model input %llu; the model has %zu",
+                                 (unsigned)i, ops->name, j, (unsigned long long)k, n_inputs);
+                        st = AIM_ERR_CORRUPT_DATA;
+                        goto fail;
+                    }
+                    in[j] = AIM_MODEL_INPUT(k);
+                } else if (id >= i) {
                     /* A layer reads only earlier layers: the order is topological. */
-                    in[j] = id < i ? (size_t)id : (size_t)-1 - AIM_MAX_NODE_INPUTS;
+                    snprintf(msg, AIM__ERR_CAP, "layer %u (%s): input %zu reads layer %llu; a layer reads only earlier layers",
+                             (unsigned)i, ops->name, j, (unsigned long long)id);
+                    st = AIM_ERR_CORRUPT_DATA;
+                    goto fail;
+                } else {
+                    in[j] = (size_t)id;
                 }
             }
         }
@@ -388,8 +400,14 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
         }
         for (size_t k = 0; k < n_out; k++) {
             const uint64_t id = aim__get_u64(r);
-            outs[k] = id < n_layers ? (size_t)id : (size_t)-1;
             weights[k] = aim__get_f32(r);
+            if (!r->fail && id >= n_layers) {
+                snprintf(msg, AIM__ERR_CAP, "output %zu names layer %llu; the model has %u layers", k,
+                         (unsigned long long)id, (unsigned)n_layers);
+                st = AIM_ERR_CORRUPT_DATA;
+                goto fail;
+            }
+            outs[k] = (size_t)id;
         }
         st = r->fail ? AIM_ERR_CORRUPT_DATA : aim_model_set_outputs(m, outs, weights, n_out);
         if (st != AIM_OK) {
