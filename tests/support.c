@@ -76,6 +76,68 @@ void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
 }
 
 /* ======================================================================== */
+/* A small graph model                                                      */
+/* ======================================================================== */
+
+#define G2_CALL(call)                              \
+    do {                                           \
+        st = (call);                               \
+        if (st != AIM_OK) {                        \
+            if (failed_call) *failed_call = #call; \
+            goto fail;                             \
+        }                                          \
+    } while (0)
+
+aim_status graph2_build(const aim_allocator *allocator, aim_model **out, const char **failed_call) {
+    const size_t in0[1] = {GRAPH2_IN0}, in1[1] = {GRAPH2_IN1};
+    aim_model *m = NULL;
+    aim_dense_config d;
+    aim_status st;
+    size_t input1 = 0, skip = 0, y = 0, sum = 0, side = 0, out0 = 0, out1 = 0;
+    if (!out) return AIM_ERR_INVALID_ARGUMENT;
+    G2_CALL(aim_model_create(allocator, 1, in0, &m));
+    G2_CALL(aim_model_add_input(m, 1, in1, &input1));
+    G2_CALL(aim_dense_config_init(&d, 8, AIM_ACT_RELU));
+    G2_CALL(aim_model_add_dense(m, &d));
+    G2_CALL(aim_model_last_node(m, &skip));
+    G2_CALL(aim_dense_config_init(&d, 8, AIM_ACT_TANH));
+    G2_CALL(aim_model_add_dense(m, &d));
+    G2_CALL(aim_model_last_node(m, &y));
+    {
+        const size_t nodes[2] = {y, skip};
+        G2_CALL(aim_model_add_add(m, nodes, 2));
+    }
+    G2_CALL(aim_model_last_node(m, &sum));
+    G2_CALL(aim_model_continue_from(m, input1));
+    G2_CALL(aim_dense_config_init(&d, 4, AIM_ACT_RELU));
+    G2_CALL(aim_model_add_dense(m, &d));
+    G2_CALL(aim_model_last_node(m, &side));
+    {
+        const size_t nodes[2] = {sum, side};
+        G2_CALL(aim_model_add_concat(m, nodes, 2, 0));
+    }
+    G2_CALL(aim_dense_config_init(&d, GRAPH2_OUT0, AIM_ACT_IDENTITY));
+    G2_CALL(aim_model_add_dense(m, &d));
+    G2_CALL(aim_model_last_node(m, &out0));
+    G2_CALL(aim_model_continue_from(m, sum));
+    G2_CALL(aim_dense_config_init(&d, GRAPH2_OUT1, AIM_ACT_IDENTITY));
+    G2_CALL(aim_model_add_dense(m, &d));
+    G2_CALL(aim_model_last_node(m, &out1));
+    {
+        const size_t nodes[2] = {out0, out1};
+        const float weights[2] = {1.0f, GRAPH2_W1};
+        G2_CALL(aim_model_set_outputs(m, nodes, weights, 2));
+    }
+    *out = m;
+    return AIM_OK;
+fail:
+    aim_model_free(m);
+    return st;
+}
+
+#undef G2_CALL
+
+/* ======================================================================== */
 /* Central-difference gradient checks                                       */
 /* ======================================================================== */
 
@@ -231,11 +293,12 @@ static double gc_objective(void *ctx) {
     aim_status st;
     switch (c->obj) {
     case GRADCHECK_WEIGHTED_SUM: {
-        if ((st = aim_model_forward(c->m, AIM_MODE_INFERENCE, c->x, c->batch)) != AIM_OK)
+        if ((st = aim_model_forward(c->m, AIM_MODE_INFERENCE, c->x, c->batch * c->in, c->batch)) != AIM_OK)
             return gc_objective_fail(o, "aim_model_forward(AIM_MODE_INFERENCE)", st);
         const float *y = NULL;
         size_t count = 0;
-        if ((st = aim_model_output(c->m, &y, &count)) != AIM_OK) return gc_objective_fail(o, "aim_model_output", st);
+        if ((st = aim_model_output(c->m, 0, &y, &count)) != AIM_OK)
+            return gc_objective_fail(o, "aim_model_output", st);
         if (count != c->batch * c->out) {
             if (!o->failed)
                 snprintf(o->why, sizeof o->why, "aim_model_output gives %zu values, expected %zu", count,
@@ -248,15 +311,15 @@ static double gc_objective(void *ctx) {
         return sum;
     }
     case GRADCHECK_LOSS:
-        if ((st = aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch)) != AIM_OK)
+        if ((st = aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch * c->in, c->batch)) != AIM_OK)
             return gc_objective_fail(o, "aim_model_forward(AIM_MODE_TRAIN)", st);
-        if ((st = aim_model_loss(c->m, c->loss, c->targets, c->batch, &loss)) != AIM_OK)
+        if ((st = aim_model_loss(c->m, 0, c->loss, c->targets, c->batch * c->out, &loss)) != AIM_OK)
             return gc_objective_fail(o, "aim_model_loss", st);
         return (double)loss;
     case GRADCHECK_LOSS_SPARSE:
-        if ((st = aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch)) != AIM_OK)
+        if ((st = aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch * c->in, c->batch)) != AIM_OK)
             return gc_objective_fail(o, "aim_model_forward(AIM_MODE_TRAIN)", st);
-        if ((st = aim_model_loss_sparse(c->m, c->labels, c->batch, &loss)) != AIM_OK)
+        if ((st = aim_model_loss_sparse(c->m, 0, c->labels, c->batch, &loss)) != AIM_OK)
             return gc_objective_fail(o, "aim_model_loss_sparse", st);
         return (double)loss;
     }
@@ -276,18 +339,18 @@ int gradcheck_analytic(const gradcheck_case *c, float *ap, size_t count, float *
     memcpy(x_before, c->x, nx * sizeof *x_before);
     if (ny) memcpy(r_before, c->r, ny * sizeof *r_before);
     GC_CALL(aim_model_zero_grad(c->m));
-    GC_CALL(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, c->batch));
+    GC_CALL(aim_model_forward(c->m, AIM_MODE_TRAIN, c->x, nx, c->batch));
     switch (c->obj) {
     case GRADCHECK_WEIGHTED_SUM:
-        GC_CALL(aim_model_backward(c->m, c->r));
+        GC_CALL(aim_model_backward(c->m, c->r, ny));
         break;
     case GRADCHECK_LOSS:
-        GC_CALL(aim_model_loss(c->m, c->loss, c->targets, c->batch, &loss));
-        GC_CALL(aim_model_backward(c->m, NULL));
+        GC_CALL(aim_model_loss(c->m, 0, c->loss, c->targets, c->batch * c->out, &loss));
+        GC_CALL(aim_model_backward(c->m, NULL, 0));
         break;
     case GRADCHECK_LOSS_SPARSE:
-        GC_CALL(aim_model_loss_sparse(c->m, c->labels, c->batch, &loss));
-        GC_CALL(aim_model_backward(c->m, NULL));
+        GC_CALL(aim_model_loss_sparse(c->m, 0, c->labels, c->batch, &loss));
+        GC_CALL(aim_model_backward(c->m, NULL, 0));
         break;
     default:
         GC_REQUIRE(0, "unknown objective %d", (int)c->obj);
@@ -298,8 +361,10 @@ int gradcheck_analytic(const gradcheck_case *c, float *ap, size_t count, float *
     GC_REQUIRE(gcount == count, "aim_model_gradients gives %zu values, expected %zu", gcount, count);
     memcpy(ap, g, count * sizeof *ap);
     const float *ig = NULL;
-    GC_CALL(aim_model_input_gradient(c->m, &ig));
+    size_t igcount = 0;
+    GC_CALL(aim_model_input_gradient(c->m, 0, &ig, &igcount));
     GC_REQUIRE(ig != NULL, "aim_model_input_gradient gives NULL");
+    GC_REQUIRE(igcount == nx, "aim_model_input_gradient gives %zu values, expected %zu", igcount, nx);
     memcpy(ax, ig, nx * sizeof *ax);
     GC_REQUIRE(memcmp(x_before, c->x, nx * sizeof *x_before) == 0, "forward or backward changed the input");
     GC_REQUIRE(ny == 0 || memcmp(r_before, c->r, ny * sizeof *r_before) == 0,

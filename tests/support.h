@@ -1,6 +1,7 @@
 /* Shared helpers of the cmocka suite: allocators that count and fail,
- * comparisons with a relative tolerance, deterministic random fills, the
- * central-difference gradient checker and the golden-value comparisons.
+ * comparisons with a relative tolerance, deterministic random fills, a small
+ * two-input, two-output graph model, the central-difference gradient checker
+ * and the golden-value comparisons.
  * support.c does not call cmocka (tests/mpi/test_mpi.c links it without). */
 #ifndef AIM_TEST_SUPPORT_H
 #define AIM_TEST_SUPPORT_H
@@ -41,6 +42,36 @@ double max_rel_error(const float *a, const float *b, size_t n, double floor, siz
 /* Fills with uniform values in [lo, hi) from a small local generator seeded
  * by `seed` (independent of the library's RNG). */
 void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+
+/* ======================================================================== */
+/* A small graph model (test_alloc.c, test_threads.c, test_determinism.c,   */
+/* test_bad_input.c)                                                        */
+/* ======================================================================== */
+
+/* Two inputs, two outputs, a residual add and a concat:
+ *   input 0 (GRAPH2_IN0 features)        input 1 (GRAPH2_IN1 features)
+ *   L0 = dense 8 relu (input 0)
+ *   L1 = dense 8 tanh (L0)
+ *   L2 = add(L1, L0)                     (the residual connection)
+ *   L3 = dense 4 relu (input 1)
+ *   L4 = concat(L2, L3) on axis 0        (12 features)
+ *   L5 = dense GRAPH2_OUT0 (L4)          output 0 (class logits), loss weight 1
+ *   L6 = dense GRAPH2_OUT1 (L2)          output 1 (regression), loss weight GRAPH2_W1
+ * L2 feeds two layers, so its gradient is a sum. */
+#define GRAPH2_IN0 6
+#define GRAPH2_IN1 3
+#define GRAPH2_OUT0 4
+#define GRAPH2_OUT1 2
+#define GRAPH2_LAYERS 7
+#define GRAPH2_W1 0.5f
+#define GRAPH2_PARAMS                                                                  \
+    (GRAPH2_IN0 * 8 + 8 + 8 * 8 + 8 + GRAPH2_IN1 * 4 + 4 + 12 * GRAPH2_OUT0 + GRAPH2_OUT0 + \
+     8 * GRAPH2_OUT1 + GRAPH2_OUT1)
+
+/* Builds it (not compiled) into *out. On failure returns the status, names
+ * the call that failed in *failed_call (when not NULL), frees what it built
+ * and leaves *out alone. */
+aim_status graph2_build(const aim_allocator *allocator, aim_model **out, const char **failed_call);
 
 /* ======================================================================== */
 /* Central-difference gradient checks (test_gradcheck.c, test_conv.c,       */
@@ -129,11 +160,14 @@ void gradcheck_numeric(float *v, size_t n, double h, gradcheck_fn f, void *ctx, 
 
 /* A model case: the objective L whose gradients are checked. */
 typedef enum gradcheck_objective {
-    GRADCHECK_WEIGHTED_SUM, /* L = sum(output * r), inference forward; aim_model_backward(m, r) */
-    GRADCHECK_LOSS,         /* L = aim_model_loss(loss, targets), train forward; backward(m, NULL) */
-    GRADCHECK_LOSS_SPARSE   /* L = aim_model_loss_sparse(labels), train forward; backward(m, NULL) */
+    GRADCHECK_WEIGHTED_SUM, /* L = sum(output * r), inference forward; aim_model_backward(m, r, batch * out) */
+    GRADCHECK_LOSS,         /* L = aim_model_loss(m, 0, loss, targets, ...), train forward; backward(m, NULL, 0) */
+    GRADCHECK_LOSS_SPARSE   /* L = aim_model_loss_sparse(m, 0, labels, batch), train forward; backward(m, NULL, 0) */
 } gradcheck_objective;
 
+/* A one-input, one-output model: every count passed to the library is the
+ * one these fields give (x holds batch * in floats, r and targets batch * out,
+ * labels batch). */
 typedef struct gradcheck_case {
     aim_model *m;           /* compiled with input_gradient */
     float *x;               /* (batch, in), perturbed in place and restored */

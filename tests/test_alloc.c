@@ -4,7 +4,8 @@
  * allocates nothing once the model is compiled.
  *
  * The failing allocator (tests/support.c) fails its k-th call. Each scenario
- * below (dense, convolutional and LSTM models) makes the same allocator calls
+ * below (dense, convolutional, LSTM and graph models: two inputs, a residual
+ * add, a concat, two weighted outputs) makes the same allocator calls
  * in the same order on every run, so for every k below the number of calls of
  * a clean run exactly one call fails.
  */
@@ -118,15 +119,18 @@ static int scenario(test_alloc *ta, int retry, size_t extra_layers, objects *o, 
     for (int step = 0; step < 2; step++) {
         float loss = 0;
         const float *g = NULL;
+        size_t gn = 0;
         STEP(aim_model_zero_grad(o->model));
-        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, aim_tensor_data(o->x), BATCH));
-        STEP(aim_model_loss_sparse(o->model, o->labels, BATCH, &loss));
-        STEP(aim_model_backward(o->model, NULL));
-        STEP(aim_model_input_gradient(o->model, &g));
+        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, aim_tensor_data(o->x), aim_tensor_size(o->x), BATCH));
+        STEP(aim_model_loss_sparse(o->model, 0, o->labels, ARRAY_LEN(o->labels), &loss));
+        STEP(aim_model_backward(o->model, NULL, 0));
+        STEP(aim_model_input_gradient(o->model, 0, &g, &gn));
+        assert_int_equal(gn, BATCH * IN);
         STEP(aim_optimizer_step_model(step == 0 ? o->adam : o->sgd, o->model, 0.01f));
         assert_true(isfinite(loss));
     }
-    STEP(aim_model_predict(o->model, o->ws, aim_tensor_data(o->x), BATCH, o->out));
+    STEP(aim_model_predict(o->model, o->ws, aim_tensor_data(o->x), aim_tensor_size(o->x), BATCH, o->out,
+                           ARRAY_LEN(o->out)));
     assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
     memcpy(o->params, p, o->nparams * sizeof *p);
     return 0;
@@ -267,7 +271,7 @@ static void test_compile_out_of_memory_then_compile_again(void **state) {
         size_t qn = 0, bytes = 0;
         assert_int_equal(aim_model_parameters(m, &q, &qn), AIM_ERR_INVALID_STATE);
         assert_int_equal(aim_model_memory_size(m, &bytes), AIM_ERR_INVALID_STATE);
-        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, 1), AIM_ERR_INVALID_STATE);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, IN, 1), AIM_ERR_INVALID_STATE);
         assert_int_equal(aim_model_layer_count(m), 3);
         assert_int_equal(aim_model_output_size(m), OUT);
         /* Compile again with memory available: same weights as a clean run. */
@@ -283,9 +287,9 @@ static void test_compile_out_of_memory_then_compile_again(void **state) {
         for (int s = 0; s < 30; s++) {
             float l = 0;
             assert_int_equal(aim_model_zero_grad(m), AIM_OK);
-            assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, BATCH), AIM_OK);
-            assert_int_equal(aim_model_loss_sparse(m, labels, BATCH, &l), AIM_OK);
-            assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
+            assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), BATCH), AIM_OK);
+            assert_int_equal(aim_model_loss_sparse(m, 0, labels, ARRAY_LEN(labels), &l), AIM_OK);
+            assert_int_equal(aim_model_backward(m, NULL, 0), AIM_OK);
             assert_int_equal(aim_optimizer_step_model(opt, m, 0.1f), AIM_OK);
             if (s == 0) first = l;
             last = l;
@@ -334,23 +338,26 @@ static void test_training_and_predict_allocate_nothing(void **state) {
         const float *ig = NULL, *o = NULL;
         size_t cnt = 0, off = 0, wc = 0, bc = 0, bytes = 0;
         size_t batch = (size_t)(s % BATCH) + 1; /* every batch size up to max_batch */
+        /* the first `batch` samples of x and labels: batch * IN floats, batch labels */
         assert_int_equal(aim_model_zero_grad(m), AIM_OK);
-        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, batch), AIM_OK);
-        assert_int_equal(aim_model_output(m, &o, &cnt), AIM_OK);
-        assert_int_equal(aim_model_loss_sparse(m, labels, batch, &l), AIM_OK);
-        assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
-        assert_int_equal(aim_model_input_gradient(m, &ig), AIM_OK);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, batch * IN, batch), AIM_OK);
+        assert_int_equal(aim_model_output(m, 0, &o, &cnt), AIM_OK);
+        assert_int_equal(cnt, batch * OUT);
+        assert_int_equal(aim_model_loss_sparse(m, 0, labels, batch, &l), AIM_OK);
+        assert_int_equal(aim_model_backward(m, NULL, 0), AIM_OK);
+        assert_int_equal(aim_model_input_gradient(m, 0, &ig, &cnt), AIM_OK);
+        assert_int_equal(cnt, batch * IN);
         assert_int_equal(aim_model_gradients(m, &g, &cnt), AIM_OK);
         assert_int_equal(aim_clip_grad_norm(g, cnt, 5.0f, NULL), AIM_OK);
         assert_int_equal(aim_optimizer_step_model(s % 2 ? adam : sgd, m, 0.01f), AIM_OK);
         assert_int_equal(aim_model_layer_parameters(m, 0, &off, &wc, &bc), AIM_OK);
         assert_int_equal(aim_model_memory_size(m, &bytes), AIM_OK);
-        assert_int_equal(aim_model_forward(m, AIM_MODE_INFERENCE, x, batch), AIM_OK);
+        assert_int_equal(aim_model_forward(m, AIM_MODE_INFERENCE, x, batch * IN, batch), AIM_OK);
         assert_true(isfinite(l));
     }
     for (int s = 0; s < 50; s++) {
         size_t batch = (size_t)(s % BATCH) + 1;
-        assert_int_equal(aim_model_predict(m, ws, x, batch, out), AIM_OK);
+        assert_int_equal(aim_model_predict(m, ws, x, batch * IN, batch, out, batch * OUT), AIM_OK);
     }
     /* The raw optimizer step on the model's buffers too. */
     assert_int_equal(aim_model_gradients(m, &g, &n), AIM_OK);
@@ -402,9 +409,9 @@ static void test_float_losses_allocate_nothing(void **state) {
         for (int s = 0; s < 10; s++) {
             float l = 0;
             assert_int_equal(aim_model_zero_grad(m), AIM_OK);
-            assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, BATCH), AIM_OK);
-            assert_int_equal(aim_model_loss(m, kinds[k], targets, BATCH, &l), AIM_OK);
-            assert_int_equal(aim_model_backward(m, NULL), AIM_OK);
+            assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, ARRAY_LEN(x), BATCH), AIM_OK);
+            assert_int_equal(aim_model_loss(m, 0, kinds[k], targets, ARRAY_LEN(targets), &l), AIM_OK);
+            assert_int_equal(aim_model_backward(m, NULL, 0), AIM_OK);
             assert_int_equal(aim_optimizer_step_model(opt, m, 0.01f), AIM_OK);
             assert_true(isfinite(l));
         }
@@ -498,13 +505,13 @@ static int cnn_scenario(test_alloc *ta, int retry, int variant, cnn_objects *o, 
     for (int step = 0; step < 2; step++) {
         float loss = 0;
         STEP(aim_model_zero_grad(o->model));
-        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, x, BATCH));
-        STEP(aim_model_loss_sparse(o->model, labels, BATCH, &loss));
-        STEP(aim_model_backward(o->model, NULL));
+        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, x, ARRAY_LEN(x), BATCH));
+        STEP(aim_model_loss_sparse(o->model, 0, labels, ARRAY_LEN(labels), &loss));
+        STEP(aim_model_backward(o->model, NULL, 0));
         STEP(aim_optimizer_step_model(o->opt, o->model, 0.01f));
         assert_true(isfinite(loss));
     }
-    STEP(aim_model_predict(o->model, o->ws, x, BATCH, o->out));
+    STEP(aim_model_predict(o->model, o->ws, x, ARRAY_LEN(x), BATCH, o->out, ARRAY_LEN(o->out)));
     assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
     memcpy(o->params, p, o->nparams * sizeof *p);
     return 0;
@@ -564,14 +571,16 @@ static void test_cnn_training_allocates_nothing(void **state) {
         for (int s = 0; s < 50; s++) {
             float l = 0;
             const float *ig = NULL;
-            size_t batch = (size_t)(s % BATCH) + 1;
+            size_t ign = 0;
+            size_t batch = (size_t)(s % BATCH) + 1; /* the first `batch` samples of x, labels and out */
             assert_int_equal(aim_model_zero_grad(o.model), AIM_OK);
-            assert_int_equal(aim_model_forward(o.model, AIM_MODE_TRAIN, x, batch), AIM_OK);
-            assert_int_equal(aim_model_loss_sparse(o.model, labels, batch, &l), AIM_OK);
-            assert_int_equal(aim_model_backward(o.model, NULL), AIM_OK);
-            assert_int_equal(aim_model_input_gradient(o.model, &ig), AIM_OK);
+            assert_int_equal(aim_model_forward(o.model, AIM_MODE_TRAIN, x, batch * IMG, batch), AIM_OK);
+            assert_int_equal(aim_model_loss_sparse(o.model, 0, labels, batch, &l), AIM_OK);
+            assert_int_equal(aim_model_backward(o.model, NULL, 0), AIM_OK);
+            assert_int_equal(aim_model_input_gradient(o.model, 0, &ig, &ign), AIM_OK);
+            assert_int_equal(ign, batch * IMG);
             assert_int_equal(aim_optimizer_step_model(o.opt, o.model, 0.01f), AIM_OK);
-            assert_int_equal(aim_model_predict(o.model, o.ws, x, batch, out), AIM_OK);
+            assert_int_equal(aim_model_predict(o.model, o.ws, x, batch * IMG, batch, out, batch * OUT), AIM_OK);
             assert_true(isfinite(l));
         }
         if (ta.calls != calls) fail_msg("variant %d: %ld allocator calls in 50 steps", variant, ta.calls - calls);
@@ -651,23 +660,25 @@ static int lstm_scenario(test_alloc *ta, int retry, int variant, lstm_objects *o
     for (int step = 0; step < 2; step++) {
         float loss = 0;
         const float *g = NULL;
+        size_t gn = 0;
         if (variant == 0) {
-            STEP(aim_model_lstm_set_state(o->model, 0, o->h, o->c, BATCH));
-            STEP(aim_model_lstm_set_state(o->model, 1, o->h2, o->c2, BATCH));
+            STEP(aim_model_lstm_set_state(o->model, 0, o->h, ARRAY_LEN(o->h), o->c, ARRAY_LEN(o->c), BATCH));
+            STEP(aim_model_lstm_set_state(o->model, 1, o->h2, ARRAY_LEN(o->h2), o->c2, ARRAY_LEN(o->c2), BATCH));
         }
         STEP(aim_model_zero_grad(o->model));
-        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, x, BATCH));
-        STEP(aim_model_loss_sparse(o->model, labels, BATCH, &loss));
-        STEP(aim_model_backward(o->model, NULL));
-        STEP(aim_model_input_gradient(o->model, &g));
+        STEP(aim_model_forward(o->model, AIM_MODE_TRAIN, x, ARRAY_LEN(x), BATCH));
+        STEP(aim_model_loss_sparse(o->model, 0, labels, ARRAY_LEN(labels), &loss));
+        STEP(aim_model_backward(o->model, NULL, 0));
+        STEP(aim_model_input_gradient(o->model, 0, &g, &gn));
+        assert_int_equal(gn, ARRAY_LEN(x));
         STEP(aim_optimizer_step_model(o->opt, o->model, 0.01f));
         if (variant == 0) {
-            STEP(aim_model_lstm_final_state(o->model, 0, o->h, o->c, BATCH));
-            STEP(aim_model_lstm_final_state(o->model, 1, o->h2, o->c2, BATCH));
+            STEP(aim_model_lstm_final_state(o->model, 0, o->h, ARRAY_LEN(o->h), o->c, ARRAY_LEN(o->c), BATCH));
+            STEP(aim_model_lstm_final_state(o->model, 1, o->h2, ARRAY_LEN(o->h2), o->c2, ARRAY_LEN(o->c2), BATCH));
         }
         assert_true(isfinite(loss));
     }
-    STEP(aim_model_predict(o->model, o->ws, x, BATCH, o->out));
+    STEP(aim_model_predict(o->model, o->ws, x, ARRAY_LEN(x), BATCH, o->out, ARRAY_LEN(o->out)));
     assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
     memcpy(o->params, p, o->nparams * sizeof *p);
     return 0;
@@ -736,23 +747,27 @@ static void test_lstm_training_allocates_nothing(void **state) {
         for (int s = 0; s < 50; s++) {
             float l = 0;
             const float *ig = NULL;
+            size_t ign = 0;
             size_t batch = (size_t)(s % BATCH) + 1; /* every batch size up to max_batch */
+            /* the states of `batch` sequences: [2, batch, H] and [1, batch, H2] floats */
+            const size_t st1 = 2 * batch * LSTM_H, st2 = batch * LSTM_H2;
             if (variant == 0) { /* states for this batch (their values: the last ones, any batch) */
-                assert_int_equal(aim_model_lstm_set_state(o.model, 0, o.h, o.c, batch), AIM_OK);
-                assert_int_equal(aim_model_lstm_set_state(o.model, 1, o.h2, o.c2, batch), AIM_OK);
+                assert_int_equal(aim_model_lstm_set_state(o.model, 0, o.h, st1, o.c, st1, batch), AIM_OK);
+                assert_int_equal(aim_model_lstm_set_state(o.model, 1, o.h2, st2, o.c2, st2, batch), AIM_OK);
             }
             assert_int_equal(aim_model_zero_grad(o.model), AIM_OK);
-            assert_int_equal(aim_model_forward(o.model, AIM_MODE_TRAIN, x, batch), AIM_OK);
-            assert_int_equal(aim_model_loss_sparse(o.model, labels, batch, &l), AIM_OK);
-            assert_int_equal(aim_model_backward(o.model, NULL), AIM_OK);
-            assert_int_equal(aim_model_input_gradient(o.model, &ig), AIM_OK);
+            assert_int_equal(aim_model_forward(o.model, AIM_MODE_TRAIN, x, batch * SEQ, batch), AIM_OK);
+            assert_int_equal(aim_model_loss_sparse(o.model, 0, labels, batch, &l), AIM_OK);
+            assert_int_equal(aim_model_backward(o.model, NULL, 0), AIM_OK);
+            assert_int_equal(aim_model_input_gradient(o.model, 0, &ig, &ign), AIM_OK);
+            assert_int_equal(ign, batch * SEQ);
             assert_int_equal(aim_optimizer_step_model(o.opt, o.model, 0.01f), AIM_OK);
             if (variant == 0) {
-                assert_int_equal(aim_model_lstm_final_state(o.model, 0, o.h, o.c, batch), AIM_OK);
-                assert_int_equal(aim_model_lstm_final_state(o.model, 1, o.h2, o.c2, batch), AIM_OK);
+                assert_int_equal(aim_model_lstm_final_state(o.model, 0, o.h, st1, o.c, st1, batch), AIM_OK);
+                assert_int_equal(aim_model_lstm_final_state(o.model, 1, o.h2, st2, o.c2, st2, batch), AIM_OK);
             }
-            assert_int_equal(aim_model_forward(o.model, AIM_MODE_INFERENCE, x, batch), AIM_OK);
-            assert_int_equal(aim_model_predict(o.model, o.ws, x, batch, out), AIM_OK);
+            assert_int_equal(aim_model_forward(o.model, AIM_MODE_INFERENCE, x, batch * SEQ, batch), AIM_OK);
+            assert_int_equal(aim_model_predict(o.model, o.ws, x, batch * SEQ, batch, out, batch * OUT), AIM_OK);
             assert_true(isfinite(l));
         }
         if (ta.calls != calls) fail_msg("variant %d: %ld allocator calls in 50 LSTM steps", variant, ta.calls - calls);
@@ -760,6 +775,248 @@ static void test_lstm_training_allocates_nothing(void **state) {
         free_lstm(&o);
         assert_int_equal(ta.live, 0);
     }
+}
+
+/* ------------------------------------------------------------------------- */
+/* The same for a graph model                                                */
+/* ------------------------------------------------------------------------- */
+
+#define G_IN0 10
+#define G_IN1 4
+#define G_OUT0 3
+#define G_OUT1 2
+
+typedef struct graph_objects {
+    aim_model *model;
+    aim_optimizer *opt;
+    aim_workspace *ws;
+    float params[2048];
+    size_t nparams;
+    float out0[BATCH * G_OUT0], out1[BATCH * G_OUT1];
+    float ig1[BATCH * G_IN1]; /* input 1's gradient after the last step */
+} graph_objects;
+
+static void free_graph(graph_objects *o) {
+    aim_workspace_free(o->ws);
+    aim_optimizer_free(o->opt);
+    aim_model_free(o->model);
+    o->ws = NULL;
+    o->opt = NULL;
+    o->model = NULL;
+}
+
+/* Two inputs, a residual add, a concat that also takes input 1 itself, two
+ * weighted outputs:
+ *   L0 = dense 8 relu (input 0)   L1 = dense 8 tanh   L2 = dense 8
+ *   L3 = add(L2, L0)              L4 = relu
+ *   then `extra` more residual blocks x + dense 8 tanh (x) (two layers each),
+ *   enough for the layer list to grow (and its reallocation fail) more than once
+ *   L5 = dense 8 relu (input 1)
+ *   L6 = concat(last block, L5, input 1) on axis 0 (20)
+ *   L7 = dense G_OUT0 (L6): output 0, weight 1, softmax cross-entropy
+ *   L8 = dense G_OUT1 (L3): output 1, weight 0.25, MSE
+ * (L5 to L8 numbered without the extra blocks), then Adam, a workspace, two
+ * training steps and a predict_multi. */
+static int graph_scenario(test_alloc *ta, int retry, size_t extra, graph_objects *o, const char **failed_call) {
+    const aim_allocator *al = &ta->allocator;
+    const size_t in0_dims[1] = {G_IN0}, in1_dims[1] = {G_IN1};
+    aim_dense_config relu8, tanh8, lin8, head0, head1;
+    aim_compile_config cc;
+    size_t input1 = 0, skip = 0, y = 0, sum = 0, block = 0, side = 0, out0 = 0, out1 = 0;
+    float x0[BATCH * G_IN0], x1[BATCH * G_IN1], targets[BATCH * G_OUT1], *p = NULL;
+    int32_t labels[BATCH];
+    fill_uniform(x0, ARRAY_LEN(x0), 21, -1.0f, 1.0f);
+    fill_uniform(x1, ARRAY_LEN(x1), 22, -1.0f, 1.0f);
+    fill_uniform(targets, ARRAY_LEN(targets), 23, -1.0f, 1.0f);
+    for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)(i % G_OUT0);
+    const float *const inputs[2] = {x0, x1};
+    const size_t in_counts[2] = {ARRAY_LEN(x0), ARRAY_LEN(x1)};
+    float *const outputs[2] = {o->out0, o->out1};
+    const size_t out_counts[2] = {ARRAY_LEN(o->out0), ARRAY_LEN(o->out1)};
+
+    assert_int_equal(aim_dense_config_init(&relu8, 8, AIM_ACT_RELU), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&tanh8, 8, AIM_ACT_TANH), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&lin8, 8, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&head0, G_OUT0, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_dense_config_init(&head1, G_OUT1, AIM_ACT_IDENTITY), AIM_OK);
+    assert_int_equal(aim_compile_config_init(&cc), AIM_OK);
+    cc.max_batch = BATCH;
+    cc.seed = 8;
+    cc.input_gradient = 1;
+
+    STEP(aim_model_create(al, 1, in0_dims, &o->model));
+    STEP(aim_model_add_input(o->model, 1, in1_dims, &input1));
+    STEP(aim_model_add_dense(o->model, &relu8));
+    STEP(aim_model_last_node(o->model, &skip));
+    STEP(aim_model_add_dense(o->model, &tanh8));
+    STEP(aim_model_add_dense(o->model, &lin8));
+    STEP(aim_model_last_node(o->model, &y));
+    const size_t residual[2] = {y, skip};
+    STEP(aim_model_add_add(o->model, residual, ARRAY_LEN(residual)));
+    STEP(aim_model_last_node(o->model, &sum));
+    STEP(aim_model_add_activation(o->model, AIM_ACT_RELU, 0.0f));
+    STEP(aim_model_last_node(o->model, &block));
+    for (size_t i = 0; i < extra; i++) {
+        size_t x = 0, fx = 0;
+        STEP(aim_model_last_node(o->model, &x));
+        STEP(aim_model_add_dense(o->model, &tanh8));
+        STEP(aim_model_last_node(o->model, &fx));
+        const size_t more[2] = {fx, x};
+        STEP(aim_model_add_add(o->model, more, ARRAY_LEN(more)));
+        STEP(aim_model_last_node(o->model, &block));
+    }
+    STEP(aim_model_continue_from(o->model, input1));
+    STEP(aim_model_add_dense(o->model, &relu8));
+    STEP(aim_model_last_node(o->model, &side));
+    const size_t parts[3] = {block, side, input1};
+    STEP(aim_model_add_concat(o->model, parts, ARRAY_LEN(parts), 0));
+    STEP(aim_model_add_dense(o->model, &head0));
+    STEP(aim_model_last_node(o->model, &out0));
+    STEP(aim_model_continue_from(o->model, sum));
+    STEP(aim_model_add_dense(o->model, &head1));
+    STEP(aim_model_last_node(o->model, &out1));
+    const size_t outs[2] = {out0, out1};
+    const float weights[2] = {1.0f, 0.25f};
+    STEP(aim_model_set_outputs(o->model, outs, weights, ARRAY_LEN(outs)));
+    STEP(aim_model_compile(o->model, &cc));
+    assert_int_equal(aim_model_layer_count(o->model), 9 + 2 * extra);
+    assert_int_equal(aim_model_input_count(o->model), 2);
+    assert_int_equal(aim_model_output_count(o->model), 2);
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    assert_int_equal(o->nparams, (size_t)(G_IN0 * 8 + 8 + (2 + extra) * (8 * 8 + 8) + G_IN1 * 8 + 8 + 20 * G_OUT0 +
+                                          G_OUT0 + 8 * G_OUT1 + G_OUT1));
+    STEP(aim_adam_create(al, NULL, o->nparams, &o->opt));
+    STEP(aim_workspace_create(o->model, al, BATCH, &o->ws));
+    for (int step = 0; step < 2; step++) {
+        float l0 = 0, l1 = 0;
+        const float *g = NULL;
+        size_t gn = 0;
+        STEP(aim_model_zero_grad(o->model));
+        STEP(aim_model_forward_multi(o->model, AIM_MODE_TRAIN, inputs, in_counts, ARRAY_LEN(inputs), BATCH));
+        STEP(aim_model_loss_sparse(o->model, 0, labels, ARRAY_LEN(labels), &l0));
+        STEP(aim_model_loss(o->model, 1, AIM_LOSS_MSE, targets, ARRAY_LEN(targets), &l1));
+        STEP(aim_model_backward(o->model, NULL, 0));
+        STEP(aim_model_input_gradient(o->model, 0, &g, &gn));
+        assert_int_equal(gn, ARRAY_LEN(x0));
+        STEP(aim_model_input_gradient(o->model, 1, &g, &gn));
+        assert_int_equal(gn, ARRAY_LEN(x1));
+        memcpy(o->ig1, g, sizeof o->ig1);
+        STEP(aim_optimizer_step_model(o->opt, o->model, 0.01f));
+        assert_true(isfinite(l0) && isfinite(l1));
+    }
+    STEP(aim_model_predict_multi(o->model, o->ws, inputs, in_counts, ARRAY_LEN(inputs), BATCH, outputs, out_counts,
+                                 ARRAY_LEN(outputs)));
+    assert_int_equal(aim_model_parameters(o->model, &p, &o->nparams), AIM_OK);
+    memcpy(o->params, p, o->nparams * sizeof *p);
+    return 0;
+}
+
+static void test_graph_allocation_failures(void **state) {
+    (void)state;
+    for (int run = 0; run < 4; run++) {
+        const int retry = run % 2;
+        const size_t extra = run < 2 ? 0 : 20;
+        test_alloc ta;
+        graph_objects ref, o;
+        const char *failed = NULL;
+        memset(&ref, 0, sizeof ref);
+        test_alloc_init(&ta, -1);
+        assert_int_equal(graph_scenario(&ta, 0, extra, &ref, &failed), 0);
+        long total = ta.calls;
+        free_graph(&ref);
+        assert_int_equal(ta.live, 0);
+        assert_int_equal(ta.failures, 0);
+        assert_true(total >= 5);
+        if (retry == 0) print_message("graph with %zu extra blocks: %ld allocator calls\n", extra, total);
+        long k, failing_ks = 0;
+        for (k = 0; k < MAX_K; k++) {
+            memset(&o, 0, sizeof o);
+            failed = NULL;
+            test_alloc_init(&ta, k);
+            int stopped = graph_scenario(&ta, retry, extra, &o, &failed);
+            if (k < total) {
+                /* The k-th call exists, so it failed, and was reported as AIM_ERR_OUT_OF_MEMORY (STEP). */
+                if (ta.failures != 1)
+                    fail_msg("graph (%zu extra) k=%ld: allocator failures %ld, expected 1", extra, k, ta.failures);
+                assert_non_null(failed);
+                failing_ks++;
+            } else {
+                assert_int_equal(ta.failures, 0);
+            }
+            if (retry) {
+                /* Retried, the failed call leaves everything as if it never failed. */
+                assert_int_equal(stopped, 0);
+                assert_int_equal(o.nparams, ref.nparams);
+                if (memcmp(o.params, ref.params, ref.nparams * sizeof(float)) != 0)
+                    fail_msg("graph (%zu extra) k=%ld: weights differ after retrying %s", extra, k, failed);
+                assert_memory_equal(o.out0, ref.out0, sizeof ref.out0);
+                assert_memory_equal(o.out1, ref.out1, sizeof ref.out1);
+                assert_memory_equal(o.ig1, ref.ig1, sizeof ref.ig1);
+            } else if (k < total) {
+                assert_int_equal(stopped, 1);
+            }
+            free_graph(&o);
+            if (ta.live != 0)
+                fail_msg("graph (%zu extra) k=%ld (%s failed): %ld blocks leaked", extra, k, failed ? failed : "-",
+                         ta.live);
+            if (ta.failures == 0) break;
+        }
+        assert_int_equal(k, total);
+        assert_int_equal(failing_ks, total);
+    }
+}
+
+static void test_graph_training_allocates_nothing(void **state) {
+    (void)state;
+    test_alloc ta;
+    graph_objects o;
+    const char *failed = NULL;
+    float x0[BATCH * G_IN0], x1[BATCH * G_IN1], targets[BATCH * G_OUT1], grad1[BATCH * G_OUT1];
+    float out0[BATCH * G_OUT0], out1[BATCH * G_OUT1];
+    int32_t labels[BATCH];
+    memset(&o, 0, sizeof o);
+    test_alloc_init(&ta, -1);
+    assert_int_equal(graph_scenario(&ta, 0, 3, &o, &failed), 0);
+    fill_uniform(x0, ARRAY_LEN(x0), 24, -1.0f, 1.0f);
+    fill_uniform(x1, ARRAY_LEN(x1), 25, -1.0f, 1.0f);
+    fill_uniform(targets, ARRAY_LEN(targets), 26, -1.0f, 1.0f);
+    fill_uniform(grad1, ARRAY_LEN(grad1), 27, -0.1f, 0.1f);
+    for (size_t i = 0; i < BATCH; i++) labels[i] = (int32_t)((i * 5) % G_OUT0);
+    long calls = ta.calls, live = ta.live;
+    for (int s = 0; s < 50; s++) {
+        float l0 = 0, l1 = 0;
+        const float *g = NULL, *y = NULL;
+        size_t n = 0;
+        size_t batch = (size_t)(s % BATCH) + 1; /* every batch size; the first `batch` samples of each buffer */
+        const float *const inputs[2] = {x0, x1};
+        const size_t in_counts[2] = {batch * G_IN0, batch * G_IN1};
+        float *const outputs[2] = {out0, out1};
+        const size_t out_counts[2] = {batch * G_OUT0, batch * G_OUT1};
+        assert_int_equal(aim_model_zero_grad(o.model), AIM_OK);
+        assert_int_equal(aim_model_forward_multi(o.model, AIM_MODE_TRAIN, inputs, in_counts, 2, batch), AIM_OK);
+        assert_int_equal(aim_model_output(o.model, 1, &y, &n), AIM_OK);
+        assert_int_equal(n, batch * G_OUT1);
+        assert_int_equal(aim_model_loss_sparse(o.model, 0, labels, batch, &l0), AIM_OK);
+        /* Output 1's gradient from a loss on even steps, given directly on odd ones. */
+        if (s % 2 == 0)
+            assert_int_equal(aim_model_loss(o.model, 1, AIM_LOSS_MSE, targets, batch * G_OUT1, &l1), AIM_OK);
+        else
+            assert_int_equal(aim_model_set_output_grad(o.model, 1, grad1, batch * G_OUT1), AIM_OK);
+        assert_int_equal(aim_model_backward(o.model, NULL, 0), AIM_OK);
+        assert_int_equal(aim_model_input_gradient(o.model, 0, &g, &n), AIM_OK);
+        assert_int_equal(n, batch * G_IN0);
+        assert_int_equal(aim_model_input_gradient(o.model, 1, &g, &n), AIM_OK);
+        assert_int_equal(n, batch * G_IN1);
+        assert_int_equal(aim_optimizer_step_model(o.opt, o.model, 0.01f), AIM_OK);
+        assert_int_equal(aim_model_forward_multi(o.model, AIM_MODE_INFERENCE, inputs, in_counts, 2, batch), AIM_OK);
+        assert_int_equal(aim_model_predict_multi(o.model, o.ws, inputs, in_counts, 2, batch, outputs, out_counts, 2),
+                         AIM_OK);
+        assert_true(isfinite(l0) && isfinite(l1));
+    }
+    if (ta.calls != calls) fail_msg("%ld allocator calls in 50 graph steps", ta.calls - calls);
+    assert_int_equal(ta.live, live);
+    free_graph(&o);
+    assert_int_equal(ta.live, 0);
 }
 
 int main(void) {
@@ -773,6 +1030,8 @@ int main(void) {
         cmocka_unit_test(test_cnn_training_allocates_nothing),
         cmocka_unit_test(test_lstm_allocation_failures),
         cmocka_unit_test(test_lstm_training_allocates_nothing),
+        cmocka_unit_test(test_graph_allocation_failures),
+        cmocka_unit_test(test_graph_training_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "aimodel.h"
@@ -156,6 +157,12 @@ static void test_reshape_keeps_data(void **state) {
     assert_int_equal(aim_tensor_rank(t), 4);
     for (size_t i = 0; i < 4; i++) assert_int_equal(aim_tensor_dim(t, i), d4[i]);
     assert_true(strlen(aim_tensor_last_error(t)) > 0);
+    /* The message is that of the last failed call: a later successful call leaves it. */
+    char kept[256];
+    snprintf(kept, sizeof kept, "%s", aim_tensor_last_error(t));
+    assert_int_equal(aim_tensor_reshape(t, 4, d4), AIM_OK);
+    assert_int_equal(aim_tensor_copy(t, t), AIM_OK); /* onto itself: changes nothing */
+    assert_string_equal(aim_tensor_last_error(t), kept);
 
     assert_ptr_equal(aim_tensor_data(t), data);
     for (size_t i = 0; i < 24; i++) assert_true(data[i] == (float)i);

@@ -155,10 +155,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         aim__set_error(m->err, "compile: max_batch must be > 0");
         return AIM_ERR_INVALID_ARGUMENT;
     }
-    if (c.max_batch > INT_MAX) {
-        aim__set_error(m->err, "compile: max_batch %zu exceeds the BLAS limit", c.max_batch);
-        return AIM_ERR_UNSUPPORTED;
-    }
     const size_t B = c.max_batch, nl = m->n_layers, ni = m->n_inputs;
     const int igrad = c.input_gradient != 0;
     const size_t n_out = aim__n_outputs(m);
@@ -279,6 +275,10 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         bytes > SIZE_MAX - AIM__ALIGN) {
         aim__set_error(m->err, "compile: memory size overflows for max_batch %zu", B);
         return AIM_ERR_OVERFLOW;
+    }
+    if (B > INT_MAX) {
+        aim__set_error(m->err, "compile: max_batch %zu exceeds the BLAS limit", B);
+        return AIM_ERR_UNSUPPORTED;
     }
     if (m->pool) {
         /* The pool's arenas first: a failure there leaves the model as it was. */

@@ -269,12 +269,15 @@ aim_status aim_model_loss(aim_model *m, size_t output, aim_loss_kind kind, const
         return AIM_ERR_INVALID_ARGUMENT;
     }
     const size_t node = m->outputs[output];
-    aim__shape tmp;
-    char label[48];
-    snprintf(label, sizeof label, "targets of output %zu", output);
-    st = check_count(m->err, "loss", m->n_outputs > 1 ? label : "targets", 0, 0, targets_count, m->batch,
-                     aim__node_shape(m, node, &tmp), "hold");
-    if (st != AIM_OK) return st;
+    const size_t need = m->batch * m->layers[node].out_size;
+    if (targets_count != need) {
+        aim__shape tmp;
+        char shape[96];
+        aim__shape_str(aim__node_shape(m, node, &tmp), shape, sizeof shape);
+        aim__set_error(m->err, "loss: targets hold %zu floats; batch %zu of output %zu of shape %s needs %zu",
+                       targets_count, m->batch, output, shape, need);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
     m->grad_ready &= ~(1u << output);
     st = aim__loss(kind, m->acts[node], targets, m->batch, m->layers[node].out_size, loss_out, m->dys[node]);
     if (st == AIM_ERR_NON_FINITE) aim__set_error(m->err, "loss: the loss is not finite (NaN or infinity)");
@@ -316,6 +319,10 @@ aim_status aim_model_set_output_grad(aim_model *m, size_t output, const float *g
         return AIM_ERR_INVALID_ARGUMENT;
     }
     if ((st = check_output(m, output, "set_output_grad")) != AIM_OK) return st;
+    if (!m->trained_forward) {
+        aim__set_error(m->err, "set_output_grad: needs a forward pass in AIM_MODE_TRAIN first");
+        return AIM_ERR_INVALID_STATE;
+    }
     const size_t node = m->outputs[output];
     aim__shape tmp;
     st = check_count(m->err, "set_output_grad", "gradient", 0, 0, count, m->batch, aim__node_shape(m, node, &tmp),
