@@ -321,17 +321,18 @@ AIM_API aim_status aim_tensor_create(const aim_allocator *allocator, size_t rank
 
 /**
  * @brief Creates a tensor over caller memory, which it never frees or
- * reallocates. The memory must hold the product of `dims` floats and outlive
- * the tensor.
+ * reallocates. The memory must outlive the tensor.
  * @param allocator Allocator for the handle only, or NULL.
  * @param rank Number of dimensions, 1 to ::AIM_MAX_RANK.
  * @param dims `rank` sizes, each > 0.
  * @param data The caller's memory.
+ * @param data_count Floats at `data`: must equal the product of `dims`.
  * @param[out] out The tensor; caller frees with aim_tensor_free().
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ * @retval AIM_ERR_SHAPE_MISMATCH if `data_count` is not the product of `dims`.
  */
 AIM_API aim_status aim_tensor_wrap(const aim_allocator *allocator, size_t rank, const size_t *dims,
-                                   float *data, aim_tensor **out);
+                                   float *data, size_t data_count, aim_tensor **out);
 
 /**
  * @brief Frees a tensor, and its storage if it owns it.

@@ -112,7 +112,7 @@ static int scenario(test_alloc *ta, int retry, size_t extra_layers, objects *o, 
     STEP(aim_sgd_create(al, &sc, o->nparams, &o->sgd));
     STEP(aim_workspace_create(o->model, al, BATCH, &o->ws));
     STEP(aim_tensor_create(al, 2, x_dims, &o->x));
-    STEP(aim_tensor_wrap(al, 1, l_dims, o->wrapped, &o->labels_view));
+    STEP(aim_tensor_wrap(al, 1, l_dims, o->wrapped, ARRAY_LEN(o->wrapped), &o->labels_view));
     STEP(aim_tensor_rand_uniform(o->x, o->rng, -1.0f, 1.0f));
     for (size_t i = 0; i < BATCH; i++) o->labels[i] = (int32_t)(i % OUT);
 

@@ -547,38 +547,60 @@ CASE(t_aim_tensor_wrap__null_data) {
     UNUSED;
     const size_t d[1] = {2};
     aim_tensor *t = SENT;
-    aim_status s = aim_tensor_wrap(NULL, 1, d, NULL, &t);
+    aim_status s = aim_tensor_wrap(NULL, 1, d, NULL, 2, &t);
     assert_ptr_equal(t, SENT);
     return s;
 }
 CASE(t_aim_tensor_wrap__null_out) {
     const size_t d[1] = {2};
-    return aim_tensor_wrap(NULL, 1, d, f->buf, NULL);
+    return aim_tensor_wrap(NULL, 1, d, f->buf, 2, NULL);
 }
 CASE(t_aim_tensor_wrap__null_dims) {
     aim_tensor *t = SENT;
-    aim_status s = aim_tensor_wrap(NULL, 1, NULL, f->buf, &t);
+    aim_status s = aim_tensor_wrap(NULL, 1, NULL, f->buf, 2, &t);
     assert_ptr_equal(t, SENT);
     return s;
 }
 CASE(t_aim_tensor_wrap__rank_0) {
     const size_t d[1] = {2};
     aim_tensor *t = SENT;
-    aim_status s = aim_tensor_wrap(NULL, 0, d, f->buf, &t);
+    aim_status s = aim_tensor_wrap(NULL, 0, d, f->buf, 2, &t);
     assert_ptr_equal(t, SENT);
     return s;
 }
 CASE(t_aim_tensor_wrap__zero_dim) {
     const size_t d[2] = {0, 2};
     aim_tensor *t = SENT;
-    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, &t);
+    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, 0, &t);
     assert_ptr_equal(t, SENT);
     return s;
 }
 CASE(t_aim_tensor_wrap__overflow) {
     const size_t d[2] = {SIZE_MAX / 2, 3};
     aim_tensor *t = SENT;
-    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, &t);
+    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, ARRAY_LEN(f->buf), &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+/* The buffer holds 64 floats; a 2 x 40 shape needs 80: refused, not read past. */
+CASE(t_aim_tensor_wrap__count_too_small) {
+    const size_t d[2] = {2, 40};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 2, d, f->buf, ARRAY_LEN(f->buf), &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__count_too_large) {
+    const size_t d[1] = {8};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 1, d, f->buf, 9, &t);
+    assert_ptr_equal(t, SENT);
+    return s;
+}
+CASE(t_aim_tensor_wrap__count_size_max) {
+    const size_t d[1] = {8};
+    aim_tensor *t = SENT;
+    aim_status s = aim_tensor_wrap(NULL, 1, d, f->buf, SIZE_MAX, &t);
     assert_ptr_equal(t, SENT);
     return s;
 }
@@ -3588,6 +3610,9 @@ static const entry table[] = {
     E(t_aim_tensor_wrap__rank_0, IA),
     E(t_aim_tensor_wrap__zero_dim, IA),
     E(t_aim_tensor_wrap__overflow, OVF),
+    E(t_aim_tensor_wrap__count_too_small, SHAPE),
+    E(t_aim_tensor_wrap__count_too_large, SHAPE),
+    E(t_aim_tensor_wrap__count_size_max, SHAPE),
     E(t_aim_tensor_free__null, AIM_OK),
     E(t_aim_tensor_rank__null, AIM_OK),
     E(t_aim_tensor_dim__null, AIM_OK),

@@ -72,7 +72,7 @@ static void test_wrap_uses_caller_memory(void **state) {
     test_alloc ta;
     for (int i = 0; i < 24; i++) mem[i] = (float)i;
     test_alloc_init(&ta, -1);
-    assert_int_equal(aim_tensor_wrap(&ta.allocator, 3, dims, mem, &t), AIM_OK);
+    assert_int_equal(aim_tensor_wrap(&ta.allocator, 3, dims, mem, ARRAY_LEN(mem), &t), AIM_OK);
     assert_ptr_equal(aim_tensor_data(t), mem);
     assert_ptr_equal(aim_tensor_data_const(t), mem);
     assert_int_equal(aim_tensor_rank(t), 3);
@@ -109,7 +109,7 @@ static void test_copy(void **state) {
     aim_tensor *a = NULL, *b = NULL, *w = NULL;
     assert_int_equal(aim_tensor_create(NULL, 2, dims, &a), AIM_OK);
     assert_int_equal(aim_tensor_create(NULL, 2, dims, &b), AIM_OK);
-    assert_int_equal(aim_tensor_wrap(NULL, 2, dims, mem, &w), AIM_OK);
+    assert_int_equal(aim_tensor_wrap(NULL, 2, dims, mem, ARRAY_LEN(mem), &w), AIM_OK);
     for (size_t i = 0; i < 12; i++) aim_tensor_data(a)[i] = (float)i * 1.5f - 4.0f;
     assert_int_equal(aim_tensor_copy(b, a), AIM_OK);
     assert_memory_equal(aim_tensor_data(b), aim_tensor_data(a), 12 * sizeof(float));
@@ -171,7 +171,7 @@ static void test_reshape_keeps_data(void **state) {
     /* A wrapped tensor reshapes the same way. */
     float mem[6] = {1, 2, 3, 4, 5, 6};
     const size_t w2[2] = {2, 3}, w2t[2] = {3, 2};
-    assert_int_equal(aim_tensor_wrap(NULL, 2, w2, mem, &t), AIM_OK);
+    assert_int_equal(aim_tensor_wrap(NULL, 2, w2, mem, ARRAY_LEN(mem), &t), AIM_OK);
     assert_int_equal(aim_tensor_reshape(t, 2, w2t), AIM_OK);
     assert_int_equal(aim_tensor_dim(t, 0), 3);
     assert_ptr_equal(aim_tensor_data(t), mem);

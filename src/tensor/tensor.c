@@ -66,8 +66,12 @@ aim_status aim_tensor_create(const aim_allocator *allocator, size_t rank, const 
 }
 
 aim_status aim_tensor_wrap(const aim_allocator *allocator, size_t rank, const size_t *dims, float *data,
-                           aim_tensor **out) {
-    if (!data) return AIM_ERR_INVALID_ARGUMENT;
+                           size_t data_count, aim_tensor **out) {
+    size_t n;
+    if (!data || !out) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = shape_count(rank, dims, &n);
+    if (st != AIM_OK) return st;
+    if (data_count != n) return AIM_ERR_SHAPE_MISMATCH; /* the buffer must hold exactly the shape */
     return make(allocator, rank, dims, data, out);
 }
 
