@@ -187,7 +187,7 @@ void aim__conv2d_forward(const aim__layer *L, const float *params, const float *
         const float *xn = x + n * g.C * g.HW;
         float *yn = y + n * g.O * g.HWo;
         /* the pre-activation is kept for the backward unless f is the
-         * identity or ReLU, and the columns when conv_keep_cols */
+         * identity or ReLU, and the columns when keep_cols */
         float *zn = cache && zs ? cache + n * stride : yn;
         float *col = cache && cs ? cache + n * stride + zs : scratch;
         for (size_t gi = 0; gi < w->groups; gi++) {
