@@ -30,9 +30,9 @@ int main(void) {
     if (st == AIM_OK) st = aim_adam_create(NULL, NULL, n, &opt);
     for (int i = 0; st == AIM_OK && i < 500; i++) {
         st = aim_model_zero_grad(m);
-        if (st == AIM_OK) st = aim_model_forward(m, AIM_MODE_TRAIN, x, 4);
-        if (st == AIM_OK) st = aim_model_loss(m, AIM_LOSS_BCE_WITH_LOGITS, t, 4, &loss);
-        if (st == AIM_OK) st = aim_model_backward(m, NULL);
+        if (st == AIM_OK) st = aim_model_forward(m, AIM_MODE_TRAIN, x, sizeof x / sizeof x[0], 4);
+        if (st == AIM_OK) st = aim_model_loss(m, 0, AIM_LOSS_BCE_WITH_LOGITS, t, sizeof t / sizeof t[0], &loss);
+        if (st == AIM_OK) st = aim_model_backward(m, NULL, 0);
         if (st == AIM_OK) st = aim_optimizer_step_model(opt, m, 0.05f);
         if (i == 0) first = loss;
     }

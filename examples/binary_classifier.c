@@ -53,6 +53,7 @@ int main(int argc, char **argv)
     aim_threadpool *threadpool = NULL; /* --threads N > 1 */
     ex_batcher batcher = {0};
     float *scratch = NULL;
+    const size_t scratch_count = EX_EVAL_BATCH; /* one probability per sample */
     const char *source = "";
     ex_log metrics = {0};
 
@@ -68,7 +69,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", err);
         goto cleanup;
     }
-    scratch = malloc((size_t)EX_EVAL_BATCH * sizeof *scratch);
+    scratch = malloc(scratch_count * sizeof *scratch);
     if (scratch == NULL) {
         fprintf(stderr, "error: out of memory\n");
         goto cleanup;
@@ -129,17 +130,21 @@ int main(int argc, char **argv)
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             const float *probability = NULL;
+            size_t probability_count = 0;
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
-            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n), aim_model_last_error(model));
-            EX_TRY(aim_model_output(model, &probability, NULL), aim_model_last_error(model));
-            correct += ex_count_correct(probability, n, 1, batcher.labels, THRESHOLD);
-            EX_TRY(aim_model_loss(model, AIM_LOSS_BCE, batcher.y, n, &loss), aim_model_last_error(model));
-            EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
+            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n * batcher.rows.x_width, n),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_output(model, 0, &probability, &probability_count), aim_model_last_error(model));
+            correct += ex_count_correct(probability, n, probability_count / n, batcher.labels, THRESHOLD);
+            EX_TRY(aim_model_loss(model, 0, AIM_LOSS_BCE, batcher.y, n * batcher.rows.y_width, &loss),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(adam, model, LEARNING_RATE), aim_optimizer_last_error(adam));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
         }
         double val_accuracy = 0.0;
-        EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, THRESHOLD, scratch, &val_accuracy),
+        EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, THRESHOLD, scratch, scratch_count,
+                           &val_accuracy),
                aim_workspace_last_error(workspace));
         const double loss = loss_sum / (double)train.count;
         const double accuracy = (double)correct / (double)train.count;
@@ -152,7 +157,8 @@ int main(int argc, char **argv)
     double train_seconds = ex_now() - train_start;
 
     double test_accuracy = 0.0;
-    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, THRESHOLD, scratch, &test_accuracy),
+    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, THRESHOLD, scratch, scratch_count,
+                       &test_accuracy),
            aim_workspace_last_error(workspace));
     printf("test accuracy %.4f on %zu images\n", test_accuracy, test.count);
     if (ex_log_close(&metrics) != 0) {

@@ -102,7 +102,8 @@ int main(int argc, char **argv) {
     float grads[2 * FM_PIXELS], edges[FM_PIXELS];
     const float *image = test.images + index * FM_PIXELS;
     EX_TRY(aim_workspace_create(model, NULL, 1, &workspace), "");
-    EX_TRY(aim_model_predict(model, workspace, image, 1, grads), aim_workspace_last_error(workspace));
+    EX_TRY(aim_model_predict(model, workspace, image, FM_PIXELS, 1, grads, sizeof grads / sizeof grads[0]),
+           aim_workspace_last_error(workspace));
 
     float edge_max = 1e-6f, image_max = 1e-6f, edge_sum = 0.0f;
     for (size_t i = 0; i < FM_PIXELS; i++) {

@@ -214,9 +214,11 @@ int main(int argc, char **argv)
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
-            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n), aim_model_last_error(model));
-            EX_TRY(aim_model_loss(model, AIM_LOSS_MSE, batcher.y, n, &loss), aim_model_last_error(model));
-            EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
+            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n * batcher.rows.x_width, n),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_loss(model, 0, AIM_LOSS_MSE, batcher.y, n * batcher.rows.y_width, &loss),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(sgd, model, learning_rate), aim_optimizer_last_error(sgd));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
         }
@@ -231,7 +233,8 @@ int main(int argc, char **argv)
     /* Test predictions through the thread-safe inference path. */
     for (size_t first = 0; first < TEST_COUNT; first += EX_EVAL_BATCH) {
         size_t n = TEST_COUNT - first < EX_EVAL_BATCH ? TEST_COUNT - first : EX_EVAL_BATCH;
-        EX_TRY(aim_model_predict(model, workspace, test_x + first, n, predicted + first),
+        /* One x and one y per point. */
+        EX_TRY(aim_model_predict(model, workspace, test_x + first, n, n, predicted + first, n),
                aim_workspace_last_error(workspace));
     }
     float test_mse = 0.0f;

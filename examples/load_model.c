@@ -104,16 +104,18 @@ int main(int argc, char **argv)
     aim_workspace *workspace = NULL;
     fm_set train = {0}, validation = {0}, test = {0};
     float *scratch = NULL;
+    size_t scratch_count = 0;
     const char *source = "";
 
     if (read_file(in_path, &bytes, &size) != 0) {
         goto cleanup;
     }
     /* A failed load leaves nothing allocated and no model to ask for a
-     * message: the status says what was wrong with the bytes. */
-    aim_status status = aim_model_deserialize(NULL, bytes, size, &model, &optimizer);
+     * message: the status and the message say what was wrong with the bytes. */
+    char why[256] = "";
+    aim_status status = aim_model_deserialize(NULL, bytes, size, &model, &optimizer, why, sizeof why);
     if (status != AIM_OK) {
-        fprintf(stderr, "error: cannot load %s: %s\n", in_path, aim_status_str(status));
+        fprintf(stderr, "error: cannot load %s: %s: %s\n", in_path, aim_status_str(status), why);
         goto cleanup;
     }
     free(bytes); /* the model owns copies of everything it needs */
@@ -141,7 +143,8 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     EX_TRY(aim_workspace_create(model, NULL, EX_EVAL_BATCH, &workspace), "");
-    scratch = malloc((size_t)EX_EVAL_BATCH * outputs * sizeof *scratch);
+    scratch_count = (size_t)EX_EVAL_BATCH * outputs;
+    scratch = malloc(scratch_count * sizeof *scratch);
     if (scratch == NULL) {
         fprintf(stderr, "error: out of memory\n");
         goto cleanup;
@@ -153,7 +156,8 @@ int main(int argc, char **argv)
     printf("first %zu test images (%s):\n", show, source);
     for (size_t first = 0; first < show; first += EX_EVAL_BATCH) {
         size_t n = show - first < EX_EVAL_BATCH ? show - first : EX_EVAL_BATCH;
-        EX_TRY(aim_model_predict(model, workspace, test.images + first * FM_PIXELS, n, scratch),
+        EX_TRY(aim_model_predict(model, workspace, test.images + first * FM_PIXELS, n * FM_PIXELS, n, scratch,
+                                 n * outputs),
                aim_workspace_last_error(workspace));
         for (size_t i = 0; i < n; ++i) {
             const float *row = scratch + i * outputs;
@@ -171,7 +175,7 @@ int main(int argc, char **argv)
 
     const ex_rows test_rows = {.x = test.images, .x_width = FM_PIXELS, .labels = test.labels, .count = test.count};
     double test_accuracy = 0.0;
-    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, 0.5f, scratch, &test_accuracy),
+    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, 0.5f, scratch, scratch_count, &test_accuracy),
            aim_workspace_last_error(workspace));
     printf("test accuracy %.4f on %zu images\n", test_accuracy, test.count);
     printf("RESULT load_model test_accuracy=%.4f file=%s\n", test_accuracy, in_path);

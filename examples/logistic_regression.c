@@ -99,12 +99,15 @@ static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, dou
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             const float *probability = NULL;
+            size_t probability_count = 0;
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
-            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n), aim_model_last_error(model));
-            EX_TRY(aim_model_output(model, &probability, NULL), aim_model_last_error(model));
-            correct += ex_count_correct(probability, n, 1, batcher.labels, 0.5f);
-            EX_TRY(aim_model_loss(model, AIM_LOSS_BCE, batcher.y, n, &loss), aim_model_last_error(model));
-            EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
+            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n * batcher.rows.x_width, n),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_output(model, 0, &probability, &probability_count), aim_model_last_error(model));
+            correct += ex_count_correct(probability, n, probability_count / n, batcher.labels, 0.5f);
+            EX_TRY(aim_model_loss(model, 0, AIM_LOSS_BCE, batcher.y, n * batcher.rows.y_width, &loss),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(optimizer, model, s->learning_rate),
                    aim_optimizer_last_error(optimizer));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
@@ -114,7 +117,8 @@ static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, dou
         printf("epoch %zu/%zu  loss %.4f  accuracy %.4f", epoch, opt->epochs, loss, accuracy);
         double val_accuracy = 0.0;
         if (s->validation != NULL) {
-            EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, s->validation, 0.5f, scratch, &val_accuracy),
+            EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, s->validation, 0.5f, scratch,
+                               sizeof scratch / sizeof scratch[0], &val_accuracy),
                    aim_workspace_last_error(workspace));
             printf("  val_accuracy %.4f", val_accuracy);
         }
@@ -129,7 +133,8 @@ static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, dou
     }
     *train_seconds = ex_now() - start;
 
-    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, s->test, 0.5f, scratch, test_accuracy),
+    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, s->test, 0.5f, scratch, sizeof scratch / sizeof scratch[0],
+                       test_accuracy),
            aim_workspace_last_error(workspace));
     if (s->inputs == 2) {
         /* weights then bias, in the flat parameter buffer */

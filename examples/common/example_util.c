@@ -441,16 +441,20 @@ size_t ex_count_correct(const float *output, size_t batch, size_t outputs, const
 }
 
 aim_status ex_accuracy(const aim_model *model, aim_workspace *workspace, size_t max_batch, const ex_rows *rows,
-                       float threshold, float *scratch, double *accuracy)
+                       float threshold, float *scratch, size_t scratch_count, double *accuracy)
 {
-    if (rows == NULL || rows->labels == NULL || rows->count == 0 || max_batch == 0 || accuracy == NULL) {
+    if (rows == NULL || rows->labels == NULL || rows->count == 0 || max_batch == 0 || scratch_count < max_batch ||
+        scratch_count % max_batch != 0 || accuracy == NULL) {
         return AIM_ERR_INVALID_ARGUMENT;
     }
-    size_t outputs = aim_model_output_size(model);
+    /* The floats per sample the caller sized `scratch` for; the library
+     * refuses the call if the model's output is not that wide. */
+    const size_t outputs = scratch_count / max_batch;
     size_t correct = 0;
     for (size_t first = 0; first < rows->count; first += max_batch) {
         size_t n = rows->count - first < max_batch ? rows->count - first : max_batch;
-        aim_status status = aim_model_predict(model, workspace, rows->x + first * rows->x_width, n, scratch);
+        aim_status status = aim_model_predict(model, workspace, rows->x + first * rows->x_width, n * rows->x_width,
+                                              n, scratch, n * outputs);
         if (status != AIM_OK) {
             return status;
         }
@@ -469,6 +473,7 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
     aim_workspace *workspace = NULL;
     ex_batcher batcher = {0};
     float *scratch = NULL;
+    const size_t scratch_count = (size_t)EX_EVAL_BATCH * FM_CLASSES; /* 10 logits per sample */
 
     /* Evaluation goes through aim_model_predict(), which leaves the model's
      * own training memory alone. */
@@ -476,7 +481,7 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
     if (ex_threadpool_attach(pool, model, workspace) != 0) {
         goto cleanup;
     }
-    scratch = malloc((size_t)EX_EVAL_BATCH * FM_CLASSES * sizeof *scratch);
+    scratch = malloc(scratch_count * sizeof *scratch);
     if (scratch == NULL) {
         fprintf(stderr, "error: out of memory\n");
         goto cleanup;
@@ -498,17 +503,20 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             const float *logits = NULL;
+            size_t logit_count = 0;
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
-            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n), aim_model_last_error(model));
-            EX_TRY(aim_model_output(model, &logits, NULL), aim_model_last_error(model));
-            correct += ex_count_correct(logits, n, FM_CLASSES, batcher.labels, 0.5f);
-            EX_TRY(aim_model_loss_sparse(model, batcher.labels, n, &loss), aim_model_last_error(model));
-            EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
+            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, batcher.x, n * batcher.rows.x_width, n),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_output(model, 0, &logits, &logit_count), aim_model_last_error(model));
+            correct += ex_count_correct(logits, n, logit_count / n, batcher.labels, 0.5f);
+            EX_TRY(aim_model_loss_sparse(model, 0, batcher.labels, n, &loss), aim_model_last_error(model));
+            EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(optimizer, model, learning_rate), aim_optimizer_last_error(optimizer));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
         }
         double val_accuracy = 0.0;
-        EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, 0.5f, scratch, &val_accuracy),
+        EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, 0.5f, scratch, scratch_count,
+                           &val_accuracy),
                aim_workspace_last_error(workspace));
         const double loss = loss_sum / (double)train->count;
         const double accuracy = (double)correct / (double)train->count;
@@ -524,7 +532,8 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
     }
     result->train_seconds = ex_now() - train_start;
 
-    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, 0.5f, scratch, &result->test_accuracy),
+    EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &test_rows, 0.5f, scratch, scratch_count,
+                       &result->test_accuracy),
            aim_workspace_last_error(workspace));
     printf("test accuracy %.4f on %zu images\n", result->test_accuracy, test->count);
     rc = 0;

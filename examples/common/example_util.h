@@ -220,11 +220,13 @@ size_t ex_count_correct(const float *output, size_t batch, size_t outputs, const
 /*
  * Accuracy of a compiled model on `rows` (labels required), by
  * aim_model_predict() in chunks of at most `max_batch` samples through
- * `workspace`; `scratch` holds max_batch * output_size floats. On failure
- * see aim_workspace_last_error(workspace).
+ * `workspace`; `scratch` holds `scratch_count` floats, max_batch times the
+ * outputs per sample the caller expects (a model whose output has another
+ * width is refused by aim_model_predict(): AIM_ERR_SHAPE_MISMATCH). On
+ * failure see aim_workspace_last_error(workspace).
  */
 aim_status ex_accuracy(const aim_model *model, aim_workspace *workspace, size_t max_batch, const ex_rows *rows,
-                       float threshold, float *scratch, double *accuracy);
+                       float threshold, float *scratch, size_t scratch_count, double *accuracy);
 
 /* ---- the training loop of the Fashion-MNIST classifiers ---------------- */
 

@@ -117,7 +117,7 @@ static void gather_rows(const fm_set *set, const uint32_t *order, size_t first, 
 /* Accuracy over all of `set`: each rank evaluates its slice
  * [rank*n/R, (rank+1)*n/R) and the correct counts are summed on every rank. */
 static int sliced_accuracy(const aim_model *model, aim_workspace *workspace, const fm_set *set, float *scratch,
-                           int rank, int ranks, double *accuracy)
+                           size_t scratch_count, int rank, int ranks, double *accuracy)
 {
     size_t lo = set->count * (size_t)rank / (size_t)ranks;
     size_t hi = set->count * (size_t)(rank + 1) / (size_t)ranks;
@@ -126,7 +126,7 @@ static int sliced_accuracy(const aim_model *model, aim_workspace *workspace, con
         const ex_rows rows = {.x = set->images + lo * FM_PIXELS, .x_width = FM_PIXELS,
                               .labels = set->labels + lo, .count = hi - lo};
         double slice = 0.0;
-        aim_status st = ex_accuracy(model, workspace, EX_EVAL_BATCH, &rows, 0.5f, scratch, &slice);
+        aim_status st = ex_accuracy(model, workspace, EX_EVAL_BATCH, &rows, 0.5f, scratch, scratch_count, &slice);
         if (st != AIM_OK) {
             ex_report_failure("ex_accuracy", st, aim_workspace_last_error(workspace));
             return -1;
@@ -214,6 +214,7 @@ int main(int argc, char **argv)
     aim_rng *shuffle_rng = NULL;
     uint32_t *order = NULL;
     float *x = NULL, *scratch = NULL;
+    const size_t scratch_count = (size_t)EX_EVAL_BATCH * FM_CLASSES; /* 10 logits per sample */
     int32_t *labels = NULL;
     const char *source = "";
     char err[256] = "";
@@ -280,7 +281,7 @@ int main(int argc, char **argv)
     order = malloc(train.count * sizeof *order);
     x = malloc(shard * FM_PIXELS * sizeof *x);
     labels = malloc(shard * sizeof *labels);
-    scratch = malloc((size_t)EX_EVAL_BATCH * FM_CLASSES * sizeof *scratch);
+    scratch = malloc(scratch_count * sizeof *scratch);
     if (order == NULL || x == NULL || labels == NULL || scratch == NULL) {
         fprintf(stderr, "%s: rank %d: out of memory\n", program.name, rank);
         goto cleanup;
@@ -317,13 +318,15 @@ int main(int argc, char **argv)
         for (size_t b = 0; b < steps_per_epoch && steps < max_steps; ++b, ++steps, ++epoch_steps) {
             float loss = 0.0f;
             const float *logits = NULL;
+            size_t logit_count = 0;
             gather_rows(&train, order, b * global_batch + (size_t)rank * shard, shard, x, labels);
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
-            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, x, shard), aim_model_last_error(model));
-            EX_TRY(aim_model_output(model, &logits, NULL), aim_model_last_error(model));
-            sums[1] += (double)ex_count_correct(logits, shard, FM_CLASSES, labels, 0.5f);
-            EX_TRY(aim_model_loss_sparse(model, labels, shard, &loss), aim_model_last_error(model));
-            EX_TRY(aim_model_backward(model, NULL), aim_model_last_error(model));
+            EX_TRY(aim_model_forward(model, AIM_MODE_TRAIN, x, shard * FM_PIXELS, shard),
+                   aim_model_last_error(model));
+            EX_TRY(aim_model_output(model, 0, &logits, &logit_count), aim_model_last_error(model));
+            sums[1] += (double)ex_count_correct(logits, shard, logit_count / shard, labels, 0.5f);
+            EX_TRY(aim_model_loss_sparse(model, 0, labels, shard, &loss), aim_model_last_error(model));
+            EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             double reduce_start = ex_now();
             if (dp_average_gradients(MPI_COMM_WORLD, model, err, sizeof err) != 0) {
                 fprintf(stderr, "%s: rank %d: %s\n", program.name, rank, err);
@@ -343,7 +346,8 @@ int main(int argc, char **argv)
         }
         in_sync = in_sync && same;
         double val_accuracy = 0.0;
-        if (sliced_accuracy(model, workspace, &validation, scratch, rank, ranks, &val_accuracy) != 0) {
+        if (sliced_accuracy(model, workspace, &validation, scratch, scratch_count, rank, ranks, &val_accuracy) !=
+            0) {
             goto cleanup;
         }
         const double seen = (double)(epoch_steps * global_batch);
@@ -359,7 +363,7 @@ int main(int argc, char **argv)
     double train_seconds = ex_now() - train_start;
 
     double test_accuracy = 0.0;
-    if (sliced_accuracy(model, workspace, &test, scratch, rank, ranks, &test_accuracy) != 0) {
+    if (sliced_accuracy(model, workspace, &test, scratch, scratch_count, rank, ranks, &test_accuracy) != 0) {
         goto cleanup;
     }
     const double steps_per_second = (double)steps / step_seconds;

@@ -108,10 +108,12 @@ int dp_broadcast_model(MPI_Comm comm, int root, const aim_model *source, const a
 
     /* The root deserializes too, so every rank runs an object built the
      * same way from the same bytes. */
-    aim_status st = aim_model_deserialize(NULL, bytes, length, model, header[1] ? optimizer : NULL);
+    char why[256] = "";
+    aim_status st = aim_model_deserialize(NULL, bytes, length, model, header[1] ? optimizer : NULL, why, sizeof why);
     free(bytes);
     if (st != AIM_OK) {
-        set_err(err, err_size, "broadcast: rank %d cannot deserialize the model: %s", rank, aim_status_str(st));
+        set_err(err, err_size, "broadcast: rank %d cannot deserialize the model: %s: %s", rank, aim_status_str(st),
+                why);
     }
     if (all_ok(comm, st == AIM_OK, &ok) != 0 || !ok) {
         if (st == AIM_OK) {

@@ -1,8 +1,13 @@
 """ctypes binding of libaimodel (include/aimodel.h), with numpy arrays.
 
-Loading: the shared library is looked up as $AIMODEL_LIB if set, else with
-ctypes.util.find_library("aimodel"), else as build/libaimodel.so of the
-repository this file sits in (examples/python/../../build/libaimodel.so).
+Loading: the shared library is $AIMODEL_LIB if set (e.g.
+build/libaimodel.so.1.0.0); else the first of
+ctypes.util.find_library("aimodel") (an installed copy),
+build/libaimodel.so.1 and build/libaimodel.so of the repository this file
+sits in (examples/python/../../build/) whose major version is the one this
+binding speaks (ABI_MAJOR, 1: the soname libaimodel.so.1). A library of
+another major version has other signatures, so it is never used: from
+$AIMODEL_LIB it raises ImportError, elsewhere it is skipped.
 
 Errors: every C call that returns an aim_status other than AIM_OK raises
 AimError, which carries the status (a Status), aim_status_str(status), the
@@ -11,12 +16,24 @@ The message is "" where the C API has no place for one: functions without an
 object (aim_loss, aim_rng_*, aim_*_create, aim_model_deserialize, ...) and
 functions that take the model as const (output, layer_shape, serialize, ...),
 whose failures would otherwise show an earlier call's stale message.
-Mistakes caught on the Python side (a closed object, an array whose size is
-not a whole number of samples) raise ValueError / TypeError.
+Mistakes caught on the Python side (a closed object, an array whose shape is
+not (N, *the input's shape), e.g. "expected an array of shape (N, 20), got
+(8, 10)") raise ValueError / TypeError.
 
 Arrays handed to C are converted with np.ascontiguousarray(..., float32 or
 int32), which copies only when needed, and are held in local variables for
-the duration of the call.
+the duration of the call. Every C call that reads or writes an array is
+given that array's own element count (array.size), so the library checks it
+against the model's shapes as well.
+
+Graphs: a model is a graph of layers. Each add_* reads the current node and
+becomes it; last_node() names it, continue_from(node) branches, add_add()
+and add_concat() merge, add_input() adds an input (node model_input(k)),
+set_outputs() names several outputs with loss weights. forward(), predict()
+and predict_with() take one array per input (a list for several inputs) and
+predict returns one array per output (a list for several outputs); output(k),
+loss(..., output=k), loss_sparse(..., output=k) and set_output_grad() take
+an output index.
 
 Lifetimes:
   * Model.parameters() and Model.gradients() return numpy views over the
@@ -45,9 +62,12 @@ import numpy as np
 __all__ = [
     "AimError", "Status", "Activation", "Init", "Mode", "LossKind", "Padding",
     "Model", "Workspace", "ThreadPool", "Optimizer", "Adam", "SGD", "Rng",
-    "status_str", "version", "version_number", "lib",
+    "status_str", "version", "version_number", "lib", "model_input", "ABI_MAJOR",
     "loss", "loss_sparse", "activation_forward", "clip_grad_norm",
 ]
+
+#: The library major version (the soname's number) whose signatures this binding declares.
+ABI_MAJOR = 1
 
 # ---------------------------------------------------------------------------
 # enums (values from include/aimodel.h)
@@ -126,15 +146,17 @@ c_float_pp = ctypes.POINTER(c_float_p)
 c_enum = ctypes.c_int
 
 
-def _find_library():
+def _library_candidates():
+    """(path, from_environment) pairs to try, in order."""
     env = os.environ.get("AIMODEL_LIB")
     if env:
-        return env
+        return [(env, True)]
     found = ctypes.util.find_library("aimodel")
-    if found:
-        return found
     here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, os.pardir, os.pardir, "build", "libaimodel.so")
+    build = os.path.join(here, os.pardir, os.pardir, "build")
+    paths = ([found] if found else []) + [os.path.join(build, "libaimodel.so.%d" % ABI_MAJOR),
+                                           os.path.join(build, "libaimodel.so")]
+    return [(path, False) for path in paths]
 
 
 class DenseConfig(ctypes.Structure):
@@ -222,16 +244,27 @@ _PROTOTYPES = {
     "aim_model_add_global_avg_pool2d": (_STATUS, [_VP]),
     "aim_model_add_flatten": (_STATUS, [_VP]),
     "aim_model_add_lstm": (_STATUS, [_VP, ctypes.POINTER(LstmConfig)]),
-    "aim_model_lstm_set_state": (_STATUS, [_VP, _S, c_float_p, c_float_p, _S]),
-    "aim_model_lstm_final_state": (_STATUS, [_VP, _S, c_float_p, c_float_p, _S]),
+    "aim_model_add_input": (_STATUS, [_VP, _S, c_size_p, c_size_p]),
+    "aim_model_last_node": (_STATUS, [_VP, c_size_p]),
+    "aim_model_continue_from": (_STATUS, [_VP, _S]),
+    "aim_model_add_add": (_STATUS, [_VP, c_size_p, _S]),
+    "aim_model_add_concat": (_STATUS, [_VP, c_size_p, _S, _S]),
+    "aim_model_set_outputs": (_STATUS, [_VP, c_size_p, c_float_p, _S]),
+    "aim_model_input_count": (_S, [_VP]),
+    "aim_model_output_count": (_S, [_VP]),
+    "aim_model_output_node": (_STATUS, [_VP, _S, c_size_p]),
+    "aim_model_lstm_set_state": (_STATUS, [_VP, _S, c_float_p, _S, c_float_p, _S, _S]),
+    "aim_model_lstm_final_state": (_STATUS, [_VP, _S, c_float_p, _S, c_float_p, _S, _S]),
     "aim_model_layer_shape": (_STATUS, [_VP, _S, c_size_p, c_size_p]),
     "aim_model_compile": (_STATUS, [_VP, ctypes.POINTER(CompileConfig)]),
-    "aim_model_forward": (_STATUS, [_VP, c_enum, c_float_p, _S]),
-    "aim_model_output": (_STATUS, [_VP, c_float_pp, c_size_p]),
-    "aim_model_loss": (_STATUS, [_VP, c_enum, c_float_p, _S, c_float_p]),
-    "aim_model_loss_sparse": (_STATUS, [_VP, c_int32_p, _S, c_float_p]),
-    "aim_model_backward": (_STATUS, [_VP, c_float_p]),
-    "aim_model_input_gradient": (_STATUS, [_VP, c_float_pp]),
+    "aim_model_forward": (_STATUS, [_VP, c_enum, c_float_p, _S, _S]),
+    "aim_model_forward_multi": (_STATUS, [_VP, c_enum, c_float_pp, c_size_p, _S, _S]),
+    "aim_model_output": (_STATUS, [_VP, _S, c_float_pp, c_size_p]),
+    "aim_model_loss": (_STATUS, [_VP, _S, c_enum, c_float_p, _S, c_float_p]),
+    "aim_model_loss_sparse": (_STATUS, [_VP, _S, c_int32_p, _S, c_float_p]),
+    "aim_model_set_output_grad": (_STATUS, [_VP, _S, c_float_p, _S]),
+    "aim_model_backward": (_STATUS, [_VP, c_float_p, _S]),
+    "aim_model_input_gradient": (_STATUS, [_VP, _S, c_float_pp, c_size_p]),
     "aim_model_zero_grad": (_STATUS, [_VP]),
     "aim_model_parameters": (_STATUS, [_VP, c_float_pp, c_size_p]),
     "aim_model_gradients": (_STATUS, [_VP, c_float_pp, c_size_p]),
@@ -246,7 +279,8 @@ _PROTOTYPES = {
     "aim_workspace_create": (_STATUS, [_VP, _VP, _S, c_void_pp]),
     "aim_workspace_free": (None, [_VP]),
     "aim_workspace_last_error": (ctypes.c_char_p, [_VP]),
-    "aim_model_predict": (_STATUS, [_VP, _VP, c_float_p, _S, c_float_p]),
+    "aim_model_predict": (_STATUS, [_VP, _VP, c_float_p, _S, _S, c_float_p, _S]),
+    "aim_model_predict_multi": (_STATUS, [_VP, _VP, c_float_pp, c_size_p, _S, _S, c_float_pp, c_size_p, _S]),
     # thread pool
     "aim_threadpool_create": (_STATUS, [_VP, _S, c_void_pp]),
     "aim_threadpool_free": (None, [_VP]),
@@ -267,18 +301,39 @@ _PROTOTYPES = {
     # serialization
     "aim_model_serialized_size": (_STATUS, [_VP, _VP, c_size_p]),
     "aim_model_serialize": (_STATUS, [_VP, _VP, _VP, _S, c_size_p]),
-    "aim_model_deserialize": (_STATUS, [_VP, _VP, _S, c_void_pp, c_void_pp]),
+    "aim_model_deserialize": (_STATUS, [_VP, _VP, _S, c_void_pp, c_void_pp, ctypes.c_char_p, _S]),
 }
 
 
 def _load():
-    path = _find_library()
-    library = ctypes.CDLL(path)
-    for name, (restype, argtypes) in _PROTOTYPES.items():
-        fn = getattr(library, name)
-        fn.restype = c_enum if restype is _STATUS else restype
-        fn.argtypes = argtypes
-    return library
+    tried = []
+    for path, from_environment in _library_candidates():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError as e:
+            if from_environment:
+                raise ImportError("AIMODEL_LIB=%s cannot be loaded: %s" % (path, e)) from None
+            tried.append("%s (%s)" % (path, e))
+            continue
+        version_number = getattr(library, "aim_version_number", None)
+        major = None
+        if version_number is not None:
+            version_number.restype, version_number.argtypes = ctypes.c_uint32, []
+            major = int(version_number()) // 10000
+        if major != ABI_MAJOR:
+            # Another major version has other signatures: calling it through
+            # these prototypes would pass the wrong arguments.
+            why = "major version %s, this binding needs %d" % (major, ABI_MAJOR)
+            if from_environment:
+                raise ImportError("AIMODEL_LIB=%s: %s" % (path, why))
+            tried.append("%s (%s)" % (path, why))
+            continue
+        for name, (restype, argtypes) in _PROTOTYPES.items():
+            fn = getattr(library, name)
+            fn.restype = c_enum if restype is _STATUS else restype
+            fn.argtypes = argtypes
+        return library
+    raise ImportError("libaimodel %d.x not found (set AIMODEL_LIB); tried: %s" % (ABI_MAJOR, "; ".join(tried)))
 
 
 #: The loaded ctypes.CDLL, with every prototype above declared.
@@ -292,7 +347,7 @@ def status_str(status):
 
 
 def version():
-    """The library's version string, e.g. "0.1.0"."""
+    """The library's version string, e.g. "1.0.0"."""
     return _lib.aim_version().decode("ascii")
 
 
@@ -359,6 +414,38 @@ def _view(pointer, count, owner, shape=None):
     carray._aim_owner = owner  # the numpy array's base chain holds carray
     array = np.ctypeslib.as_array(carray)
     return array if shape is None else array.reshape(shape)
+
+
+_SIZE_MAX = (1 << (8 * ctypes.sizeof(ctypes.c_size_t))) - 1
+
+
+def model_input(k=0):
+    """The node id of model input k (AIM_MODEL_INPUT(k): SIZE_MAX - k), for
+    continue_from(), add_add(), add_concat() and layer_shape()."""
+    k = int(k)
+    if k < 0:
+        raise ValueError("input index must be >= 0, got %d" % k)
+    return _SIZE_MAX - k
+
+
+def _shape_str(shape):
+    """A shape as numpy prints it: (8, 10), (3,)."""
+    return str(tuple(int(d) for d in shape))
+
+
+def _batch_array(array, sample_shape, what, batch=None):
+    """`array` as C-contiguous float32 of shape (N, *sample_shape), N >= 1
+    (and N == batch when given); else ValueError naming the expected shape."""
+    a = _f32(array)
+    sample_shape = tuple(sample_shape)
+    if a.ndim != len(sample_shape) + 1 or a.shape[1:] != sample_shape or (batch is not None and a.shape[0] != batch):
+        n = "N" if batch is None else str(batch)
+        expected = "(%s, %s)" % (n, ", ".join(str(d) for d in sample_shape)) if sample_shape else "(%s,)" % n
+        raise ValueError("%sexpected an array of shape %s, got %s" % (what + ": " if what else "", expected,
+                                                                       _shape_str(a.shape)))
+    if a.shape[0] == 0:
+        raise ValueError("%san empty batch (shape %s)" % (what + ": " if what else "", _shape_str(a.shape)))
+    return a
 
 
 def _pair(value, what):
@@ -665,7 +752,14 @@ class Workspace(_Closing):
         return self._handle
 
     def last_error(self):
+        """aim_workspace_last_error(): why the last failed predict through
+        this workspace failed ("" if none has)."""
         return _decode(_lib.aim_workspace_last_error(self._h()))
+
+    @property
+    def handle(self):
+        """The raw aim_workspace* as an int (for advanced use with `lib`)."""
+        return self._h()
 
     @property
     def threadpool(self):
@@ -722,16 +816,24 @@ class Workspace(_Closing):
 _CONST_MODEL_FUNCTIONS = frozenset([
     "aim_model_output", "aim_model_input_gradient", "aim_model_layer_shape", "aim_model_layer_parameters",
     "aim_model_memory_size", "aim_model_serialized_size", "aim_model_serialize",
+    "aim_model_last_node", "aim_model_output_node",
     "aim_workspace_size", "aim_workspace_create",
 ])
 
 
 class Model(_Closing):
-    """A sequential model (aim_model).
+    """A model (aim_model): a graph of layers, a chain unless branched.
 
     >>> m = Model(784)
     >>> m.add_dense(64, "relu").add_dense(10)
     >>> m.compile(max_batch=32, seed=42)
+
+    A residual block: the block's input added to the output of two layers.
+
+    >>> m = Model(20)
+    >>> skip = m.add_dense(20, "relu").last_node()
+    >>> y = m.add_dense(20, "relu").add_dense(20).last_node()
+    >>> m.add_add([y, skip]).add_activation("relu").add_dense(3)
     """
 
     #: Samples per aim_model_predict() call (and the internal workspace size).
@@ -745,7 +847,6 @@ class Model(_Closing):
         self._handle = handle.value
         self._workspace = None
         self._threadpool = None
-        self.input_shape = shape
         self.compiled = False
 
     @classmethod
@@ -754,8 +855,6 @@ class Model(_Closing):
         self._handle = handle
         self._workspace = None
         self._threadpool = None
-        # The ABI has no query for the input shape: only its element count.
-        self.input_shape = (int(_lib.aim_model_input_size(handle)),)
         self.compiled = True
         return self
 
@@ -877,6 +976,79 @@ class Model(_Closing):
         self.compiled = True
         return self
 
+    # -- graphs
+    def add_input(self, shape):
+        """aim_model_add_input(): another model input of sample shape
+        `shape` (an int or a tuple); returns its node id, model_input(k).
+        The current node does not change."""
+        shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
+        dims = (ctypes.c_size_t * max(len(shape), 1))(*shape)
+        node = ctypes.c_size_t()
+        self._call("aim_model_add_input", len(shape), dims, ctypes.byref(node))
+        return int(node.value)
+
+    def last_node(self):
+        """aim_model_last_node(): the current node's id (the node the next
+        add_* reads): the last layer added, the node given to
+        continue_from(), or model_input(0) for a model without layers."""
+        node = ctypes.c_size_t()
+        self._call("aim_model_last_node", ctypes.byref(node))
+        return int(node.value)
+
+    def continue_from(self, node):
+        """aim_model_continue_from(): the next add_* reads `node` (a layer
+        index or model_input(k)): how a graph branches. Returns self."""
+        self._call("aim_model_continue_from", int(node))
+        return self
+
+    @staticmethod
+    def _nodes(nodes):
+        ids = [int(n) for n in nodes]
+        return (ctypes.c_size_t * max(len(ids), 1))(*ids), len(ids)
+
+    def add_add(self, nodes):
+        """aim_model_add_add(): the element-wise sum of the outputs of
+        `nodes` (ids, of one shape); it becomes the current node. Returns self."""
+        array, count = self._nodes(nodes)
+        self._call("aim_model_add_add", array, count)
+        return self
+
+    def add_concat(self, nodes, axis=0):
+        """aim_model_add_concat(): the outputs of `nodes` joined along `axis`
+        of one sample (0: features, channels or time); it becomes the
+        current node. Returns self."""
+        array, count = self._nodes(nodes)
+        self._call("aim_model_add_concat", array, count, int(axis))
+        return self
+
+    def set_outputs(self, nodes, loss_weights=None):
+        """aim_model_set_outputs(): the model's outputs are the layers
+        `nodes`, output k's loss gradient scaled by loss_weights[k] (all 1
+        when None). Returns self."""
+        array, count = self._nodes(nodes)
+        if loss_weights is None:
+            self._call("aim_model_set_outputs", array, None, count)
+        else:
+            w = _f32(loss_weights).ravel()
+            if w.size != count:
+                raise ValueError("%d loss weights for %d outputs" % (w.size, count))
+            self._call("aim_model_set_outputs", array, _fptr(w), count)
+        return self
+
+    @property
+    def input_count(self):
+        return int(_lib.aim_model_input_count(self._h()))
+
+    @property
+    def output_count(self):
+        return int(_lib.aim_model_output_count(self._h()))
+
+    def output_node(self, index=0):
+        """aim_model_output_node(): the layer index of output `index`."""
+        node = ctypes.c_size_t()
+        self._call("aim_model_output_node", int(index), ctypes.byref(node))
+        return int(node.value)
+
     # -- queries
     @property
     def layer_count(self):
@@ -891,17 +1063,41 @@ class Model(_Closing):
         return int(_lib.aim_model_output_size(self._h()))
 
     def layer_shape(self, layer):
-        """The shape of one output sample of layer `layer` (negative counts from the end)."""
+        """The shape of one output sample of node `layer`: a layer index
+        (negative counts from the end) or model_input(k)."""
+        layer = int(layer)
         if layer < 0:
             layer += self.layer_count
         rank = ctypes.c_size_t()
         dims = (ctypes.c_size_t * 4)()
-        self._call("aim_model_layer_shape", int(layer), ctypes.byref(rank), dims)
+        self._call("aim_model_layer_shape", layer, ctypes.byref(rank), dims)
         return tuple(int(dims[i]) for i in range(rank.value))
+
+    def input_shape_of(self, index=0):
+        """The sample shape of input `index`, as the library holds it."""
+        return self.layer_shape(model_input(index))
+
+    def output_shape_of(self, index=0):
+        """The sample shape of output `index`."""
+        return self.layer_shape(self.output_node(index))
+
+    @property
+    def input_shape(self):
+        """The sample shape of input 0, e.g. (784,) or (1, 28, 28)."""
+        return self.input_shape_of(0)
+
+    @property
+    def input_shapes(self):
+        return [self.input_shape_of(k) for k in range(self.input_count)]
 
     @property
     def output_shape(self):
-        return self.layer_shape(-1) if self.layer_count else self.input_shape
+        """The sample shape of output 0 (the input's for a model without layers)."""
+        return self.output_shape_of(0) if self.layer_count else self.input_shape
+
+    @property
+    def output_shapes(self):
+        return [self.output_shape_of(k) for k in range(self.output_count)]
 
     @property
     def memory_size(self):
@@ -931,116 +1127,188 @@ class Model(_Closing):
         return self._buffer("aim_model_gradients")
 
     # -- training
-    def _batch_of(self, array, per_sample, what):
-        if per_sample == 0 or array.size == 0 or array.size % per_sample:
-            raise ValueError("%s has %d floats, not a whole number of samples of %d"
-                             % (what, array.size, per_sample))
-        return array.size // per_sample
-
     def zero_grad(self):
         self._call("aim_model_zero_grad")
 
+    def _inputs(self, x, batch=None):
+        """The arrays for each input, checked against its shape (one array,
+        or a list of one per input for a model with several)."""
+        n_in = self.input_count
+        if n_in == 1:
+            if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
+                x = x[0]
+            return [_batch_array(x, self.input_shape_of(0), "", batch)]
+        if not isinstance(x, (list, tuple)) or len(x) != n_in:
+            raise ValueError("the model has %d inputs: pass a list of %d arrays" % (n_in, n_in))
+        arrays = []
+        for k, xk in enumerate(x):
+            arrays.append(_batch_array(xk, self.input_shape_of(k), "input %d" % k,
+                                       arrays[0].shape[0] if arrays else batch))
+        return arrays
+
     def forward(self, x, mode=Mode.TRAIN):
         """Runs the forward pass on (batch, *input_shape) samples in the
-        model's own memory; returns the batch size. See output()."""
-        xa = _f32(x)
-        batch = self._batch_of(xa, self.input_size, "input")
-        self._call("aim_model_forward", int(_enum(Mode, mode)), _fptr(xa), batch)
+        model's own memory (a list of one array per input for a model with
+        several); returns the batch size. See output()."""
+        xs = self._inputs(x)
+        batch = xs[0].shape[0]
+        if len(xs) == 1:
+            self._call("aim_model_forward", int(_enum(Mode, mode)), _fptr(xs[0]), xs[0].size, batch)
+        else:
+            ptrs = (c_float_p * len(xs))(*[_fptr(a) for a in xs])
+            counts = (ctypes.c_size_t * len(xs))(*[a.size for a in xs])
+            self._call("aim_model_forward_multi", int(_enum(Mode, mode)), ptrs, counts, len(xs), batch)
         return batch
 
-    def output(self, copy=True):
-        """The last forward's output as (batch, *output_shape). A copy by
-        default; copy=False gives a view valid until the next forward."""
+    def output(self, index=0, copy=True):
+        """Output `index` of the last forward as (batch, *its shape). A copy
+        by default; copy=False gives a view valid until the next forward."""
+        if isinstance(index, bool):
+            raise TypeError("output(index=0, copy=True): the first argument is the output index")
         ptr, count = c_float_p(), ctypes.c_size_t()
-        self._call("aim_model_output", ctypes.byref(ptr), ctypes.byref(count))
-        shape = (count.value // max(self.output_size, 1),) + self.output_shape
-        view = _view(ptr, count.value, self, shape)
+        self._call("aim_model_output", int(index), ctypes.byref(ptr), ctypes.byref(count))
+        sample = self.output_shape_of(index)
+        size = int(np.prod(sample))
+        view = _view(ptr, count.value, self, (count.value // max(size, 1),) + sample)
         return view.copy() if copy else view
 
-    def loss_sparse(self, labels):
-        """Softmax cross-entropy of the last output (logits) against int
-        labels; keeps the gradient for backward(). Returns the mean loss."""
-        y = np.ascontiguousarray(labels, dtype=np.int32).ravel()
+    def loss_sparse(self, labels, output=0):
+        """Softmax cross-entropy of output `output` (logits) of the last
+        forward against int labels, one per sample; keeps the gradient for
+        backward(). Returns the mean loss."""
+        y = np.ascontiguousarray(labels, dtype=np.int32)
+        if y.ndim != 1:
+            raise ValueError("labels: expected an array of shape (N,), got %s" % _shape_str(y.shape))
         out = ctypes.c_float()
-        self._call("aim_model_loss_sparse", y.ctypes.data_as(c_int32_p), y.size, ctypes.byref(out))
+        self._call("aim_model_loss_sparse", int(output), y.ctypes.data_as(c_int32_p), y.size, ctypes.byref(out))
         return out.value
 
-    def loss(self, kind, targets):
-        """A loss (LossKind) of the last output against float targets of the
-        output's shape; keeps the gradient for backward(). Returns the mean loss."""
-        t = _f32(targets)
-        batch = self._batch_of(t, self.output_size, "targets")
+    def _output_array(self, array, output, what):
+        """`array` checked against output `output`'s sample shape; an output
+        of one float also takes a (N,) array."""
+        sample = self.output_shape_of(output)
+        a = _f32(array)
+        if sample == (1,) and a.ndim == 1:
+            a = a.reshape(-1, 1)
+        return _batch_array(a, sample, what)
+
+    def loss(self, kind, targets, output=0):
+        """A loss (LossKind) of output `output` of the last forward against
+        float targets of (batch, *its shape); keeps the gradient for
+        backward(). Returns the mean loss."""
+        t = self._output_array(targets, output, "targets")
         out = ctypes.c_float()
-        self._call("aim_model_loss", int(_enum(LossKind, kind)), _fptr(t), batch, ctypes.byref(out))
+        self._call("aim_model_loss", int(output), int(_enum(LossKind, kind)), _fptr(t), t.size, ctypes.byref(out))
         return out.value
+
+    def set_output_grad(self, grad, output=0):
+        """aim_model_set_output_grad(): d loss / d output `output`, used as
+        given by the next backward()."""
+        g = self._output_array(grad, output, "grad")
+        self._call("aim_model_set_output_grad", int(output), _fptr(g), g.size)
 
     def backward(self, output_grad=None):
-        """Backpropagates (adding into gradients()) from d loss / d output,
-        or from the gradient kept by the last loss when None."""
+        """Backpropagates (adding into gradients()) from d loss / d output
+        (a one-output model), or from the gradients kept by the losses and
+        set_output_grad() when None."""
         if output_grad is None:
-            self._call("aim_model_backward", None)
+            self._call("aim_model_backward", None, 0)
         else:
-            g = _f32(output_grad)
-            # The C function reads batch * output_size floats with no length
-            # argument; check the count here so C never reads past the array.
-            ptr, count = c_float_p(), ctypes.c_size_t()
-            self._call("aim_model_output", ctypes.byref(ptr), ctypes.byref(count))
-            if g.size != count.value:
-                raise ValueError("output_grad has %d floats, the last output has %d" % (g.size, count.value))
-            self._call("aim_model_backward", _fptr(g))
+            # The library checks the count against the last forward's batch.
+            g = self._output_array(output_grad, 0, "output_grad")
+            self._call("aim_model_backward", _fptr(g), g.size)
 
-    def input_gradient(self):
-        """d loss / d input of the last backward (compile with
-        input_gradient=True), as a copy shaped like the input batch."""
-        ptr = c_float_p()
-        self._call("aim_model_input_gradient", ctypes.byref(ptr))
-        out_ptr, count = c_float_p(), ctypes.c_size_t()
-        self._call("aim_model_output", ctypes.byref(out_ptr), ctypes.byref(count))
-        batch = count.value // max(self.output_size, 1)
-        return _view(ptr, batch * self.input_size, self, (batch,) + self.input_shape).copy()
+    def input_gradient(self, index=0):
+        """d loss / d input `index` of the last backward (compile with
+        input_gradient=True), as a copy shaped like that input's batch."""
+        ptr, count = c_float_p(), ctypes.c_size_t()
+        self._call("aim_model_input_gradient", int(index), ctypes.byref(ptr), ctypes.byref(count))
+        sample = self.input_shape_of(index)
+        size = int(np.prod(sample))
+        return _view(ptr, count.value, self, (count.value // max(size, 1),) + sample).copy()
 
     def lstm_set_state(self, layer, h0=None, c0=None, batch=None):
         """Initial (h0, c0), each [layers, batch, hidden], of LSTM layer
         `layer` for forwards of exactly that batch; both None to reset."""
         if h0 is None and c0 is None:
-            self._call("aim_model_lstm_set_state", int(layer), None, None, int(batch or 1))
+            self._call("aim_model_lstm_set_state", int(layer), None, 0, None, 0, int(batch or 1))
             return
+        if h0 is None or c0 is None:
+            raise ValueError("give both h0 and c0, or neither")
         h = _f32(h0)
         c = _f32(c0)
         if h.ndim != 3 or h.shape != c.shape:
-            raise ValueError("h0 and c0 must both be [layers, batch, hidden]")
-        self._call("aim_model_lstm_set_state", int(layer), _fptr(h), _fptr(c), h.shape[1])
+            raise ValueError("h0 and c0 must both be [layers, batch, hidden], got %s and %s"
+                             % (_shape_str(h.shape), _shape_str(c.shape)))
+        if batch is not None and int(batch) != h.shape[1]:
+            raise ValueError("batch %d, but h0 and c0 are of batch %d" % (int(batch), h.shape[1]))
+        self._call("aim_model_lstm_set_state", int(layer), _fptr(h), h.size, _fptr(c), c.size, h.shape[1])
 
     def lstm_final_state(self, layer, batch, layers, hidden):
         """(h_n, c_n) of LSTM layer `layer` after a training forward of `batch` samples."""
         h = np.empty((layers, batch, hidden), dtype=np.float32)
         c = np.empty_like(h)
-        self._call("aim_model_lstm_final_state", int(layer), _fptr(h), _fptr(c), int(batch))
+        self._call("aim_model_lstm_final_state", int(layer), _fptr(h), h.size, _fptr(c), c.size, int(batch))
         return h, c
 
     # -- inference
-    def predict_with(self, workspace, x):
-        """aim_model_predict() through a caller's Workspace (one per thread),
-        in chunks of workspace.max_batch; returns (batch, *output_shape)."""
-        xa = _f32(x)
-        n = self._batch_of(xa, self.input_size, "input")
-        flat = xa.reshape(n, self.input_size)
-        out = np.empty((n, self.output_size), dtype=np.float32)
+    def _outputs_for(self, batch, out):
+        """One C-contiguous float32 array per output, (batch, *its shape):
+        new ones, or the caller's `out` (an array, or a list for a model of
+        several outputs) checked."""
+        shapes = self.output_shapes
+        if out is None:
+            return [np.empty((batch,) + shape, dtype=np.float32) for shape in shapes]
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        if len(outs) != len(shapes):
+            raise ValueError("the model has %d outputs: out must hold %d arrays" % (len(shapes), len(shapes)))
+        for k, (o, shape) in enumerate(zip(outs, shapes)):
+            if not (isinstance(o, np.ndarray) and o.dtype == np.float32 and o.flags.c_contiguous
+                    and o.flags.writeable):
+                raise TypeError("out is written in place: pass writable C-contiguous float32 numpy arrays")
+            what = "out" if len(shapes) == 1 else "out %d" % k
+            _batch_array(o, shape, what, batch)  # the same array: float32 and contiguous already
+        return outs
+
+    def predict_with(self, workspace, x, out=None):
+        """aim_model_predict() (aim_model_predict_multi() for a model of
+        several inputs or outputs) through a caller's Workspace (one per
+        thread), in chunks of workspace.max_batch. Returns (batch,
+        *output_shape), or a list of one array per output; `out` (arrays of
+        those shapes) receives the result instead of new arrays."""
+        xs = self._inputs(x)
+        n = xs[0].shape[0]
+        outs = self._outputs_for(n, out)
         mh, wh = self._h(), workspace._h()
         chunk = workspace.max_batch
+        last_error = lambda: _decode(_lib.aim_workspace_last_error(wh))  # noqa: E731
+        single = len(xs) == 1 and len(outs) == 1
         for first in range(0, n, chunk):
-            part = flat[first:first + chunk]  # rows of a C-contiguous array: contiguous
-            _check(_lib.aim_model_predict(mh, wh, _fptr(part), part.shape[0], _fptr(out[first:first + chunk])),
-                   "aim_model_predict", lambda: _decode(_lib.aim_workspace_last_error(wh)))
-        return out.reshape((n,) + self.output_shape)
+            # rows of C-contiguous arrays: contiguous
+            parts = [a[first:first + chunk] for a in xs]
+            results = [o[first:first + chunk] for o in outs]
+            rows = parts[0].shape[0]
+            if single:
+                _check(_lib.aim_model_predict(mh, wh, _fptr(parts[0]), parts[0].size, rows, _fptr(results[0]),
+                                              results[0].size), "aim_model_predict", last_error)
+            else:
+                in_ptrs = (c_float_p * len(parts))(*[_fptr(p) for p in parts])
+                in_counts = (ctypes.c_size_t * len(parts))(*[p.size for p in parts])
+                out_ptrs = (c_float_p * len(results))(*[_fptr(r) for r in results])
+                out_counts = (ctypes.c_size_t * len(results))(*[r.size for r in results])
+                _check(_lib.aim_model_predict_multi(mh, wh, in_ptrs, in_counts, len(parts), rows, out_ptrs,
+                                                    out_counts, len(results)), "aim_model_predict_multi",
+                       last_error)
+        return outs[0] if len(outs) == 1 else outs
 
-    def predict(self, x):
-        """Inference on (batch, *input_shape) samples through the model's own
-        Workspace (created on first use, PREDICT_BATCH samples per call);
-        leaves the training memory alone."""
+    def predict(self, x, out=None):
+        """Inference on (batch, *input_shape) samples (a list of one array
+        per input for several) through the model's own Workspace (created on
+        first use, PREDICT_BATCH samples per call); leaves the training
+        memory alone. See predict_with()."""
         if self._workspace is None:
             self._workspace = Workspace(self, self.PREDICT_BATCH, threadpool=self._threadpool)
-        return self.predict_with(self._workspace, x)
+        return self.predict_with(self._workspace, x, out)
 
     # -- threads
     @property
@@ -1091,13 +1359,17 @@ class Model(_Closing):
 
     @classmethod
     def deserialize(cls, data):
-        """(Model, Optimizer or None) from bytes written by serialize()."""
+        """(Model, Optimizer or None) from bytes written by serialize().
+        A refusal's AimError carries the library's reason ("truncated: ...")."""
         data = bytes(data)
         buffer = ctypes.create_string_buffer(data, max(len(data), 1))
         mh, oh = ctypes.c_void_p(), ctypes.c_void_p()
-        # No object exists to hold a message when this fails: the status says it all.
-        _check(_lib.aim_model_deserialize(None, buffer, len(data), ctypes.byref(mh), ctypes.byref(oh)),
-               "aim_model_deserialize")
+        # No object exists to hold a message when this fails: the library
+        # writes it into a buffer of ours (256 bytes hold any).
+        message = ctypes.create_string_buffer(256)
+        _check(_lib.aim_model_deserialize(None, buffer, len(data), ctypes.byref(mh), ctypes.byref(oh), message,
+                                          len(message)),
+               "aim_model_deserialize", lambda: _decode(message.value))
         model = cls._from_handle(mh.value)
         optimizer = Optimizer._from_handle(oh.value) if oh.value else None
         return model, optimizer

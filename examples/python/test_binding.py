@@ -2,7 +2,9 @@
 """Checks of the Python binding (aimodel.py). A plain script: run it, read
 the last line ("python binding: N passed, M failed"), exit code 0 or 1.
 
-    AIMODEL_LIB=/work/main/build/libaimodel.so /usr/bin/python3 examples/python/test_binding.py
+    AIMODEL_LIB=/work/main/build/libaimodel.so.1.0.0 /usr/bin/python3 examples/python/test_binding.py
+
+(without AIMODEL_LIB the binding finds build/libaimodel.so.1 of this repository).
 """
 
 import ctypes
@@ -81,6 +83,10 @@ def version_and_status_strings():
     assert aim.version().count(".") == 2
     major, minor, patch = (int(p) for p in aim.version().split("."))
     assert aim.version_number() == major * 10000 + minor * 100 + patch
+    assert major == aim.ABI_MAJOR == 1, aim.version()  # the signatures declared are those of 1.x
+    if "AIMODEL_LIB" not in os.environ:
+        paths = [path for path, _ in aim._library_candidates()]
+        assert any(path.endswith("build/libaimodel.so.1") for path in paths), paths
     assert aim.status_str(Status.OK)
     assert aim.status_str(Status.ERR_SHAPE_MISMATCH) != aim.status_str(Status.ERR_INVALID_ARGUMENT)
     assert aim.status_str(12345) == "unknown status"
@@ -153,9 +159,10 @@ def binding_matches_raw_c_calls():
         assert lib.aim_model_parameters(raw, ctypes.byref(p), ctypes.byref(n)) == 0
         raw_params = np.array(p[:n.value], dtype=np.float32)
         xc = np.ascontiguousarray(x, dtype=np.float32)
-        assert lib.aim_model_forward(raw, 1, xc.ctypes.data_as(aim.c_float_p), 10) == 0
+        assert lib.aim_model_forward(raw, 1, xc.ctypes.data_as(aim.c_float_p), xc.size, 10) == 0
         out, count = aim.c_float_p(), ctypes.c_size_t()
-        assert lib.aim_model_output(raw, ctypes.byref(out), ctypes.byref(count)) == 0
+        assert lib.aim_model_output(raw, 0, ctypes.byref(out), ctypes.byref(count)) == 0
+        assert count.value == 10 * 3
         raw_out = np.array(out[:count.value], dtype=np.float32).reshape(10, 3)
     finally:
         lib.aim_model_free(raw)
@@ -211,12 +218,17 @@ def explicit_output_grad_matches_kept_gradient():
         assert np.allclose(m.gradients(), kept, atol=1e-7)
         assert np.allclose(m.input_gradient(), dx_kept, atol=1e-7)
         assert abs(loss - aim.loss_sparse(m.output(), y)) < 1e-6
+        # 3 rows for a forward of 8: the library sees the array's own count
+        before = m.gradients().copy()
+        expect_error(Status.ERR_SHAPE_MISMATCH, m.backward, g[:3],
+                     contains=("backward: output gradient holds 9 floats; batch 8 of shape (3) needs 24",))
+        assert np.array_equal(m.gradients(), before)  # refused before anything was added
         try:
-            m.backward(g[:3])
-        except ValueError:
-            pass
+            m.backward(g[:, :2])
+        except ValueError as e:
+            assert "expected an array of shape (N, 3), got (8, 2)" in str(e), e
         else:
-            raise AssertionError("a short output_grad was accepted")
+            raise AssertionError("an output_grad of another sample shape was accepted")
 
 
 @test
@@ -304,7 +316,9 @@ def serialize_round_trip_is_bit_identical():
             assert e.status in (Status.ERR_CORRUPT_DATA, Status.ERR_VERSION), e
         else:
             raise AssertionError("a corrupted buffer was accepted")
-        expect_error(Status.ERR_CORRUPT_DATA, aim.Model.deserialize, blob[:10], message=False)
+        # No object holds the message: the library writes it into the binding's buffer.
+        e = expect_error(Status.ERR_CORRUPT_DATA, aim.Model.deserialize, blob[:10])
+        assert e.function == "aim_model_deserialize" and e.message in str(e)
 
 
 @test
@@ -431,6 +445,261 @@ def double_close_and_use_after_close():
     m2.close()
     del m2
     gc.collect()
+
+
+@test
+def array_of_another_shape_is_refused_not_reread():
+    """An (8, 10) array given to a 20-feature model is 80 floats, which the
+    0.x binding read as 4 samples of 20; now it is refused, by the binding
+    (ValueError naming the expected shape) and by the library (its count)."""
+    x = np.arange(80, dtype=np.float32).reshape(8, 10)
+    with aim.Model(20) as m:
+        m.add_dense(3)
+        m.compile(max_batch=8, seed=1)
+        assert m.input_shape == (20,) and m.input_shape_of(0) == m.layer_shape(aim.model_input(0))
+        for call in (m.forward, m.predict, lambda a: m.forward(a, "inference")):
+            try:
+                call(x)
+            except ValueError as e:
+                assert str(e) == "expected an array of shape (N, 20), got (8, 10)", str(e)
+            else:
+                raise AssertionError("an (8, 10) array was accepted by a 20-feature model")
+        assert m.last_error() == ""  # refused before any C call
+        for bad in (x.reshape(80), x.reshape(4, 20, 1), np.zeros((0, 20), dtype=np.float32)):
+            try:
+                m.forward(bad)
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("an array of shape %s was accepted" % (bad.shape,))
+        # The library itself, given the true count (80) and batch (8), refuses too.
+        st = aim.lib.aim_model_forward(m.handle, 0, x.ctypes.data_as(aim.c_float_p), x.size, 8)
+        assert st == Status.ERR_SHAPE_MISMATCH, st
+        assert m.last_error() == "forward: input holds 80 floats; batch 8 of shape (20) needs 160", m.last_error()
+        ok = np.zeros((8, 20), dtype=np.float32)
+        assert m.forward(ok) == 8 and m.output().shape == (8, 3)
+        assert m.predict(ok).shape == (8, 3)
+
+
+@test
+def too_small_output_is_refused():
+    x, y = data(n=8)
+    with mlp(max_batch=8) as m:
+        expected = m.predict(x)
+        out = np.empty((8, 3), dtype=np.float32)
+        assert m.predict(x, out=out) is out and np.array_equal(out, expected)
+        for small in (np.empty((8, 2), dtype=np.float32), np.empty((4, 3), dtype=np.float32),
+                      np.empty(23, dtype=np.float32)):
+            try:
+                m.predict(x, out=small)
+            except ValueError as e:
+                assert "out: expected an array of shape (8, 3), got %s" % (small.shape,) in str(e), str(e)
+            else:
+                raise AssertionError("an output of shape %s was accepted for (8, 3)" % (small.shape,))
+        try:
+            m.predict(x, out=np.empty((8, 3)))  # float64
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("a float64 out was accepted")
+        # The library with a buffer of 23 floats where 24 are needed: refused,
+        # with nothing written (the 24th float is there, as a guard).
+        with aim.Workspace(m, 8) as ws:
+            xc = np.ascontiguousarray(x, dtype=np.float32)
+            buf = np.full(24, -7.0, dtype=np.float32)
+            st = aim.lib.aim_model_predict(m.handle, ws.handle, xc.ctypes.data_as(aim.c_float_p), xc.size, 8,
+                                           buf.ctypes.data_as(aim.c_float_p), 23)
+            assert st == Status.ERR_SHAPE_MISMATCH, st
+            assert ws.last_error() == "predict: output has room for 23 floats; batch 8 of shape (3) needs 24", \
+                ws.last_error()
+            assert np.all(buf == -7.0)
+        # Too few targets for a loss: the library's count check.
+        m.forward(x)
+        expect_error(Status.ERR_SHAPE_MISMATCH, m.loss, "mse", np.zeros((4, 3), dtype=np.float32),
+                     contains=("loss: targets", "hold 12 floats; batch 8", "(3) needs 24"))
+        expect_error(Status.ERR_SHAPE_MISMATCH, m.loss_sparse, y[:5],
+                     contains=("loss_sparse: labels hold 5; the last forward's batch is 8",))
+        e = expect_error(Status.ERR_INVALID_ARGUMENT, m.loss_sparse, np.full(8, 3),
+                         contains=("loss_sparse: label 3 at position 0 lies outside [0, 3)",))
+        assert m.last_error() == e.message
+
+
+def residual_mlp(seed=4, max_batch=16):
+    """6 -> Dense 12 relu -> [Dense 12 relu -> Dense 12] + skip -> relu -> Dense 3."""
+    m = aim.Model(6)
+    assert m.last_node() == aim.model_input(0)
+    skip = m.add_dense(12, "relu").last_node()
+    assert skip == 0
+    y = m.add_dense(12, "relu").add_dense(12).last_node()
+    assert y == 2
+    m.add_add([y, skip]).add_activation("relu").add_dense(3)
+    m.compile(max_batch=max_batch, seed=seed)
+    return m
+
+
+@test
+def residual_mlp_trains_and_matches_numpy():
+    x, y = data(n=64)
+    with residual_mlp() as m:
+        assert m.layer_count == 6 and m.input_count == 1 and m.output_count == 1 and m.output_node(0) == 5
+        assert [m.layer_shape(i) for i in range(6)] == [(12,), (12,), (12,), (12,), (12,), (3,)]
+        # numpy: h0 = relu(x W0 + b0); r = (relu(h0 W1 + b1)) W2 + b2; out = relu(r + h0) W5 + b5
+        p = m.parameters().astype(np.float64)
+
+        def dense(layer, h):
+            off, nw, nb = m.layer_parameters(layer)
+            w = p[off:off + nw].reshape(m.layer_shape(layer)[0], -1)
+            return h @ w.T + p[off + nw:off + nw + nb]
+
+        h0 = np.maximum(dense(0, x.astype(np.float64)), 0)
+        r = dense(2, np.maximum(dense(1, h0), 0))
+        expected = dense(5, np.maximum(r + h0, 0))
+        got = m.predict(x)
+        assert np.max(np.abs(got - expected)) < 1e-5, np.max(np.abs(got - expected))
+        with aim.Adam(m) as opt:
+            first = last = None
+            for step in range(80):
+                i = (step * 16) % x.shape[0]
+                m.zero_grad()
+                m.forward(x[i:i + 16])
+                last = m.loss_sparse(y[i:i + 16])
+                m.backward()
+                opt.step(m, 1e-2)
+                first = last if first is None else first
+            assert np.isfinite(last) and last < 0.5 * first, (first, last)
+        # a graph model survives serialization bit for bit
+        m2, _ = aim.Model.deserialize(m.serialize())
+        with m2:
+            assert m2.layer_count == 6 and m2.input_shape == (6,)
+            assert np.array_equal(m2.predict(x), m.predict(x))
+
+
+@test
+def graph_errors_name_the_nodes():
+    with aim.Model(6) as m:
+        a = m.add_dense(4).last_node()
+        m.continue_from(aim.model_input(0))
+        b = m.add_dense(5).last_node()
+        assert m.last_node() == b == 1
+        expect_error(Status.ERR_SHAPE_MISMATCH, m.add_add, [a, b])    # (4) + (5)
+        expect_error(Status.ERR_INVALID_ARGUMENT, m.add_add, [a])      # one node
+        expect_error(Status.ERR_INVALID_ARGUMENT, m.continue_from, 9)  # no such node
+        m.add_concat([a, b])
+        assert m.layer_shape(-1) == (9,)
+        m.continue_from(a)
+        assert m.last_node() == a
+
+
+@test
+def two_inputs_two_outputs():
+    rs = np.random.RandomState(8)
+    x1 = rs.rand(8, 6).astype(np.float32)
+    x2 = rs.rand(8, 4).astype(np.float32)
+    labels = rs.randint(0, 3, size=8).astype(np.int32)
+    targets = rs.rand(8, 2).astype(np.float32)
+    with aim.Model(6) as m:
+        extra = m.add_input(4)
+        assert extra == aim.model_input(1) and m.input_count == 2 and m.input_shapes == [(6,), (4,)]
+        a = m.add_dense(5, "relu").last_node()
+        m.continue_from(extra)
+        b = m.add_dense(3, "tanh").last_node()
+        joined = m.add_concat([a, b]).last_node()
+        logits = m.add_dense(3).last_node()
+        m.continue_from(joined)
+        regression = m.add_dense(2).last_node()
+        m.set_outputs([logits, regression], [1.0, 0.5])
+        assert m.output_count == 2 and [m.output_node(k) for k in range(2)] == [logits, regression]
+        assert m.output_shapes == [(3,), (2,)]
+        m.compile(max_batch=8, seed=2, input_gradient=True)
+        try:
+            m.forward(x1)
+        except ValueError as e:
+            assert "2 inputs" in str(e)
+        else:
+            raise AssertionError("one array accepted by a 2-input model")
+        try:
+            m.forward([x1, x2[:7]])
+        except ValueError as e:
+            assert "input 1: expected an array of shape (8, 4), got (7, 4)" in str(e), str(e)
+        else:
+            raise AssertionError("inputs of different batches accepted")
+        m.zero_grad()
+        assert m.forward([x1, x2]) == 8
+        out0, out1 = m.output(0), m.output(1)
+        assert out0.shape == (8, 3) and out1.shape == (8, 2)
+        l0 = m.loss_sparse(labels, output=0)
+        l1 = m.loss("mse", targets, output=1)
+        assert np.isfinite(l0) and abs(l1 - np.mean((out1 - targets) ** 2)) < 1e-5
+        expect_error(Status.ERR_SHAPE_MISMATCH, m.backward, out0)  # an output gradient needs one output
+        m.backward()
+        assert np.any(m.gradients())
+        g1, g2 = m.input_gradient(0), m.input_gradient(1)
+        assert g1.shape == (8, 6) and g2.shape == (8, 4)
+        # predict: one array per output, as the inference forward gives them
+        p0, p1 = m.predict([x1, x2])
+        m.forward([x1, x2], "inference")
+        assert np.array_equal(p0, m.output(0)) and np.array_equal(p1, m.output(1))
+        # a graph of two inputs and two outputs survives serialization
+        m2, _ = aim.Model.deserialize(m.serialize())
+        with m2:
+            assert m2.input_count == 2 and m2.output_count == 2
+            assert all(np.array_equal(u, v) for u, v in zip(m2.predict([x1, x2]), (p0, p1)))
+
+
+@test
+def loss_weights_scale_the_gradients():
+    rs = np.random.RandomState(9)
+    x = rs.rand(4, 5).astype(np.float32)
+    t0 = rs.rand(4, 2).astype(np.float32)
+    t1 = rs.rand(4, 3).astype(np.float32)
+    grads = {}
+    for weights in ((1.0, 0.0), (1.0, 2.0), (0.0, 1.0)):
+        with aim.Model(5) as m:
+            trunk = m.add_dense(4, "tanh").last_node()
+            o0 = m.add_dense(2).last_node()
+            m.continue_from(trunk)
+            o1 = m.add_dense(3).last_node()
+            m.set_outputs([o0, o1], weights)
+            m.compile(max_batch=4, seed=6)
+            m.zero_grad()
+            m.forward(x)
+            m.loss("mse", t0, output=0)
+            m.loss("mse", t1, output=1)
+            m.backward()
+            grads[weights] = m.gradients().astype(np.float64)
+    only0, only1 = grads[(1.0, 0.0)], grads[(0.0, 1.0)]
+    assert np.allclose(grads[(1.0, 2.0)], only0 + 2.0 * only1, atol=1e-6)
+
+
+@test
+def lstm_state_counts():
+    rs = np.random.RandomState(3)
+    with aim.Model((5, 3)) as rnn:
+        rnn.add_lstm(4, layers=2).add_dense(2)
+        rnn.compile(max_batch=2, seed=5)
+        x = rs.rand(2, 5, 3).astype(np.float32)
+        h0 = rs.rand(2, 2, 4).astype(np.float32)
+        c0 = rs.rand(2, 2, 4).astype(np.float32)
+        rnn.forward(x)
+        zero_state = rnn.output()
+        rnn.lstm_set_state(0, h0, c0)
+        rnn.forward(x)
+        assert not np.allclose(rnn.output(), zero_state)
+        h, c = rnn.lstm_final_state(0, batch=2, layers=2, hidden=4)
+        assert h.shape == (2, 2, 4) and np.all(np.isfinite(c))
+        rnn.lstm_set_state(0, batch=2)  # back to zeros
+        rnn.forward(x)
+        assert np.array_equal(rnn.output(), zero_state)
+        # a state of 1 layer for a 2-layer stack: the library's count check
+        e = expect_error(Status.ERR_SHAPE_MISMATCH, rnn.lstm_set_state, 0, h0[:1], c0[:1],
+                         contains=("lstm_set_state",))
+        assert "8" in e.message and "16" in e.message, e.message
+        try:
+            rnn.lstm_set_state(0, h0, None)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("h0 without c0 was accepted")
 
 
 def mnist_like_mlp(seed=11, max_batch=64):

@@ -283,12 +283,13 @@ static void train_step(trainer *t) {
     aim_model *m = t->m;
     float loss;
     CHECK(aim_model_zero_grad(m), aim_model_last_error(m));
-    CHECK(aim_model_forward(m, AIM_MODE_TRAIN, t->x + k * B * t->in_size, B), aim_model_last_error(m));
-    if (g_model == M_BINARY)
-        CHECK(aim_model_loss(m, AIM_LOSS_BCE, t->target + k * B, B, &loss), aim_model_last_error(m));
+    CHECK(aim_model_forward(m, AIM_MODE_TRAIN, t->x + k * B * t->in_size, B * t->in_size, B),
+          aim_model_last_error(m));
+    if (g_model == M_BINARY) /* one 0/1 target per sample */
+        CHECK(aim_model_loss(m, 0, AIM_LOSS_BCE, t->target + k * B, B, &loss), aim_model_last_error(m));
     else
-        CHECK(aim_model_loss_sparse(m, t->label + k * B, B, &loss), aim_model_last_error(m));
-    CHECK(aim_model_backward(m, NULL), aim_model_last_error(m));
+        CHECK(aim_model_loss_sparse(m, 0, t->label + k * B, B, &loss), aim_model_last_error(m));
+    CHECK(aim_model_backward(m, NULL, 0), aim_model_last_error(m));
     CHECK(aim_optimizer_step_model(t->opt, m, LEARNING_RATE), aim_optimizer_last_error(t->opt));
 }
 
@@ -324,20 +325,24 @@ static stats time_train(trainer *t) {
     return st;
 }
 
+/* `x` holds POOL batches of `batch` samples of `in_size` floats; `out` has
+ * room for `batch` samples of `out_size` floats. */
 static stats time_predict(const aim_model *m, aim_workspace *ws, const float *x, size_t batch, size_t in_size,
-                          float *out) {
+                          float *out, size_t out_size) {
+    const size_t x_count = batch * in_size, out_count = batch * out_size;
     double t0 = now_s();
-    CHECK(aim_model_predict(m, ws, x, batch, out), aim_workspace_last_error(ws));
+    CHECK(aim_model_predict(m, ws, x, x_count, batch, out, out_count), aim_workspace_last_error(ws));
     double one = now_s() - t0;
     size_t warm = reps_for(one * 5.0, 5, 200);
     for (size_t i = 0; i < warm; i++)
-        CHECK(aim_model_predict(m, ws, x + (i % POOL) * batch * in_size, batch, out), aim_workspace_last_error(ws));
+        CHECK(aim_model_predict(m, ws, x + (i % POOL) * x_count, x_count, batch, out, out_count),
+              aim_workspace_last_error(ws));
     size_t reps = reps_for(one, 20, 5000);
     double *s = xmalloc(reps * sizeof *s);
     for (size_t r = 0; r < reps; r++) {
         const float *xr = x + (r % POOL) * batch * in_size;
         double a = now_s();
-        CHECK(aim_model_predict(m, ws, xr, batch, out), aim_workspace_last_error(ws));
+        CHECK(aim_model_predict(m, ws, xr, x_count, batch, out, out_count), aim_workspace_last_error(ws));
         s[r] = now_s() - a;
     }
     stats st = summarize(s, reps);
@@ -604,8 +609,8 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
         CHECK(aim_workspace_set_threadpool(ws1, t32.m, g_pool), aim_workspace_last_error(ws1));
         CHECK(aim_workspace_set_threadpool(ws256, t32.m, g_pool), aim_workspace_last_error(ws256));
     }
-    bench_ms("infer_b1_ms", time_predict(t32.m, ws1, xin, 1, in_size, out));
-    stats s256 = time_predict(t32.m, ws256, xin, INFER_BATCH, in_size, out);
+    bench_ms("infer_b1_ms", time_predict(t32.m, ws1, xin, 1, in_size, out, out_size));
+    stats s256 = time_predict(t32.m, ws256, xin, INFER_BATCH, in_size, out, out_size);
     bench_ms("infer_b256_ms", s256);
     bench_line("infer_b256_img_per_s", (double)INFER_BATCH / s256.med, NULL);
     aim_workspace_free(ws1);

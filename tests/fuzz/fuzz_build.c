@@ -1,22 +1,48 @@
-/* libFuzzer target: the model builders, compile and one training step,
- * driven by a byte program.
+/* libFuzzer target: the model builders (chains and graphs), compile and one
+ * training step, driven by a byte program.
  *
  * The input is read as: input rank and dimensions (small ranges, zero and an
  * out-of-range rank included), max_batch (0 included), compile flags, then up
- * to 8 layer ops, each an op byte followed by its sizes and codes: dense
- * units, conv2d filters / kernel / stride / padding mode and sides /
- * dilation / groups, pooling windows, LSTM hidden / layers / sequences, and
- * activation, init and padding codes that include out-of-range values. Past
- * the end of the input every byte reads as 0. Sizes are bounded so one input
- * runs in milliseconds.
+ * to 8 ops, each an op byte followed by its sizes and codes: dense units,
+ * conv2d filters / kernel / stride / padding mode and sides / dilation /
+ * groups, pooling windows, LSTM hidden / layers / sequences, and activation,
+ * init and padding codes that include out-of-range values. Op 9 is a graph
+ * op, its next byte saying which:
+ *  - another model input (aim_model_add_input(), rank and sizes as above);
+ *  - a branch: aim_model_continue_from() an earlier node;
+ *  - aim_model_add_add() or aim_model_add_concat() over 0 to 17 earlier
+ *    nodes (a node may repeat; the concat axis may be out of range);
+ *  - a mark: an earlier node, and a loss weight, become an output candidate;
+ *  - a repeat: up to 4 more ops (at most MAX_TOTAL_OPS ops in all), so one
+ *    input can describe a deeper graph.
+ * Earlier nodes are picked by a byte among the layers, the inputs and one
+ * node that does not exist. When a graph op was read, one more byte chooses
+ * the outputs for aim_model_set_outputs(): none (the last layer), the marked
+ * nodes, the layers no other layer reads, or both, with weights of all 1
+ * (NULL) or read from the program (0, negative and non-finite included).
+ * A program without op 9 reads exactly as the chain-only programs before
+ * graphs existed did, so the kept reproducers keep their meaning.
+ * Past the end of the input every byte reads as 0. Sizes are bounded so one
+ * input runs in milliseconds.
  *
- * Every builder call's status is accepted. When the model compiles (with an
- * allocator that refuses blocks over 64 MiB), it runs a training forward, an
- * MSE loss against zero targets, a backward and an SGD step, then checks
- * three things the API promises, aborting (a finding) if one fails:
- *  - the calls after a successful compile succeed (the loss may be
- *    non-finite, which is a status);
- *  - aim_model_predict() equals an inference aim_model_forward() bit for bit;
+ * Every builder call's status is accepted; a successful one must make the
+ * new layer the current node. When the model compiles (with an allocator
+ * that refuses blocks over 64 MiB), it runs a training forward on every
+ * input, an MSE loss against zero targets on output 0 and, on each further
+ * output, an MSE loss, a sparse loss (labels possibly out of range), a set
+ * gradient or nothing, then a backward and an SGD step, with buffers of
+ * exactly the sizes the model's shapes give (aim_model_layer_shape() of
+ * each input and output node). It then checks what the API promises,
+ * aborting (a finding) if one fails:
+ *  - the calls after a successful compile succeed (a loss may be non-finite
+ *    or a label out of range, which are statuses; a backward without any
+ *    kept gradient is AIM_ERR_INVALID_STATE);
+ *  - a count one more than the buffer holds is refused before anything is
+ *    read (AIM_ERR_SHAPE_MISMATCH), and so is aim_model_predict() or a
+ *    single-buffer forward on a model of several inputs or outputs;
+ *  - with input_gradient set, each input's gradient has batch * its size floats;
+ *  - aim_model_predict() / aim_model_predict_multi() equal an inference
+ *    forward bit for bit, output by output;
  *  - serialize -> deserialize -> serialize gives the same bytes, and the
  *    copy predicts bit for bit the same.
  *
@@ -31,7 +57,11 @@
 #include "aimodel.h"
 
 #define CAP_BYTES ((size_t)64 << 20)
-#define MAX_OPS 8
+#define MAX_OPS 8        /* top-level ops of a program */
+#define MAX_TOTAL_OPS 32 /* ops with those of repeats */
+#define MAX_TRACKED 256  /* layers whose readers are tracked (more than MAX_TOTAL_OPS can add) */
+#define MAX_IO AIM_MAX_NODE_INPUTS
+#define MAX_MARKS 20     /* output candidates; over AIM_MAX_NODE_INPUTS is refused */
 
 /* -DFUZZ_TRACE prints every builder call and its status to stderr, to turn a
  * crashing input into a readable model description. */
@@ -64,6 +94,10 @@ typedef struct prog {
 static unsigned next(prog *g) { return g->pos < g->n ? g->p[g->pos++] : 0u; }
 static size_t upto(prog *g, unsigned n) { return (size_t)(next(g) % n); } /* 0 .. n-1 */
 
+static void check(int ok) {
+    if (!ok) abort();
+}
+
 /* -1 and 7 are out of range; 0xFF gives a large code. */
 static aim_activation act_code(prog *g) {
     unsigned b = next(g);
@@ -77,8 +111,137 @@ static float alpha_of(prog *g) {
     if (b == 0xFE) return INFINITY;
     return ((float)b - 128.0f) / 32.0f;
 }
+/* A loss weight: mostly ordinary, sometimes 0, negative or not finite (refused). */
+static float weight_of(prog *g) {
+    static const float w[8] = {1.0f, 0.5f, 2.0f, 0.0f, -1.0f, 0.25f, NAN, INFINITY};
+    return w[next(g) % 8];
+}
 
-static void add_op(aim_model *m, prog *g) {
+/* What the builder has made so far: which nodes some layer reads (for the
+ * "layers no one reads" outputs), the output candidates, the ops left. */
+typedef struct graph {
+    unsigned char layer_read[MAX_TRACKED];
+    size_t marks[MAX_MARKS];
+    float mark_weights[MAX_MARKS];
+    size_t n_marks;
+    int used; /* a graph op was read */
+    size_t ops_left;
+} graph;
+
+static void note_read(graph *gr, size_t node) {
+    if (node < MAX_TRACKED) gr->layer_read[node] = 1;
+}
+
+/* A node id: a layer (the most recent for byte 0), an input, or for the last
+ * value one that does not exist. */
+static size_t pick_node(const aim_model *m, prog *g) {
+    const size_t layers = aim_model_layer_count(m), inputs = aim_model_input_count(m);
+    const size_t c = (size_t)next(g) % (layers + inputs + 1);
+    if (c < layers) return layers - 1 - c;
+    if (c < layers + inputs) return AIM_MODEL_INPUT(c - layers);
+    return (layers & 1) ? layers : AIM_MODEL_INPUT(inputs);
+}
+
+/* After a builder call that read the current node `from`: on success, the
+ * new layers are the current node's chain and `from` has a reader. */
+static void after_add(const aim_model *m, graph *gr, size_t from, size_t layers_before, aim_status st) {
+    const size_t layers = aim_model_layer_count(m);
+    if (st != AIM_OK) {
+        check(layers == layers_before);
+        return;
+    }
+    check(layers > layers_before);
+    size_t cur = 0;
+    check(aim_model_last_node(m, &cur) == AIM_OK && cur == layers - 1);
+    note_read(gr, from);
+    for (size_t i = layers_before; i + 1 < layers; i++) note_read(gr, i);
+}
+
+static void add_op(aim_model *m, prog *g, graph *gr);
+static void merge_op(aim_model *m, prog *g, graph *gr, int concat);
+
+static void graph_op(aim_model *m, prog *g, graph *gr) {
+    gr->used = 1;
+    switch (next(g) % 6) {
+    case 0: { /* another input */
+        const size_t rank = upto(g, 5); /* 0 and 4 are refused */
+        size_t dims[4] = {0, 0, 0, 0};
+        for (size_t i = 0; i < rank; i++) dims[i] = upto(g, 13);
+        const size_t inputs = aim_model_input_count(m);
+        size_t node = 0, cur_before = 0, cur = 0;
+        check(aim_model_last_node(m, &cur_before) == AIM_OK);
+        aim_status st = aim_model_add_input(m, rank, dims, &node);
+        TRACE("add_input rank %zu dims %zu %zu %zu -> %s node %zu\n", rank, dims[0], dims[1], dims[2],
+              aim_status_str(st), st == AIM_OK ? (size_t)-1 - node : (size_t)0);
+        if (st == AIM_OK) {
+            check(node == AIM_MODEL_INPUT(inputs) && aim_model_input_count(m) == inputs + 1);
+        } else {
+            check(aim_model_input_count(m) == inputs);
+        }
+        check(aim_model_last_node(m, &cur) == AIM_OK && cur == cur_before); /* the current node stays */
+        break;
+    }
+    case 1: { /* branch */
+        const size_t node = pick_node(m, g);
+        aim_status st = aim_model_continue_from(m, node);
+        TRACE("continue_from %zu -> %s\n", node, aim_status_str(st));
+        if (st == AIM_OK) {
+            size_t cur = 0;
+            check(aim_model_last_node(m, &cur) == AIM_OK && cur == node);
+        }
+        break;
+    }
+    case 2: merge_op(m, g, gr, 0); break;
+    case 3: merge_op(m, g, gr, 1); break;
+    case 4: { /* mark an output candidate */
+        const size_t node = pick_node(m, g);
+        const float w = weight_of(g);
+        if (gr->n_marks < MAX_MARKS) {
+            gr->marks[gr->n_marks] = node;
+            gr->mark_weights[gr->n_marks] = w;
+            gr->n_marks++;
+        }
+        TRACE("mark output %zu weight %g\n", node, (double)w);
+        break;
+    }
+    default: { /* repeat */
+        size_t k = upto(g, 5);
+        TRACE("repeat %zu\n", k);
+        while (k-- > 0 && gr->ops_left > 0) {
+            gr->ops_left--;
+            add_op(m, g, gr);
+        }
+        break;
+    }
+    }
+}
+
+/* aim_model_add_add() (concat 0) or aim_model_add_concat() over nodes from the program. */
+static void merge_op(aim_model *m, prog *g, graph *gr, int concat) {
+    const size_t count = upto(g, 18); /* 0, 1 and 17 are refused */
+    size_t nodes[17];
+    for (size_t i = 0; i < count; i++) nodes[i] = pick_node(m, g);
+    const size_t axis = upto(g, 4); /* 3 is past any rank */
+    const size_t layers = aim_model_layer_count(m);
+    aim_status st = concat ? aim_model_add_concat(m, nodes, count, axis) : aim_model_add_add(m, nodes, count);
+    TRACE("%s of %zu nodes (%zu %zu %zu ...) axis %zu -> %s %s\n", concat ? "concat" : "add", count,
+          count > 0 ? nodes[0] : 0, count > 1 ? nodes[1] : 0, count > 2 ? nodes[2] : 0, axis, aim_status_str(st),
+          st == AIM_OK ? "" : aim_model_last_error(m));
+    const size_t now = aim_model_layer_count(m);
+    if (st != AIM_OK) {
+        check(now == layers);
+        return;
+    }
+    check(now == layers + 1);
+    size_t cur = 0;
+    check(aim_model_last_node(m, &cur) == AIM_OK && cur == layers);
+    for (size_t i = 0; i < count; i++) note_read(gr, nodes[i]);
+}
+
+static void add_op(aim_model *m, prog *g, graph *gr) {
+    size_t from = 0;
+    check(aim_model_last_node(m, &from) == AIM_OK);
+    const size_t layers = aim_model_layer_count(m);
     switch (next(g) % 10) {
     case 0: {
         aim_dense_config c;
@@ -89,7 +252,7 @@ static void add_op(aim_model *m, prog *g) {
         aim_status st = aim_model_add_dense(m, &c);
         TRACE("dense units %zu act %d alpha %g bias %d init %d -> %s\n", c.units, (int)c.activation,
               (double)c.alpha, (int)c.use_bias, (int)c.init, aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 1: {
@@ -97,7 +260,7 @@ static void add_op(aim_model *m, prog *g) {
         float alpha = alpha_of(g);
         aim_status st = aim_model_add_activation(m, a, alpha);
         TRACE("activation %d alpha %g -> %s\n", (int)a, (double)alpha, aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 2: {
@@ -123,7 +286,7 @@ static void add_op(aim_model *m, prog *g) {
               c.filters, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w, c.dilation_h, c.dilation_w, (int)c.padding,
               c.pad_top, c.pad_bottom, c.pad_left, c.pad_right, c.groups, (int)c.activation, (int)c.use_bias,
               (int)c.init, aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 3:
@@ -141,45 +304,86 @@ static void add_op(aim_model *m, prog *g) {
         aim_status st = (b & 2) ? aim_model_add_max_pool2d(m, &c) : aim_model_add_avg_pool2d(m, &c);
         TRACE("%s pool %zux%zu stride %zux%zu pad %zux%zu -> %s\n", (b & 2) ? "max" : "avg", c.kernel_h, c.kernel_w,
               c.stride_h, c.stride_w, c.pad_h, c.pad_w, aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 5: {
         aim_status st = aim_model_add_global_avg_pool2d(m);
         TRACE("global_avg_pool2d -> %s\n", aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 6: {
         aim_status st = aim_model_add_flatten(m);
         TRACE("flatten -> %s\n", aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 7: {
         aim_lstm_config c;
-        size_t h = upto(g, 9), layers = upto(g, 18); /* 0 and 17 are out of range */
-        (void)aim_lstm_config_init(&c, h, layers);
+        size_t h = upto(g, 9), layer_count = upto(g, 18); /* 0 and 17 are out of range */
+        (void)aim_lstm_config_init(&c, h, layer_count);
         c.return_sequences = (int32_t)(next(g) & 1);
         c.init = init_code(g);
         aim_status st = aim_model_add_lstm(m, &c);
         TRACE("lstm hidden %zu layers %zu sequences %d init %d -> %s\n", c.hidden, c.layers,
               (int)c.return_sequences, (int)c.init, aim_status_str(st));
-        (void)st;
+        after_add(m, gr, from, layers, st);
         break;
     }
     case 8: /* NULL configs */
-        (void)aim_model_add_dense(m, NULL);
-        (void)aim_model_add_conv2d(m, NULL);
-        (void)aim_model_add_max_pool2d(m, NULL);
-        (void)aim_model_add_lstm(m, NULL);
+        check(aim_model_add_dense(m, NULL) != AIM_OK);
+        check(aim_model_add_conv2d(m, NULL) != AIM_OK);
+        check(aim_model_add_max_pool2d(m, NULL) != AIM_OK);
+        check(aim_model_add_lstm(m, NULL) != AIM_OK);
+        check(aim_model_layer_count(m) == layers);
         break;
-    default: break;
+    default: /* 9: a graph op */
+        graph_op(m, g, gr);
+        break;
     }
 }
 
-static void check(int ok) {
-    if (!ok) abort();
+/* Names the outputs, when a graph op was read: none, the marked nodes, the
+ * layers that no layer reads, or both (without repeats). */
+static void choose_outputs(aim_model *m, prog *g, const graph *gr) {
+    const unsigned mode = next(g) % 4;
+    size_t nodes[MAX_MARKS + MAX_IO];
+    float weights[MAX_MARKS + MAX_IO];
+    size_t count = 0;
+    if (mode == 0) return;
+    if (mode & 1) {
+        for (size_t i = 0; i < gr->n_marks; i++) {
+            int seen = 0;
+            for (size_t j = 0; mode == 3 && j < count; j++) seen |= nodes[j] == gr->marks[i];
+            if (seen) continue;
+            nodes[count] = gr->marks[i];
+            weights[count++] = gr->mark_weights[i];
+        }
+    }
+    if (mode & 2) {
+        const size_t layers = aim_model_layer_count(m);
+        for (size_t i = 0; i < layers && i < MAX_TRACKED && count < MAX_MARKS + MAX_IO; i++) {
+            if (gr->layer_read[i]) continue;
+            int seen = 0;
+            for (size_t j = 0; j < count; j++) seen |= nodes[j] == i;
+            if (seen) continue;
+            nodes[count] = i;
+            weights[count++] = weight_of(g);
+        }
+    }
+    const int all_one = next(g) % 3 == 0;
+    aim_status st = aim_model_set_outputs(m, nodes, all_one ? NULL : weights, count);
+    TRACE("set_outputs mode %u, %zu nodes (%zu %zu ...), %s -> %s %s\n", mode, count, count > 0 ? nodes[0] : 0,
+          count > 1 ? nodes[1] : 0, all_one ? "weights 1" : "weights read", aim_status_str(st),
+          st == AIM_OK ? "" : aim_model_last_error(m));
+    if (st == AIM_OK) {
+        check(aim_model_output_count(m) == count);
+        for (size_t j = 0; j < count; j++) {
+            size_t node = 0;
+            check(aim_model_output_node(m, j, &node) == AIM_OK && node == nodes[j]);
+        }
+    }
 }
 
 /* Serializes (model, optimizer) into a fresh buffer; NULL if the sizes
@@ -189,23 +393,77 @@ static unsigned char *to_bytes(const aim_model *m, const aim_optimizer *o, size_
     check(aim_model_serialized_size(m, o, &need) == AIM_OK);
     unsigned char *buf = malloc(need);
     if (!buf) return NULL;
+    if (need > 0) { /* one byte short: refused, and *written says how many are needed */
+        check(aim_model_serialize(m, o, buf, need - 1, &written) == AIM_ERR_SHAPE_MISMATCH && written == need);
+    }
     check(aim_model_serialize(m, o, buf, need, &written) == AIM_OK && written == need);
     *len = need;
     return buf;
 }
 
-static void run(aim_model *m, prog *g, size_t max_batch) {
-    const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
+/* Floats per sample of a node. */
+static size_t node_size(const aim_model *m, size_t node) {
+    size_t rank = 0, dims[AIM_MAX_RANK] = {0, 0, 0, 0};
+    check(aim_model_layer_shape(m, node, &rank, dims) == AIM_OK && rank >= 1 && rank <= 3);
+    size_t n = 1;
+    for (size_t i = 0; i < rank; i++) n *= dims[i];
+    check(n > 0);
+    return n;
+}
+
+/* Inference on every input into `y` (one exact-size buffer per output). */
+static aim_status predict_all(const aim_model *m, aim_workspace *ws, size_t n_in, size_t n_out, size_t batch,
+                              float *const *x, const size_t *x_count, float *const *y, const size_t *y_count) {
+    if (n_in == 1 && n_out == 1) return aim_model_predict(m, ws, x[0], x_count[0], batch, y[0], y_count[0]);
+    return aim_model_predict_multi(m, ws, (const float *const *)x, x_count, n_in, batch, y, y_count, n_out);
+}
+
+static aim_status forward_all(aim_model *m, aim_mode mode, size_t n_in, size_t batch, float *const *x,
+                              const size_t *x_count) {
+    if (n_in == 1) return aim_model_forward(m, mode, x[0], x_count[0], batch);
+    return aim_model_forward_multi(m, mode, (const float *const *)x, x_count, n_in, batch);
+}
+
+static void run(aim_model *m, prog *g, size_t max_batch, int input_gradient) {
+    const size_t n_in = aim_model_input_count(m), n_out = aim_model_output_count(m);
+    check(n_in >= 1 && n_in <= MAX_IO && n_out >= 1 && n_out <= MAX_IO);
+    size_t in_size[MAX_IO], out_size[MAX_IO], x_count[MAX_IO], y_count[MAX_IO];
+    float *x[MAX_IO] = {NULL}, *t[MAX_IO] = {NULL}, *y1[MAX_IO] = {NULL}, *y2[MAX_IO] = {NULL};
+    int32_t *labels = NULL;
+    for (size_t k = 0; k < n_in; k++) in_size[k] = node_size(m, AIM_MODEL_INPUT(k));
+    for (size_t j = 0; j < n_out; j++) {
+        size_t node = 0;
+        check(aim_model_output_node(m, j, &node) == AIM_OK);
+        out_size[j] = node_size(m, node);
+    }
+    check(in_size[0] == aim_model_input_size(m) && out_size[0] == aim_model_output_size(m));
+    const int multi = n_in > 1 || n_out > 1;
+
     const size_t batch = 1 + upto(g, (unsigned)max_batch);
-    float *x = malloc(batch * in * sizeof(float)), *t = calloc(batch * out, sizeof(float));
-    float *y1 = malloc(batch * out * sizeof(float)), *y2 = malloc(batch * out * sizeof(float));
     aim_workspace *ws = NULL;
     aim_optimizer *sgd = NULL;
     aim_model *copy = NULL;
     aim_optimizer *copy_opt = NULL;
     unsigned char *b1 = NULL, *b2 = NULL;
-    if (!x || !t || !y1 || !y2) goto done;
-    for (size_t i = 0; i < batch * in; i++) x[i] = ((float)next(g) - 128.0f) / 64.0f;
+    int ok = (labels = malloc(batch * sizeof *labels)) != NULL;
+    /* Exact sizes, so ASan sees a read or write one float past a buffer. */
+    for (size_t k = 0; k < n_in; k++) {
+        x_count[k] = batch * in_size[k];
+        ok &= (x[k] = malloc(x_count[k] * sizeof(float))) != NULL;
+    }
+    for (size_t j = 0; j < n_out; j++) {
+        y_count[j] = batch * out_size[j];
+        ok &= (t[j] = calloc(y_count[j], sizeof(float))) != NULL;
+        ok &= (y1[j] = malloc(y_count[j] * sizeof(float))) != NULL;
+        ok &= (y2[j] = malloc(y_count[j] * sizeof(float))) != NULL;
+    }
+    if (!ok) goto done;
+    for (size_t k = 0; k < n_in; k++)
+        for (size_t i = 0; i < x_count[k]; i++) x[k][i] = ((float)next(g) - 128.0f) / 64.0f;
+
+    /* Counts that disagree are refused before anything is read. */
+    check(aim_model_forward(m, AIM_MODE_TRAIN, x[0], x_count[0] + 1, batch) == AIM_ERR_SHAPE_MISMATCH);
+    if (n_in > 1) check(aim_model_forward(m, AIM_MODE_TRAIN, x[0], x_count[0], batch) != AIM_OK);
 
     /* Training step. */
     float loss;
@@ -213,40 +471,95 @@ static void run(aim_model *m, prog *g, size_t max_batch) {
     size_t count;
     check(aim_model_parameters(m, &params, &count) == AIM_OK);
     check(aim_model_zero_grad(m) == AIM_OK);
-    check(aim_model_forward(m, AIM_MODE_TRAIN, x, batch) == AIM_OK);
-    aim_status st = aim_model_loss(m, AIM_LOSS_MSE, t, batch, &loss);
+    check(forward_all(m, AIM_MODE_TRAIN, n_in, batch, x, x_count) == AIM_OK);
+    check(aim_model_loss(m, 0, AIM_LOSS_MSE, t[0], y_count[0] + 1, &loss) == AIM_ERR_SHAPE_MISMATCH);
+    aim_status st = aim_model_loss(m, 0, AIM_LOSS_MSE, t[0], y_count[0], &loss);
     check(st == AIM_OK || st == AIM_ERR_NON_FINITE);
-    if (st == AIM_OK) {
-        check(aim_model_backward(m, NULL) == AIM_OK);
+    int have_grad = st == AIM_OK;
+    for (size_t j = 1; j < n_out; j++) {
+        switch (next(g) % 4) {
+        case 0:
+            st = aim_model_loss(m, j, AIM_LOSS_MSE, t[j], y_count[j], &loss);
+            check(st == AIM_OK || st == AIM_ERR_NON_FINITE);
+            break;
+        case 1: /* a label of out_size is out of range */
+            for (size_t i = 0; i < batch; i++) labels[i] = (int32_t)(next(g) % (out_size[j] + 1));
+            st = aim_model_loss_sparse(m, j, labels, batch, &loss);
+            check(st == AIM_OK || st == AIM_ERR_NON_FINITE || st == AIM_ERR_INVALID_ARGUMENT);
+            break;
+        case 2:
+            for (size_t i = 0; i < y_count[j]; i++) y1[j][i] = ((float)next(g) - 128.0f) / 256.0f;
+            check(aim_model_set_output_grad(m, j, y1[j], y_count[j] + 1) == AIM_ERR_SHAPE_MISMATCH);
+            st = aim_model_set_output_grad(m, j, y1[j], y_count[j]);
+            check(st == AIM_OK);
+            break;
+        default: /* no gradient from this output */
+            st = AIM_ERR_INVALID_STATE;
+            break;
+        }
+        have_grad |= st == AIM_OK;
+    }
+    /* An output gradient is for a one-output model only. */
+    if (n_out > 1) check(aim_model_backward(m, t[0], y_count[0]) == AIM_ERR_SHAPE_MISMATCH);
+    if (have_grad) {
+        check(aim_model_backward(m, NULL, 0) == AIM_OK);
+        for (size_t k = 0; k < n_in; k++) {
+            const float *gx = NULL;
+            size_t gn = 0;
+            st = aim_model_input_gradient(m, k, &gx, &gn);
+            if (input_gradient) {
+                check(st == AIM_OK && gn == x_count[k]);
+                volatile float sum = 0.0f; /* touches every float */
+                for (size_t i = 0; i < gn; i++) sum += gx[i];
+                (void)sum;
+            } else {
+                check(st != AIM_OK);
+            }
+        }
         aim_sgd_config sc;
         (void)aim_sgd_config_init(&sc);
         sc.momentum = (next(g) & 1) ? 0.9f : 0.0f;
         st = aim_sgd_create(&CAPPED, &sc, count, &sgd);
         check(st == AIM_OK || (count == 0 && st == AIM_ERR_INVALID_ARGUMENT));
         if (sgd) check(aim_optimizer_step_model(sgd, m, 0.01f) == AIM_OK);
+    } else {
+        check(aim_model_backward(m, NULL, 0) == AIM_ERR_INVALID_STATE);
     }
 
-    /* predict == inference forward, bit for bit. */
+    /* predict == inference forward, bit for bit, output by output. */
     if (aim_workspace_create(m, &CAPPED, max_batch, &ws) != AIM_OK) goto done;
-    check(aim_model_predict(m, ws, x, batch, y1) == AIM_OK);
-    const float *fwd;
-    size_t n;
-    check(aim_model_forward(m, AIM_MODE_INFERENCE, x, batch) == AIM_OK);
-    check(aim_model_output(m, &fwd, &n) == AIM_OK && n == batch * out);
-    check(memcmp(fwd, y1, n * sizeof(float)) == 0);
+    if (multi) check(aim_model_predict(m, ws, x[0], x_count[0], batch, y1[0], y_count[0]) != AIM_OK);
+    if (!multi) {
+        check(aim_model_predict(m, ws, x[0], x_count[0], batch, y1[0], y_count[0] + 1) == AIM_ERR_SHAPE_MISMATCH);
+    }
+    check(predict_all(m, ws, n_in, n_out, batch, x, x_count, y1, y_count) == AIM_OK);
+    check(forward_all(m, AIM_MODE_INFERENCE, n_in, batch, x, x_count) == AIM_OK);
+    for (size_t j = 0; j < n_out; j++) {
+        const float *fwd;
+        size_t n;
+        check(aim_model_output(m, j, &fwd, &n) == AIM_OK && n == y_count[j]);
+        check(memcmp(fwd, y1[j], n * sizeof(float)) == 0);
+    }
+    {
+        const float *fwd;
+        size_t n;
+        check(aim_model_output(m, n_out, &fwd, &n) != AIM_OK);
+    }
 
     /* serialize -> deserialize -> serialize is the identity. */
     size_t l1, l2;
     b1 = to_bytes(m, sgd, &l1);
     if (!b1) goto done;
-    st = aim_model_deserialize(&CAPPED, b1, l1, &copy, &copy_opt);
-    check(st == AIM_OK);
+    char why[256];
+    st = aim_model_deserialize(&CAPPED, b1, l1, &copy, &copy_opt, why, sizeof why);
+    check(st == AIM_OK && why[0] == '\0');
     check((copy_opt != NULL) == (sgd != NULL));
+    check(aim_model_input_count(copy) == n_in && aim_model_output_count(copy) == n_out);
     b2 = to_bytes(copy, copy_opt, &l2);
     if (!b2) goto done;
     check(l1 == l2 && memcmp(b1, b2, l1) == 0);
-    check(aim_model_predict(copy, ws, x, batch, y2) == AIM_OK);
-    check(memcmp(y1, y2, batch * out * sizeof(float)) == 0);
+    check(predict_all(copy, ws, n_in, n_out, batch, x, x_count, y2, y_count) == AIM_OK);
+    for (size_t j = 0; j < n_out; j++) check(memcmp(y1[j], y2[j], y_count[j] * sizeof(float)) == 0);
 done:
     free(b1);
     free(b2);
@@ -254,10 +567,13 @@ done:
     aim_model_free(copy);
     aim_optimizer_free(sgd);
     aim_workspace_free(ws);
-    free(x);
-    free(t);
-    free(y1);
-    free(y2);
+    for (size_t k = 0; k < MAX_IO; k++) free(x[k]);
+    for (size_t j = 0; j < MAX_IO; j++) {
+        free(t[j]);
+        free(y1[j]);
+        free(y2[j]);
+    }
+    free(labels);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -276,7 +592,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     TRACE("input rank %zu dims %zu %zu %zu, max_batch %zu, flags 0x%02x, %zu ops -> %s\n", rank, dims[0], dims[1],
           dims[2], max_batch, flags, ops, aim_status_str(cst));
     if (cst != AIM_OK) return 0;
-    for (size_t i = 0; i < ops; i++) add_op(m, &g);
+    graph gr;
+    memset(&gr, 0, sizeof gr);
+    gr.ops_left = MAX_TOTAL_OPS - ops;
+    for (size_t i = 0; i < ops; i++) add_op(m, &g, &gr);
+    if (gr.used) choose_outputs(m, &g, &gr);
     aim_compile_config cc;
     (void)aim_compile_config_init(&cc);
     cc.max_batch = max_batch;
@@ -285,9 +605,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     aim_status comp = aim_model_compile(m, &cc);
     TRACE("compile -> %s %s\n", aim_status_str(comp), aim_model_last_error(m));
     if (comp == AIM_OK) {
-        /* A compiled model refuses more layers. */
+        /* A compiled model refuses more layers, inputs, branches and outputs. */
+        size_t node = 0, one = 0;
+        const size_t dims1[1] = {1};
         check(aim_model_add_flatten(m) == AIM_ERR_INVALID_STATE);
-        run(m, &g, max_batch);
+        check(aim_model_add_input(m, 1, dims1, &node) == AIM_ERR_INVALID_STATE);
+        check(aim_model_continue_from(m, AIM_MODEL_INPUT(0)) == AIM_ERR_INVALID_STATE);
+        check(aim_model_set_outputs(m, &one, NULL, 1) == AIM_ERR_INVALID_STATE);
+        run(m, &g, max_batch, (int)(flags & 1));
     }
     aim_model_free(m);
     return 0;

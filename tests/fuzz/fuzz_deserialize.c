@@ -8,7 +8,11 @@
  * library must turn that refusal into AIM_ERR_OUT_OF_MEMORY, and libFuzzer's
  * -rss_limit_mb / malloc limit then catches any allocation that bypasses it.
  * A model that loads must run: one aim_model_predict() on zeros, and with an
- * optimizer one training step. Every outcome must be a status code.
+ * optimizer one training step (for a model of one input and one output; one
+ * of several is refused by aim_model_predict() with AIM_ERR_SHAPE_MISMATCH).
+ * Every outcome must be a status code. A refusal must come with a message
+ * (NUL-terminated within the 48 bytes given, "" on success), and the same
+ * status without a message buffer or with one byte of room.
  *
  * Build and run: tests/fuzz/run.sh (see tests/fuzz/README.md).
  */
@@ -60,25 +64,40 @@ static int is_refusal(aim_status st) {
 static void load(const unsigned char *buf, size_t len) {
     aim_model *m = NULL;
     aim_optimizer *o = NULL;
-    aim_status st = aim_model_deserialize(&CAPPED, buf, len, &m, &o);
+    /* A message buffer smaller than some messages, so cutting is exercised
+     * too; it is prefilled so that a missing terminator shows. */
+    char msg[48];
+    memset(msg, 'x', sizeof msg);
+    aim_status st = aim_model_deserialize(&CAPPED, buf, len, &m, &o, msg, sizeof msg);
+    if (memchr(msg, '\0', sizeof msg) == NULL) abort();
     if (st != AIM_OK) {
         if (!is_refusal(st) || m || o) abort();
+        if (msg[0] == '\0') abort(); /* a failure is explained */
+        /* Without a message buffer, or with one byte of room, the outcome is the same. */
+        char one = 'x';
+        if (aim_model_deserialize(&CAPPED, buf, len, &m, &o, NULL, 0) != st || m || o) abort();
+        if (aim_model_deserialize(&CAPPED, buf, len, &m, &o, &one, 1) != st || m || o || one != '\0') abort();
         return;
     }
+    if (msg[0] != '\0') abort(); /* "" on success */
     const size_t in = aim_model_input_size(m), out = aim_model_output_size(m);
     /* The model's own block held max_batch * in floats within 64 MiB. */
     float *x = calloc(in ? in : 1, sizeof(float)), *y = calloc(out ? out : 1, sizeof(float));
     aim_workspace *ws = NULL;
+    /* The one-input, one-output calls; a graph of several inputs or outputs
+     * is refused by them, which is a status too. */
+    const int single = aim_model_input_count(m) == 1 && aim_model_output_count(m) == 1;
     if (x && y && aim_workspace_create(m, &CAPPED, 1, &ws) == AIM_OK) {
-        if (aim_model_predict(m, ws, x, 1, y) != AIM_OK) abort();
+        st = aim_model_predict(m, ws, x, in, 1, y, out);
+        if (single ? st != AIM_OK : st != AIM_ERR_SHAPE_MISMATCH) abort();
     }
-    if (x && y && o) {
+    if (x && y && o && single) {
         float loss;
         memset(y, 0, out * sizeof(float));
-        if (aim_model_zero_grad(m) != AIM_OK || aim_model_forward(m, AIM_MODE_TRAIN, x, 1) != AIM_OK) abort();
-        st = aim_model_loss(m, AIM_LOSS_MSE, y, 1, &loss);
+        if (aim_model_zero_grad(m) != AIM_OK || aim_model_forward(m, AIM_MODE_TRAIN, x, in, 1) != AIM_OK) abort();
+        st = aim_model_loss(m, 0, AIM_LOSS_MSE, y, out, &loss);
         if (st == AIM_OK) {
-            if (aim_model_backward(m, NULL) != AIM_OK) abort();
+            if (aim_model_backward(m, NULL, 0) != AIM_OK) abort();
             st = aim_optimizer_step_model(o, m, 0.01f);
             if (st != AIM_OK && st != AIM_ERR_NON_FINITE) abort();
         } else if (st != AIM_ERR_NON_FINITE) {

@@ -187,8 +187,9 @@ static void clone(const aim_model *m, const aim_optimizer *o, aim_model **mc, ai
     TRY(aim_model_serialized_size(m, o, &size), "");
     void *bytes = malloc(size);
     if (bytes == NULL) die("clone", AIM_ERR_OUT_OF_MEMORY, "");
-    TRY(aim_model_serialize(m, o, bytes, size, &written), "");
-    TRY(aim_model_deserialize(NULL, bytes, written, mc, oc), "");
+    char why[256] = "";
+    TRY(aim_model_serialize(m, o, bytes, size, &written), aim_model_last_error(m));
+    TRY(aim_model_deserialize(NULL, bytes, written, mc, oc, why, sizeof why), why);
     free(bytes);
 }
 
@@ -229,9 +230,9 @@ static void train(aim_model *m, aim_optimizer *o, float lr, const data_set *d, s
         }
         float loss = 0.0f;
         TRY(aim_model_zero_grad(m), aim_model_last_error(m));
-        TRY(aim_model_forward(m, AIM_MODE_TRAIN, x, count), aim_model_last_error(m));
-        TRY(aim_model_loss_sparse(m, y, count, &loss), aim_model_last_error(m));
-        TRY(aim_model_backward(m, NULL), aim_model_last_error(m));
+        TRY(aim_model_forward(m, AIM_MODE_TRAIN, x, count * d->width, count), aim_model_last_error(m));
+        TRY(aim_model_loss_sparse(m, 0, y, count, &loss), aim_model_last_error(m));
+        TRY(aim_model_backward(m, NULL, 0), aim_model_last_error(m));
         if (distributed && dp_average_gradients(MPI_COMM_WORLD, m, err, sizeof err) != 0) {
             die("dp_average_gradients", AIM_ERR_INVALID_STATE, err);
         }
