@@ -46,7 +46,8 @@ static double *g_samples; /* g_reps timings, for the training step */
 
 static void conv_layer(aim__layer *L, size_t C, size_t H, size_t W, size_t O, size_t k) {
     memset(L, 0, sizeof *L);
-    L->kind = AIM__LAYER_CONV2D;
+    L->ops = &aim__conv2d_ops;
+    L->n_in = 1;
     L->in_rank = 3;
     L->in_dims[0] = C, L->in_dims[1] = H, L->in_dims[2] = W;
     L->in_size = C * H * W;
@@ -55,28 +56,35 @@ static void conv_layer(aim__layer *L, size_t C, size_t H, size_t W, size_t O, si
     L->out_size = O * L->out_dims[1] * L->out_dims[2];
     L->weight_count = O * C * k * k;
     L->bias_count = O;
-    L->act = AIM_ACT_RELU;
-    L->alpha = 0.01f;
-    L->init = AIM_INIT_GLOROT_UNIFORM;
-    L->win = (aim__window){.kh = k, .kw = k, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
+    aim__conv2d_cfg *c = AIM__CFG_MUT(aim__conv2d_cfg, L);
+    c->filters = O;
+    c->act = AIM_ACT_RELU;
+    c->alpha = 0.01f;
+    c->use_bias = 1;
+    c->init = AIM_INIT_GLOROT_UNIFORM;
+    c->padding = AIM_PAD_VALID;
+    c->win = (aim__window){.kh = k, .kw = k, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .groups = 1};
     aim__conv2d_setup(L); /* the cache (Z and the columns) and scratch, as the model sets them */
 }
 
 static void pool_layer(aim__layer *L, size_t C, size_t H, size_t W, size_t k) {
     memset(L, 0, sizeof *L);
-    L->kind = AIM__LAYER_MAX_POOL2D;
+    L->ops = &aim__max_pool2d_ops;
+    L->n_in = 1;
     L->in_rank = 3;
     L->in_dims[0] = C, L->in_dims[1] = H, L->in_dims[2] = W;
     L->in_size = C * H * W;
     L->out_rank = 3;
     L->out_dims[0] = C, L->out_dims[1] = H / k, L->out_dims[2] = W / k; /* floor mode */
     L->out_size = C * (H / k) * (W / k);
-    L->win = (aim__window){.kh = k, .kw = k, .sh = k, .sw = k, .dh = 1, .dw = 1, .groups = 1};
+    AIM__CFG_MUT(aim__pool2d_cfg, L)->win = (aim__window){.kh = k, .kw = k, .sh = k, .sw = k, .dh = 1, .dw = 1, .groups = 1};
+    AIM__CFG_MUT(aim__pool2d_cfg, L)->is_max = 1;
 }
 
 static void flatten_layer(aim__layer *L, const aim__layer *prev) {
     memset(L, 0, sizeof *L);
-    L->kind = AIM__LAYER_FLATTEN;
+    L->ops = &aim__flatten_ops;
+    L->n_in = 1;
     L->in_rank = prev->out_rank;
     memcpy(L->in_dims, prev->out_dims, sizeof L->in_dims);
     L->in_size = prev->out_size;
@@ -86,7 +94,8 @@ static void flatten_layer(aim__layer *L, const aim__layer *prev) {
 
 static void dense_layer(aim__layer *L, size_t in, size_t out, aim_activation act) {
     memset(L, 0, sizeof *L);
-    L->kind = AIM__LAYER_DENSE;
+    L->ops = &aim__dense_ops;
+    L->n_in = 1;
     L->in_rank = 1;
     L->in_dims[0] = L->in_size = in;
     L->out_rank = 1;
@@ -94,9 +103,12 @@ static void dense_layer(aim__layer *L, size_t in, size_t out, aim_activation act
     L->weight_count = out * in;
     L->bias_count = out;
     L->cache_per_sample = act == AIM_ACT_IDENTITY ? 0 : out;
-    L->act = act;
-    L->alpha = 0.01f;
-    L->init = AIM_INIT_GLOROT_UNIFORM;
+    aim__dense_cfg *c = AIM__CFG_MUT(aim__dense_cfg, L);
+    c->units = out;
+    c->act = act;
+    c->alpha = 0.01f;
+    c->use_bias = 1;
+    c->init = AIM_INIT_GLOROT_UNIFORM;
 }
 
 /* One layer with its own buffers: x is the previous layer's y, dy is random. */
@@ -110,37 +122,22 @@ typedef struct layer_case {
     float *y, *cache, *dy, *dx, *scratch;
 } layer_case;
 
+/* Through the kind's table, as the executor calls it. */
 static void case_forward(void *p) {
     layer_case *c = p;
-    switch (c->L.kind) {
-    case AIM__LAYER_CONV2D:
-        aim__conv2d_forward(&c->L, c->params, c->x, c->y, c->cache, c->scratch, c->B);
-        break;
-    case AIM__LAYER_DENSE:
-        aim__dense_forward(&c->L, c->params, c->x, c->y, c->cache, c->B);
-        break;
-    default:
-        aim__pool_forward(&c->L, c->x, c->y, c->B);
-        break;
-    }
+    const float *x[1] = {c->x};
+    const aim__fwd a = {x, c->y, c->cache, c->scratch, c->params, NULL, c->B, 0, c->B};
+    c->L.ops->forward(&c->L, &a);
 }
 
 /* The backward masks dy in place by relu'(Z); repeating it is idempotent, so
  * dy is not restored between repetitions (same work, same data). */
 static void case_backward(void *p) {
     layer_case *c = p;
-    float *dx = c->with_dx ? c->dx : NULL;
-    switch (c->L.kind) {
-    case AIM__LAYER_CONV2D:
-        aim__conv2d_backward(&c->L, c->params, c->dparams, c->x, c->y, c->cache, c->dy, dx, c->scratch, c->B);
-        break;
-    case AIM__LAYER_DENSE:
-        aim__dense_backward(&c->L, c->params, c->dparams, c->x, c->y, c->cache, c->dy, dx, c->B);
-        break;
-    default:
-        aim__pool_backward(&c->L, c->x, c->dy, c->dx, c->B);
-        break;
-    }
+    float *dx[1] = {c->with_dx || !c->params ? c->dx : NULL}; /* pooling always writes its dX */
+    const float *x[1] = {c->x};
+    const aim__bwd a = {x, c->y, c->cache, c->dy, dx, c->params, c->dparams, c->scratch, NULL, c->B, 0, c->B};
+    c->L.ops->backward(&c->L, &a);
 }
 
 /* The step zeroes gradients before the backward; so does the bench, untimed. */
@@ -225,7 +222,7 @@ static void valid_range(size_t n_out, size_t stride, size_t pad, size_t off, siz
 }
 
 static void im2col_copy(const aim__layer *L, const float *x, float *col) {
-    const aim__window *w = &L->win;
+    const aim__window *w = &AIM__CFG(aim__conv2d_cfg, L)->win;
     const size_t Cg = L->in_dims[0] / w->groups, H = L->in_dims[1], W = L->in_dims[2], HW = H * W;
     const size_t Ho = L->out_dims[1], Wo = L->out_dims[2], HWo = Ho * Wo;
     for (size_t c = 0; c < Cg; c++)
@@ -252,7 +249,7 @@ static void im2col_copy(const aim__layer *L, const float *x, float *col) {
 }
 
 static void col2im_copy(const aim__layer *L, const float *dcol, float *dx) {
-    const aim__window *w = &L->win;
+    const aim__window *w = &AIM__CFG(aim__conv2d_cfg, L)->win;
     const size_t Cg = L->in_dims[0] / w->groups, H = L->in_dims[1], W = L->in_dims[2], HW = H * W;
     const size_t Ho = L->out_dims[1], Wo = L->out_dims[2], HWo = Ho * Wo;
     for (size_t c = 0; c < Cg; c++)
@@ -300,10 +297,10 @@ static void part_run(void *p) {
             }
         break;
     case PART_RELU:
-        aim__act_forward(L->act, L->alpha, c->cache, c->y, B, L->out_size);
+        aim__act_forward(AIM__CFG(aim__conv2d_cfg, L)->act, AIM__CFG(aim__conv2d_cfg, L)->alpha, c->cache, c->y, B, L->out_size);
         break;
     case PART_RELU_BACK:
-        aim__act_backward(L->act, L->alpha, c->cache, c->y, c->dy, c->dy, B, L->out_size);
+        aim__act_backward(AIM__CFG(aim__conv2d_cfg, L)->act, AIM__CFG(aim__conv2d_cfg, L)->alpha, c->cache, c->y, c->dy, c->dy, B, L->out_size);
         break;
     case PART_ZERO_DX:
         memset(c->dx, 0, B * L->in_size * sizeof(float));
@@ -430,15 +427,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_cnn: hand-built layer %zu differs from the model's\n", i);
             return 2;
         }
-        static const char *const kind[] = {"dense", "activation", "conv2d", "max_pool2d", "avg_pool2d",
-                                           "global_avg_pool2d", "flatten"};
         if (L->in_rank == 3 && L->out_rank == 1)
-            snprintf(lc[i].name, sizeof lc[i].name, "%zu %s %zux%zux%zu -> %zu", i, kind[L->kind], L->in_dims[0],
+            snprintf(lc[i].name, sizeof lc[i].name, "%zu %s %zux%zux%zu -> %zu", i, L->ops->name, L->in_dims[0],
                      L->in_dims[1], L->in_dims[2], L->out_size);
         else if (L->out_rank == 1)
-            snprintf(lc[i].name, sizeof lc[i].name, "%zu %s %zu -> %zu", i, kind[L->kind], L->in_size, L->out_size);
+            snprintf(lc[i].name, sizeof lc[i].name, "%zu %s %zu -> %zu", i, L->ops->name, L->in_size, L->out_size);
         else
-            snprintf(lc[i].name, sizeof lc[i].name, "%zu %s %zux%zux%zu -> %zux%zux%zu", i, kind[L->kind],
+            snprintf(lc[i].name, sizeof lc[i].name, "%zu %s %zux%zux%zu -> %zux%zux%zu", i, L->ops->name,
                      L->in_dims[0], L->in_dims[1], L->in_dims[2], L->out_dims[0], L->out_dims[1], L->out_dims[2]);
         case_alloc(&lc[i], prev, B, i > 0, rng);
         if (lc[i].params) memcpy(lc[i].params, params + off, (wc + bc) * sizeof(float));
@@ -472,11 +467,11 @@ int main(int argc, char **argv) {
         t[0] = now_ms();
         CHECK(aim_model_zero_grad(m), merr);
         t[1] = now_ms();
-        CHECK(aim_model_forward(m, AIM_MODE_TRAIN, input, B), merr);
+        CHECK(aim_model_forward(m, AIM_MODE_TRAIN, input, B * in_size, B), merr);
         t[2] = now_ms();
-        CHECK(aim_model_loss_sparse(m, labels, B, &loss), merr);
+        CHECK(aim_model_loss_sparse(m, 0, labels, sizeof labels / sizeof labels[0], &loss), merr);
         t[3] = now_ms();
-        CHECK(aim_model_backward(m, NULL), merr);
+        CHECK(aim_model_backward(m, NULL, 0), merr);
         t[4] = now_ms();
         CHECK(aim_optimizer_step_model(opt, m, LEARNING_RATE), aim_optimizer_last_error(opt));
         t[5] = now_ms();
@@ -521,7 +516,7 @@ int main(int argc, char **argv) {
         layer_case *c = conv[li];
         const aim__layer *L = &c->L;
         const size_t O = L->out_dims[0], HWo = L->out_dims[1] * L->out_dims[2];
-        const size_t K = L->in_dims[0] * L->win.kh * L->win.kw;
+        const size_t K = L->in_dims[0] * AIM__CFG(aim__conv2d_cfg, L)->win.kh * AIM__CFG(aim__conv2d_cfg, L)->win.kw;
         const double f_fwd = 2.0 * (double)B * (double)O * (double)HWo * (double)K;
         const double f_bwd = c->with_dx ? 2.0 * f_fwd : f_fwd;
         /* The direct GEMMs write to buffers of their own: were the forward GEMM

@@ -683,16 +683,18 @@ static aim_model *build_model(size_t max_batch) {
 /* The LSTM layer as aim_model_add_lstm builds it, checked against the model. */
 static void lstm_layer(aim__layer *L, const aim_model *m) {
     memset(L, 0, sizeof *L);
-    L->kind = AIM__LAYER_LSTM;
+    L->ops = &aim__lstm_ops;
+    L->n_in = 1;
     L->in_rank = 2;
     L->in_dims[0] = T_STEPS, L->in_dims[1] = FEATURES;
     L->in_size = T_STEPS * FEATURES;
     L->out_rank = 1;
     L->out_dims[0] = L->out_size = HIDDEN;
-    L->lstm_hidden = HIDDEN;
-    L->lstm_layers = LAYERS;
-    L->lstm_sequences = 0;
-    L->init = AIM_INIT_PYTORCH;
+    aim__lstm_cfg *c = AIM__CFG_MUT(aim__lstm_cfg, L);
+    c->hidden = HIDDEN;
+    c->layers = LAYERS;
+    c->sequences = 0;
+    c->init = AIM_INIT_PYTORCH;
     for (size_t l = 0; l < LAYERS; l++) L->weight_count += sub_params(l);
     L->cache_per_sample = aim__lstm_cache_per_sample(L);
     L->scratch_per_sample = aim__lstm_scratch_per_sample(L);
@@ -763,13 +765,13 @@ static step_result bench_training(size_t B) {
         CHECK(aim_model_zero_grad(m), merr);
         t[1] = now_ms();
         s[1] = g_insitu_ms;
-        CHECK(aim_model_forward(m, AIM_MODE_TRAIN, inputs + (r % POOL) * B * in_size, B), merr);
+        CHECK(aim_model_forward(m, AIM_MODE_TRAIN, inputs + (r % POOL) * B * in_size, B * in_size, B), merr);
         t[2] = now_ms();
         s[2] = g_insitu_ms;
-        CHECK(aim_model_loss_sparse(m, labels + (r % POOL) * B, B, &loss), merr);
+        CHECK(aim_model_loss_sparse(m, 0, labels + (r % POOL) * B, B, &loss), merr);
         t[3] = now_ms();
         s[3] = g_insitu_ms;
-        CHECK(aim_model_backward(m, NULL), merr);
+        CHECK(aim_model_backward(m, NULL, 0), merr);
         t[4] = now_ms();
         s[4] = g_insitu_ms;
         CHECK(aim_optimizer_step_model(opt, m, LEARNING_RATE), aim_optimizer_last_error(opt));
@@ -1082,12 +1084,14 @@ typedef struct predict_ctx {
     const aim_model *m;
     aim_workspace *w;
     const float *x;
+    size_t x_count;
     float *y;
+    size_t y_count;
 } predict_ctx;
 
 static void predict_run(void *p) {
     predict_ctx *c = p;
-    CHECK(aim_model_predict(c->m, c->w, c->x, 1, c->y), aim_workspace_last_error(c->w));
+    CHECK(aim_model_predict(c->m, c->w, c->x, c->x_count, 1, c->y, c->y_count), aim_workspace_last_error(c->w));
 }
 
 typedef struct gemv_job {
@@ -1120,7 +1124,7 @@ static void bench_predict(void) {
     CHECK(aim_rng_create(NULL, SEED + 1, &rng), NULL);
     float *x = falloc(T * F), *y = falloc(CLASSES);
     fill_uniform(rng, x, T * F, 0.0f, 1.0f);
-    predict_ctx pc = {m, w, x, y};
+    predict_ctx pc = {m, w, x, T * F, y, CLASSES};
 
     /* in situ: sgemm time per predict */
     double *s = xmalloc(2 * g_reps * sizeof *s);
