@@ -209,8 +209,9 @@ typedef struct aim__layer_ops {
     void (*backward)(const aim__layer *L, const aim__bwd *a);
     /* Forward multiply-adds of one sample: how much work a slice carries. */
     double (*macs)(const aim__layer *L);
-    /* The configuration's record in the format (after the kind code). read
-     * fills L->cfg only; the model then calls setup, which validates it. */
+    /* The configuration's record in the format (after the kind code and the
+     * inputs); NULL for a kind without fields. read fills L->cfg only; the
+     * model then calls setup, which validates it. */
     void (*write)(const aim__layer *L, aim__writer *w);
     void (*read)(aim__reader *r, aim__layer *L);
 } aim__layer_ops;

@@ -51,15 +51,4 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
 
 static double macs(const aim__layer *L) { return (double)L->out_size * (double)L->n_in; }
 
-/* No fields: the inputs are in the node's record. */
-static void write(const aim__layer *L, aim__writer *w) {
-    (void)L;
-    (void)w;
-}
-
-static void read(aim__reader *r, aim__layer *L) {
-    (void)r;
-    (void)L;
-}
-
-const aim__layer_ops aim__add_ops = {"add", 8, 2, AIM_MAX_NODE_INPUTS, setup, NULL, forward, backward, macs, write, read};
+const aim__layer_ops aim__add_ops = {"add", 8, 2, AIM_MAX_NODE_INPUTS, setup, NULL, forward, backward, macs, NULL, NULL};

@@ -28,14 +28,4 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
 
 static double macs(const aim__layer *L) { return (double)L->in_size; }
 
-static void write(const aim__layer *L, aim__writer *w) {
-    (void)L;
-    (void)w;
-}
-
-static void read(aim__reader *r, aim__layer *L) {
-    (void)r;
-    (void)L;
-}
-
-const aim__layer_ops aim__flatten_ops = {"flatten", 6, 1, 1, setup, NULL, forward, backward, macs, write, read};
+const aim__layer_ops aim__flatten_ops = {"flatten", 6, 1, 1, setup, NULL, forward, backward, macs, NULL, NULL};

@@ -48,15 +48,5 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
 
 static double macs(const aim__layer *L) { return (double)L->out_size; }
 
-static void write(const aim__layer *L, aim__writer *w) {
-    (void)L;
-    (void)w;
-}
-
-static void read(aim__reader *r, aim__layer *L) {
-    (void)r;
-    (void)L;
-}
-
 const aim__layer_ops aim__global_avg_pool2d_ops = {"global_avg_pool2d", 5, 1, 1, setup, NULL, forward, backward,
-                                                   macs,                write, read};
+                                                   macs,                NULL, NULL};

@@ -112,6 +112,15 @@ aim_status aim_compile_config_init(aim_compile_config *c) {
     return AIM_OK;
 }
 
+/* The last layer that reads layer v's output, or v itself when none does. */
+static size_t last_reader(const aim_model *m, size_t v) {
+    size_t last = v;
+    for (size_t i = v + 1; i < m->n_layers; i++)
+        for (size_t j = 0; j < m->layers[i].n_in; j++)
+            if (m->layers[i].in[j] == v) last = i;
+    return last;
+}
+
 /* Every input and every layer's output must be read by someone: a dangling
  * layer would be computed for nothing, and gets no gradient. */
 static aim_status check_used(aim_model *m, size_t n_out, const size_t *outs) {
@@ -125,10 +134,8 @@ static aim_status check_used(aim_model *m, size_t n_out, const size_t *outs) {
         }
     }
     for (size_t v = 0; v < m->n_layers; v++) {
-        int used = 0;
+        int used = last_reader(m, v) != v;
         for (size_t k = 0; k < n_out; k++) used |= outs[k] == v;
-        for (size_t i = v + 1; i < m->n_layers && !used; i++)
-            for (size_t j = 0; j < m->layers[i].n_in; j++) used |= m->layers[i].in[j] == v;
         if (!used) {
             aim__set_error(m->err, "compile: layer %zu (%s): its output is read by no layer and is not a model output",
                            v, m->layers[v].ops->name);
@@ -209,11 +216,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         live *g = &m->layers[v].live[0];
         int is_out = 0;
         for (size_t k = 0; k < n_out; k++) is_out |= outs[k] == v;
-        size_t last_consumer = v;
-        for (size_t i = v + 1; i < nl; i++)
-            for (size_t j = 0; j < m->layers[i].n_in; j++)
-                if (m->layers[i].in[j] == v) last_consumer = i;
-        g->first = is_out ? 0 : nl - last_consumer;
+        g->first = is_out ? 0 : nl - last_reader(m, v);
         g->last = nl - v;
         if (!aim__mul(B, m->layers[v].out_size, &g->size) || !round16(g->size, &g->size)) overflow = 1;
     }
@@ -229,12 +232,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         live *a = &m->layers[v].live[1];
         int is_out = 0;
         for (size_t k = 0; k < n_out; k++) is_out |= outs[k] == v;
-        size_t last = v;
-        for (size_t i = v + 1; i < nl; i++)
-            for (size_t j = 0; j < m->layers[i].n_in; j++)
-                if (m->layers[i].in[j] == v) last = i;
         a->first = v;
-        a->last = last;
+        a->last = last_reader(m, v);
         if (!round16(m->layers[v].out_size, &a->size)) overflow = 1;
         if (!aim__add(infer_naive, a->size, &infer_naive)) overflow = 1;
         if (is_out) a->size = 0;

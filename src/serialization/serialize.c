@@ -75,7 +75,7 @@ static void put_payload(aim__writer *w, const aim__model_view *v, const aim_opti
             const size_t id = L->in[j];
             aim__put_u64(w, id > (size_t)-1 - AIM_MAX_NODE_INPUTS ? INPUT_BIT | (uint64_t)((size_t)-1 - id) : id);
         }
-        L->ops->write(L, w);
+        if (L->ops->write) L->ops->write(L, w);
     }
     aim__put_u32(w, (uint32_t)v->n_outputs);
     for (size_t k = 0; k < v->n_outputs; k++) {
@@ -376,7 +376,7 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
         }
         aim__layer tmp;
         memset(&tmp, 0, sizeof tmp);
-        ops->read(r, &tmp);
+        if (ops->read) ops->read(r, &tmp);
         if (r->fail) {
             snprintf(msg, AIM__ERR_CAP, "truncated in layer %u (%s)", (unsigned)i, ops->name);
             st = AIM_ERR_CORRUPT_DATA;
