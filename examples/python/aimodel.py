@@ -13,7 +13,8 @@ Errors: every C call that returns an aim_status other than AIM_OK raises
 AimError, which carries the status (a Status), aim_status_str(status), the
 failing C function's name and the relevant object's *_last_error() message.
 The message is "" where the C API has no place for one: functions without an
-object (aim_loss, aim_rng_*, aim_*_create, aim_model_deserialize, ...) and
+object (aim_loss, aim_rng_*, aim_*_create, ...; aim_model_deserialize gives
+its own message, which is passed through) and
 functions that take the model as const (output, layer_shape, serialize, ...),
 whose failures would otherwise show an earlier call's stale message.
 Mistakes caught on the Python side (a closed object, an array whose shape is

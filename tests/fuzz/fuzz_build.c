@@ -245,7 +245,8 @@ static void add_op(aim_model *m, prog *g, graph *gr) {
     switch (next(g) % 10) {
     case 0: {
         aim_dense_config c;
-        (void)aim_dense_config_init(&c, upto(g, 17), act_code(g));
+        const size_t units = upto(g, 17); /* read in this order: argument order is unspecified */
+        (void)aim_dense_config_init(&c, units, act_code(g));
         c.alpha = alpha_of(g);
         c.use_bias = (int32_t)(next(g) % 3); /* 2: a non-canonical "true" */
         c.init = init_code(g);
