@@ -225,6 +225,8 @@ extern const aim__layer_ops aim__dense_ops, aim__activation_ops, aim__conv2d_ops
 
 /* A message that names the dimension: "(784)", "(1, 28, 28)". */
 void aim__shape_str(const aim__shape *s, char *buf, size_t cap);
+/* A node id in words: "layer 3", "model input 1". */
+void aim__node_id_str(size_t id, char *buf, size_t cap);
 
 /* ---- the kinds' own configurations and kernels ---------------------------
  * Declared here for the white-box tests and benchmarks that call a kernel on

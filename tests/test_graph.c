@@ -226,12 +226,38 @@ static void test_dangling_layer_is_named(void **state) {
     aim_model_free(m);
 }
 
+/* Graph mistakes are told in the caller's terms: node ids as "layer N" or
+ * "model input K", and both shapes of a refused sum. */
+static void test_graph_messages_name_nodes(void **state) {
+    (void)state;
+    const size_t dims[1] = {6};
+    aim_model *m = NULL;
+    CHECK_OK(aim_model_create(NULL, 1, dims, &m));
+    assert_int_equal(aim_model_continue_from(m, AIM_MODEL_INPUT(1)), AIM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(aim_model_last_error(m), "model input 1 does not exist"));
+    dense(m, 4, AIM_ACT_RELU); /* layer 0 */
+    const size_t sum[2] = {0, AIM_MODEL_INPUT(0)};
+    assert_int_equal(aim_model_add_add(m, sum, 2), AIM_ERR_SHAPE_MISMATCH);
+    const char *e = aim_model_last_error(m);
+    assert_non_null(strstr(e, "layer 1 (add)"));
+    assert_non_null(strstr(e, "model input 0 (argument 1) gives (6)"));
+    assert_non_null(strstr(e, "layer 0 (argument 0) (4)"));
+    const size_t bad[2] = {0, 7};
+    assert_int_equal(aim_model_add_add(m, bad, 2), AIM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(aim_model_last_error(m), "argument 1 names layer 7"));
+    const size_t out[1] = {AIM_MODEL_INPUT(0)};
+    assert_int_equal(aim_model_set_outputs(m, out, NULL, 1), AIM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(aim_model_last_error(m), "names model input 0"));
+    aim_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_needs_two_gradient_buffers),
         cmocka_unit_test(test_residual_plan_reuses_memory),
         cmocka_unit_test(test_residual_equals_its_chain),
         cmocka_unit_test(test_dangling_layer_is_named),
+        cmocka_unit_test(test_graph_messages_name_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

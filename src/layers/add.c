@@ -15,17 +15,18 @@ aim_status aim_model_add_add(aim_model *m, const size_t *nodes, size_t count) {
 
 static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *msg) {
     for (size_t k = 1; k < n_in; k++) {
-        if (in[k].rank != in[0].rank) {
-            snprintf(msg, AIM__ERR_CAP, "input %zu has rank %zu, input 0 rank %zu: added shapes must be equal", k,
-                     in[k].rank, in[0].rank);
+        char a[28], b[28], sa[68], sb[68];
+        aim__node_id_str(L->in[k], a, sizeof a);
+        aim__node_id_str(L->in[0], b, sizeof b);
+        aim__shape_str(&in[k], sa, sizeof sa);
+        aim__shape_str(&in[0], sb, sizeof sb);
+        int differ = in[k].rank != in[0].rank;
+        for (size_t d = 0; !differ && d < in[0].rank; d++) differ = in[k].dims[d] != in[0].dims[d];
+        if (differ) {
+            snprintf(msg, AIM__ERR_CAP, "added shapes must be equal: %s (argument %zu) gives %s, %s (argument 0) %s",
+                     a, k, sa, b, sb);
             return AIM_ERR_SHAPE_MISMATCH;
         }
-        for (size_t d = 0; d < in[0].rank; d++)
-            if (in[k].dims[d] != in[0].dims[d]) {
-                snprintf(msg, AIM__ERR_CAP, "dimension %zu: input %zu has %zu, input 0 has %zu: added shapes must be equal",
-                         d, k, in[k].dims[d], in[0].dims[d]);
-                return AIM_ERR_SHAPE_MISMATCH;
-            }
     }
     L->out_rank = in[0].rank;
     memcpy(L->out_dims, in[0].dims, sizeof L->out_dims);

@@ -31,3 +31,9 @@ void aim__shape_str(const aim__shape *s, char *buf, size_t cap) {
     at += (size_t)n;
     if (at < cap) snprintf(buf + at, cap - at, ")");
 }
+
+void aim__node_id_str(size_t id, char *buf, size_t cap) {
+    if (id > (size_t)-1 - AIM_MAX_NODE_INPUTS) snprintf(buf, cap, "model input %zu", (size_t)-1 - id);
+    else if (id > (size_t)-1 / 2) snprintf(buf, cap, "node %zu (neither a layer index nor AIM_MODEL_INPUT(k))", id);
+    else snprintf(buf, cap, "layer %zu", id);
+}

@@ -117,8 +117,10 @@ aim_status aim__model_add_node(aim_model *m, const aim__layer_ops *ops, const vo
         }
         for (size_t j = 0; j < n_in; j++)
             if (!node_exists(m, in[j])) {
-                aim__set_error(m->err, "layer %zu (%s): input %zu names node %zu, which does not exist", idx,
-                               ops->name, j, in[j]);
+                char id[96];
+                aim__node_id_str(in[j], id, sizeof id);
+                aim__set_error(m->err, "layer %zu (%s): argument %zu names %s, which does not exist (%zu layers, %zu inputs)",
+                               idx, ops->name, j, id, m->n_layers, m->n_inputs);
                 return AIM_ERR_INVALID_ARGUMENT;
             }
         L.n_in = n_in;
@@ -192,7 +194,10 @@ aim_status aim_model_continue_from(aim_model *m, size_t node) {
     aim_status st = check_buildable(m, "continue_from");
     if (st != AIM_OK) return st;
     if (!node_exists(m, node)) {
-        aim__set_error(m->err, "continue_from: node %zu does not exist", node);
+        char id[96];
+        aim__node_id_str(node, id, sizeof id);
+        aim__set_error(m->err, "continue_from: %s does not exist (%zu layers, %zu inputs)", id, m->n_layers,
+                       m->n_inputs);
         return AIM_ERR_INVALID_ARGUMENT;
     }
     m->current = node;
@@ -209,7 +214,10 @@ aim_status aim_model_set_outputs(aim_model *m, const size_t *nodes, const float 
     }
     for (size_t k = 0; k < count; k++) {
         if (aim__is_input(nodes[k]) || nodes[k] >= m->n_layers) {
-            aim__set_error(m->err, "set_outputs: output %zu names node %zu, which is not a layer", k, nodes[k]);
+            char id[96];
+            aim__node_id_str(nodes[k], id, sizeof id);
+            aim__set_error(m->err, "set_outputs: output %zu names %s, which is not a layer of the model (%zu layers)", k,
+                           id, m->n_layers);
             return AIM_ERR_INVALID_ARGUMENT;
         }
         for (size_t j = 0; j < k; j++)
