@@ -485,7 +485,7 @@ AIM_API const char *aim_tensor_last_error(const aim_tensor *tensor);
 
 /**
  * @brief Activation functions. Each has its forward and its derivative side
- * by side in src/activation.c.
+ * by side in src/layers/activation_fn.c.
  */
 typedef enum aim_activation {
     AIM_ACT_IDENTITY = 0,   /**< f(x) = x */

@@ -1,5 +1,5 @@
-/* Tests of the image layers: conv2d (src/conv2d.c), max / average / global
- * average pooling and flatten (src/pool.c), and their builders (src/model.c).
+/* Tests of the image layers: conv2d (src/layers/conv2d.c), max / average / global
+ * average pooling and flatten (src/layers/pool2d.c), and their builders (src/layers/conv2d.c, pool2d.c).
  *
  *  1. Central-difference gradient checks through the public model API, as in
  *     test_gradcheck.c: L = sum(output * R), the analytic gradients from

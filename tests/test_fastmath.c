@@ -1,4 +1,4 @@
-/* The vectorizable exp, sigmoid and tanh of src/fastmath.h against libm in
+/* The vectorizable exp, sigmoid and tanh of src/core/fastmath.h against libm in
  * double precision, over their whole useful range. */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Golden-value tests of the LSTM layer stack (src/lstm.c): libaimodel against
+/* Golden-value tests of the LSTM layer stack (src/layers/lstm.c): libaimodel against
  * PyTorch 1.13's nn.LSTM.
  *
  * The references live in golden/golden_lstm.h, written by

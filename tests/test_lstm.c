@@ -1,5 +1,5 @@
-/* Tests of the LSTM layer stack (src/lstm.c), its builder and its state
- * functions (src/model.c), through the public API.
+/* Tests of the LSTM layer stack (src/layers/lstm.c), its builder and its state
+ * functions (src/layers/lstm.c), through the public API.
  *
  *  1. Central-difference gradient checks, as in test_conv.c: L = sum(output *
  *     R), the analytic gradients from aim_model_backward(m, R) against

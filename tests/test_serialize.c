@@ -1,4 +1,4 @@
-/* Tests of serialization (src/serialize.c, docs/FORMAT.md).
+/* Tests of serialization (src/serialization/serialize.c, docs/FORMAT.md).
  *
  *  1. Round trips of every layer kind and option (dense with each init, with
  *     and without bias, each activation as a fused and as a layer, conv2d

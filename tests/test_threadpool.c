@@ -39,7 +39,7 @@
  * about 5e-7, the parameters after the Adam steps by about 2e-7: the
  * tolerances below leave a factor of 15 or more.
  *
- * Which batches split: parts_for() in src/model.c keeps a slice only when it
+ * Which batches split: parts_for() in src/model/exec.c keeps a slice only when it
  * carries at least 250k multiply-adds (MIN_SLICE_MACS), counted per sample as
  * conv weights x output pixels, LSTM weights x time steps, dense weights +
  * outputs. Per sample that is about 109.4k for the MLP, 9.6k for the CNN and
@@ -259,7 +259,7 @@ static int any_nonzero(const float *x, size_t n) {
 }
 
 /* Rows [*b0, *b0 + *nb) of slice w of a batch cut into `parts` slices: the
- * library's split (src/model.c, split()): near-equal slices, the first
+ * library's split (src/model/exec.c, aim__split()): near-equal slices, the first
  * batch % parts of them one row larger. */
 static void slice_of(size_t batch, size_t parts, size_t w, size_t *b0, size_t *nb) {
     const size_t q = batch / parts, r = batch % parts;

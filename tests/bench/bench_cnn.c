@@ -207,7 +207,7 @@ static gemm_job gemm(const char *name, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, s
 }
 
 /* ---- the other parts of conv2d, to split a kernel's time ------------------ */
-/* im2col and col2im are static in src/conv2d.c; these are copies of them
+/* im2col and col2im are static in src/layers/conv2d.c; these are copies of them
  * (same loops, same runtime-stride indexing, so the compiler sees the same
  * code) and must be kept in step with that file. */
 
@@ -277,7 +277,7 @@ typedef struct part_job {
     float *col, *dcol; /* one sample's, like the kernel's scratch */
 } part_job;
 
-/* Each part over the whole batch, with the loop structure of src/conv2d.c. */
+/* Each part over the whole batch, with the loop structure of src/layers/conv2d.c. */
 static void part_run(void *p) {
     const part_job *j = p;
     layer_case *c = j->c;
@@ -509,7 +509,7 @@ int main(int argc, char **argv) {
     printf("\n== 3. conv2d kernels against cblas_sgemm on the same shapes, same run (all rows of a layer interleaved)\n"
            "   FLOPs: forward = 2*B*O*Ho*Wo*C*kh*kw; backward = 2 x forward when dX is computed (dW and dcol GEMMs),\n"
            "   1 x forward without dX (layer 0: dx=NULL, dW only). Bias, relu, im2col and col2im count no FLOPs.\n"
-           "   Per-sample GEMMs as src/conv2d.c calls them: forward NN M=O N=Ho*Wo K=C*kh*kw, B calls;\n"
+           "   Per-sample GEMMs as src/layers/conv2d.c calls them: forward NN M=O N=Ho*Wo K=C*kh*kw, B calls;\n"
            "   dW NT M=O N=K K=Ho*Wo (beta 1), dcol TN M=K N=Ho*Wo K=O, B calls each. Target: kernel >= 70%% of sgemm.\n");
     double gemm_step_ms = 0.0, gemm_step_flops = 0.0;
     for (size_t li = 0; li < 2; li++) {
@@ -578,7 +578,7 @@ int main(int argc, char **argv) {
         const double p_col2im = t[T_COL2IM].s.med;
         const double parts_f = p_im2col + sf.med + p_bias + p_relu;
         const double parts_b = p_relub + p_zero + p_im2col + sw.med + sd.med + p_col2im + p_db;
-        printf("  split (ms, medians, each pass alone over the batch; copies of the loops of src/conv2d.c):\n");
+        printf("  split (ms, medians, each pass alone over the batch; copies of the loops of src/layers/conv2d.c):\n");
         printf("    forward  %.3f = im2col %.3f + GEMM %.3f + bias %.3f + relu %.3f   (sum %.3f; im2col+bias+relu "
                "%.0f%% of the sum)\n",
                kf.med, p_im2col, sf.med, p_bias, p_relu, parts_f, 100.0 * (parts_f - sf.med) / parts_f);

@@ -4,7 +4,7 @@
  * library's own elementwise code (the LSTM cell loops). A standalone
  * program (no test framework): it prints figures and never fails on timing;
  * it exits 1 only when an aim_ call (or an allocation) fails, 2 if its
- * hand-built layer or its copies of the loops of src/lstm.c disagree with
+ * hand-built layer or its copies of the loops of src/layers/lstm.c disagree with
  * the library.
  *
  *   usage: bench_lstm [repetitions [warm-up runs]]     (default 30 and 5)
@@ -27,7 +27,7 @@
  *
  * The share of the step inside cblas_sgemm is given two ways:
  *  - ESTIMATED, as bench_cnn does: every GEMM shape that
- *    src/lstm.c and src/dense.c issue in one step, with the same transposes,
+ *    src/layers/lstm.c and src/layers/dense.c issue in one step, with the same transposes,
  *    leading dimensions and call counts, called directly (hot caches) and
  *    summed;
  *  - MEASURED IN SITU, when the program is linked with
@@ -37,7 +37,7 @@
  *    The tally also checks that the direct shapes are exactly those the
  *    library issues. Built without the flag, those rows say "n/a".
  * The elementwise code (bias add, cell loops, bias gradient) is timed through
- * copies of the loops of src/lstm.c, which are static there; they must be
+ * copies of the loops of src/layers/lstm.c, which are static there; they must be
  * kept in step with that file (the program checks its copies of the forward
  * and of the backward recursion against the library's kernels bit for bit,
  * and exits 2 if they differ). Their sum plus the in-situ sgemm time should
@@ -251,12 +251,12 @@ static gemm_group group2(const char *name, gemm_part a, gemm_part b) {
     return g;
 }
 
-/* ---- copies of the elementwise loops of src/lstm.c ------------------------ */
+/* ---- copies of the elementwise loops of src/layers/lstm.c ------------------------ */
 /* cell_forward, cell_backward and the two bias loops are static in
- * src/lstm.c; these are copies (same expressions, same loop structure, the
- * same inline aim__exp/aim__sigmoid/aim__tanh from src/fastmath.h, the same
+ * src/layers/lstm.c; these are copies (same expressions, same loop structure, the
+ * same inline aim__exp/aim__sigmoid/aim__tanh from src/core/fastmath.h, the same
  * AIM__HOT multiversioning attribute), compiled with the library's LIB_OPT by
- * run.sh so that GCC sees the same code. They must follow src/lstm.c: the
+ * run.sh so that GCC sees the same code. They must follow src/layers/lstm.c: the
  * program checks them against the library's kernels bit for bit and exits 2
  * when they differ. The model sets no initial state (h0 = c0 = NULL). */
 
@@ -266,7 +266,7 @@ static gemm_group group2(const char *name, gemm_part a, gemm_part b) {
 #define AIM__HOT
 #endif
 
-/* A zero row: what src/lstm.c's backward passes for an absent c_{t-1} or
+/* A zero row: what src/layers/lstm.c's backward passes for an absent c_{t-1} or
  * upstream gradient. */
 static const float ZEROS[HIDDEN];
 
@@ -366,7 +366,7 @@ static void bias_grad(size_t rows, size_t G, const float *gates, float *dbih, fl
     }
 }
 
-/* sub_forward of src/lstm.c (training layout, no initial state), copied with
+/* sub_forward of src/layers/lstm.c (training layout, no initial state), copied with
  * its GEMMs, keeping in `pre` each row's pre-activations as the cell loop
  * finds them (input projection + biases + recurrent term): realistic inputs
  * for timing the cell loop alone. */
@@ -513,7 +513,7 @@ static float *part_result(part_job *pj, lstm_data *d) {
     return r;
 }
 
-/* The GEMMs of one training step, as src/lstm.c and src/dense.c issue them. */
+/* The GEMMs of one training step, as src/layers/lstm.c and src/layers/dense.c issue them. */
 enum {
     G_FWD_IN0, G_FWD_IN1, G_FWD_REC, G_DENSE_FWD,                         /* forward */
     G_DENSE_DW, G_DENSE_DX, G_BWD_DH, G_BWD_DWHH, G_BWD_DWIH0, G_BWD_DWIH1, G_BWD_DX1, /* backward */
@@ -875,7 +875,7 @@ static step_result bench_training(size_t B) {
         }
         if (e != 0.0) {
             fprintf(stderr, "bench_lstm: the copy of sub_forward differs from aim__lstm_forward by %g; "
-                            "bring the copies in step with src/lstm.c\n", e);
+                            "bring the copies in step with src/layers/lstm.c\n", e);
             exit(2);
         }
         /* the backward copies (cell loop, bias gradient) against aim__lstm_backward, from the same cache */
@@ -901,7 +901,7 @@ static step_result bench_training(size_t B) {
         }
         if (e != 0.0) {
             fprintf(stderr, "bench_lstm: the copies of the backward loops differ from aim__lstm_backward by %g; "
-                            "bring the copies in step with src/lstm.c\n", e);
+                            "bring the copies in step with src/layers/lstm.c\n", e);
             exit(2);
         }
         free(cache), free(scratch), free(y), free(dparams), free(dA), free(dseq), free(db);
@@ -919,7 +919,7 @@ static step_result bench_training(size_t B) {
         else bwd_ms += sg[k].s.med, bwd_f += group_flops(&sg[k]);
     }
     printf("\n== 2. every GEMM of one step (batch %zu), called directly with the shapes, transposes, leading\n"
-           "   dimensions and counts of src/lstm.c and src/dense.c (all rows interleaved, hot caches); the last\n"
+           "   dimensions and counts of src/layers/lstm.c and src/layers/dense.c (all rows interleaved, hot caches); the last\n"
            "   two columns: the same shape inside the timed steps of section 1 (in situ, mean per step)\n", B);
     print_gemm_header(1);
     for (size_t k = 0; k < G_STEP_COUNT; k++) {
@@ -949,7 +949,7 @@ static step_result bench_training(size_t B) {
                (double)g_insitu_calls / (double)g_reps, direct_calls, g_insitu_ms / (double)g_reps, fwd_in, bwd_in);
         if (other_calls || g_tally_lost || g_insitu_calls != direct_calls * g_reps)
             printf("  WARNING: the library issued %.1f calls per step of shapes not listed here (%.3f ms): the rows "
-                   "are out of step with src/lstm.c\n",
+                   "are out of step with src/layers/lstm.c\n",
                    (double)(other_calls + g_tally_lost) / (double)g_reps, other_ms / (double)g_reps);
     }
 
@@ -990,7 +990,7 @@ static step_result bench_training(size_t B) {
            B);
     free(tm_h), free(tm_g);
 
-    /* ---- 3. the elementwise code: copies of the loops of src/lstm.c ---- */
+    /* ---- 3. the elementwise code: copies of the loops of src/layers/lstm.c ---- */
     part_job pj[LAYERS][PART_COUNT];
     timed pt[LAYERS * PART_COUNT];
     for (size_t l = 0; l < LAYERS; l++)
@@ -1009,7 +1009,7 @@ static step_result bench_training(size_t B) {
         free(ref), free(cached);
     }
     const double cells = (double)(B * T * H); /* per sub-layer */
-    printf("\n== 3. elementwise code of the step (batch %zu): copies of the loops of src/lstm.c, each timed alone over\n"
+    printf("\n== 3. elementwise code of the step (batch %zu): copies of the loops of src/layers/lstm.c, each timed alone over\n"
            "   the whole sequence on the step's real pre-activations; \"what-if\" rows are not what the library does\n",
            B);
     printf("  %-46s %9s %9s %9s %9s %9s\n", "loop", "l0 med", "l0 min", "l1 med", "l1 min", "ns/cell");
@@ -1101,7 +1101,7 @@ typedef struct gemv_job {
 } gemv_job;
 
 /* What-if: the recurrent step at batch 1 as cblas_sgemv (y = W_hh·h), as
- * src/dense.c does for batch 1. */
+ * src/layers/dense.c does for batch 1. */
 static void gemv_run(void *p) {
     const gemv_job *g = p;
     const size_t H = HIDDEN, G = 4 * H;

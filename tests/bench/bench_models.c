@@ -379,7 +379,7 @@ static void add(gemm_set *g, const char *what, enum CBLAS_TRANSPOSE ta, enum CBL
     *s = (gemm_shape){what, ta, tb, M, N, K, lda, ldb, ldc, beta, count, a_step, b_step, c_step, NULL, NULL, NULL};
 }
 
-/* A dense layer as src/dense.c issues it (batch > 1): Z = X·Wᵀ; dW += dZᵀ·X;
+/* A dense layer as src/layers/dense.c issues it (batch > 1): Z = X·Wᵀ; dW += dZᵀ·X;
  * dX = dZ·W unless it is the model's first layer. */
 static void dense_gemms(gemm_set *g, size_t B, size_t in, size_t out, int first) {
     add(g, "dense fwd   X.W^T", CblasNoTrans, CblasTrans, B, out, in, in, in, out, 0.0f, 1, 0, 0, 0);
@@ -387,7 +387,7 @@ static void dense_gemms(gemm_set *g, size_t B, size_t in, size_t out, int first)
     if (!first) add(g, "dense dX    dZ.W", CblasNoTrans, CblasNoTrans, B, in, out, out, in, in, 0.0f, 1, 0, 0, 0);
 }
 
-/* A VALID, stride-1 conv as src/conv2d.c issues it: per sample, Z = W·col;
+/* A VALID, stride-1 conv as src/layers/conv2d.c issues it: per sample, Z = W·col;
  * dW += dZ·colᵀ; dcol = Wᵀ·dZ unless it is the first layer. */
 static void conv_gemms(gemm_set *g, size_t B, size_t C, size_t H, size_t W, size_t O, size_t k, int first) {
     const size_t HWo = (H - k + 1) * (W - k + 1), K = C * k * k;
@@ -397,7 +397,7 @@ static void conv_gemms(gemm_set *g, size_t B, size_t C, size_t H, size_t W, size
         add(g, "conv dcol   W^T.dZ", CblasTrans, CblasNoTrans, K, HWo, O, K, HWo, HWo, 0.0f, B, 0, O * HWo, 0);
 }
 
-/* One LSTM sub-layer as src/lstm.c issues it (zero initial state). */
+/* One LSTM sub-layer as src/layers/lstm.c issues it (zero initial state). */
 static void lstm_gemms(gemm_set *g, size_t B, size_t T, size_t in, size_t H, int first) {
     const size_t G = 4 * H;
     add(g, "lstm fwd    X.W_ih^T", CblasNoTrans, CblasTrans, B * T, G, in, in, in, G, 0.0f, 1, 0, 0, 0);
