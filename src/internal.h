@@ -414,8 +414,6 @@ typedef struct aim__model_view {
     size_t n_params;
 } aim__model_view;
 void aim__model_get_view(const aim_model *model, aim__model_view *view);
-/* The model's message buffer, for the deserializer. */
-const char *aim__model_err(const aim_model *model);
 
 /* Bytes the compile plan gives gradients (training) and a workspace's
  * activations (inference, per max_batch), against one buffer per value. */

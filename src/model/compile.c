@@ -36,9 +36,9 @@ int aim__scratch_for(const aim_model *m, size_t batch, size_t *out) {
 
 /* Floats of a worker arena for a training slice of `slice` samples: a
  * partial gradient buffer of n_params, then the slice's scratch. */
-int aim__arena_floats(const aim_model *m, size_t slice, size_t *out) {
+int aim__arena_floats(const aim_model *m, size_t n_params, size_t slice, size_t *out) {
     size_t g, sc;
-    return aim__round_floats(m->n_params, &g) && aim__scratch_for(m, slice, &sc) && aim__add(g, sc, out);
+    return aim__round_floats(n_params, &g) && aim__scratch_for(m, slice, &sc) && aim__add(g, sc, out);
 }
 
 /* The largest slice any split of `batch` can make: a small batch may be cut
@@ -112,6 +112,13 @@ aim_status aim_compile_config_init(aim_compile_config *c) {
     return AIM_OK;
 }
 
+/* Nonzero when layer v is one of the n model outputs. */
+static int is_output(const size_t *outs, size_t n, size_t v) {
+    for (size_t k = 0; k < n; k++)
+        if (outs[k] == v) return 1;
+    return 0;
+}
+
 /* The last layer that reads layer v's output, or v itself when none does. */
 static size_t last_reader(const aim_model *m, size_t v) {
     size_t last = v;
@@ -134,9 +141,7 @@ static aim_status check_used(aim_model *m, size_t n_out, const size_t *outs) {
         }
     }
     for (size_t v = 0; v < m->n_layers; v++) {
-        int used = last_reader(m, v) != v;
-        for (size_t k = 0; k < n_out; k++) used |= outs[k] == v;
-        if (!used) {
+        if (last_reader(m, v) == v && !is_output(outs, n_out, v)) {
             aim__set_error(m->err, "compile: layer %zu (%s): its output is read by no layer and is not a model output",
                            v, m->layers[v].ops->name);
             return AIM_ERR_SHAPE_MISMATCH;
@@ -214,9 +219,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
      * backward step nl - i. A gradient is born at its first writer. */
     for (size_t v = 0; v < nl; v++) {
         live *g = &m->layers[v].live[0];
-        int is_out = 0;
-        for (size_t k = 0; k < n_out; k++) is_out |= outs[k] == v;
-        g->first = is_out ? 0 : nl - last_reader(m, v);
+        g->first = is_output(outs, n_out, v) ? 0 : nl - last_reader(m, v);
         g->last = nl - v;
         if (!aim__mul(B, m->layers[v].out_size, &g->size) || !round16(g->size, &g->size)) overflow = 1;
     }
@@ -230,13 +233,11 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     size_t infer_naive = 0;
     for (size_t v = 0; v < nl; v++) {
         live *a = &m->layers[v].live[1];
-        int is_out = 0;
-        for (size_t k = 0; k < n_out; k++) is_out |= outs[k] == v;
         a->first = v;
         a->last = last_reader(m, v);
         if (!round16(m->layers[v].out_size, &a->size)) overflow = 1;
         if (!aim__add(infer_naive, a->size, &infer_naive)) overflow = 1;
-        if (is_out) a->size = 0;
+        if (is_output(outs, n_out, v)) a->size = 0;
     }
     const size_t infer_extent = place(m->layers, nl, 1, &overflow);
 
@@ -267,9 +268,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         if (L->state_per_sample) (void)plan(&p, 2 * B, L->state_per_sample);
     }
     size_t bytes = 0, arena = 0;
-    m->n_params = n_params; /* for aim__arena_floats; restored on failure */
-    const int arena_ok = !m->pool || aim__arena_floats(m, aim__largest_slice(B), &arena);
-    m->n_params = 0;
+    const int arena_ok = !m->pool || aim__arena_floats(m, n_params, aim__largest_slice(B), &arena);
     if (overflow || p.overflow || !arena_ok || !aim__mul(p.off, sizeof(float), &bytes) ||
         bytes > SIZE_MAX - AIM__ALIGN) {
         aim__set_error(m->err, "compile: memory size overflows for max_batch %zu", B);
@@ -306,7 +305,6 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     }
     m->dtmp = base + o_dtmp;
     m->scratch = base + o_scratch;
-    m->scratch_max = max_scratch;
     m->acts = (float **)(void *)(base + o_ptrs);
     m->caches = m->acts + nl;
     m->dys = m->acts + 2 * nl;

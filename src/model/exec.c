@@ -69,8 +69,6 @@ typedef struct run {
     float **arenas;
 } run;
 
-static const float *value_at(const run *r, size_t id, size_t b0, size_t nb);
-
 static float *layer_out(const run *r, size_t i, size_t b0, size_t nb) {
     const aim_model *m = r->m;
     const size_t size = m->layers[i].out_size;
@@ -108,6 +106,8 @@ static void run_slice(const run *r, size_t b0, size_t nb, float *scratch) {
     }
 }
 
+/* One slice of a forward or a predict: worker w > 0 finds its scratch in its
+ * arena at arena_off (after a training slice's partial gradients; 0 for predict). */
 static void fwd_part(void *ctx, size_t w) {
     const run *r = ctx;
     if (w >= r->parts) return;
@@ -187,7 +187,7 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
     if (parts > 1) {
         size_t have = aim__pool_lock(m->pool, arenas), need = 0;
         (void)aim__round_floats(m->n_params, &r.arena_off); /* sized at compile: no overflow */
-        if (!aim__arena_floats(m, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
+        if (!aim__arena_floats(m, m->n_params, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
         r.parts = parts;
         r.arenas = arenas;
         aim__pool_run_locked(m->pool, parts, fwd_part, &r);
@@ -304,8 +304,8 @@ aim_status aim_model_loss_sparse(aim_model *m, size_t output, const int32_t *lab
         }
     m->grad_ready &= ~(1u << output);
     st = aim__loss_sparse(m->acts[node], labels, m->batch, classes, loss_out, m->dys[node]);
-    if (st == AIM_ERR_NON_FINITE) aim__set_error(m->err, "loss_sparse: the loss is not finite (NaN or infinity)");
-    else if (st != AIM_OK) aim__set_error(m->err, "loss_sparse: a label lies outside [0, %zu)", classes);
+    /* The labels were checked above, so the only failure left is a loss that is not finite. */
+    if (st != AIM_OK) aim__set_error(m->err, "loss_sparse: the loss is not finite (NaN or infinity)");
     else keep_grad(m, output);
     return st;
 }
@@ -340,7 +340,8 @@ static float *grad_of(const aim_model *m, size_t id) {
 }
 
 static size_t size_of(const aim_model *m, size_t id) {
-    return aim__is_input(id) ? m->inputs[aim__input_index(id)].size : m->layers[id].out_size;
+    aim__shape tmp;
+    return aim__node_shape(m, id, &tmp)->size;
 }
 
 /* The backward of layer k on rows [b0, b0 + nb) of the last training
@@ -493,7 +494,7 @@ aim_status aim_model_zero_grad(aim_model *m) {
 /* Sizes the pool's arenas for this compiled model. */
 static aim_status reserve_for(aim_model *m, aim_threadpool *pool) {
     size_t need;
-    if (!aim__arena_floats(m, aim__largest_slice(m->max_batch), &need)) {
+    if (!aim__arena_floats(m, m->n_params, aim__largest_slice(m->max_batch), &need)) {
         aim__set_error(m->err, "set_threadpool: arena size overflows");
         return AIM_ERR_OVERFLOW;
     }
@@ -611,14 +612,6 @@ aim_status aim_workspace_set_threadpool(aim_workspace *w, const aim_model *m, ai
     return AIM_OK;
 }
 
-static void predict_part(void *ctx, size_t wi) {
-    const run *r = ctx;
-    if (wi >= r->parts) return;
-    size_t b0, nb;
-    aim__split(r->batch, r->parts, wi, &b0, &nb);
-    run_slice(r, b0, nb, wi ? r->arenas[wi] : r->scratch0);
-}
-
 static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float *const *inputs,
                                const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
                                const size_t *output_counts, size_t n_outputs, int single) {
@@ -683,10 +676,10 @@ static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float
     }
     run r = {m, inputs, outputs, w->vals, NULL, batch, parts, 0, w->scratch, arenas};
     if (parts > 1) {
-        aim__pool_run_locked(w->pool, parts, predict_part, &r);
+        aim__pool_run_locked(w->pool, parts, fwd_part, &r);
         aim__pool_unlock(w->pool);
     } else {
-        predict_part(&r, 0);
+        fwd_part(&r, 0);
     }
     return AIM_OK;
 }

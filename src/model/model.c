@@ -20,11 +20,6 @@ const aim__shape *aim__node_shape(const aim_model *m, size_t id, aim__shape *tmp
     return tmp;
 }
 
-void aim__node_name(const aim_model *m, size_t id, char *buf, size_t cap) {
-    if (aim__is_input(id)) snprintf(buf, cap, "input %zu", aim__input_index(id));
-    else snprintf(buf, cap, "layer %zu (%s)", id, m->layers[id].ops->name);
-}
-
 size_t aim__n_outputs(const aim_model *m) { return m->outputs_set ? m->n_outputs : (m->n_layers ? 1 : 0); }
 
 size_t aim__output_node(const aim_model *m, size_t k) { return m->outputs_set ? m->outputs[k] : m->n_layers - 1; }
@@ -76,8 +71,6 @@ void aim_model_free(aim_model *m) {
 }
 
 const char *aim_model_last_error(const aim_model *m) { return m ? m->err : ""; }
-
-const char *aim__model_err(const aim_model *m) { return m->err; }
 
 static aim_status check_buildable(aim_model *m, const char *what) {
     if (m->compiled) {

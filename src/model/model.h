@@ -46,7 +46,6 @@ struct aim_model {
     size_t infer_per_sample; /* floats per sample of a workspace's value arena */
     float *dtmp;          /* a later consumer's input gradient, before it is added */
     float *scratch;       /* max over the layers of scratch_floats + max_batch scratch_per_sample */
-    size_t scratch_max;
     aim__plan_stats plan;
 
     /* ---- the state of the last calls ---- */
@@ -68,15 +67,13 @@ static inline size_t aim__input_index(size_t id) { return (size_t)-1 - id; }
 
 /* The shape of a node's output sample (a layer's output or an input). */
 const aim__shape *aim__node_shape(const aim_model *m, size_t id, aim__shape *tmp);
-/* "layer 3 (dense)" or "input 1". */
-void aim__node_name(const aim_model *m, size_t id, char *buf, size_t cap);
 /* The model's outputs: those set, or the last layer. */
 size_t aim__n_outputs(const aim_model *m);
 size_t aim__output_node(const aim_model *m, size_t k);
 
 /* compile.c */
 int aim__scratch_for(const aim_model *m, size_t batch, size_t *out);
-int aim__arena_floats(const aim_model *m, size_t slice, size_t *out);
+int aim__arena_floats(const aim_model *m, size_t n_params, size_t slice, size_t *out);
 size_t aim__largest_slice(size_t batch);
 
 #endif

@@ -384,7 +384,7 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
         }
         st = aim__model_add_node(m, ops, tmp.cfg, sizeof tmp.cfg, version > 1 ? in : NULL, n_in);
         if (st != AIM_OK) {
-            snprintf(msg, AIM__ERR_CAP, "%s", aim__model_err(m));
+            snprintf(msg, AIM__ERR_CAP, "%s", aim_model_last_error(m));
             st = as_read_status(st);
             goto fail;
         }
@@ -411,7 +411,7 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
         }
         st = r->fail ? AIM_ERR_CORRUPT_DATA : aim_model_set_outputs(m, outs, weights, n_out);
         if (st != AIM_OK) {
-            snprintf(msg, AIM__ERR_CAP, "%s", r->fail ? "truncated in the outputs" : aim__model_err(m));
+            snprintf(msg, AIM__ERR_CAP, "%s", r->fail ? "truncated in the outputs" : aim_model_last_error(m));
             st = AIM_ERR_CORRUPT_DATA;
             goto fail;
         }
@@ -432,7 +432,7 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
     }
     st = aim_model_compile(m, &cc);
     if (st != AIM_OK) {
-        snprintf(msg, AIM__ERR_CAP, "%s", aim__model_err(m));
+        snprintf(msg, AIM__ERR_CAP, "%s", aim_model_last_error(m));
         st = (st == AIM_ERR_OUT_OF_MEMORY || st == AIM_ERR_OVERFLOW) ? st : AIM_ERR_CORRUPT_DATA;
         goto fail;
     }
