@@ -73,11 +73,11 @@ extern "C" {
 /** Major version: changes when the ABI breaks (it is the soname's number). */
 #define AIM_VERSION_MAJOR 1
 /** Minor version: changes when features are added compatibly. */
-#define AIM_VERSION_MINOR 0
+#define AIM_VERSION_MINOR 1
 /** Patch version: changes for fixes only. */
 #define AIM_VERSION_PATCH 0
 /** The version as a string, "MAJOR.MINOR.PATCH". */
-#define AIM_VERSION_STRING "1.0.0"
+#define AIM_VERSION_STRING "1.1.0"
 /** The version as one number: MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define AIM_VERSION_NUMBER \
     (AIM_VERSION_MAJOR * 10000 + AIM_VERSION_MINOR * 100 + AIM_VERSION_PATCH)
@@ -957,6 +957,308 @@ AIM_API aim_status aim_model_lstm_set_state(aim_model *model, size_t layer, cons
 AIM_API aim_status aim_model_lstm_final_state(aim_model *model, size_t layer, float *h, size_t h_count, float *c,
                                               size_t c_count, size_t batch);
 
+/* ---- layers added in 1.1 --------------------------------------------------- */
+
+/** @brief The element type of a model input (see aim_model_set_input_dtype()). */
+typedef enum aim_dtype {
+    AIM_DTYPE_FLOAT32 = 0, /**< float (the default of every input). */
+    AIM_DTYPE_INT32 = 1    /**< int32_t token ids, read only by embedding layers. */
+} aim_dtype;
+
+/**
+ * @brief Declares what a model input holds. An ::AIM_DTYPE_INT32 input holds
+ * token ids that only embedding layers may read; it is fed with
+ * aim_model_forward_ids(), aim_model_predict_ids() or the `_typed` calls, and
+ * has no gradient. Every id is checked against the table of each embedding
+ * that reads it before anything runs.
+ * @param model A model not yet compiled.
+ * @param input Input index, below aim_model_input_count().
+ * @param dtype The element type.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, no such input, unknown dtype),
+ * AIM_ERR_INVALID_STATE (compiled, or a layer already reads the input)
+ */
+AIM_API aim_status aim_model_set_input_dtype(aim_model *model, size_t input, aim_dtype dtype);
+
+/**
+ * @brief Options of batch normalization (PyTorch nn.BatchNorm1d over
+ * (N, C) or (N, C, L), nn.BatchNorm2d over (N, C, H, W)): channels are axis
+ * 0 of a sample. Training normalizes with the batch's mean and biased
+ * variance over the batch and the other axes, and updates the running mean
+ * and unbiased variance: r = (1 - momentum) r + momentum · batch statistic.
+ * Inference uses the running statistics. Parameters γ [C] then β [C] (with
+ * `affine`); buffers running_mean [C] then running_var [C] (see
+ * aim_model_buffers()).
+ */
+typedef struct aim_batch_norm_config {
+    float momentum; /**< In [0, 1]. Default 0.1. */
+    float eps;      /**< Added to the variance, > 0. Default 1e-5. */
+    int32_t affine; /**< Nonzero: learnable γ (init 1) and β (init 0). Default 1. */
+} aim_batch_norm_config;
+
+/**
+ * @brief Fills a batch-norm config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_batch_norm_config_init(aim_batch_norm_config *config);
+
+/**
+ * @brief Appends batch normalization over the channels (axis 0) of the
+ * current value (rank 1 to 3). When a thread pool splits a training batch,
+ * the statistics are still the whole batch's: the layer's work is split by
+ * channel, so every thread count gives the same bits.
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_batch_norm_config_init()).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, momentum outside [0, 1], eps <= 0 or not finite),
+ * AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ * @note A training forward with one value per channel (batch 1 of a rank-1
+ * input) is refused with ::AIM_ERR_INVALID_ARGUMENT, as in PyTorch.
+ */
+AIM_API aim_status aim_model_add_batch_norm(aim_model *model, const aim_batch_norm_config *config);
+
+/**
+ * @brief Appends dropout (PyTorch nn.Dropout): in training each element is
+ * zeroed with probability `p` and the others scaled by 1 / (1 - p); in
+ * inference it is the identity. Masks come from the model's random stream
+ * (aim_model_set_random_seed()), drawn per sample, so a seed gives the same
+ * masks at every thread count, and a serialized model resumes the stream.
+ * @param model A model not yet compiled.
+ * @param p Drop probability in [0, 1).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, p outside [0, 1) or NaN), AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_dropout(aim_model *model, float p);
+
+/**
+ * @brief Options of layer normalization (PyTorch nn.LayerNorm) over the
+ * last `normalized_dims` axes of a sample: y = (x - mean) / sqrt(var + eps)
+ * · γ + β, with the biased variance. Parameters γ then β, each the size of
+ * the normalized axes (with `elementwise_affine`).
+ */
+typedef struct aim_layer_norm_config {
+    size_t normalized_dims;     /**< Trailing axes normalized, 1 to the input's rank. Default 1. */
+    float eps;                  /**< > 0. Default 1e-5. */
+    int32_t elementwise_affine; /**< Nonzero: learnable γ (init 1) and β (init 0). Default 1. */
+} aim_layer_norm_config;
+
+/**
+ * @brief Fills a layer-norm config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_layer_norm_config_init(aim_layer_norm_config *config);
+
+/**
+ * @brief Appends layer normalization.
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_layer_norm_config_init()).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (more axes than the input has),
+ * AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_layer_norm(aim_model *model, const aim_layer_norm_config *config);
+
+/**
+ * @brief Options of an embedding table (PyTorch nn.Embedding): weight
+ * [num_embeddings, embedding_dim]; id i selects row i.
+ */
+typedef struct aim_embedding_config {
+    size_t num_embeddings; /**< Rows, 1 to INT32_MAX. */
+    size_t embedding_dim;  /**< Columns, > 0. */
+    int32_t has_padding;   /**< Nonzero: row `padding_idx` starts at zero and gets no gradient. Default 0. */
+    size_t padding_idx;    /**< Below num_embeddings, with `has_padding`. */
+    /** ::AIM_INIT_PYTORCH (default): N(0, 1) as PyTorch; also GLOROT_UNIFORM, HE_NORMAL, ZEROS. */
+    aim_init init;
+} aim_embedding_config;
+
+/**
+ * @brief Fills an embedding config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param num_embeddings Rows of the table.
+ * @param embedding_dim Size of each vector.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_embedding_config_init(aim_embedding_config *config, size_t num_embeddings,
+                                             size_t embedding_dim);
+
+/**
+ * @brief Appends an embedding that reads an ::AIM_DTYPE_INT32 model input of
+ * ids of shape S (rank 1 or 2) and outputs S × embedding_dim. An id outside
+ * [0, num_embeddings) makes the forward or predict fail with
+ * ::AIM_ERR_INVALID_ARGUMENT naming its position, before anything runs. The
+ * backward adds into the rows that were used.
+ * @param model A model not yet compiled whose current node is an int32 input.
+ * @param config The options (see aim_embedding_config_init()).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (the input is
+ * not an int32 model input, or is rank 3), AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_embedding(aim_model *model, const aim_embedding_config *config);
+
+/** @brief A recurrent cell kind (see aim_model_add_rnn()). */
+typedef enum aim_rnn_kind {
+    AIM_RNN_LSTM = 0, /**< nn.LSTM: gates i, f, g, o; a hidden and a cell state. */
+    AIM_RNN_GRU = 1   /**< nn.GRU: gates r, z, n; a hidden state. */
+} aim_rnn_kind;
+
+/**
+ * @brief Options of a stack of recurrent layers, batch first, in PyTorch's
+ * layout: per stacked layer and direction, W_ih [G·hidden, in], W_hh
+ * [G·hidden, hidden], b_ih [G·hidden], b_hh [G·hidden] (G = 4 for LSTM, 3 for
+ * GRU), the reverse direction's four after the forward's, layer after layer
+ * (PyTorch's parameter order, so weights import directly). A bidirectional
+ * stack concatenates the directions per step, [forward, reverse]; the layers
+ * above read 2·hidden features.
+ */
+typedef struct aim_rnn_config {
+    size_t hidden;            /**< Hidden size, > 0. */
+    size_t layers;            /**< Stacked layers, 1 to 16. Default 1. */
+    /** Nonzero: output [time, D·hidden] (D = 2 when bidirectional, else 1).
+     * Zero: the top layer's final hidden states [D·hidden]: the forward
+     * direction's after the last step, then the reverse direction's after
+     * the first (PyTorch's cat(h_n[-2], h_n[-1])). Default 0. */
+    int32_t return_sequences;
+    int32_t bidirectional; /**< Nonzero: a reverse direction per layer. Default 0. */
+    /** ::AIM_INIT_PYTORCH (default): U(-1/sqrt(hidden), 1/sqrt(hidden)); also GLOROT_UNIFORM, HE_NORMAL, ZEROS. */
+    aim_init init;
+} aim_rnn_config;
+
+/**
+ * @brief Fills a recurrent config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param hidden Hidden size.
+ * @param layers Stacked layers.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_rnn_config_init(aim_rnn_config *config, size_t hidden, size_t layers);
+
+/**
+ * @brief Appends a stack of LSTM or GRU layers over the current value, one
+ * sequence [time, features] (rank 2). aim_model_add_lstm() is this call with
+ * ::AIM_RNN_LSTM and a unidirectional stack.
+ * @param model A model not yet compiled.
+ * @param kind ::AIM_RNN_LSTM or ::AIM_RNN_GRU.
+ * @param config The options (see aim_rnn_config_init()).
+ * @retval As aim_model_add_lstm(); AIM_ERR_INVALID_ARGUMENT also for an unknown kind.
+ */
+AIM_API aim_status aim_model_add_rnn(aim_model *model, aim_rnn_kind kind, const aim_rnn_config *config);
+
+/**
+ * @brief Appends a stack of GRU layers: aim_model_add_rnn() with ::AIM_RNN_GRU.
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_rnn_config_init()).
+ * @retval As aim_model_add_rnn().
+ */
+AIM_API aim_status aim_model_add_gru(aim_model *model, const aim_rnn_config *config);
+
+/**
+ * @brief Sets (or clears) the initial hidden state of a GRU layer, as
+ * aim_model_lstm_set_state() does for an LSTM.
+ * @param model A compiled model.
+ * @param layer Index of a GRU layer.
+ * @param h0 [D·layers, batch, hidden] floats (PyTorch's h_0, D = 2 when
+ * bidirectional), or NULL to return to a zero state.
+ * @param h0_count Floats at `h0` (0 with NULL).
+ * @param batch The batch it describes, 1 to max_batch.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also: not a GRU layer), AIM_ERR_SHAPE_MISMATCH,
+ * AIM_ERR_INVALID_STATE, AIM_ERR_NON_FINITE
+ */
+AIM_API aim_status aim_model_gru_set_state(aim_model *model, size_t layer, const float *h0, size_t h0_count,
+                                           size_t batch);
+
+/**
+ * @brief Copies the final hidden state (PyTorch's h_n) of a GRU layer after a training forward.
+ * @param model A model after aim_model_forward() in ::AIM_MODE_TRAIN.
+ * @param layer Index of a GRU layer.
+ * @param[out] h [D·layers, batch, hidden] floats.
+ * @param h_count Floats at `h`.
+ * @param batch Must equal the forward's batch.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_gru_final_state(aim_model *model, size_t layer, float *h, size_t h_count,
+                                             size_t batch);
+
+/**
+ * @brief Options of a 1-D convolution over (C, L) samples with (O, C/groups,
+ * K) weights (PyTorch nn.Conv1d layout): Y = act(conv(X, W) + b).
+ */
+typedef struct aim_conv1d_config {
+    size_t filters;            /**< Output channels, > 0 and a multiple of `groups`. */
+    size_t kernel;             /**< Kernel length, > 0. */
+    size_t stride;             /**< > 0. Default 1. */
+    aim_padding padding;       /**< Padding mode. Default ::AIM_PAD_VALID. */
+    size_t pad_left;           /**< Zeros before, for ::AIM_PAD_EXPLICIT. */
+    size_t pad_right;          /**< Zeros after, for ::AIM_PAD_EXPLICIT. */
+    size_t dilation;           /**< > 0. Default 1. */
+    size_t groups;             /**< > 0, dividing input and output channels. Default 1. */
+    aim_activation activation; /**< Fused activation, not softmax. */
+    float alpha;               /**< Leaky relu slope. Default 0.01. */
+    int32_t use_bias;          /**< Nonzero to add a bias per output channel. Default 1. */
+    aim_init init;             /**< Default ::AIM_INIT_GLOROT_UNIFORM. */
+} aim_conv1d_config;
+
+/**
+ * @brief Fills a conv1d config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param filters Output channels.
+ * @param kernel Kernel length.
+ * @param activation Fused activation.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_conv1d_config_init(aim_conv1d_config *config, size_t filters, size_t kernel,
+                                          aim_activation activation);
+
+/**
+ * @brief Appends a 1-D convolution; the current value must be (C, L) (rank 2).
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_conv1d_config_init()).
+ * @retval As aim_model_add_conv2d(), for rank 2.
+ */
+AIM_API aim_status aim_model_add_conv1d(aim_model *model, const aim_conv1d_config *config);
+
+/** @brief Options of 1-D pooling (max or average) over (C, L). */
+typedef struct aim_pool1d_config {
+    size_t kernel; /**< Window length, > 0. */
+    size_t stride; /**< > 0. Default: the kernel. */
+    size_t pad;    /**< Padding on both sides, at most kernel / 2. Default 0. */
+} aim_pool1d_config;
+
+/**
+ * @brief Fills a 1-D pooling config: stride equal to the window, no padding.
+ * @param config The config to fill.
+ * @param kernel Window length.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_pool1d_config_init(aim_pool1d_config *config, size_t kernel);
+
+/**
+ * @brief Appends 1-D max pooling (PyTorch nn.MaxPool1d, floor mode); the current value must be (C, L).
+ * @param model A model not yet compiled.
+ * @param config The window.
+ * @retval As aim_model_add_max_pool2d(), for rank 2.
+ */
+AIM_API aim_status aim_model_add_max_pool1d(aim_model *model, const aim_pool1d_config *config);
+
+/**
+ * @brief Appends 1-D average pooling (nn.AvgPool1d, count_include_pad=True).
+ * @param model A model not yet compiled.
+ * @param config The window.
+ * @retval As aim_model_add_max_pool1d().
+ */
+AIM_API aim_status aim_model_add_avg_pool1d(aim_model *model, const aim_pool1d_config *config);
+
+/**
+ * @brief Appends global average pooling over L: (C, L) to (C).
+ * @param model A model not yet compiled.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (not rank 2), AIM_ERR_INVALID_STATE,
+ * AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_global_avg_pool1d(aim_model *model);
+
+/**
+ * @brief Appends global max pooling over L: (C, L) to (C) (the gradient goes to the first maximum).
+ * @param model A model not yet compiled.
+ * @retval As aim_model_add_global_avg_pool1d().
+ */
+AIM_API aim_status aim_model_add_global_max_pool1d(aim_model *model);
+
 /**
  * @brief The shape of one output sample of a node, for checking a model as
  * it is built.
@@ -1014,6 +1316,35 @@ AIM_API aim_status aim_model_forward(aim_model *model, aim_mode mode, const floa
  * @retval As aim_model_forward().
  */
 AIM_API aim_status aim_model_forward_multi(aim_model *model, aim_mode mode, const float *const *inputs,
+                                           const size_t *input_counts, size_t n_inputs, size_t batch);
+
+/**
+ * @brief Runs the forward pass of a one-input model whose input holds
+ * ::AIM_DTYPE_INT32 ids (see aim_model_set_input_dtype()).
+ * @param model A compiled model with one int32 input.
+ * @param mode ::AIM_MODE_TRAIN keeps what backward needs.
+ * @param ids `batch` samples of the input shape.
+ * @param ids_count Ids at `ids`: batch * aim_model_input_size().
+ * @param batch 1 to the compiled `max_batch`.
+ * @retval As aim_model_forward(); AIM_ERR_INVALID_ARGUMENT also for an id
+ * outside an embedding's table (the message names its position) and for a
+ * float input.
+ */
+AIM_API aim_status aim_model_forward_ids(aim_model *model, aim_mode mode, const int32_t *ids, size_t ids_count,
+                                         size_t batch);
+
+/**
+ * @brief Runs the forward pass with every input in its declared type:
+ * `inputs[k]` points at floats or at int32 ids, as aim_model_set_input_dtype() set.
+ * @param model A compiled model.
+ * @param mode ::AIM_MODE_TRAIN keeps what backward needs.
+ * @param inputs One pointer per input, in input order.
+ * @param input_counts Elements (floats or ids) at each input: batch * that input's sample size.
+ * @param n_inputs Must equal aim_model_input_count().
+ * @param batch 1 to the compiled `max_batch`.
+ * @retval As aim_model_forward_ids().
+ */
+AIM_API aim_status aim_model_forward_typed(aim_model *model, aim_mode mode, const void *const *inputs,
                                            const size_t *input_counts, size_t n_inputs, size_t batch);
 
 /**
@@ -1143,6 +1474,40 @@ AIM_API aim_status aim_model_gradients(aim_model *model, float **grads, size_t *
  */
 AIM_API aim_status aim_model_layer_parameters(const aim_model *model, size_t layer, size_t *offset,
                                               size_t *weight_count, size_t *bias_count);
+
+/**
+ * @brief The model's buffers: state that is not trained by gradients (batch
+ * norm's running mean and variance), in layer order, each layer's in
+ * PyTorch's order. Optimizers never touch them; a training forward updates
+ * them; aim_model_predict() only reads them. Serialized with the model.
+ * @param model A compiled model.
+ * @param[out] buffers Points at the model's buffers (writable, e.g. to import
+ * running statistics), or NULL when there are none.
+ * @param[out] count Receives their number (0 when none).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not compiled)
+ */
+AIM_API aim_status aim_model_buffers(aim_model *model, float **buffers, size_t *count);
+
+/**
+ * @brief Where one layer's buffers lie in aim_model_buffers().
+ * @param model A compiled model.
+ * @param layer Layer index from 0.
+ * @param[out] offset First float of the layer's buffers.
+ * @param[out] count Its number of buffer floats (0 for most kinds).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE
+ */
+AIM_API aim_status aim_model_layer_buffers(const aim_model *model, size_t layer, size_t *offset, size_t *count);
+
+/**
+ * @brief Restarts the model's random stream (dropout masks) from `seed`.
+ * Compile seeds it from the compile seed (or generator), so without this
+ * call a compile seed fixes every mask too. The stream advances once per
+ * training forward and is serialized with the model.
+ * @param model A compiled model.
+ * @param seed The seed.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_INVALID_STATE (not compiled)
+ */
+AIM_API aim_status aim_model_set_random_seed(aim_model *model, uint64_t seed);
 
 /**
  * @brief The number of layers.
@@ -1294,6 +1659,41 @@ AIM_API aim_status aim_model_predict_multi(const aim_model *model, aim_workspace
                                            size_t batch, float *const *outputs, const size_t *output_counts,
                                            size_t n_outputs);
 
+/**
+ * @brief Inference on a one-input, one-output model whose input holds
+ * ::AIM_DTYPE_INT32 ids; otherwise as aim_model_predict().
+ * @param model A compiled model.
+ * @param workspace A workspace created for this model's architecture.
+ * @param ids `batch` samples of the input shape.
+ * @param ids_count Ids at `ids`: batch * aim_model_input_size().
+ * @param batch 1 to the workspace's `max_batch`.
+ * @param[out] output Room for `batch` samples of the output.
+ * @param output_count Floats at `output`: batch * aim_model_output_size().
+ * @retval As aim_model_predict(); AIM_ERR_INVALID_ARGUMENT also for an id
+ * outside an embedding's table (the message names its position).
+ */
+AIM_API aim_status aim_model_predict_ids(const aim_model *model, aim_workspace *workspace, const int32_t *ids,
+                                         size_t ids_count, size_t batch, float *output, size_t output_count);
+
+/**
+ * @brief Inference on any model with every input in its declared type
+ * (floats or int32 ids); otherwise as aim_model_predict_multi().
+ * @param model A compiled model.
+ * @param workspace A workspace created for this model's architecture.
+ * @param inputs One pointer per input, in input order.
+ * @param input_counts Elements at each input: batch * that input's sample size.
+ * @param n_inputs Must equal aim_model_input_count().
+ * @param batch 1 to the workspace's `max_batch`.
+ * @param[out] outputs One pointer per output, in output order.
+ * @param output_counts Floats at each output.
+ * @param n_outputs Must equal aim_model_output_count().
+ * @retval As aim_model_predict_ids().
+ */
+AIM_API aim_status aim_model_predict_typed(const aim_model *model, aim_workspace *workspace,
+                                           const void *const *inputs, const size_t *input_counts, size_t n_inputs,
+                                           size_t batch, float *const *outputs, const size_t *output_counts,
+                                           size_t n_outputs);
+
 /** @} */
 
 /**
@@ -1362,6 +1762,38 @@ AIM_API aim_status aim_sgd_create(const aim_allocator *allocator, const aim_sgd_
  */
 AIM_API aim_status aim_adam_create(const aim_allocator *allocator, const aim_adam_config *config, size_t count,
                                    aim_optimizer **out);
+
+/** @brief RMSprop options, with PyTorch's torch.optim.RMSprop semantics:
+ * v = alpha v + (1 - alpha) g²; centered: ḡ = alpha ḡ + (1 - alpha) g and
+ * the denominator is sqrt(v - ḡ²) + eps; momentum: b = momentum b + g /
+ * denominator, p -= lr b; else p -= lr g / denominator. */
+typedef struct aim_rmsprop_config {
+    float alpha;          /**< Smoothing constant, in [0, 1). Default 0.99. */
+    float epsilon;        /**< > 0. Default 1e-8. */
+    float momentum;       /**< >= 0. Default 0. */
+    int32_t centered;     /**< Nonzero: normalize by the variance estimate. Default 0. */
+    float weight_decay;   /**< L2 penalty added to the gradient, >= 0. Default 0. */
+    int32_t check_finite; /**< Nonzero: refuse a step whose gradient has a NaN or infinity. Default 0. */
+} aim_rmsprop_config;
+
+/**
+ * @brief Fills an RMSprop config with its defaults.
+ * @param config The config to fill.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_rmsprop_config_init(aim_rmsprop_config *config);
+
+/**
+ * @brief Creates an RMSprop optimizer for `count` parameters.
+ * @param allocator Allocator, or NULL.
+ * @param config Options, or NULL for the defaults.
+ * @param count Number of parameters it will update, > 0.
+ * @param[out] out The optimizer; caller frees with aim_optimizer_free().
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL out, count 0, an option out of range), AIM_ERR_OVERFLOW,
+ * AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_rmsprop_create(const aim_allocator *allocator, const aim_rmsprop_config *config,
+                                      size_t count, aim_optimizer **out);
 
 /**
  * @brief Frees an optimizer.

@@ -67,6 +67,9 @@ struct aim_rng {
 /* Seeds a generator that lives in caller memory (no allocation). */
 void aim__rng_init(struct aim_rng *rng, uint64_t seed);
 uint64_t aim__rng_u64(struct aim_rng *rng);
+/* splitmix64's finalizer: a bijective mix of 64 bits, for deriving one
+ * stream per (layer, step, sample) from a key (counter-based streams). */
+uint64_t aim__mix64(uint64_t x);
 float aim__rng_uniform(struct aim_rng *rng);
 float aim__rng_normal(struct aim_rng *rng);
 
@@ -101,6 +104,7 @@ aim_status aim__loss_sparse(const float *logits, const int32_t *labels, size_t b
 /* The shape of one sample of a value (a model input or a layer's output). */
 typedef struct aim__shape {
     size_t rank, dims[AIM_MAX_RANK], size;
+    uint32_t dtype; /* aim_dtype: a model input may hold int32 ids; layer outputs are float */
 } aim__shape;
 
 /* Bytes of a node's kind-specific configuration (each kind's own struct,
@@ -124,6 +128,9 @@ typedef struct aim__layer {
     size_t scratch_floats;     /* floats of scratch one forward or backward call needs ... */
     size_t scratch_per_sample; /* ... plus this many per sample of the batch */
     size_t state_per_sample;   /* floats of an initial state per sample (an LSTM's h0, c0), 0 for none */
+    size_t cache_floats;       /* floats a training forward keeps for the whole batch (batch statistics) */
+    size_t buffer_count;       /* floats of model state that is not a parameter (running statistics) */
+    size_t buffer_offset;      /* set by compile: first of them in the model's buffers */
     unsigned char dx_mode[AIM_MAX_NODE_INPUTS]; /* set by compile: AIM__DX_* per input */
     /* compile's memory plan of this node's gradient [0] and workspace value
      * [1]: size, lifetime [first, last] in steps, and the offset it got */
@@ -145,7 +152,8 @@ typedef struct aim__layer {
 enum { AIM__DX_NONE = 0, AIM__DX_WRITE = 1, AIM__DX_ADD = 2 };
 
 /* One forward call on rows b0 .. b0 + batch - 1 of a batch; every pointer
- * already points at this call's first row. */
+ * already points at this call's first row. A model input of int32 ids
+ * arrives in x as its 4-byte words (read them with memcpy). */
 typedef struct aim__fwd {
     const float *const *x;  /* n_in inputs, (batch, in size) each */
     float *y;               /* (batch, out_size) */
@@ -155,6 +163,14 @@ typedef struct aim__fwd {
     const float *state;     /* the initial state of the whole batch (kind's layout), or NULL for zero */
     size_t state_ldb, b0;   /* the batch `state` is laid out for, and this call's first row in it */
     size_t batch;
+    int train;              /* a training forward (batch statistics, dropout masks) */
+    const float *buffers;   /* this layer's buffers (buffer_count) */
+    float *buffers_out;     /* the same, writable, in a training forward only (else NULL) */
+    float *batch_cache;     /* cache_floats floats kept for the backward, training only */
+    uint64_t random;        /* this layer's key for this training forward: draw per sample from
+                               aim__mix64(random ^ aim__mix64(b0 + i)) */
+    size_t part, parts;     /* a batch_coupled kind in training: the whole batch, part `part` of
+                               `parts` (split its channels); otherwise 0 of 1 */
 } aim__fwd;
 
 /* One backward call: ADDS into dparams, WRITES dx[j] (skipped when NULL),
@@ -171,6 +187,9 @@ typedef struct aim__bwd {
     const float *state;
     size_t state_ldb, b0;
     size_t batch;
+    const float *buffers;
+    float *batch_cache;
+    size_t part, parts; /* as in aim__fwd */
 } aim__bwd;
 
 /* The serializer's byte streams (src/serialization/serialize.c). A reader
@@ -183,6 +202,7 @@ typedef struct aim__reader {
     const unsigned char *p;
     size_t n, pos;
     int fail;
+    uint32_t version; /* the format version being read (a kind's record may grow with it) */
 } aim__reader;
 void aim__put_u32(aim__writer *w, uint32_t v);
 void aim__put_u64(aim__writer *w, uint64_t v);
@@ -214,6 +234,17 @@ typedef struct aim__layer_ops {
      * model then calls setup, which validates it. */
     void (*write)(const aim__layer *L, aim__writer *w);
     void (*read)(aim__reader *r, aim__layer *L);
+    /* Fills the layer's buffers at compile (running mean 0, variance 1); NULL: none. */
+    void (*init_buffers)(const aim__layer *L, float *buffers);
+    /* Checks a forward or predict call before anything runs (batch 1 in a
+     * batch-norm training step, ids outside an embedding's table); x[j] is
+     * the whole batch of input j when it is a model input, else NULL. NULL: nothing to check. */
+    aim_status (*check)(const aim__layer *L, const float *const *x, size_t batch, int train, char *msg);
+    /* A training forward and backward need the whole batch at once (batch
+     * statistics): the executor calls them once per worker with the whole
+     * batch and part/parts, and the kind splits its channels. */
+    int batch_coupled;
+    int reads_ids; /* it may read int32 model inputs (embedding); no other kind may */
 } aim__layer_ops;
 
 /* src/layers/registry.c: every kind, found by its format code. */
@@ -221,7 +252,9 @@ const aim__layer_ops *aim__layer_by_code(uint32_t code);
 
 extern const aim__layer_ops aim__dense_ops, aim__activation_ops, aim__conv2d_ops, aim__max_pool2d_ops,
     aim__avg_pool2d_ops, aim__global_avg_pool2d_ops, aim__flatten_ops, aim__lstm_ops, aim__add_ops,
-    aim__concat_ops;
+    aim__concat_ops, aim__batch_norm_ops, aim__dropout_ops, aim__layer_norm_ops, aim__embedding_ops, aim__gru_ops,
+    aim__conv1d_ops, aim__max_pool1d_ops, aim__avg_pool1d_ops, aim__global_avg_pool1d_ops,
+    aim__global_max_pool1d_ops;
 
 /* A message that names the dimension: "(784)", "(1, 28, 28)". */
 void aim__shape_str(const aim__shape *s, char *buf, size_t cap);
@@ -320,7 +353,10 @@ typedef struct aim__lstm_cfg {
     size_t hidden, layers;
     int sequences; /* output every step (else the last) */
     aim_init init;
+    int bidirectional; /* a reverse direction per layer (format v3) */
 } aim__lstm_cfg;
+/* gru.c: the same options (aim_rnn_config); gates r, z, n. */
+typedef aim__lstm_cfg aim__gru_cfg;
 size_t aim__lstm_cache_per_sample(const aim__layer *L);
 size_t aim__lstm_scratch_per_sample(const aim__layer *L);
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
@@ -330,6 +366,35 @@ void aim__lstm_backward(const aim__layer *L, const float *params, float *dparams
                         size_t batch);
 void aim__lstm_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, float *c,
                            size_t ldb);
+
+/* batch_norm.c: channels C = in_dims[0], spatial = in_size / C. */
+typedef struct aim__batch_norm_cfg {
+    float momentum, eps;
+    int32_t affine;
+} aim__batch_norm_cfg;
+
+/* dropout.c */
+typedef struct aim__dropout_cfg {
+    float p;
+} aim__dropout_cfg;
+
+/* layer_norm.c: normalizes groups of the last normalized_dims axes. */
+typedef struct aim__layer_norm_cfg {
+    size_t normalized_dims;
+    float eps;
+    int32_t affine;
+} aim__layer_norm_cfg;
+
+/* embedding.c */
+typedef struct aim__embedding_cfg {
+    size_t num, dim;
+    int32_t has_padding;
+    size_t padding_idx;
+    aim_init init;
+} aim__embedding_cfg;
+
+/* conv1d.c and pool1d.c run the 2-D kernels on (C, 1, L): their nodes keep
+ * an aim__conv2d_cfg / aim__pool2d_cfg with a height-1 window. */
 
 /* ---- threadpool.c --------------------------------------------------------- */
 
@@ -353,7 +418,7 @@ void aim__pool_run_locked(aim_threadpool *pool, size_t parts, aim__pool_fn fn, v
 
 /* ---- optimizer.c: the state object, shared with serialize.c --------------- */
 
-typedef enum { AIM__OPT_SGD = 0, AIM__OPT_ADAM = 1 } aim__opt_kind;
+typedef enum { AIM__OPT_SGD = 0, AIM__OPT_ADAM = 1, AIM__OPT_RMSPROP = 2 } aim__opt_kind;
 
 struct aim_optimizer {
     aim_allocator alloc;
@@ -362,9 +427,12 @@ struct aim_optimizer {
     uint64_t steps;
     aim_sgd_config sgd;
     aim_adam_config adam;
+    aim_rmsprop_config rmsprop;
     void *raw;
-    float *m; /* SGD: momentum buffer (NULL without momentum); Adam: first moment (count) */
-    float *v; /* Adam: second moment (count) */
+    float *m; /* SGD: momentum buffer (NULL without momentum); Adam: first moment (count);
+                 RMSprop: momentum buffer (NULL without momentum) */
+    float *v; /* Adam: second moment (count); RMSprop: square average (count) */
+    float *g; /* RMSprop centered: gradient average (count), else NULL */
     char err[AIM__ERR_CAP];
 };
 
@@ -412,8 +480,13 @@ typedef struct aim__model_view {
     int input_gradient;
     const float *params;
     size_t n_params;
+    const float *buffers;
+    size_t n_buffers;
+    uint64_t random_key, random_step; /* the random stream */
 } aim__model_view;
 void aim__model_get_view(const aim_model *model, aim__model_view *view);
+/* The deserializer restores the random stream it read. */
+void aim__model_set_random(aim_model *model, uint64_t key, uint64_t step);
 
 /* Bytes the compile plan gives gradients (training) and a workspace's
  * activations (inference, per max_batch), against one buffer per value. */

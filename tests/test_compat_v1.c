@@ -299,7 +299,7 @@ static void test_v1_reserializes_as_v2(void **state) {
             unsigned char *v2 = serialize(l.m, l.o, &len2);
             CHECK(len2 > HEADER);
             CHECK(memcmp(v2, l.buf, 8) == 0);                            /* magic */
-            CHECK(rd_u32(v2 + 8) == 2u);                                 /* format version 2 */
+            CHECK(rd_u32(v2 + 8) == 3u);                                 /* format version 2 */
             CHECK(rd_u32(v2 + 12) == (adam ? 1u : 0u));                  /* flags */
             CHECK(rd_u32(v2 + 12) == rd_u32(l.buf + 12));
 

@@ -58,7 +58,7 @@
 #define MAX_BATCH 4
 #define HEADER 32u
 #define CAP_BYTES ((size_t)64 << 20) /* what the capped allocator grants at most */
-#define FORMAT_VERSION 2u             /* what aim_model_serialize() writes (version 1 is still read) */
+#define FORMAT_VERSION 3u             /* what aim_model_serialize() writes (version 1 is still read) */
 #define MSG_CAP 256                   /* aim_model_deserialize(): "256 hold any message" */
 
 /* The case being checked, named in every failure message. */

@@ -63,5 +63,15 @@ static void read(aim__reader *r, aim__layer *L) {
     c->alpha = aim__get_f32(r);
 }
 
-const aim__layer_ops aim__activation_ops = {"activation", 1, 1, 1, setup, NULL, forward, backward,
-                                            macs,         write, read};
+const aim__layer_ops aim__activation_ops = {
+    .name = "activation",
+    .code = 1,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read,
+};

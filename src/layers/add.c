@@ -52,4 +52,13 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
 
 static double macs(const aim__layer *L) { return (double)L->out_size * (double)L->n_in; }
 
-const aim__layer_ops aim__add_ops = {"add", 8, 2, AIM_MAX_NODE_INPUTS, setup, NULL, forward, backward, macs, NULL, NULL};
+const aim__layer_ops aim__add_ops = {
+    .name = "add",
+    .code = 8,
+    .min_inputs = 2,
+    .max_inputs = AIM_MAX_NODE_INPUTS,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+};

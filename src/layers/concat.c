@@ -100,5 +100,15 @@ static void read(aim__reader *r, aim__layer *L) {
     c->axis = aim__get_size(r);
 }
 
-const aim__layer_ops aim__concat_ops = {"concat", 9, 2, AIM_MAX_NODE_INPUTS, setup, NULL, forward, backward,
-                                        macs,     write, read};
+const aim__layer_ops aim__concat_ops = {
+    .name = "concat",
+    .code = 9,
+    .min_inputs = 2,
+    .max_inputs = AIM_MAX_NODE_INPUTS,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read,
+};

@@ -465,4 +465,16 @@ static void read(aim__reader *r, aim__layer *L) {
     c->padding = AIM_PAD_EXPLICIT;
 }
 
-const aim__layer_ops aim__conv2d_ops = {"conv2d", 2, 1, 1, setup, init, forward, backward, macs, write, read};
+const aim__layer_ops aim__conv2d_ops = {
+    .name = "conv2d",
+    .code = 2,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read,
+};

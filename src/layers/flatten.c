@@ -28,4 +28,13 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
 
 static double macs(const aim__layer *L) { return (double)L->in_size; }
 
-const aim__layer_ops aim__flatten_ops = {"flatten", 6, 1, 1, setup, NULL, forward, backward, macs, NULL, NULL};
+const aim__layer_ops aim__flatten_ops = {
+    .name = "flatten",
+    .code = 6,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+};

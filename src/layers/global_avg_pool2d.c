@@ -48,5 +48,13 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
 
 static double macs(const aim__layer *L) { return (double)L->out_size; }
 
-const aim__layer_ops aim__global_avg_pool2d_ops = {"global_avg_pool2d", 5, 1, 1, setup, NULL, forward, backward,
-                                                   macs,                NULL, NULL};
+const aim__layer_ops aim__global_avg_pool2d_ops = {
+    .name = "global_avg_pool2d",
+    .code = 5,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+};

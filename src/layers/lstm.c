@@ -377,7 +377,19 @@ static void read(aim__reader *r, aim__layer *L) {
     c->init = (aim_init)aim__get_u32(r);
 }
 
-const aim__layer_ops aim__lstm_ops = {"lstm", 7, 1, 1, setup, init, forward, backward, macs, write, read};
+const aim__layer_ops aim__lstm_ops = {
+    .name = "lstm",
+    .code = 7,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read,
+};
 
 /* ---- the LSTM's own calls: initial and final states ---------------------- */
 

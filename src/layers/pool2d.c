@@ -295,7 +295,27 @@ static void read_common(aim__reader *r, aim__layer *L, int is_max) {
 static void read_max(aim__reader *r, aim__layer *L) { read_common(r, L, 1); }
 static void read_avg(aim__reader *r, aim__layer *L) { read_common(r, L, 0); }
 
-const aim__layer_ops aim__max_pool2d_ops = {"max_pool2d", 3, 1, 1, setup, NULL, forward, backward,
-                                            macs,         write, read_max};
-const aim__layer_ops aim__avg_pool2d_ops = {"avg_pool2d", 4, 1, 1, setup, NULL, forward, backward,
-                                            macs,         write, read_avg};
+const aim__layer_ops aim__max_pool2d_ops = {
+    .name = "max_pool2d",
+    .code = 3,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read_max,
+};
+const aim__layer_ops aim__avg_pool2d_ops = {
+    .name = "avg_pool2d",
+    .code = 4,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read_avg,
+};

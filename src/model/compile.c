@@ -112,6 +112,17 @@ aim_status aim_compile_config_init(aim_compile_config *c) {
     return AIM_OK;
 }
 
+/* Floats of a layer's cache at max_batch B: B rows of cache_per_sample,
+ * then cache_floats for the whole batch (what aim__fwd.batch_cache points at). */
+static size_t cache_floats(const aim__layer *L, size_t B, int *overflow) {
+    size_t n;
+    if (!aim__mul(B, L->cache_per_sample, &n) || !aim__add(n, L->cache_floats, &n)) {
+        *overflow = 1;
+        return 0;
+    }
+    return n;
+}
+
 /* Nonzero when layer v is one of the n model outputs. */
 static int is_output(const size_t *outs, size_t n, size_t v) {
     for (size_t k = 0; k < n; k++)
@@ -183,13 +194,15 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     /* Parameter count, and how each layer hands back each input's gradient:
      * walking the backward order, the first consumer of a value writes its
      * gradient and later ones add (a model output is first written by its loss). */
-    size_t n_params = 0;
+    size_t n_params = 0, n_buffers = 0;
     int overflow = 0;
     int seen_in[AIM_MAX_NODE_INPUTS] = {0};
     for (size_t i = 0; i < nl; i++) {
         aim__layer *L = &m->layers[i];
         size_t cnt;
         if (!aim__add(L->weight_count, L->bias_count, &cnt) || !aim__add(n_params, cnt, &n_params)) overflow = 1;
+        L->buffer_offset = n_buffers;
+        if (!aim__add(n_buffers, L->buffer_count, &n_buffers)) overflow = 1;
     }
     for (size_t k = 0; k < n_out; k++) m->layers[outs[k]].grad_seen = 1;
     size_t dtmp_max = 0;
@@ -201,7 +214,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
             int *s = aim__is_input(v) ? &seen_in[aim__input_index(v)] : &m->layers[v].grad_seen;
             aim__shape tmp;
             const size_t size = aim__node_shape(m, v, &tmp)->size;
-            if (aim__is_input(v) && !igrad) {
+            if (aim__is_input(v) && (!igrad || m->inputs[aim__input_index(v)].dtype != AIM_DTYPE_FLOAT32)) {
                 L->dx_mode[j] = AIM__DX_NONE;
             } else if (!*s) {
                 L->dx_mode[j] = AIM__DX_WRITE;
@@ -248,10 +261,11 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     planner p = {0, 0};
     const size_t o_params = plan(&p, n_params, 1);
     const size_t o_grads = plan(&p, n_params, 1);
+    const size_t o_buffers = plan(&p, n_buffers, 1);
     size_t o_in[AIM_MAX_NODE_INPUTS], o_ig[AIM_MAX_NODE_INPUTS];
     for (size_t k = 0; k < ni; k++) {
         o_in[k] = plan(&p, B, m->inputs[k].size);
-        o_ig[k] = igrad ? plan(&p, B, m->inputs[k].size) : 0;
+        o_ig[k] = igrad && m->inputs[k].dtype == AIM_DTYPE_FLOAT32 ? plan(&p, B, m->inputs[k].size) : 0;
     }
     const size_t o_garena = plan(&p, grad_extent, 1);
     const size_t o_dtmp = plan(&p, dtmp_max, 1);
@@ -264,7 +278,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     for (size_t i = 0; i < nl; i++) {
         const aim__layer *L = &m->layers[i];
         (void)plan(&p, B, L->out_size);
-        if (L->cache_per_sample) (void)plan(&p, B, L->cache_per_sample);
+        if (L->cache_per_sample || L->cache_floats) (void)plan(&p, 1, cache_floats(L, B, &overflow));
         if (L->state_per_sample) (void)plan(&p, 2 * B, L->state_per_sample);
     }
     size_t bytes = 0, arena = 0;
@@ -301,7 +315,7 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     m->grads = base + o_grads;
     for (size_t k = 0; k < ni; k++) {
         m->in_copy[k] = base + o_in[k];
-        m->in_grad[k] = igrad ? base + o_ig[k] : NULL;
+        m->in_grad[k] = igrad && m->inputs[k].dtype == AIM_DTYPE_FLOAT32 ? base + o_ig[k] : NULL;
     }
     m->dtmp = base + o_dtmp;
     m->scratch = base + o_scratch;
@@ -321,7 +335,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
         L->param_offset = pofs;
         pofs += L->weight_count + L->bias_count;
         m->acts[i] = base + plan(&q, B, L->out_size);
-        m->caches[i] = L->cache_per_sample ? base + plan(&q, B, L->cache_per_sample) : NULL;
+        m->caches[i] = L->cache_per_sample || L->cache_floats ? base + plan(&q, 1, cache_floats(L, B, &overflow))
+                                                              : NULL;
         m->states[i] = L->state_per_sample ? base + plan(&q, 2 * B, L->state_per_sample) : NULL;
         m->used_states[i] = L->state_per_sample ? m->states[i] + B * L->state_per_sample : NULL;
         m->active_states[i] = NULL;
@@ -343,6 +358,8 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     m->plan.infer_planned = infer_extent;
     m->plan.infer_naive = infer_naive;
     m->n_params = n_params;
+    m->buffers = base + o_buffers;
+    m->n_buffers = n_buffers;
     m->max_batch = B;
     m->input_gradient = igrad;
 
@@ -354,7 +371,11 @@ aim_status aim_model_compile(aim_model *m, const aim_compile_config *config) {
     for (size_t i = 0; i < nl; i++) {
         const aim__layer *L = &m->layers[i];
         if (L->ops->init) L->ops->init(L, m->params + L->param_offset, rng);
+        if (L->ops->init_buffers) L->ops->init_buffers(L, m->buffers + L->buffer_offset);
     }
+    /* The random stream (dropout) comes from the same generator, after the
+     * weights: one compile seed fixes both. */
+    aim__model_set_random(m, aim__rng_u64(rng), 0);
     m->compiled = 1;
     m->batch = 0;
     m->parts = 1;

@@ -12,6 +12,13 @@
  * buffers are shared by liveness between layers, so the pooled backward
  * runs one job per layer: a slice running ahead could overwrite rows of a
  * buffer another slice still reads.
+ *
+ * A batch-coupled kind (batch norm) needs the whole batch in training: the
+ * pooled training forward then runs the layers between two such layers as
+ * one job of slices, and each coupled layer as a job of its own in which
+ * every worker takes the whole batch and a share of the channels (so the
+ * statistics are the batch's, and the same whatever the thread count). Its
+ * backward is split the same way.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -67,6 +74,8 @@ typedef struct run {
     size_t batch, parts, arena_off;
     float *scratch0;
     float **arenas;
+    size_t l0, l1;          /* the layers this job runs */
+    uint64_t random;        /* training: this forward's key of the random stream */
 } run;
 
 static float *layer_out(const run *r, size_t i, size_t b0, size_t nb) {
@@ -85,26 +94,39 @@ static const float *value_at(const run *r, size_t id, size_t b0, size_t nb) {
     return layer_out(r, id, b0, nb);
 }
 
-/* Every layer in order on rows [b0, b0 + nb). */
-static void run_slice(const run *r, size_t b0, size_t nb, float *scratch) {
+/* Layer i on rows [b0, b0 + nb), part `part` of `parts` of its channels. */
+static void run_layer(const run *r, size_t i, size_t b0, size_t nb, float *scratch, size_t part, size_t parts) {
     const aim_model *m = r->m;
-    for (size_t i = 0; i < m->n_layers; i++) {
-        const aim__layer *L = &m->layers[i];
-        const float *x[AIM_MAX_NODE_INPUTS];
-        for (size_t j = 0; j < L->n_in; j++) x[j] = value_at(r, L->in[j], b0, nb);
-        const float *state = r->ws ? NULL : m->active_states[i];
-        aim__fwd a = {x,
-                      layer_out(r, i, b0, nb),
-                      r->cache && r->cache[i] ? r->cache[i] + b0 * L->cache_per_sample : NULL,
-                      scratch,
-                      m->params + L->param_offset,
-                      state,
-                      r->batch,
-                      b0,
-                      nb};
-        L->ops->forward(L, &a);
-    }
+    const aim__layer *L = &m->layers[i];
+    const float *x[AIM_MAX_NODE_INPUTS];
+    for (size_t j = 0; j < L->n_in; j++) x[j] = value_at(r, L->in[j], b0, nb);
+    const int train = r->cache != NULL;
+    float *cache = train && r->cache[i] ? r->cache[i] : NULL;
+    aim__fwd a = {x,
+                  layer_out(r, i, b0, nb),
+                  cache ? cache + b0 * L->cache_per_sample : NULL,
+                  scratch,
+                  m->params + L->param_offset,
+                  r->ws ? NULL : m->active_states[i],
+                  r->batch,
+                  b0,
+                  nb,
+                  train,
+                  m->buffers + L->buffer_offset,
+                  train ? m->buffers + L->buffer_offset : NULL,
+                  cache ? cache + m->max_batch * L->cache_per_sample : NULL,
+                  train ? aim__mix64(r->random ^ aim__mix64((uint64_t)i)) : 0,
+                  part,
+                  parts};
+    L->ops->forward(L, &a);
 }
+
+/* Layers l0 .. l1 - 1 in order on rows [b0, b0 + nb). */
+static void run_slice(const run *r, size_t b0, size_t nb, float *scratch) {
+    for (size_t i = r->l0; i < r->l1; i++) run_layer(r, i, b0, nb, scratch, 0, 1);
+}
+
+static float *worker_scratch(const run *r, size_t w) { return w ? r->arenas[w] + r->arena_off : r->scratch0; }
 
 /* One slice of a forward or a predict: worker w > 0 finds its scratch in its
  * arena at arena_off (after a training slice's partial gradients; 0 for predict). */
@@ -113,7 +135,71 @@ static void fwd_part(void *ctx, size_t w) {
     if (w >= r->parts) return;
     size_t b0, nb;
     aim__split(r->batch, r->parts, w, &b0, &nb);
-    run_slice(r, b0, nb, w ? r->arenas[w] + r->arena_off : r->scratch0);
+    run_slice(r, b0, nb, worker_scratch(r, w));
+}
+
+/* One share of the channels of a batch-coupled layer (l0), whole batch. */
+static void coupled_part(void *ctx, size_t w) {
+    const run *r = ctx;
+    if (w >= r->parts) return;
+    run_layer(r, r->l0, 0, r->batch, worker_scratch(r, w), w, r->parts);
+}
+
+/* A pooled run: slices between the coupled layers of a training forward,
+ * each coupled layer split by channel. */
+static void run_pooled(aim_threadpool *pool, run *r) {
+    const aim_model *m = r->m;
+    size_t i0 = 0;
+    while (i0 < m->n_layers) {
+        size_t i1 = i0;
+        while (i1 < m->n_layers && !(r->cache && m->layers[i1].ops->batch_coupled)) i1++;
+        if (i1 > i0) {
+            r->l0 = i0;
+            r->l1 = i1;
+            aim__pool_run_locked(pool, r->parts, fwd_part, r);
+        }
+        if (i1 < m->n_layers) {
+            r->l0 = i1;
+            r->l1 = i1 + 1;
+            aim__pool_run_locked(pool, r->parts, coupled_part, r);
+        }
+        i0 = i1 + 1;
+    }
+}
+
+/* The kinds' own checks of a call (ids in range, a batch statistic over one value). */
+static aim_status check_layers(const aim_model *m, char *err, const char *what, const float *const *in, size_t batch,
+                               int train) {
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const aim__layer *L = &m->layers[i];
+        if (!L->ops->check) continue;
+        const float *x[AIM_MAX_NODE_INPUTS];
+        for (size_t j = 0; j < L->n_in; j++) x[j] = aim__is_input(L->in[j]) ? in[aim__input_index(L->in[j])] : NULL;
+        char msg[AIM__ERR_CAP];
+        msg[0] = '\0';
+        aim_status st = L->ops->check(L, x, batch, train, msg);
+        if (st != AIM_OK) {
+            aim__set_error(err, "%s: layer %zu (%s): %s", what, i, L->ops->name, msg);
+            return st;
+        }
+    }
+    return AIM_OK;
+}
+
+/* Inputs in their declared types: a float call refuses an input of ids and
+ * an ids call a float input; the _typed calls take each as declared. */
+static aim_status check_dtypes(const aim_model *m, char *err, const char *what, size_t n, int typed, int ids) {
+    if (typed) return AIM_OK;
+    for (size_t k = 0; k < n; k++) {
+        const int is_ids = m->inputs[k].dtype == AIM_DTYPE_INT32;
+        if (is_ids == ids) continue;
+        if (is_ids)
+            aim__set_error(err, "%s: input %zu holds int32 ids; use aim_model_%s_ids or aim_model_%s_typed", what, k,
+                           what, what);
+        else aim__set_error(err, "%s: input %zu holds floats; use aim_model_%s", what, k, what);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    return AIM_OK;
 }
 
 /* Checks one caller buffer's count: "input holds 100 floats; batch 1 of shape (784) needs 784". */
@@ -125,13 +211,13 @@ static aim_status check_count(char *err, const char *what, const char *name, siz
     aim__shape_str(s, shape, sizeof shape);
     if (indexed) snprintf(label, sizeof label, "%s %zu", name, index);
     else snprintf(label, sizeof label, "%s", name);
-    aim__set_error(err, "%s: %s %s %zu floats; batch %zu of shape %s needs %zu", what, label, verb, have, batch, shape,
-                   need);
+    aim__set_error(err, "%s: %s %s %zu %s; batch %zu of shape %s needs %zu", what, label, verb, have,
+                   s->dtype == AIM_DTYPE_INT32 ? "ids" : "floats", batch, shape, need);
     return AIM_ERR_SHAPE_MISMATCH;
 }
 
 static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *inputs, const size_t *counts,
-                               size_t n, size_t batch, int single) {
+                               size_t n, size_t batch, int single, int typed, int ids) {
     if (!m) return AIM_ERR_INVALID_ARGUMENT;
     aim_status st = check_compiled(m, "forward");
     if (st != AIM_OK) return st;
@@ -157,6 +243,8 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
         st = check_count(m->err, "forward", "input", k, !single, counts[k], batch, &m->inputs[k], "holds");
         if (st != AIM_OK) return st;
     }
+    if ((st = check_dtypes(m, m->err, "forward", n, typed, ids)) != AIM_OK) return st;
+    if ((st = check_layers(m, m->err, "forward", inputs, batch, mode == AIM_MODE_TRAIN)) != AIM_OK) return st;
     /* An initial state applies only to the batch size it was set for. */
     for (size_t i = 0; i < m->n_layers; i++)
         if (m->state_batch[i] && m->state_batch[i] != batch) {
@@ -182,7 +270,8 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
         m->active_states[i] = m->used_states[i];
     }
     float *arenas[AIM__MAX_THREADS];
-    run r = {m, in, NULL, NULL, train ? m->caches : NULL, batch, 1, 0, m->scratch, NULL};
+    run r = {m, in, NULL, NULL, train ? m->caches : NULL, batch, 1, 0, m->scratch, NULL, 0, m->n_layers, 0};
+    if (train) r.random = aim__mix64(m->random_key + aim__mix64(m->random_step++));
     size_t parts = parts_for(m, m->pool, batch);
     if (parts > 1) {
         size_t have = aim__pool_lock(m->pool, arenas), need = 0;
@@ -190,7 +279,8 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
         if (!aim__arena_floats(m, m->n_params, batch / parts + (batch % parts != 0), &need) || need > have) parts = 1;
         r.parts = parts;
         r.arenas = arenas;
-        aim__pool_run_locked(m->pool, parts, fwd_part, &r);
+        if (parts > 1) run_pooled(m->pool, &r);
+        else fwd_part(&r, 0);
         aim__pool_unlock(m->pool);
     } else {
         fwd_part(&r, 0);
@@ -204,12 +294,23 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
 }
 
 aim_status aim_model_forward(aim_model *m, aim_mode mode, const float *input, size_t input_count, size_t batch) {
-    return forward_impl(m, mode, &input, &input_count, 1, batch, 1);
+    return forward_impl(m, mode, &input, &input_count, 1, batch, 1, 0, 0);
 }
 
 aim_status aim_model_forward_multi(aim_model *m, aim_mode mode, const float *const *inputs, const size_t *input_counts,
                                    size_t n_inputs, size_t batch) {
-    return forward_impl(m, mode, inputs, input_counts, n_inputs, batch, 0);
+    return forward_impl(m, mode, inputs, input_counts, n_inputs, batch, 0, 0, 0);
+}
+
+/* Ids travel through the executor as 4-byte words in float slots. */
+aim_status aim_model_forward_ids(aim_model *m, aim_mode mode, const int32_t *ids, size_t ids_count, size_t batch) {
+    const float *in = (const float *)(const void *)ids;
+    return forward_impl(m, mode, &in, &ids_count, 1, batch, 1, 0, 1);
+}
+
+aim_status aim_model_forward_typed(aim_model *m, aim_mode mode, const void *const *inputs, const size_t *input_counts,
+                                   size_t n_inputs, size_t batch) {
+    return forward_impl(m, mode, (const float *const *)inputs, input_counts, n_inputs, batch, 0, 1, 0);
 }
 
 static aim_status check_output(aim_model *m, size_t output, const char *what) {
@@ -344,11 +445,14 @@ static size_t size_of(const aim_model *m, size_t id) {
     return aim__node_shape(m, id, &tmp)->size;
 }
 
+static void add_input_grads(const aim_model *m, size_t k, size_t b0, size_t nb);
+
 /* The backward of layer k on rows [b0, b0 + nb) of the last training
  * forward's batch, adding parameter gradients into `dparams`. An input's
  * gradient is written straight into its buffer by its first consumer in
  * backward order, and through dtmp, then added, by later ones. */
-static void backward_layer(const aim_model *m, size_t k, float *dparams, float *scratch, size_t b0, size_t nb) {
+static void backward_layer(const aim_model *m, size_t k, float *dparams, float *scratch, size_t b0, size_t nb,
+                           size_t part, size_t parts, int add_dx) {
     const aim__layer *L = &m->layers[k];
     const float *x[AIM_MAX_NODE_INPUTS];
     float *dx[AIM_MAX_NODE_INPUTS];
@@ -377,14 +481,29 @@ static void backward_layer(const aim_model *m, size_t k, float *dparams, float *
                   m->active_states[k],
                   m->batch,
                   b0,
-                  nb};
+                  nb,
+                  m->buffers + L->buffer_offset,
+                  m->caches[k] ? m->caches[k] + m->max_batch * L->cache_per_sample : NULL,
+                  part,
+                  parts};
     L->ops->backward(L, &a);
+    if (add_dx) add_input_grads(m, k, b0, nb);
+}
+
+/* The input gradients layer k wrote into dtmp (for inputs it is not the
+ * first consumer of), added to their buffers on rows [b0, b0 + nb). */
+static void add_input_grads(const aim_model *m, size_t k, size_t b0, size_t nb) {
+    const aim__layer *L = &m->layers[k];
+    size_t tmp_off = 0;
     for (size_t j = 0; j < L->n_in; j++) {
         if (L->dx_mode[j] != AIM__DX_ADD) continue;
-        const size_t v = L->in[j], n = nb * size_of(m, v);
-        float *g = grad_of(m, v) + b0 * size_of(m, v);
-        const float *t = dx[j];
+        const size_t v = L->in[j], size = size_of(m, v), n = nb * size;
+        float *g = grad_of(m, v) + b0 * size;
+        const float *t = m->dtmp + tmp_off + b0 * size;
         for (size_t i = 0; i < n; i++) g[i] += t[i];
+        size_t r;
+        (void)aim__round_floats(m->max_batch * size, &r); /* as compile sized dtmp */
+        tmp_off += r;
     }
 }
 
@@ -394,17 +513,30 @@ typedef struct bwd_job {
     size_t arena_off, parts, layer;
 } bwd_job;
 
+/* Worker w's share of layer `layer`'s backward: its slice of the batch, or
+ * for a batch-coupled kind the whole batch and its share of the channels
+ * (the input gradients it leaves in dtmp are then added by add_part). */
 static void bwd_part(void *ctx, size_t w) {
+    const bwd_job *j = ctx;
+    if (w >= j->parts) return;
+    const int coupled = j->m->layers[j->layer].ops->batch_coupled;
+    size_t b0 = 0, nb = j->m->batch;
+    if (!coupled) aim__split(j->m->batch, j->parts, w, &b0, &nb);
+    const size_t part = coupled ? w : 0, parts = coupled ? j->parts : 1;
+    if (w == 0) {
+        backward_layer(j->m, j->layer, j->m->grads, j->m->scratch, b0, nb, part, parts, !coupled);
+    } else {
+        if (j->layer == j->m->n_layers - 1) memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
+        backward_layer(j->m, j->layer, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb, part, parts, !coupled);
+    }
+}
+
+static void add_part(void *ctx, size_t w) {
     const bwd_job *j = ctx;
     if (w >= j->parts) return;
     size_t b0, nb;
     aim__split(j->m->batch, j->parts, w, &b0, &nb);
-    if (w == 0) {
-        backward_layer(j->m, j->layer, j->m->grads, j->m->scratch, b0, nb);
-    } else {
-        if (j->layer == j->m->n_layers - 1) memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
-        backward_layer(j->m, j->layer, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb);
-    }
+    add_input_grads(j->m, j->layer, b0, nb);
 }
 
 /* grads += the other slices' partial gradients, each worker summing one
@@ -463,11 +595,12 @@ aim_status aim_model_backward(aim_model *m, const float *output_grad, size_t cou
         for (size_t k = m->n_layers; k-- > 0;) {
             job.layer = k;
             aim__pool_run_locked(m->pool, m->parts, bwd_part, &job);
+            if (m->layers[k].ops->batch_coupled) aim__pool_run_locked(m->pool, m->parts, add_part, &job);
         }
         aim__pool_run_locked(m->pool, m->parts, reduce_part, &job);
         aim__pool_unlock(m->pool);
     } else {
-        for (size_t k = m->n_layers; k-- > 0;) backward_layer(m, k, m->grads, m->scratch, 0, m->batch);
+        for (size_t k = m->n_layers; k-- > 0;) backward_layer(m, k, m->grads, m->scratch, 0, m->batch, 0, 1, 1);
     }
     m->grad_ready = 0;
     m->input_grad_ready = m->input_gradient;
@@ -478,6 +611,7 @@ aim_status aim_model_input_gradient(const aim_model *m, size_t input, const floa
     if (!m || !grad || !count) return AIM_ERR_INVALID_ARGUMENT;
     if (input >= m->n_inputs) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled || !m->input_gradient || !m->input_grad_ready) return AIM_ERR_INVALID_STATE;
+    if (!m->in_grad[input]) return AIM_ERR_INVALID_ARGUMENT; /* an input of ids has no gradient */
     *grad = m->in_grad[input];
     *count = m->batch * m->inputs[input].size;
     return AIM_OK;
@@ -614,7 +748,7 @@ aim_status aim_workspace_set_threadpool(aim_workspace *w, const aim_model *m, ai
 
 static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float *const *inputs,
                                const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
-                               const size_t *output_counts, size_t n_outputs, int single) {
+                               const size_t *output_counts, size_t n_outputs, int single, int typed, int ids) {
     if (!m || !w) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) {
         aim__set_error(w->err, "predict: the model is not compiled");
@@ -656,6 +790,8 @@ static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float
                                     aim__node_shape(m, m->outputs[k], &tmp), "has room for");
         if (st != AIM_OK) return st;
     }
+    aim_status st = check_dtypes(m, w->err, "predict", n_inputs, typed, ids);
+    if (st != AIM_OK || (st = check_layers(m, w->err, "predict", inputs, batch, 0)) != AIM_OK) return st;
     size_t need_scratch = 0;
     (void)aim__scratch_for(m, batch, &need_scratch); /* batch <= max_batch: no overflow */
     if (m->infer_per_sample > w->per_sample || need_scratch > w->scratch_floats) {
@@ -674,7 +810,7 @@ static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float
             parts = 1;
         }
     }
-    run r = {m, inputs, outputs, w->vals, NULL, batch, parts, 0, w->scratch, arenas};
+    run r = {m, inputs, outputs, w->vals, NULL, batch, parts, 0, w->scratch, arenas, 0, m->n_layers, 0};
     if (parts > 1) {
         aim__pool_run_locked(w->pool, parts, fwd_part, &r);
         aim__pool_unlock(w->pool);
@@ -686,11 +822,24 @@ static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float
 
 aim_status aim_model_predict(const aim_model *m, aim_workspace *w, const float *input, size_t input_count,
                              size_t batch, float *output, size_t output_count) {
-    return predict_impl(m, w, &input, &input_count, 1, batch, &output, &output_count, 1, 1);
+    return predict_impl(m, w, &input, &input_count, 1, batch, &output, &output_count, 1, 1, 0, 0);
+}
+
+aim_status aim_model_predict_ids(const aim_model *m, aim_workspace *w, const int32_t *ids, size_t ids_count,
+                                 size_t batch, float *output, size_t output_count) {
+    const float *in = (const float *)(const void *)ids;
+    return predict_impl(m, w, &in, &ids_count, 1, batch, &output, &output_count, 1, 1, 0, 1);
+}
+
+aim_status aim_model_predict_typed(const aim_model *m, aim_workspace *w, const void *const *inputs,
+                                   const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
+                                   const size_t *output_counts, size_t n_outputs) {
+    return predict_impl(m, w, (const float *const *)inputs, input_counts, n_inputs, batch, outputs, output_counts,
+                        n_outputs, 0, 1, 0);
 }
 
 aim_status aim_model_predict_multi(const aim_model *m, aim_workspace *w, const float *const *inputs,
                                    const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
                                    const size_t *output_counts, size_t n_outputs) {
-    return predict_impl(m, w, inputs, input_counts, n_inputs, batch, outputs, output_counts, n_outputs, 0);
+    return predict_impl(m, w, inputs, input_counts, n_inputs, batch, outputs, output_counts, n_outputs, 0, 0, 0);
 }

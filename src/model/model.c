@@ -17,6 +17,7 @@ const aim__shape *aim__node_shape(const aim_model *m, size_t id, aim__shape *tmp
     tmp->rank = L->out_rank;
     memcpy(tmp->dims, L->out_dims, sizeof tmp->dims);
     tmp->size = L->out_size;
+    tmp->dtype = AIM_DTYPE_FLOAT32;
     return tmp;
 }
 
@@ -125,6 +126,15 @@ aim_status aim__model_add_node(aim_model *m, const aim__layer_ops *ops, const vo
     L.in_rank = shapes[0].rank;
     memcpy(L.in_dims, shapes[0].dims, sizeof L.in_dims);
     L.in_size = shapes[0].size;
+    if (!ops->reads_ids)
+        for (size_t j = 0; j < L.n_in; j++)
+            if (shapes[j].dtype != AIM_DTYPE_FLOAT32) {
+                char id[96];
+                aim__node_id_str(L.in[j], id, sizeof id);
+                aim__set_error(m->err, "layer %zu (%s): %s holds int32 ids, which only an embedding reads", idx,
+                               ops->name, id);
+                return AIM_ERR_SHAPE_MISMATCH;
+            }
     char msg[AIM__ERR_CAP];
     msg[0] = '\0';
     st = ops->setup(&L, shapes, L.n_in, msg);
@@ -307,6 +317,62 @@ aim_status aim_model_gradients(aim_model *m, float **grads, size_t *count) {
     return AIM_OK;
 }
 
+aim_status aim_model_set_input_dtype(aim_model *m, size_t input, aim_dtype dtype) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    aim_status st = check_buildable(m, "set_input_dtype");
+    if (st != AIM_OK) return st;
+    if (input >= m->n_inputs || (dtype != AIM_DTYPE_FLOAT32 && dtype != AIM_DTYPE_INT32)) {
+        aim__set_error(m->err, "set_input_dtype: input %zu of %zu, dtype %d: no such input or dtype", input,
+                       m->n_inputs, (int)dtype);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; i < m->n_layers; i++)
+        for (size_t j = 0; j < m->layers[i].n_in; j++)
+            if (m->layers[i].in[j] == AIM_MODEL_INPUT(input)) {
+                aim__set_error(m->err, "set_input_dtype: layer %zu (%s) already reads input %zu; set its dtype first",
+                               i, m->layers[i].ops->name, input);
+                return AIM_ERR_INVALID_STATE;
+            }
+    m->inputs[input].dtype = (uint32_t)dtype;
+    return AIM_OK;
+}
+
+aim_status aim_model_buffers(aim_model *m, float **buffers, size_t *count) {
+    if (!m || !buffers || !count) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(m->err, "buffers: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    *buffers = m->n_buffers ? m->buffers : NULL;
+    *count = m->n_buffers;
+    return AIM_OK;
+}
+
+aim_status aim_model_layer_buffers(const aim_model *m, size_t layer, size_t *offset, size_t *count) {
+    if (!m || !offset || !count) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) return AIM_ERR_INVALID_STATE;
+    if (layer >= m->n_layers) return AIM_ERR_INVALID_ARGUMENT;
+    *offset = m->layers[layer].buffer_offset;
+    *count = m->layers[layer].buffer_count;
+    return AIM_OK;
+}
+
+/* The key is mixed once more, so nearby seeds give unrelated streams. */
+aim_status aim_model_set_random_seed(aim_model *m, uint64_t seed) {
+    if (!m) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(m->err, "set_random_seed: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    aim__model_set_random(m, aim__mix64(seed ^ 0x5DEECE66Dull), 0);
+    return AIM_OK;
+}
+
+void aim__model_set_random(aim_model *m, uint64_t key, uint64_t step) {
+    m->random_key = key;
+    m->random_step = step;
+}
+
 void aim__model_get_view(const aim_model *m, aim__model_view *v) {
     v->n_inputs = m->n_inputs;
     v->inputs = m->inputs;
@@ -320,6 +386,10 @@ void aim__model_get_view(const aim_model *m, aim__model_view *v) {
     v->input_gradient = m->input_gradient;
     v->params = m->params;
     v->n_params = m->n_params;
+    v->buffers = m->buffers;
+    v->n_buffers = m->n_buffers;
+    v->random_key = m->random_key;
+    v->random_step = m->random_step;
 }
 
 void aim__model_plan_stats(const aim_model *m, aim__plan_stats *out) { *out = m->plan; }

@@ -28,6 +28,10 @@ struct aim_model {
     size_t max_batch;
     int input_gradient;
     size_t n_params;
+    size_t n_buffers;     /* floats of model state that is not a parameter */
+    float *buffers;       /* (n_buffers) */
+    uint64_t random_key;  /* the random stream: its key ... */
+    uint64_t random_step; /* ... and the training forwards drawn from it */
     void *raw;            /* the one block, as allocated */
     size_t block_bytes;
     float *params;        /* (n_params) */

@@ -1,10 +1,12 @@
 /*
  * Optimizers over flat buffers: SGD (momentum, dampening, Nesterov, L2 weight
- * decay) and Adam (L2 or AdamW's decoupled decay), with torch.optim's update
- * rules, plus global-norm gradient clipping.
+ * decay), Adam (L2 or AdamW's decoupled decay) and RMSprop (centered,
+ * momentum, L2), with torch.optim's update rules, plus global-norm gradient
+ * clipping.
  *   https://pytorch.org/docs/stable/generated/torch.optim.SGD.html
  *   https://pytorch.org/docs/stable/generated/torch.optim.Adam.html
  *   https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html
+ *   https://pytorch.org/docs/stable/generated/torch.optim.RMSprop.html
  * SPDX-License-Identifier: MIT
  */
 #include <math.h>
@@ -23,6 +25,14 @@ aim_status aim_adam_config_init(aim_adam_config *c) {
     memset(c, 0, sizeof *c);
     c->beta1 = 0.9f;
     c->beta2 = 0.999f;
+    c->epsilon = 1e-8f;
+    return AIM_OK;
+}
+
+aim_status aim_rmsprop_config_init(aim_rmsprop_config *c) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->alpha = 0.99f;
     c->epsilon = 1e-8f;
     return AIM_OK;
 }
@@ -86,6 +96,30 @@ aim_status aim_adam_create(const aim_allocator *allocator, const aim_adam_config
     return st;
 }
 
+aim_status aim_rmsprop_create(const aim_allocator *allocator, const aim_rmsprop_config *config, size_t count,
+                              aim_optimizer **out) {
+    aim_rmsprop_config c;
+    if (!out || count == 0) return AIM_ERR_INVALID_ARGUMENT;
+    if (config) c = *config;
+    else (void)aim_rmsprop_config_init(&c);
+    if (!(c.alpha >= 0.0f && c.alpha < 1.0f) || !(isfinite(c.epsilon) && c.epsilon > 0.0f) ||
+        !finite_nonneg(c.momentum) || !finite_nonneg(c.weight_decay))
+        return AIM_ERR_INVALID_ARGUMENT;
+    /* The square average, then a momentum buffer and a gradient average only when asked for. */
+    const int has_m = c.momentum > 0.0f, has_g = c.centered != 0;
+    aim_status st = create(allocator, AIM__OPT_RMSPROP, count, 1u + (size_t)has_m + (size_t)has_g, out);
+    if (st != AIM_OK) return st;
+    aim_optimizer *o = *out;
+    size_t per;
+    (void)aim__round_floats(count, &per); /* checked by create */
+    float *base = o->m;
+    o->v = base;
+    o->m = has_m ? base + per : NULL;
+    o->g = has_g ? base + per * (1u + (size_t)has_m) : NULL;
+    o->rmsprop = c;
+    return AIM_OK;
+}
+
 void aim_optimizer_free(aim_optimizer *o) {
     if (!o) return;
     aim_allocator a = o->alloc;
@@ -101,6 +135,7 @@ aim_status aim_optimizer_reset(aim_optimizer *o) {
     if (!o) return AIM_ERR_INVALID_ARGUMENT;
     if (o->m) memset(o->m, 0, o->count * sizeof(float));
     if (o->v) memset(o->v, 0, o->count * sizeof(float));
+    if (o->g) memset(o->g, 0, o->count * sizeof(float));
     o->steps = 0;
     return AIM_OK;
 }
@@ -146,6 +181,28 @@ AIM__HOT static void adam_step(aim_optimizer *o, float *p, const float *g, size_
     }
 }
 
+AIM__HOT static void rmsprop_step(aim_optimizer *o, float *p, const float *g, size_t n, float lr) {
+    const aim_rmsprop_config *c = &o->rmsprop;
+    const float a = c->alpha, eps = c->epsilon, wd = c->weight_decay, mu = c->momentum;
+    float *v = o->v, *buf = o->m, *ga = o->g;
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] + wd * p[i];         /* g = g + wd·p */
+        v[i] = a * v[i] + (1.0f - a) * gi * gi;    /* v = α v + (1 - α) g² */
+        float var = v[i];
+        if (ga) {
+            ga[i] = a * ga[i] + (1.0f - a) * gi;   /* ḡ = α ḡ + (1 - α) g */
+            var = v[i] - ga[i] * ga[i];            /* centered: v - ḡ² */
+        }
+        const float step = gi / (sqrtf(var) + eps);
+        if (buf) {
+            buf[i] = mu * buf[i] + step;           /* b = μ b + g / (sqrt(v) + eps) */
+            p[i] -= lr * buf[i];
+        } else {
+            p[i] -= lr * step;
+        }
+    }
+}
+
 aim_status aim_optimizer_step(aim_optimizer *o, float *params, const float *grads, size_t count,
                               float learning_rate) {
     if (!o) return AIM_ERR_INVALID_ARGUMENT;
@@ -161,12 +218,16 @@ aim_status aim_optimizer_step(aim_optimizer *o, float *params, const float *grad
         aim__set_error(o->err, "step: %zu parameters given, the optimizer was made for %zu", count, o->count);
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    if ((o->kind == AIM__OPT_SGD ? o->sgd.check_finite : o->adam.check_finite) && !aim__all_finite(grads, count)) {
+    const int check = o->kind == AIM__OPT_SGD    ? o->sgd.check_finite
+                      : o->kind == AIM__OPT_ADAM ? o->adam.check_finite
+                                                 : o->rmsprop.check_finite;
+    if (check && !aim__all_finite(grads, count)) {
         aim__set_error(o->err, "step: a gradient is NaN or infinite; parameters left unchanged");
         return AIM_ERR_NON_FINITE;
     }
     if (o->kind == AIM__OPT_SGD) sgd_step(o, params, grads, count, learning_rate);
-    else adam_step(o, params, grads, count, learning_rate);
+    else if (o->kind == AIM__OPT_ADAM) adam_step(o, params, grads, count, learning_rate);
+    else rmsprop_step(o, params, grads, count, learning_rate);
     if (o->steps != UINT64_MAX) o->steps++; /* saturate: a wrap to 0 would restart SGD's momentum */
     return AIM_OK;
 }

@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-#define FORMAT_VERSION 2u
+#define FORMAT_VERSION 3u
 #define HEADER_BYTES 32u
 #define FLAG_OPTIMIZER 1u
 static const unsigned char MAGIC[8] = {'A', 'I', 'M', 'D', 0x0D, 0x0A, 0x1A, 0x0A};
@@ -63,6 +63,7 @@ static void put_payload(aim__writer *w, const aim__model_view *v, const aim_opti
     for (size_t k = 0; k < v->n_inputs; k++) {
         aim__put_u32(w, (uint32_t)v->inputs[k].rank);
         for (size_t d = 0; d < v->inputs[k].rank; d++) aim__put_u64(w, v->inputs[k].dims[d]);
+        aim__put_u32(w, v->inputs[k].dtype);
     }
     aim__put_u64(w, v->max_batch);
     aim__put_u32(w, v->input_gradient ? 1u : 0u);
@@ -84,6 +85,10 @@ static void put_payload(aim__writer *w, const aim__model_view *v, const aim_opti
     }
     aim__put_u64(w, v->n_params);
     put_floats(w, v->params, v->n_params);
+    aim__put_u64(w, v->n_buffers);
+    put_floats(w, v->buffers, v->n_buffers);
+    aim__put_u64(w, v->random_key);
+    aim__put_u64(w, v->random_step);
     if (!o) return;
     aim__put_u32(w, (uint32_t)o->kind);
     aim__put_u64(w, o->count);
@@ -96,6 +101,16 @@ static void put_payload(aim__writer *w, const aim__model_view *v, const aim_opti
         aim__put_u32(w, o->sgd.check_finite ? 1u : 0u);
         aim__put_u32(w, o->m ? 1u : 0u);
         if (o->m) put_floats(w, o->m, o->count);
+    } else if (o->kind == AIM__OPT_RMSPROP) {
+        aim__put_f32(w, o->rmsprop.alpha);
+        aim__put_f32(w, o->rmsprop.epsilon);
+        aim__put_f32(w, o->rmsprop.momentum);
+        aim__put_u32(w, o->rmsprop.centered ? 1u : 0u);
+        aim__put_f32(w, o->rmsprop.weight_decay);
+        aim__put_u32(w, o->rmsprop.check_finite ? 1u : 0u);
+        put_floats(w, o->v, o->count);
+        if (o->m) put_floats(w, o->m, o->count);
+        if (o->g) put_floats(w, o->g, o->count);
     } else {
         aim__put_f32(w, o->adam.beta1);
         aim__put_f32(w, o->adam.beta2);
@@ -257,6 +272,30 @@ static aim_status get_optimizer(aim__reader *r, const aim_allocator *allocator, 
         }
         get_floats(r, o->m, count);
         get_floats(r, o->v, count);
+    } else if (kind == AIM__OPT_RMSPROP) {
+        aim_rmsprop_config c;
+        (void)aim_rmsprop_config_init(&c);
+        c.alpha = aim__get_f32(r);
+        c.epsilon = aim__get_f32(r);
+        c.momentum = aim__get_f32(r);
+        c.centered = aim__get_flag(r);
+        c.weight_decay = aim__get_f32(r);
+        c.check_finite = aim__get_flag(r);
+        /* v, then the momentum buffer and the gradient average when the options call for them. */
+        const size_t arrays = 1u + (c.momentum > 0.0f) + (c.centered != 0);
+        if (r->fail || count > (r->n - r->pos) / (4 * arrays)) {
+            snprintf(msg, AIM__ERR_CAP, "optimizer: RMSprop record truncated (%zu parameters, %zu arrays)", count,
+                     arrays);
+            return AIM_ERR_CORRUPT_DATA;
+        }
+        st = aim_rmsprop_create(allocator, &c, count, &o);
+        if (st != AIM_OK) {
+            snprintf(msg, AIM__ERR_CAP, "optimizer: %s", st == AIM_ERR_OUT_OF_MEMORY ? "out of memory" : "invalid settings");
+            return st == AIM_ERR_OUT_OF_MEMORY ? st : AIM_ERR_CORRUPT_DATA;
+        }
+        get_floats(r, o->v, count);
+        if (o->m) get_floats(r, o->m, count);
+        if (o->g) get_floats(r, o->g, count);
     } else {
         snprintf(msg, AIM__ERR_CAP, "optimizer: unknown kind %u", (unsigned)kind);
         return AIM_ERR_CORRUPT_DATA;
@@ -307,11 +346,15 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
         return AIM_ERR_CORRUPT_DATA;
     }
     size_t ranks[AIM_MAX_NODE_INPUTS], dims[AIM_MAX_NODE_INPUTS][AIM_MAX_RANK];
-    for (size_t k = 0; k < n_inputs; k++)
-        if (!get_shape(r, &ranks[k], dims[k])) {
-            snprintf(msg, AIM__ERR_CAP, "input %zu: bad or truncated shape", k);
+    uint32_t dtypes[AIM_MAX_NODE_INPUTS];
+    for (size_t k = 0; k < n_inputs; k++) {
+        int ok = get_shape(r, &ranks[k], dims[k]);
+        dtypes[k] = version >= 3 ? aim__get_u32(r) : AIM_DTYPE_FLOAT32;
+        if (!ok || r->fail || dtypes[k] > AIM_DTYPE_INT32) {
+            snprintf(msg, AIM__ERR_CAP, "input %zu: bad or truncated shape or dtype", k);
             return AIM_ERR_CORRUPT_DATA;
         }
+    }
     aim_compile_config cc;
     (void)aim_compile_config_init(&cc);
     cc.max_batch = aim__get_size(r);
@@ -326,6 +369,7 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
     for (size_t k = 0; k < n_inputs; k++) {
         size_t node;
         st = k == 0 ? aim_model_create(a, ranks[0], dims[0], &m) : aim_model_add_input(m, ranks[k], dims[k], &node);
+        if (st == AIM_OK) st = aim_model_set_input_dtype(m, k, (aim_dtype)dtypes[k]);
         if (st != AIM_OK) {
             snprintf(msg, AIM__ERR_CAP, "input %zu: %s", k,
                      st == AIM_ERR_OUT_OF_MEMORY ? "out of memory" : "the shape is not valid");
@@ -440,6 +484,21 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
     size_t count;
     (void)aim_model_parameters(m, &params, &count); /* compiled: cannot fail; count == n_params */
     get_floats(r, params, count);
+    if (version >= 3) {
+        float *buffers;
+        size_t n_buffers;
+        (void)aim_model_buffers(m, &buffers, &n_buffers); /* compiled: cannot fail */
+        const size_t stored = get_count(r, 4);
+        if (r->fail || stored != n_buffers) {
+            snprintf(msg, AIM__ERR_CAP, "the layers have %zu buffer floats, the buffer %s", n_buffers,
+                     r->fail ? "has fewer bytes than they need" : "a different count");
+            st = AIM_ERR_CORRUPT_DATA;
+            goto fail;
+        }
+        get_floats(r, buffers, n_buffers);
+        const uint64_t key = aim__get_u64(r), step = aim__get_u64(r);
+        aim__model_set_random(m, key, step);
+    }
     if (flags & FLAG_OPTIMIZER) {
         st = get_optimizer(r, a, n_params, op, msg);
         if (st != AIM_OK) goto fail;
@@ -483,7 +542,7 @@ aim_status aim_model_deserialize(const aim_allocator *allocator, const void *buf
         tell(message, message_capacity, "not a libaimodel model: bad magic");
         return AIM_ERR_CORRUPT_DATA;
     }
-    aim__reader h = {in, HEADER_BYTES, 8, 0};
+    aim__reader h = {in, HEADER_BYTES, 8, 0, 0};
     uint32_t version = aim__get_u32(&h), flags = aim__get_u32(&h);
     uint64_t payload = aim__get_u64(&h);
     uint32_t crc = aim__get_u32(&h), reserved = aim__get_u32(&h);
@@ -508,9 +567,10 @@ aim_status aim_model_deserialize(const aim_allocator *allocator, const void *buf
         tell(message, message_capacity, "checksum mismatch: the payload was changed");
         return AIM_ERR_CORRUPT_DATA;
     }
-    aim__reader r = {in + HEADER_BYTES, len - HEADER_BYTES, 0, 0};
+    aim__reader r = {in + HEADER_BYTES, len - HEADER_BYTES, 0, 0, 0};
     aim_model *m = NULL;
     aim_optimizer *o = NULL;
+    r.version = version;
     aim_status st = read_payload(&r, version, flags, &a, &m, &o, msg);
     if (st != AIM_OK) {
         tell(message, message_capacity, msg);
