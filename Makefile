@@ -133,7 +133,7 @@ deps-demo:
 	$(call install_missing,$(DEPS_DEMO),echo "deps: dataset-fashion-mnist unavailable; the demo will use built-in data")
 
 # ---- tests -------------------------------------------------------------------
-$(BUILD)/tests/%: tests/%.c tests/support.c tests/support.h $(wildcard tests/golden/*.h) src/internal.h $(STATIC)
+$(BUILD)/tests/%: tests/%.c tests/support.c tests/support.h $(wildcard tests/golden/*.h) $(wildcard tests/bad_input/*.inc) src/internal.h $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -o $@ $< tests/support.c $(STATIC) $(TEST_LIBS) $(BLAS_LIBS) -lm -pthread $(LDSAN)
 

@@ -3573,6 +3573,16 @@ CASE(t_aim_model_deserialize__graph_round_trip_ok) {
 #define OVF AIM_ERR_OVERFLOW
 #define STATE AIM_ERR_INVALID_STATE
 #define NONFIN AIM_ERR_NON_FINITE
+/* The 1.1 additions, one file per area. */
+#include "bad_input/batch_norm.inc"
+#include "bad_input/dropout.inc"
+#include "bad_input/layer_norm.inc"
+#include "bad_input/embedding.inc"
+#include "bad_input/rnn.inc"
+#include "bad_input/conv1d.inc"
+#include "bad_input/rmsprop.inc"
+#include "bad_input/model_ids.inc"
+
 #define E(fn, status) {#fn, fn, status}
 
 static const entry table[] = {
@@ -4173,6 +4183,14 @@ static const entry table[] = {
     E(t_aim_clip_grad_norm__nan_grad, NONFIN),
     E(t_aim_clip_grad_norm__inf_grad, NONFIN),
     E(t_aim_clip_grad_norm__null_norm_out_is_allowed, AIM_OK),
+    BAD_ROWS_BATCH_NORM
+    BAD_ROWS_DROPOUT
+    BAD_ROWS_LAYER_NORM
+    BAD_ROWS_EMBEDDING
+    BAD_ROWS_RNN
+    BAD_ROWS_CONV1D
+    BAD_ROWS_RMSPROP
+    BAD_ROWS_MODEL_IDS
 };
 
 #define N_ENTRIES (sizeof table / sizeof table[0])
