@@ -22,6 +22,13 @@
  * (NULL) or read from the program (0, negative and non-finite included).
  * A program without op 9 reads exactly as the chain-only programs before
  * graphs existed did, so the kept reproducers keep their meaning.
+ * Op 8 reads one more byte (since 1.1): 0 calls every builder with a NULL
+ * config (what op 8 did alone before), the others add a 1.1 kind: batch
+ * norm, dropout, layer norm, embedding, GRU or bidirectional LSTM (through
+ * aim_model_add_rnn()), conv1d, 1-D max/average pooling, global average or
+ * max pooling over the length. Bit 7 of the flags byte makes input 0 an
+ * int32 input of ids (only an embedding may read it); it is then fed ids in
+ * [-1, 20], so some calls must refuse an id outside a table.
  * Past the end of the input every byte reads as 0. Sizes are bounded so one
  * input runs in milliseconds.
  *
@@ -157,7 +164,10 @@ static void after_add(const aim_model *m, graph *gr, size_t from, size_t layers_
     for (size_t i = layers_before; i + 1 < layers; i++) note_read(gr, i);
 }
 
+static int ids_input; /* input 0 holds int32 ids (flags bit 7) */
+
 static void add_op(aim_model *m, prog *g, graph *gr);
+static void new_kind_op(aim_model *m, prog *g, graph *gr, size_t from, size_t layers);
 static void merge_op(aim_model *m, prog *g, graph *gr, int concat);
 
 static void graph_op(aim_model *m, prog *g, graph *gr) {
@@ -236,6 +246,119 @@ static void merge_op(aim_model *m, prog *g, graph *gr, int concat) {
     size_t cur = 0;
     check(aim_model_last_node(m, &cur) == AIM_OK && cur == layers);
     for (size_t i = 0; i < count; i++) note_read(gr, nodes[i]);
+}
+
+/* Op 8: NULL configs, or one of the kinds added in 1.1. */
+static void new_kind_op(aim_model *m, prog *g, graph *gr, size_t from, size_t layers) {
+    aim_status st;
+    switch (next(g) % 12) {
+    case 0: /* NULL configs */
+        check(aim_model_add_dense(m, NULL) != AIM_OK);
+        check(aim_model_add_conv2d(m, NULL) != AIM_OK);
+        check(aim_model_add_max_pool2d(m, NULL) != AIM_OK);
+        check(aim_model_add_lstm(m, NULL) != AIM_OK);
+        check(aim_model_add_batch_norm(m, NULL) != AIM_OK);
+        check(aim_model_add_layer_norm(m, NULL) != AIM_OK);
+        check(aim_model_add_embedding(m, NULL) != AIM_OK);
+        check(aim_model_add_rnn(m, AIM_RNN_GRU, NULL) != AIM_OK);
+        check(aim_model_add_conv1d(m, NULL) != AIM_OK);
+        check(aim_model_add_max_pool1d(m, NULL) != AIM_OK);
+        check(aim_model_layer_count(m) == layers);
+        return;
+    case 1: {
+        aim_batch_norm_config c;
+        (void)aim_batch_norm_config_init(&c);
+        const unsigned b = next(g);
+        c.momentum = (b & 3) == 3 ? NAN : (float)(b & 3) * 0.4f; /* 0.8 is fine, NaN refused */
+        c.eps = (b & 4) ? 1e-5f : ((b & 8) ? 0.0f : 1e-3f);
+        c.affine = (int32_t)((b >> 4) & 1);
+        st = aim_model_add_batch_norm(m, &c);
+        TRACE("batch_norm momentum %g eps %g affine %d -> %s\n", (double)c.momentum, (double)c.eps, (int)c.affine,
+              aim_status_str(st));
+        break;
+    }
+    case 2: {
+        const float p = (float)upto(g, 6) * 0.25f; /* 1 and over are refused */
+        st = aim_model_add_dropout(m, p);
+        TRACE("dropout %g -> %s\n", (double)p, aim_status_str(st));
+        break;
+    }
+    case 3: {
+        aim_layer_norm_config c;
+        (void)aim_layer_norm_config_init(&c);
+        c.normalized_dims = upto(g, 5); /* 0 and over the rank are refused */
+        c.elementwise_affine = (int32_t)(next(g) & 1);
+        st = aim_model_add_layer_norm(m, &c);
+        TRACE("layer_norm dims %zu affine %d -> %s\n", c.normalized_dims, (int)c.elementwise_affine,
+              aim_status_str(st));
+        break;
+    }
+    case 4: {
+        aim_embedding_config c;
+        (void)aim_embedding_config_init(&c, upto(g, 24), upto(g, 9)); /* zeros refused */
+        c.has_padding = (int32_t)(next(g) & 1);
+        c.padding_idx = upto(g, 24);
+        c.init = init_code(g);
+        st = aim_model_add_embedding(m, &c);
+        TRACE("embedding %zu x %zu padding %d at %zu init %d -> %s\n", c.num_embeddings, c.embedding_dim,
+              (int)c.has_padding, c.padding_idx, (int)c.init, aim_status_str(st));
+        break;
+    }
+    case 5:
+    case 6: {
+        aim_rnn_config c;
+        (void)aim_rnn_config_init(&c, upto(g, 9), upto(g, 4));
+        const unsigned b = next(g);
+        c.return_sequences = (int32_t)(b & 1);
+        c.bidirectional = (int32_t)((b >> 1) & 1);
+        c.init = init_code(g);
+        const aim_rnn_kind kind = (b & 4) ? (aim_rnn_kind)(b >> 3) : AIM_RNN_GRU; /* large values refused */
+        st = aim_model_add_rnn(m, kind, &c);
+        TRACE("rnn kind %d hidden %zu layers %zu sequences %d bidirectional %d init %d -> %s\n", (int)kind, c.hidden,
+              c.layers, (int)c.return_sequences, (int)c.bidirectional, (int)c.init, aim_status_str(st));
+        break;
+    }
+    case 7: {
+        aim_conv1d_config c;
+        (void)aim_conv1d_config_init(&c, upto(g, 9), upto(g, 6), act_code(g));
+        c.stride = upto(g, 4);
+        c.dilation = upto(g, 4);
+        c.padding = (aim_padding)upto(g, 4);
+        c.pad_left = upto(g, 4);
+        c.pad_right = upto(g, 4);
+        c.groups = upto(g, 5);
+        c.use_bias = (int32_t)(next(g) & 1);
+        c.init = init_code(g);
+        st = aim_model_add_conv1d(m, &c);
+        TRACE("conv1d filters %zu kernel %zu stride %zu dilation %zu padding %d l%zu r%zu groups %zu -> %s\n",
+              c.filters, c.kernel, c.stride, c.dilation, (int)c.padding, c.pad_left, c.pad_right, c.groups,
+              aim_status_str(st));
+        break;
+    }
+    case 8:
+    case 9: {
+        aim_pool1d_config c;
+        (void)aim_pool1d_config_init(&c, upto(g, 5));
+        if (next(g) & 1) {
+            c.stride = upto(g, 4);
+            c.pad = upto(g, 3);
+        }
+        const int is_max = (int)(next(g) & 1);
+        st = is_max ? aim_model_add_max_pool1d(m, &c) : aim_model_add_avg_pool1d(m, &c);
+        TRACE("%s_pool1d %zu stride %zu pad %zu -> %s\n", is_max ? "max" : "avg", c.kernel, c.stride, c.pad,
+              aim_status_str(st));
+        break;
+    }
+    case 10:
+        st = aim_model_add_global_avg_pool1d(m);
+        TRACE("global_avg_pool1d -> %s\n", aim_status_str(st));
+        break;
+    default:
+        st = aim_model_add_global_max_pool1d(m);
+        TRACE("global_max_pool1d -> %s\n", aim_status_str(st));
+        break;
+    }
+    after_add(m, gr, from, layers, st);
 }
 
 static void add_op(aim_model *m, prog *g, graph *gr) {
@@ -332,12 +455,8 @@ static void add_op(aim_model *m, prog *g, graph *gr) {
         after_add(m, gr, from, layers, st);
         break;
     }
-    case 8: /* NULL configs */
-        check(aim_model_add_dense(m, NULL) != AIM_OK);
-        check(aim_model_add_conv2d(m, NULL) != AIM_OK);
-        check(aim_model_add_max_pool2d(m, NULL) != AIM_OK);
-        check(aim_model_add_lstm(m, NULL) != AIM_OK);
-        check(aim_model_layer_count(m) == layers);
+    case 8:
+        new_kind_op(m, g, gr, from, layers);
         break;
     default: /* 9: a graph op */
         graph_op(m, g, gr);
@@ -415,12 +534,20 @@ static size_t node_size(const aim_model *m, size_t node) {
 /* Inference on every input into `y` (one exact-size buffer per output). */
 static aim_status predict_all(const aim_model *m, aim_workspace *ws, size_t n_in, size_t n_out, size_t batch,
                               float *const *x, const size_t *x_count, float *const *y, const size_t *y_count) {
+    if (ids_input) {
+        if (n_in == 1 && n_out == 1)
+            return aim_model_predict_ids(m, ws, (const int32_t *)(void *)x[0], x_count[0], batch, y[0], y_count[0]);
+        return aim_model_predict_typed(m, ws, (const void *const *)x, x_count, n_in, batch, y, y_count, n_out);
+    }
     if (n_in == 1 && n_out == 1) return aim_model_predict(m, ws, x[0], x_count[0], batch, y[0], y_count[0]);
     return aim_model_predict_multi(m, ws, (const float *const *)x, x_count, n_in, batch, y, y_count, n_out);
 }
 
 static aim_status forward_all(aim_model *m, aim_mode mode, size_t n_in, size_t batch, float *const *x,
                               const size_t *x_count) {
+    if (ids_input)
+        return n_in == 1 ? aim_model_forward_ids(m, mode, (const int32_t *)(void *)x[0], x_count[0], batch)
+                         : aim_model_forward_typed(m, mode, (const void *const *)x, x_count, n_in, batch);
     if (n_in == 1) return aim_model_forward(m, mode, x[0], x_count[0], batch);
     return aim_model_forward_multi(m, mode, (const float *const *)x, x_count, n_in, batch);
 }
@@ -461,10 +588,29 @@ static void run(aim_model *m, prog *g, size_t max_batch, int input_gradient) {
     if (!ok) goto done;
     for (size_t k = 0; k < n_in; k++)
         for (size_t i = 0; i < x_count[k]; i++) x[k][i] = ((float)next(g) - 128.0f) / 64.0f;
+    int id_refused = 0; /* an id outside some table: forward and predict must refuse it */
+    if (ids_input) {
+        int32_t *ids = (int32_t *)(void *)x[0];
+        for (size_t i = 0; i < x_count[0]; i++) ids[i] = (int32_t)(next(g) % 22) - 1;
+    }
 
     /* Counts that disagree are refused before anything is read. */
     check(aim_model_forward(m, AIM_MODE_TRAIN, x[0], x_count[0] + 1, batch) == AIM_ERR_SHAPE_MISMATCH);
     if (n_in > 1) check(aim_model_forward(m, AIM_MODE_TRAIN, x[0], x_count[0], batch) != AIM_OK);
+    if (ids_input) {
+        /* A float call on an input of ids is refused, whatever the ids. */
+        if (n_in == 1) check(aim_model_forward(m, AIM_MODE_TRAIN, x[0], x_count[0], batch) != AIM_OK);
+        aim_status fst = forward_all(m, AIM_MODE_TRAIN, n_in, batch, x, x_count);
+        check(fst == AIM_OK || fst == AIM_ERR_INVALID_ARGUMENT);
+        id_refused = fst != AIM_OK;
+    }
+    if (id_refused) {
+        /* The same ids are refused by predict too, and nothing ran. */
+        check(aim_model_backward(m, NULL, 0) == AIM_ERR_INVALID_STATE);
+        if (aim_workspace_create(m, &CAPPED, max_batch, &ws) == AIM_OK)
+            check(predict_all(m, ws, n_in, n_out, batch, x, x_count, y1, y_count) == AIM_ERR_INVALID_ARGUMENT);
+        goto done;
+    }
 
     /* Training step. */
     float loss;
@@ -508,7 +654,7 @@ static void run(aim_model *m, prog *g, size_t max_batch, int input_gradient) {
             const float *gx = NULL;
             size_t gn = 0;
             st = aim_model_input_gradient(m, k, &gx, &gn);
-            if (input_gradient) {
+            if (input_gradient && !(ids_input && k == 0)) { /* ids have no gradient */
                 check(st == AIM_OK && gn == x_count[k]);
                 volatile float sum = 0.0f; /* touches every float */
                 for (size_t i = 0; i < gn; i++) sum += gx[i];
@@ -593,6 +739,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     TRACE("input rank %zu dims %zu %zu %zu, max_batch %zu, flags 0x%02x, %zu ops -> %s\n", rank, dims[0], dims[1],
           dims[2], max_batch, flags, ops, aim_status_str(cst));
     if (cst != AIM_OK) return 0;
+    ids_input = (flags & 0x80) != 0;
+    if (ids_input) check(aim_model_set_input_dtype(m, 0, AIM_DTYPE_INT32) == AIM_OK);
     graph gr;
     memset(&gr, 0, sizeof gr);
     gr.ops_left = MAX_TOTAL_OPS - ops;
@@ -602,7 +750,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     (void)aim_compile_config_init(&cc);
     cc.max_batch = max_batch;
     cc.input_gradient = (int32_t)(flags & 1);
-    cc.seed = flags >> 1;
+    cc.seed = (flags >> 1) & 0x3F;
     aim_status comp = aim_model_compile(m, &cc);
     TRACE("compile -> %s %s\n", aim_status_str(comp), aim_model_last_error(m));
     if (comp == AIM_OK) {
