@@ -980,6 +980,15 @@ typedef enum aim_dtype {
 AIM_API aim_status aim_model_set_input_dtype(aim_model *model, size_t input, aim_dtype dtype);
 
 /**
+ * @brief What a model input holds (see aim_model_set_input_dtype()).
+ * @param model The model.
+ * @param input Input index, below aim_model_input_count().
+ * @param[out] dtype Receives the element type.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT on NULL or no such input.
+ */
+AIM_API aim_status aim_model_input_dtype(const aim_model *model, size_t input, aim_dtype *dtype);
+
+/**
  * @brief Options of batch normalization (PyTorch nn.BatchNorm1d over
  * (N, C) or (N, C, L), nn.BatchNorm2d over (N, C, H, W)): channels are axis
  * 0 of a sample. Training normalizes with the batch's mean and biased

@@ -337,6 +337,12 @@ aim_status aim_model_set_input_dtype(aim_model *m, size_t input, aim_dtype dtype
     return AIM_OK;
 }
 
+aim_status aim_model_input_dtype(const aim_model *m, size_t input, aim_dtype *dtype) {
+    if (!m || !dtype || input >= m->n_inputs) return AIM_ERR_INVALID_ARGUMENT;
+    *dtype = (aim_dtype)m->inputs[input].dtype;
+    return AIM_OK;
+}
+
 aim_status aim_model_buffers(aim_model *m, float **buffers, size_t *count) {
     if (!m || !buffers || !count) return AIM_ERR_INVALID_ARGUMENT;
     if (!m->compiled) {
