@@ -3582,6 +3582,7 @@ CASE(t_aim_model_deserialize__graph_round_trip_ok) {
 #include "bad_input/conv1d.inc"
 #include "bad_input/rmsprop.inc"
 #include "bad_input/model_ids.inc"
+#include "bad_input/model_misc.inc"
 
 #define E(fn, status) {#fn, fn, status}
 
@@ -4191,6 +4192,7 @@ static const entry table[] = {
     BAD_ROWS_CONV1D
     BAD_ROWS_RMSPROP
     BAD_ROWS_MODEL_IDS
+    BAD_ROWS_MODEL_MISC
 };
 
 #define N_ENTRIES (sizeof table / sizeof table[0])
