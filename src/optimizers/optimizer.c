@@ -185,6 +185,9 @@ AIM__HOT static void rmsprop_step(aim_optimizer *o, float *p, const float *g, si
     const aim_rmsprop_config *c = &o->rmsprop;
     const float a = c->alpha, eps = c->epsilon, wd = c->weight_decay, mu = c->momentum;
     float *v = o->v, *buf = o->m, *ga = o->g;
+    /* torch.optim.RMSprop's single-tensor step, operation for operation. Its
+     * CPU kernels fuse a multiply-add of one call (addcmul, add with alpha)
+     * into an FMA, which C11 does not contract: those differ by a rounding. */
     for (size_t i = 0; i < n; i++) {
         const float gi = g[i] + wd * p[i];         /* g = g + wd·p */
         v[i] = a * v[i] + (1.0f - a) * gi * gi;    /* v = α v + (1 - α) g² */
@@ -193,12 +196,12 @@ AIM__HOT static void rmsprop_step(aim_optimizer *o, float *p, const float *g, si
             ga[i] = a * ga[i] + (1.0f - a) * gi;   /* ḡ = α ḡ + (1 - α) g */
             var = v[i] - ga[i] * ga[i];            /* centered: v - ḡ² */
         }
-        const float step = gi / (sqrtf(var) + eps);
+        const float den = sqrtf(var) + eps;        /* eps outside the root */
         if (buf) {
-            buf[i] = mu * buf[i] + step;           /* b = μ b + g / (sqrt(v) + eps) */
-            p[i] -= lr * buf[i];
+            buf[i] = mu * buf[i] + gi / den;       /* b = μ b + g / den */
+            p[i] -= lr * buf[i];                   /* p = p - lr·b */
         } else {
-            p[i] -= lr * step;
+            p[i] -= lr * gi / den;                 /* p = p - (lr·g) / den, as addcdiv(g, den, -lr) */
         }
     }
 }

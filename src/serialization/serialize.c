@@ -136,8 +136,10 @@ aim_status aim_model_serialized_size(const aim_model *model, const aim_optimizer
     if (!bytes) return AIM_ERR_INVALID_ARGUMENT;
     aim_status st = check_pair(model, optimizer, &v);
     if (st != AIM_OK) return st;
-    /* The floats dominate: check that 4 or 12 bytes per parameter fit first. */
-    size_t per = optimizer ? 12 : 4, floats;
+    /* The floats dominate: check that 4 bytes per parameter fit first, 16
+     * with an optimizer (its state is up to three arrays: RMSprop centered
+     * with momentum). */
+    size_t per = optimizer ? 16 : 4, floats;
     if (!aim__mul(v.n_params, per, &floats) || floats > SIZE_MAX / 2) return AIM_ERR_OVERFLOW;
     aim__writer w = {NULL, 0};
     put_payload(&w, &v, optimizer);
@@ -224,7 +226,11 @@ static aim_status get_optimizer(aim__reader *r, const aim_allocator *allocator, 
     uint32_t kind = aim__get_u32(r);
     size_t count = aim__get_size(r);
     uint64_t steps = aim__get_u64(r);
-    if (r->fail || count != n_params) {
+    if (r->fail) {
+        snprintf(msg, AIM__ERR_CAP, "optimizer: record truncated before its settings");
+        return AIM_ERR_CORRUPT_DATA;
+    }
+    if (count != n_params) {
         snprintf(msg, AIM__ERR_CAP, "optimizer: state for %zu parameters, the model has %zu", count, n_params);
         return AIM_ERR_CORRUPT_DATA;
     }
