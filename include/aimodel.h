@@ -1097,7 +1097,8 @@ AIM_API aim_status aim_embedding_config_init(aim_embedding_config *config, size_
  * @param model A model not yet compiled whose current node is an int32 input.
  * @param config The options (see aim_embedding_config_init()).
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH (the input is
- * not an int32 model input, or is rank 3), AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ * not an int32 model input, or is rank 3), AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW,
+ * AIM_ERR_UNSUPPORTED (an output sample over INT_MAX floats), AIM_ERR_OUT_OF_MEMORY
  */
 AIM_API aim_status aim_model_add_embedding(aim_model *model, const aim_embedding_config *config);
 
