@@ -1,13 +1,18 @@
-"""ctypes binding of libaimodel (include/aimodel.h), with numpy arrays.
+"""ctypes binding of libaimodel 1.1 (include/aimodel.h), with numpy arrays.
 
 Loading: the shared library is $AIMODEL_LIB if set (e.g.
-build/libaimodel.so.1.0.0); else the first of
+build/libaimodel.so.1.1.0); else the first of
 ctypes.util.find_library("aimodel") (an installed copy),
 build/libaimodel.so.1 and build/libaimodel.so of the repository this file
 sits in (examples/python/../../build/) whose major version is the one this
 binding speaks (ABI_MAJOR, 1: the soname libaimodel.so.1). A library of
 another major version has other signatures, so it is never used: from
-$AIMODEL_LIB it raises ImportError, elsewhere it is skipped.
+$AIMODEL_LIB it raises ImportError, elsewhere it is skipped. Within major
+version 1 the functions added in 1.1 (the layers below, int32 inputs,
+buffers, the random stream, RMSprop) are declared when the library has
+them; on a library without one (1.0, or a build where that layer has not
+landed) the method that needs it raises NotImplementedError naming the C
+function, and everything else works. missing_functions() lists them.
 
 Errors: every C call that returns an aim_status other than AIM_OK raises
 AimError, which carries the status (a Status), aim_status_str(status), the
@@ -27,6 +32,27 @@ the duration of the call. Every C call that reads or writes an array is
 given that array's own element count (array.size), so the library checks it
 against the model's shapes as well.
 
+Inputs of ids: set_input_dtype(k, "int32") (or Model(shape, dtype="int32"),
+add_input(shape, dtype="int32")) makes input k hold int32 token ids, which
+only add_embedding() reads. forward(), predict() and predict_with() then
+take an integer array for it (any integer dtype, converted to np.int32; a
+value outside int32 raises ValueError) and refuse a float array with
+TypeError ("input 0: ids must be integers, got float32"): the binding never
+rounds floats into ids. They call aim_model_forward_ids /
+aim_model_predict_ids for a model of one input (and one output), else the
+_typed calls whenever an input holds ids. An id outside an embedding's table is
+the library's AimError (ERR_INVALID_ARGUMENT), whose message names its
+position. input_dtype(k) asks the library, so a deserialized model knows.
+
+Layers (1.1): add_batch_norm, add_dropout, add_layer_norm, add_embedding,
+add_gru, add_lstm(..., bidirectional=True), add_conv1d, add_max_pool1d,
+add_avg_pool1d, add_global_avg_pool1d, add_global_max_pool1d, each with
+PyTorch's semantics and defaults. Batch norm's running statistics are
+buffers(), not parameters(): a training forward updates them, predict()
+and forward(INFERENCE) only read them, optimizers never touch them, and
+serialize() keeps them. Dropout masks come from the model's random stream
+(compile's seed, or set_random_seed()).
+
 Graphs: a model is a graph of layers. Each add_* reads the current node and
 becomes it; last_node() names it, continue_from(node) branches, add_add()
 and add_concat() merge, add_input() adds an input (node model_input(k)),
@@ -37,11 +63,12 @@ loss(..., output=k), loss_sparse(..., output=k) and set_output_grad() take
 an output index.
 
 Lifetimes:
-  * Model.parameters() and Model.gradients() return numpy views over the
-    model's own buffers (no copy): writing to them writes the model. Such a
-    view keeps the Python Model object from being garbage collected, but an
-    explicit Model.close() (or leaving a ``with`` block) frees the C memory,
-    and any view taken before is then dangling and must not be used.
+  * Model.parameters(), Model.gradients() and Model.buffers() return numpy
+    views over the model's own memory (no copy): writing to them writes the
+    model. Such a view keeps the Python Model object from being garbage
+    collected, but an explicit Model.close() (or leaving a ``with`` block)
+    frees the C memory, and any view taken before is then dangling and must
+    not be used.
   * Model.output() returns a copy unless called with copy=False; the view
     then stays valid only until the next forward() (and until close()).
   * Model.predict() runs through a Workspace the model creates on first use
@@ -61,9 +88,9 @@ import weakref
 import numpy as np
 
 __all__ = [
-    "AimError", "Status", "Activation", "Init", "Mode", "LossKind", "Padding",
-    "Model", "Workspace", "ThreadPool", "Optimizer", "Adam", "SGD", "Rng",
-    "status_str", "version", "version_number", "lib", "model_input", "ABI_MAJOR",
+    "AimError", "Status", "Activation", "Init", "Mode", "LossKind", "Padding", "Dtype", "RnnKind",
+    "Model", "Workspace", "ThreadPool", "Optimizer", "Adam", "SGD", "RMSprop", "Rng",
+    "status_str", "version", "version_number", "lib", "model_input", "ABI_MAJOR", "missing_functions",
     "loss", "loss_sparse", "activation_forward", "clip_grad_norm",
 ]
 
@@ -122,6 +149,17 @@ class Padding(enum.IntEnum):
     SAME = 2
 
 
+class Dtype(enum.IntEnum):
+    """What a model input holds (aim_dtype)."""
+    FLOAT32 = 0
+    INT32 = 1
+
+
+class RnnKind(enum.IntEnum):
+    LSTM = 0
+    GRU = 1
+
+
 def _enum(cls, value):
     """An enum member from a member, an int or a case-insensitive name."""
     if isinstance(value, str):
@@ -131,6 +169,22 @@ def _enum(cls, value):
             raise ValueError("unknown %s %r (one of %s)" % (
                 cls.__name__, value, ", ".join(m.name.lower() for m in cls))) from None
     return cls(value)
+
+
+def _dtype(value):
+    """A Dtype from a member, an int, "int32"/"float32" or a numpy dtype
+    (np.int32, np.float32)."""
+    if isinstance(value, (str, int, Dtype)):
+        return _enum(Dtype, value)
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        raise ValueError("unknown Dtype %r (int32 or float32)" % (value,)) from None
+    if dt == np.int32:
+        return Dtype.INT32
+    if dt == np.float32:
+        return Dtype.FLOAT32
+    raise ValueError("an input holds int32 or float32, not %s" % dt)
 
 
 # ---------------------------------------------------------------------------
@@ -191,6 +245,36 @@ class LstmConfig(ctypes.Structure):
                 ("return_sequences", ctypes.c_int32), ("init", c_enum)]
 
 
+class RnnConfig(ctypes.Structure):
+    _fields_ = [("hidden", ctypes.c_size_t), ("layers", ctypes.c_size_t),
+                ("return_sequences", ctypes.c_int32), ("bidirectional", ctypes.c_int32), ("init", c_enum)]
+
+
+class BatchNormConfig(ctypes.Structure):
+    _fields_ = [("momentum", ctypes.c_float), ("eps", ctypes.c_float), ("affine", ctypes.c_int32)]
+
+
+class LayerNormConfig(ctypes.Structure):
+    _fields_ = [("normalized_dims", ctypes.c_size_t), ("eps", ctypes.c_float),
+                ("elementwise_affine", ctypes.c_int32)]
+
+
+class EmbeddingConfig(ctypes.Structure):
+    _fields_ = [("num_embeddings", ctypes.c_size_t), ("embedding_dim", ctypes.c_size_t),
+                ("has_padding", ctypes.c_int32), ("padding_idx", ctypes.c_size_t), ("init", c_enum)]
+
+
+class Conv1dConfig(ctypes.Structure):
+    _fields_ = [("filters", ctypes.c_size_t), ("kernel", ctypes.c_size_t), ("stride", ctypes.c_size_t),
+                ("padding", c_enum), ("pad_left", ctypes.c_size_t), ("pad_right", ctypes.c_size_t),
+                ("dilation", ctypes.c_size_t), ("groups", ctypes.c_size_t), ("activation", c_enum),
+                ("alpha", ctypes.c_float), ("use_bias", ctypes.c_int32), ("init", c_enum)]
+
+
+class Pool1dConfig(ctypes.Structure):
+    _fields_ = [("kernel", ctypes.c_size_t), ("stride", ctypes.c_size_t), ("pad", ctypes.c_size_t)]
+
+
 class SgdConfig(ctypes.Structure):
     _fields_ = [("momentum", ctypes.c_float), ("dampening", ctypes.c_float),
                 ("weight_decay", ctypes.c_float), ("nesterov", ctypes.c_int32),
@@ -200,6 +284,12 @@ class SgdConfig(ctypes.Structure):
 class AdamConfig(ctypes.Structure):
     _fields_ = [("beta1", ctypes.c_float), ("beta2", ctypes.c_float), ("epsilon", ctypes.c_float),
                 ("weight_decay", ctypes.c_float), ("decoupled", ctypes.c_int32),
+                ("check_finite", ctypes.c_int32)]
+
+
+class RmspropConfig(ctypes.Structure):
+    _fields_ = [("alpha", ctypes.c_float), ("epsilon", ctypes.c_float), ("momentum", ctypes.c_float),
+                ("centered", ctypes.c_int32), ("weight_decay", ctypes.c_float),
                 ("check_finite", ctypes.c_int32)]
 
 
@@ -305,6 +395,44 @@ _PROTOTYPES = {
     "aim_model_deserialize": (_STATUS, [_VP, _VP, _S, c_void_pp, c_void_pp, ctypes.c_char_p, _S]),
 }
 
+# Added in 1.1: declared when the library has them (see missing_functions()).
+_PROTOTYPES_1_1 = {
+    # int32 inputs
+    "aim_model_set_input_dtype": (_STATUS, [_VP, _S, c_enum]),
+    "aim_model_input_dtype": (_STATUS, [_VP, _S, ctypes.POINTER(c_enum)]),
+    "aim_model_forward_ids": (_STATUS, [_VP, c_enum, c_int32_p, _S, _S]),
+    "aim_model_forward_typed": (_STATUS, [_VP, c_enum, c_void_pp, c_size_p, _S, _S]),
+    "aim_model_predict_ids": (_STATUS, [_VP, _VP, c_int32_p, _S, _S, c_float_p, _S]),
+    "aim_model_predict_typed": (_STATUS, [_VP, _VP, c_void_pp, c_size_p, _S, _S, c_float_pp, c_size_p, _S]),
+    # buffers and the random stream
+    "aim_model_buffers": (_STATUS, [_VP, c_float_pp, c_size_p]),
+    "aim_model_layer_buffers": (_STATUS, [_VP, _S, c_size_p, c_size_p]),
+    "aim_model_set_random_seed": (_STATUS, [_VP, ctypes.c_uint64]),
+    # layers
+    "aim_batch_norm_config_init": (_STATUS, [ctypes.POINTER(BatchNormConfig)]),
+    "aim_model_add_batch_norm": (_STATUS, [_VP, ctypes.POINTER(BatchNormConfig)]),
+    "aim_model_add_dropout": (_STATUS, [_VP, ctypes.c_float]),
+    "aim_layer_norm_config_init": (_STATUS, [ctypes.POINTER(LayerNormConfig)]),
+    "aim_model_add_layer_norm": (_STATUS, [_VP, ctypes.POINTER(LayerNormConfig)]),
+    "aim_embedding_config_init": (_STATUS, [ctypes.POINTER(EmbeddingConfig), _S, _S]),
+    "aim_model_add_embedding": (_STATUS, [_VP, ctypes.POINTER(EmbeddingConfig)]),
+    "aim_rnn_config_init": (_STATUS, [ctypes.POINTER(RnnConfig), _S, _S]),
+    "aim_model_add_rnn": (_STATUS, [_VP, c_enum, ctypes.POINTER(RnnConfig)]),
+    "aim_model_add_gru": (_STATUS, [_VP, ctypes.POINTER(RnnConfig)]),
+    "aim_model_gru_set_state": (_STATUS, [_VP, _S, c_float_p, _S, _S]),
+    "aim_model_gru_final_state": (_STATUS, [_VP, _S, c_float_p, _S, _S]),
+    "aim_conv1d_config_init": (_STATUS, [ctypes.POINTER(Conv1dConfig), _S, _S, c_enum]),
+    "aim_model_add_conv1d": (_STATUS, [_VP, ctypes.POINTER(Conv1dConfig)]),
+    "aim_pool1d_config_init": (_STATUS, [ctypes.POINTER(Pool1dConfig), _S]),
+    "aim_model_add_max_pool1d": (_STATUS, [_VP, ctypes.POINTER(Pool1dConfig)]),
+    "aim_model_add_avg_pool1d": (_STATUS, [_VP, ctypes.POINTER(Pool1dConfig)]),
+    "aim_model_add_global_avg_pool1d": (_STATUS, [_VP]),
+    "aim_model_add_global_max_pool1d": (_STATUS, [_VP]),
+    # optimizers
+    "aim_rmsprop_config_init": (_STATUS, [ctypes.POINTER(RmspropConfig)]),
+    "aim_rmsprop_create": (_STATUS, [_VP, ctypes.POINTER(RmspropConfig), _S, c_void_pp]),
+}
+
 
 def _load():
     tried = []
@@ -329,17 +457,43 @@ def _load():
                 raise ImportError("AIMODEL_LIB=%s: %s" % (path, why))
             tried.append("%s (%s)" % (path, why))
             continue
-        for name, (restype, argtypes) in _PROTOTYPES.items():
-            fn = getattr(library, name)
-            fn.restype = c_enum if restype is _STATUS else restype
-            fn.argtypes = argtypes
-        return library
+        missing = []
+        for table in (_PROTOTYPES, _PROTOTYPES_1_1):
+            for name, (restype, argtypes) in table.items():
+                fn = getattr(library, name, None)
+                if fn is None:
+                    missing.append(name)
+                    continue
+                fn.restype = c_enum if restype is _STATUS else restype
+                fn.argtypes = argtypes
+        lacking_1_0 = [name for name in missing if name in _PROTOTYPES]
+        if lacking_1_0:
+            # Every 1.x library has these: this one is not what its version says.
+            why = "no %s" % ", ".join(lacking_1_0)
+            if from_environment:
+                raise ImportError("AIMODEL_LIB=%s: %s" % (path, why))
+            tried.append("%s (%s)" % (path, why))
+            continue
+        return library, path, frozenset(missing)
     raise ImportError("libaimodel %d.x not found (set AIMODEL_LIB); tried: %s" % (ABI_MAJOR, "; ".join(tried)))
 
 
-#: The loaded ctypes.CDLL, with every prototype above declared.
-lib = _load()
+#: The loaded ctypes.CDLL, with every prototype above declared (those of 1.1 it has).
+lib, _lib_path, _missing = _load()
 _lib = lib
+
+
+def missing_functions():
+    """The C functions of 1.1 this binding declares that the loaded library
+    lacks (a sorted list; empty for a complete 1.1 library)."""
+    return sorted(_missing)
+
+
+def _fn(name):
+    """The C function `name`, or NotImplementedError if the library lacks it."""
+    if name in _missing:
+        raise NotImplementedError("libaimodel %s (%s) has no %s; it came in 1.1" % (version(), _lib_path, name))
+    return getattr(_lib, name)
 
 
 def status_str(status):
@@ -348,7 +502,7 @@ def status_str(status):
 
 
 def version():
-    """The library's version string, e.g. "1.0.0"."""
+    """The library's version string, e.g. "1.1.0"."""
     return _lib.aim_version().decode("ascii")
 
 
@@ -447,6 +601,31 @@ def _batch_array(array, sample_shape, what, batch=None):
     if a.shape[0] == 0:
         raise ValueError("%san empty batch (shape %s)" % (what + ": " if what else "", _shape_str(a.shape)))
     return a
+
+
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _ids_array(array, sample_shape, what, batch=None):
+    """`array` of ids as C-contiguous int32 of shape (N, *sample_shape):
+    TypeError unless it holds integers (floats are never rounded into ids),
+    ValueError for a value outside int32 (it would wrap) or another shape.
+    Ids outside an embedding's table are left to the library, which names
+    the position."""
+    a = np.asarray(array)
+    label = what or "input"
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TypeError("%s: ids must be integers, got %s" % (label, a.dtype))
+    if a.dtype != np.int32 and a.size and (a.min() < _INT32_MIN or a.max() > _INT32_MAX):
+        raise ValueError("%s: ids must fit in int32, got values in [%d, %d]" % (label, a.min(), a.max()))
+    sample_shape = tuple(sample_shape)
+    if a.ndim != len(sample_shape) + 1 or a.shape[1:] != sample_shape or (batch is not None and a.shape[0] != batch):
+        n = "N" if batch is None else str(batch)
+        expected = "(%s, %s)" % (n, ", ".join(str(d) for d in sample_shape)) if sample_shape else "(%s,)" % n
+        raise ValueError("%s: expected an array of shape %s, got %s" % (label, expected, _shape_str(a.shape)))
+    if a.shape[0] == 0:
+        raise ValueError("%s: an empty batch (shape %s)" % (label, _shape_str(a.shape)))
+    return np.ascontiguousarray(a, dtype=np.int32)
 
 
 def _pair(value, what):
@@ -817,7 +996,7 @@ class Workspace(_Closing):
 _CONST_MODEL_FUNCTIONS = frozenset([
     "aim_model_output", "aim_model_input_gradient", "aim_model_layer_shape", "aim_model_layer_parameters",
     "aim_model_memory_size", "aim_model_serialized_size", "aim_model_serialize",
-    "aim_model_last_node", "aim_model_output_node",
+    "aim_model_last_node", "aim_model_output_node", "aim_model_layer_buffers", "aim_model_input_dtype",
     "aim_workspace_size", "aim_workspace_create",
 ])
 
@@ -835,12 +1014,19 @@ class Model(_Closing):
     >>> skip = m.add_dense(20, "relu").last_node()
     >>> y = m.add_dense(20, "relu").add_dense(20).last_node()
     >>> m.add_add([y, skip]).add_activation("relu").add_dense(3)
+
+    Words as character ids: an int32 input read by an embedding.
+
+    >>> m = Model(12, dtype="int32")           # 12 ids per sample
+    >>> m.add_embedding(30, 16).add_gru(32, bidirectional=True).add_dense(5)
     """
 
     #: Samples per aim_model_predict() call (and the internal workspace size).
     PREDICT_BATCH = 256
 
-    def __init__(self, input_shape):
+    def __init__(self, input_shape, dtype=None):
+        """A model of one input of sample shape `input_shape` (an int or a
+        tuple); dtype="int32" makes it an input of ids (set_input_dtype())."""
         shape = (int(input_shape),) if np.isscalar(input_shape) else tuple(int(d) for d in input_shape)
         dims = (ctypes.c_size_t * max(len(shape), 1))(*shape)
         handle = ctypes.c_void_p()
@@ -849,6 +1035,12 @@ class Model(_Closing):
         self._workspace = None
         self._threadpool = None
         self.compiled = False
+        if dtype is not None:
+            try:
+                self.set_input_dtype(0, dtype)
+            except BaseException:
+                self.close()
+                raise
 
     @classmethod
     def _from_handle(cls, handle):
@@ -871,10 +1063,11 @@ class Model(_Closing):
 
     def _call(self, name, *args):
         h = self._h()
+        fn = _fn(name)
         # A function that takes the model as const cannot record a message:
         # what aim_model_last_error() holds then belongs to an earlier failure.
         last_error = None if name in _CONST_MODEL_FUNCTIONS else (lambda: _decode(_lib.aim_model_last_error(h)))
-        _check(getattr(_lib, name)(h, *args), name, last_error)
+        _check(fn(h, *args), name, last_error)
 
     @property
     def handle(self):
@@ -953,15 +1146,136 @@ class Model(_Closing):
         self._call("aim_model_add_flatten")
         return self
 
-    def add_lstm(self, hidden, layers=1, return_sequences=False, init=None):
+    def add_lstm(self, hidden, layers=1, return_sequences=False, bidirectional=False, init=None):
         """A stack of LSTM layers over [time, features] samples (PyTorch
-        nn.LSTM, batch_first). init defaults to the C default (PYTORCH)."""
-        cfg = LstmConfig()
-        _check(_lib.aim_lstm_config_init(ctypes.byref(cfg), int(hidden), int(layers)), "aim_lstm_config_init")
+        nn.LSTM, batch_first). init defaults to the C default (PYTORCH).
+        bidirectional=True (aim_model_add_rnn) adds a reverse direction per
+        layer; the output is then [time, 2*hidden] or [2*hidden]: the
+        directions concatenated as PyTorch does."""
+        if not bidirectional:
+            cfg = LstmConfig()
+            _check(_lib.aim_lstm_config_init(ctypes.byref(cfg), int(hidden), int(layers)), "aim_lstm_config_init")
+            cfg.return_sequences = 1 if return_sequences else 0
+            if init is not None:
+                cfg.init = int(_enum(Init, init))
+            self._call("aim_model_add_lstm", ctypes.byref(cfg))
+            return self
+        cfg = self._rnn_config(hidden, layers, return_sequences, bidirectional, init)
+        self._call("aim_model_add_rnn", int(RnnKind.LSTM), ctypes.byref(cfg))
+        return self
+
+    @staticmethod
+    def _rnn_config(hidden, layers, return_sequences, bidirectional, init):
+        cfg = RnnConfig()
+        _check(_fn("aim_rnn_config_init")(ctypes.byref(cfg), int(hidden), int(layers)), "aim_rnn_config_init")
         cfg.return_sequences = 1 if return_sequences else 0
+        cfg.bidirectional = 1 if bidirectional else 0
         if init is not None:
             cfg.init = int(_enum(Init, init))
-        self._call("aim_model_add_lstm", ctypes.byref(cfg))
+        return cfg
+
+    def add_gru(self, hidden, layers=1, return_sequences=False, bidirectional=False, init=None):
+        """A stack of GRU layers over [time, features] samples (PyTorch
+        nn.GRU, batch_first, gates r, z, n): output [time, D*hidden] with
+        return_sequences, else the final hidden states [D*hidden] (D = 2
+        when bidirectional: forward then reverse). init defaults to the C
+        default (PYTORCH: U(-1/sqrt(hidden), 1/sqrt(hidden)))."""
+        cfg = self._rnn_config(hidden, layers, return_sequences, bidirectional, init)
+        self._call("aim_model_add_gru", ctypes.byref(cfg))
+        return self
+
+    def add_batch_norm(self, momentum=0.1, eps=1e-5, affine=True):
+        """Batch normalization over the channels (axis 0) of each sample
+        (PyTorch nn.BatchNorm1d / nn.BatchNorm2d): batch statistics in
+        training, which also update the running mean and unbiased variance
+        (buffers()); the running statistics in inference."""
+        cfg = BatchNormConfig()
+        _check(_fn("aim_batch_norm_config_init")(ctypes.byref(cfg)), "aim_batch_norm_config_init")
+        cfg.momentum, cfg.eps, cfg.affine = float(momentum), float(eps), 1 if affine else 0
+        self._call("aim_model_add_batch_norm", ctypes.byref(cfg))
+        return self
+
+    def add_dropout(self, p):
+        """Dropout (PyTorch nn.Dropout): in training each element is zeroed
+        with probability p, the others scaled by 1/(1-p); the identity in
+        inference. Masks come from the model's random stream."""
+        self._call("aim_model_add_dropout", float(p))
+        return self
+
+    def add_layer_norm(self, normalized_dims=1, eps=1e-5, elementwise_affine=True):
+        """Layer normalization (PyTorch nn.LayerNorm) over the last
+        `normalized_dims` axes of each sample."""
+        cfg = LayerNormConfig()
+        _check(_fn("aim_layer_norm_config_init")(ctypes.byref(cfg)), "aim_layer_norm_config_init")
+        cfg.normalized_dims, cfg.eps = int(normalized_dims), float(eps)
+        cfg.elementwise_affine = 1 if elementwise_affine else 0
+        self._call("aim_model_add_layer_norm", ctypes.byref(cfg))
+        return self
+
+    def add_embedding(self, num, dim, padding_idx=None, init=None):
+        """An embedding table (PyTorch nn.Embedding) of `num` rows of `dim`
+        floats, reading an int32 input (see set_input_dtype()) of shape S
+        (rank 1 or 2): output S + (dim,). padding_idx: a row that starts at
+        zero and gets no gradient. init defaults to the C default (PYTORCH:
+        N(0, 1))."""
+        cfg = EmbeddingConfig()
+        _check(_fn("aim_embedding_config_init")(ctypes.byref(cfg), int(num), int(dim)), "aim_embedding_config_init")
+        if padding_idx is not None:
+            if int(padding_idx) < 0:
+                raise ValueError("padding_idx must be >= 0, got %d" % int(padding_idx))
+            cfg.has_padding, cfg.padding_idx = 1, int(padding_idx)
+        if init is not None:
+            cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_embedding", ctypes.byref(cfg))
+        return self
+
+    def add_conv1d(self, filters, kernel, stride=1, padding=Padding.VALID, activation=Activation.IDENTITY,
+                   dilation=1, groups=1, alpha=None, use_bias=True, init=Init.GLOROT_UNIFORM):
+        """A 1-D convolution over (C, L) samples (PyTorch nn.Conv1d, weights
+        (filters, C/groups, kernel)). `padding` is a Padding (or
+        "valid"/"same"), or explicit zeros: an int for both ends or a pair
+        (left, right)."""
+        cfg = Conv1dConfig()
+        _check(_fn("aim_conv1d_config_init")(ctypes.byref(cfg), int(filters), int(kernel),
+                                             int(_enum(Activation, activation))), "aim_conv1d_config_init")
+        cfg.stride, cfg.dilation, cfg.groups = int(stride), int(dilation), int(groups)
+        if isinstance(padding, (str, Padding)):
+            cfg.padding = int(_enum(Padding, padding))
+        else:
+            cfg.padding = int(Padding.EXPLICIT)
+            cfg.pad_left, cfg.pad_right = _pair(padding, "padding")
+        if alpha is not None:
+            cfg.alpha = alpha
+        cfg.use_bias = 1 if use_bias else 0
+        cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_conv1d", ctypes.byref(cfg))
+        return self
+
+    def _pool1d(self, name, kernel, stride, padding):
+        cfg = Pool1dConfig()
+        _check(_fn("aim_pool1d_config_init")(ctypes.byref(cfg), int(kernel)), "aim_pool1d_config_init")
+        if stride is not None:
+            cfg.stride = int(stride)
+        cfg.pad = int(padding)
+        self._call(name, ctypes.byref(cfg))
+        return self
+
+    def add_max_pool1d(self, kernel, stride=None, padding=0):
+        """1-D max pooling over (C, L) (nn.MaxPool1d); stride defaults to the window."""
+        return self._pool1d("aim_model_add_max_pool1d", kernel, stride, padding)
+
+    def add_avg_pool1d(self, kernel, stride=None, padding=0):
+        """1-D average pooling (nn.AvgPool1d, padding counts in the divisor); stride defaults to the window."""
+        return self._pool1d("aim_model_add_avg_pool1d", kernel, stride, padding)
+
+    def add_global_avg_pool1d(self):
+        """The mean over L: (C, L) to (C)."""
+        self._call("aim_model_add_global_avg_pool1d")
+        return self
+
+    def add_global_max_pool1d(self):
+        """The maximum over L: (C, L) to (C)."""
+        self._call("aim_model_add_global_max_pool1d")
         return self
 
     def compile(self, max_batch=32, seed=0, input_gradient=False, rng=None):
@@ -978,15 +1292,42 @@ class Model(_Closing):
         return self
 
     # -- graphs
-    def add_input(self, shape):
+    def add_input(self, shape, dtype=None):
         """aim_model_add_input(): another model input of sample shape
         `shape` (an int or a tuple); returns its node id, model_input(k).
-        The current node does not change."""
+        The current node does not change. dtype="int32" makes it an input
+        of ids (set_input_dtype())."""
         shape = (int(shape),) if np.isscalar(shape) else tuple(int(d) for d in shape)
         dims = (ctypes.c_size_t * max(len(shape), 1))(*shape)
         node = ctypes.c_size_t()
         self._call("aim_model_add_input", len(shape), dims, ctypes.byref(node))
+        if dtype is not None:
+            self.set_input_dtype(_SIZE_MAX - int(node.value), dtype)
         return int(node.value)
+
+    def set_input_dtype(self, index, dtype):
+        """aim_model_set_input_dtype(): input `index` holds `dtype` ("int32"
+        token ids, read only by embeddings, or "float32"). Before compile()
+        and before any layer reads the input. Returns self."""
+        self._call("aim_model_set_input_dtype", int(index), int(_dtype(dtype)))
+        return self
+
+    def input_dtype(self, index=0):
+        """aim_model_input_dtype(): what input `index` holds, a Dtype (also
+        right for a deserialized model). FLOAT32 on a 1.0 library, which
+        has only float inputs."""
+        if "aim_model_input_dtype" in _missing:
+            self._h()
+            if not 0 <= int(index) < self.input_count:
+                raise AimError(Status.ERR_INVALID_ARGUMENT, "aim_model_input_dtype")
+            return Dtype.FLOAT32
+        out = c_enum()
+        self._call("aim_model_input_dtype", int(index), ctypes.byref(out))
+        return Dtype(out.value)
+
+    @property
+    def input_dtypes(self):
+        return [self.input_dtype(k) for k in range(self.input_count)]
 
     def last_node(self):
         """aim_model_last_node(): the current node's id (the node the next
@@ -1112,6 +1453,19 @@ class Model(_Closing):
         self._call("aim_model_layer_parameters", int(layer), ctypes.byref(off), ctypes.byref(nw), ctypes.byref(nb))
         return off.value, nw.value, nb.value
 
+    def layer_buffers(self, layer):
+        """(offset, count) of layer `layer`'s buffers in buffers() (count 0
+        for kinds without; batch norm: running_mean [C] then running_var [C])."""
+        off, count = ctypes.c_size_t(), ctypes.c_size_t()
+        self._call("aim_model_layer_buffers", int(layer), ctypes.byref(off), ctypes.byref(count))
+        return off.value, count.value
+
+    def set_random_seed(self, seed):
+        """aim_model_set_random_seed(): restarts the model's random stream
+        (dropout masks) from `seed`. After compile(). Returns self."""
+        self._call("aim_model_set_random_seed", ctypes.c_uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))
+        return self
+
     # -- buffers (views, see the module docstring for lifetimes)
     def _buffer(self, name):
         ptr, count = c_float_p(), ctypes.c_size_t()
@@ -1127,38 +1481,63 @@ class Model(_Closing):
         """The flat gradient buffer as a float32 numpy view (no copy). Valid until close()."""
         return self._buffer("aim_model_gradients")
 
+    def buffers(self):
+        """The model's buffers (state not trained by gradients: batch norm's
+        running statistics, in layer order) as a float32 numpy view (no
+        copy; writes go to the model, e.g. to import running statistics);
+        empty when the model has none. Valid until close()."""
+        return self._buffer("aim_model_buffers")
+
     # -- training
     def zero_grad(self):
         self._call("aim_model_zero_grad")
 
     def _inputs(self, x, batch=None):
-        """The arrays for each input, checked against its shape (one array,
-        or a list of one per input for a model with several)."""
+        """The arrays for each input, checked against its shape and dtype
+        (one array, or a list of one per input for a model with several):
+        float32 for a float input, int32 for an input of ids. Returns
+        (arrays, ids) where ids[k] tells whether input k holds ids."""
         n_in = self.input_count
         if n_in == 1:
             if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
                 x = x[0]
-            return [_batch_array(x, self.input_shape_of(0), "", batch)]
-        if not isinstance(x, (list, tuple)) or len(x) != n_in:
+            xs = [x]
+        elif not isinstance(x, (list, tuple)) or len(x) != n_in:
             raise ValueError("the model has %d inputs: pass a list of %d arrays" % (n_in, n_in))
-        arrays = []
-        for k, xk in enumerate(x):
-            arrays.append(_batch_array(xk, self.input_shape_of(k), "input %d" % k,
-                                       arrays[0].shape[0] if arrays else batch))
-        return arrays
+        else:
+            xs = list(x)
+        arrays, ids = [], []
+        for k, xk in enumerate(xs):
+            is_ids = self.input_dtype(k) == Dtype.INT32
+            what = "input %d" % k if n_in > 1 or is_ids else ""
+            rows = arrays[0].shape[0] if arrays else batch
+            if is_ids:
+                arrays.append(_ids_array(xk, self.input_shape_of(k), what, rows))
+            else:
+                arrays.append(_batch_array(xk, self.input_shape_of(k), what, rows))
+            ids.append(is_ids)
+        return arrays, ids
 
     def forward(self, x, mode=Mode.TRAIN):
         """Runs the forward pass on (batch, *input_shape) samples in the
         model's own memory (a list of one array per input for a model with
-        several); returns the batch size. See output()."""
-        xs = self._inputs(x)
+        several; integer arrays for inputs of ids); returns the batch size.
+        See output()."""
+        xs, ids = self._inputs(x)
         batch = xs[0].shape[0]
-        if len(xs) == 1:
-            self._call("aim_model_forward", int(_enum(Mode, mode)), _fptr(xs[0]), xs[0].size, batch)
+        mode = int(_enum(Mode, mode))
+        if len(xs) == 1 and ids[0]:
+            self._call("aim_model_forward_ids", mode, xs[0].ctypes.data_as(c_int32_p), xs[0].size, batch)
+        elif len(xs) == 1:
+            self._call("aim_model_forward", mode, _fptr(xs[0]), xs[0].size, batch)
+        elif any(ids):
+            ptrs = (ctypes.c_void_p * len(xs))(*[a.ctypes.data for a in xs])
+            counts = (ctypes.c_size_t * len(xs))(*[a.size for a in xs])
+            self._call("aim_model_forward_typed", mode, ptrs, counts, len(xs), batch)
         else:
             ptrs = (c_float_p * len(xs))(*[_fptr(a) for a in xs])
             counts = (ctypes.c_size_t * len(xs))(*[a.size for a in xs])
-            self._call("aim_model_forward_multi", int(_enum(Mode, mode)), ptrs, counts, len(xs), batch)
+            self._call("aim_model_forward_multi", mode, ptrs, counts, len(xs), batch)
         return batch
 
     def output(self, index=0, copy=True):
@@ -1245,12 +1624,35 @@ class Model(_Closing):
             raise ValueError("batch %d, but h0 and c0 are of batch %d" % (int(batch), h.shape[1]))
         self._call("aim_model_lstm_set_state", int(layer), _fptr(h), h.size, _fptr(c), c.size, h.shape[1])
 
-    def lstm_final_state(self, layer, batch, layers, hidden):
-        """(h_n, c_n) of LSTM layer `layer` after a training forward of `batch` samples."""
-        h = np.empty((layers, batch, hidden), dtype=np.float32)
+    def lstm_final_state(self, layer, batch, layers, hidden, bidirectional=False):
+        """(h_n, c_n) of LSTM layer `layer` after a training forward of
+        `batch` samples, each [D*layers, batch, hidden] (D = 2 for a
+        bidirectional stack, PyTorch's layout)."""
+        h = np.empty(((2 if bidirectional else 1) * int(layers), int(batch), int(hidden)), dtype=np.float32)
         c = np.empty_like(h)
         self._call("aim_model_lstm_final_state", int(layer), _fptr(h), h.size, _fptr(c), c.size, int(batch))
         return h, c
+
+    def gru_set_state(self, layer, h0=None, batch=None):
+        """Initial h0, [D*layers, batch, hidden] (PyTorch's h_0; D = 2 when
+        bidirectional), of GRU layer `layer` for forwards of exactly that
+        batch; None to return to a zero state."""
+        if h0 is None:
+            self._call("aim_model_gru_set_state", int(layer), None, 0, int(batch or 1))
+            return
+        h = _f32(h0)
+        if h.ndim != 3:
+            raise ValueError("h0 must be [layers, batch, hidden], got %s" % _shape_str(h.shape))
+        if batch is not None and int(batch) != h.shape[1]:
+            raise ValueError("batch %d, but h0 is of batch %d" % (int(batch), h.shape[1]))
+        self._call("aim_model_gru_set_state", int(layer), _fptr(h), h.size, h.shape[1])
+
+    def gru_final_state(self, layer, batch, layers, hidden, bidirectional=False):
+        """h_n, [D*layers, batch, hidden], of GRU layer `layer` after a
+        training forward of `batch` samples."""
+        h = np.empty(((2 if bidirectional else 1) * int(layers), int(batch), int(hidden)), dtype=np.float32)
+        self._call("aim_model_gru_final_state", int(layer), _fptr(h), h.size, int(batch))
+        return h
 
     # -- inference
     def _outputs_for(self, batch, out):
@@ -1273,25 +1675,41 @@ class Model(_Closing):
 
     def predict_with(self, workspace, x, out=None):
         """aim_model_predict() (aim_model_predict_multi() for a model of
-        several inputs or outputs) through a caller's Workspace (one per
-        thread), in chunks of workspace.max_batch. Returns (batch,
+        several inputs or outputs; aim_model_predict_ids() /
+        aim_model_predict_typed() when an input holds ids) through a
+        caller's Workspace (one per thread), in chunks of workspace.max_batch. Returns (batch,
         *output_shape), or a list of one array per output; `out` (arrays of
         those shapes) receives the result instead of new arrays."""
-        xs = self._inputs(x)
+        xs, ids = self._inputs(x)
         n = xs[0].shape[0]
         outs = self._outputs_for(n, out)
         mh, wh = self._h(), workspace._h()
         chunk = workspace.max_batch
         last_error = lambda: _decode(_lib.aim_workspace_last_error(wh))  # noqa: E731
         single = len(xs) == 1 and len(outs) == 1
+        typed = any(ids) and not single
+        for name in (["aim_model_predict_ids"] if single and ids[0] else ["aim_model_predict_typed"] if typed else []):
+            _fn(name)  # before any chunk runs
         for first in range(0, n, chunk):
             # rows of C-contiguous arrays: contiguous
             parts = [a[first:first + chunk] for a in xs]
             results = [o[first:first + chunk] for o in outs]
             rows = parts[0].shape[0]
-            if single:
+            if single and ids[0]:
+                _check(_lib.aim_model_predict_ids(mh, wh, parts[0].ctypes.data_as(c_int32_p), parts[0].size, rows,
+                                                  _fptr(results[0]), results[0].size), "aim_model_predict_ids",
+                       last_error)
+            elif single:
                 _check(_lib.aim_model_predict(mh, wh, _fptr(parts[0]), parts[0].size, rows, _fptr(results[0]),
                                               results[0].size), "aim_model_predict", last_error)
+            elif typed:
+                in_ptrs = (ctypes.c_void_p * len(parts))(*[p.ctypes.data for p in parts])
+                in_counts = (ctypes.c_size_t * len(parts))(*[p.size for p in parts])
+                out_ptrs = (c_float_p * len(results))(*[_fptr(r) for r in results])
+                out_counts = (ctypes.c_size_t * len(results))(*[r.size for r in results])
+                _check(_lib.aim_model_predict_typed(mh, wh, in_ptrs, in_counts, len(parts), rows, out_ptrs,
+                                                    out_counts, len(results)), "aim_model_predict_typed",
+                       last_error)
             else:
                 in_ptrs = (c_float_p * len(parts))(*[_fptr(p) for p in parts])
                 in_counts = (ctypes.c_size_t * len(parts))(*[p.size for p in parts])
@@ -1407,12 +1825,12 @@ class Model(_Closing):
 
 def _config(struct_type, init_name, kwargs):
     cfg = struct_type()
-    _check(getattr(_lib, init_name)(ctypes.byref(cfg)), init_name)
+    _check(_fn(init_name)(ctypes.byref(cfg)), init_name)
     names = [f[0] for f in struct_type._fields_]
     for key, value in kwargs.items():
         if key not in names:
             raise TypeError("unknown option %r (one of %s)" % (key, ", ".join(names)))
-        setattr(cfg, key, int(bool(value)) if key in ("nesterov", "decoupled", "check_finite") else value)
+        setattr(cfg, key, int(bool(value)) if key in ("nesterov", "decoupled", "centered", "check_finite") else value)
     return cfg
 
 
@@ -1423,11 +1841,11 @@ def _count_of(model_or_count):
 
 
 class Optimizer(_Closing):
-    """aim_optimizer (SGD or Adam). Create with Adam(...) / SGD(...), or get
-    one back from Model.deserialize()."""
+    """aim_optimizer (SGD, Adam or RMSprop). Create with Adam(...) /
+    SGD(...) / RMSprop(...), or get one back from Model.deserialize()."""
 
     def __init__(self, *args, **kwargs):
-        raise TypeError("create an optimizer with Adam(...) or SGD(...)")
+        raise TypeError("create an optimizer with Adam(...), SGD(...) or RMSprop(...)")
 
     @classmethod
     def _from_handle(cls, handle):
@@ -1507,4 +1925,18 @@ class SGD(Optimizer):
         self._handle = None
         _check(_lib.aim_sgd_create(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
                "aim_sgd_create")
+        self._handle = handle.value
+
+
+class RMSprop(Optimizer):
+    """RMSprop (torch.optim.RMSprop) for a model's parameters (or a count).
+    Options: alpha, epsilon, momentum, centered, weight_decay, check_finite
+    (defaults 0.99, 1e-8, 0, False, 0, False)."""
+
+    def __init__(self, model_or_count, **options):
+        self._handle = None
+        cfg = _config(RmspropConfig, "aim_rmsprop_config_init", options)
+        handle = ctypes.c_void_p()
+        _check(_fn("aim_rmsprop_create")(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
+               "aim_rmsprop_create")
         self._handle = handle.value
