@@ -1219,7 +1219,8 @@ AIM_API aim_status aim_conv1d_config_init(aim_conv1d_config *config, size_t filt
  * @brief Appends a 1-D convolution; the current value must be (C, L) (rank 2).
  * @param model A model not yet compiled.
  * @param config The options (see aim_conv1d_config_init()).
- * @retval As aim_model_add_conv2d(), for rank 2.
+ * @retval As aim_model_add_conv2d(), for rank 2 (the message names the length);
+ * AIM_ERR_INVALID_ARGUMENT also for a non-finite `alpha`.
  */
 AIM_API aim_status aim_model_add_conv1d(aim_model *model, const aim_conv1d_config *config);
 
