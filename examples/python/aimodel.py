@@ -1216,14 +1216,15 @@ class Model(_Closing):
         """An embedding table (PyTorch nn.Embedding) of `num` rows of `dim`
         floats, reading an int32 input (see set_input_dtype()) of shape S
         (rank 1 or 2): output S + (dim,). padding_idx: a row that starts at
-        zero and gets no gradient. init defaults to the C default (PYTORCH:
-        N(0, 1))."""
+        zero and gets no gradient; negative counts from the end, as in
+        PyTorch. init defaults to the C default (PYTORCH: N(0, 1))."""
         cfg = EmbeddingConfig()
         _check(_fn("aim_embedding_config_init")(ctypes.byref(cfg), int(num), int(dim)), "aim_embedding_config_init")
         if padding_idx is not None:
-            if int(padding_idx) < 0:
-                raise ValueError("padding_idx must be >= 0, got %d" % int(padding_idx))
-            cfg.has_padding, cfg.padding_idx = 1, int(padding_idx)
+            row = int(padding_idx) + (int(num) if int(padding_idx) < 0 else 0)
+            if row < 0:
+                raise ValueError("padding_idx %d is outside [-%d, %d)" % (int(padding_idx), int(num), int(num)))
+            cfg.has_padding, cfg.padding_idx = 1, row
         if init is not None:
             cfg.init = int(_enum(Init, init))
         self._call("aim_model_add_embedding", ctypes.byref(cfg))

@@ -1123,7 +1123,7 @@ def dropout_masks_follow_the_random_stream():
     x = (rs.rand(16, 50) + 0.5).astype(np.float32)  # no zeros of its own
     with aim.Model(50) as m:
         m.add_dropout(0.25)
-        m.compile(max_batch=16, seed=5)
+        m.compile(max_batch=16, seed=5, input_gradient=True)
         assert m.parameters().size == 0 and m.buffers().size == 0
         # identity in inference, bit for bit
         assert np.array_equal(m.predict(x), x)
@@ -1137,6 +1137,9 @@ def dropout_masks_follow_the_random_stream():
         assert np.allclose(a[kept], x[kept] / 0.75, rtol=1e-6)
         assert 0.15 < 1 - kept.mean() < 0.35, 1 - kept.mean()
         # the backward passes the gradient through the same mask: dx = dy * mask
+        dy = rs.rand(16, 50).astype(np.float32)
+        m.backward(dy)
+        assert np.allclose(m.input_gradient(), dy * (a / x), rtol=1e-5)
         m.forward(x)
         b = m.output()
         assert not np.array_equal(a, b)  # the stream advanced
@@ -1276,11 +1279,23 @@ def embedding_reads_int32_ids():
         expect_error(Status.ERR_SHAPE_MISMATCH, m.add_dense, 3, contains=("int32 ids",))
         expect_error(Status.ERR_INVALID_ARGUMENT, m.add_embedding, 10, 3, padding_idx=10, contains=("padding_idx",))
         try:
+            m.add_embedding(10, 3, padding_idx=-11)
+        except ValueError as e:
+            assert "[-10, 10)" in str(e), str(e)
+        else:
+            raise AssertionError("padding_idx -11 was accepted for 10 rows")
+        assert m.layer_count == 0
+        m.add_embedding(10, 3, padding_idx=-1)  # PyTorch's negative index: row 9
+        m.compile(max_batch=2, seed=3)
+        table = m.parameters().reshape(10, 3)
+        assert not np.any(table[9]) and np.all(np.any(table[:9], axis=1))
+        try:
             m.set_input_dtype(0, "int64")
         except ValueError:
             pass
         else:
             raise AssertionError("an unknown dtype was accepted")
+    with aim.Model(5, dtype="int32") as m:
         expect_error(Status.ERR_INVALID_ARGUMENT, m.set_input_dtype, 3, "int32", contains=("input 3",))
 
 
@@ -1489,6 +1504,31 @@ def global_1d_pools():
         getattr(m.add_conv1d(5, 3, activation="relu"), add)().add_dense(2)
         with m:
             builds_trains_predicts(m, x, ("sparse", y), max_batch=4)
+
+
+@test
+def batch_norm_and_dropout_give_the_same_bits_on_a_threadpool():
+    """Batch norm's statistics are the whole batch's and dropout draws per
+    sample, so a 2-thread pool that always splits gives the bits of no pool
+    (models of these layers only: no GEMM whose rounding depends on the slice)."""
+    needs("aim_model_add_batch_norm", "aim_model_add_dropout")
+    x = np.random.RandomState(31).randn(8, 3, 7).astype(np.float32)
+    runs = []
+    with aim.ThreadPool(2) as pool:
+        pool.set_min_work(0)
+        for use_pool in (False, True):
+            with aim.Model((3, 7)) as m:
+                m.add_batch_norm().add_dropout(0.3)
+                if use_pool:
+                    m.set_threadpool(pool)
+                m.compile(max_batch=8, seed=12)
+                m.forward(x)
+                out = m.output()
+                m.backward(np.ones_like(out))
+                runs.append((out, m.buffers().copy(), m.gradients().copy(), m.predict(x)))
+    for plain, pooled in zip(*runs):
+        assert np.array_equal(plain, pooled)
+    assert np.any(runs[0][0] == 0) and np.any(runs[0][2])
 
 
 @test
