@@ -223,16 +223,17 @@ enum conv_field {
 _Static_assert(CF_COUNT == GOLDEN_CONV1D_CFG_FIELDS, "golden_conv1d.h's conv cfg layout changed");
 
 struct conv_case {
+    const char *name;
     const int32_t *cfg;
     const float *x, *w, *b, *g, *y, *dw, *db, *dx; /* b, db NULL without bias */
     size_t x_count, g_count;
 };
 #define CONV_CASE(n)                                                                                          \
-    {golden_conv1d_##n##_cfg, golden_conv1d_##n##_x, golden_conv1d_##n##_w, golden_conv1d_##n##_b,            \
+    {"golden_conv1d_" #n, golden_conv1d_##n##_cfg, golden_conv1d_##n##_x, golden_conv1d_##n##_w, golden_conv1d_##n##_b,            \
      golden_conv1d_##n##_g, golden_conv1d_##n##_y, golden_conv1d_##n##_dw, golden_conv1d_##n##_db,            \
      golden_conv1d_##n##_dx, ARRAY_LEN(golden_conv1d_##n##_x), ARRAY_LEN(golden_conv1d_##n##_g)}
 #define CONV_CASE_NO_BIAS(n)                                                                                  \
-    {golden_conv1d_##n##_cfg, golden_conv1d_##n##_x, golden_conv1d_##n##_w, NULL, golden_conv1d_##n##_g,      \
+    {"golden_conv1d_" #n, golden_conv1d_##n##_cfg, golden_conv1d_##n##_x, golden_conv1d_##n##_w, NULL, golden_conv1d_##n##_g,      \
      golden_conv1d_##n##_y, golden_conv1d_##n##_dw, NULL, golden_conv1d_##n##_dx,                            \
      ARRAY_LEN(golden_conv1d_##n##_x), ARRAY_LEN(golden_conv1d_##n##_g)}
 
@@ -298,12 +299,13 @@ _Static_assert(PF_COUNT == GOLDEN_POOL1D_CFG_FIELDS, "golden_conv1d.h's pool cfg
 _Static_assert(PK_MAX == 0 && PK_AVG == 1 && PK_GAVG == 2 && PK_GMAX == 3, "the generator's kind codes");
 
 struct pool_case {
+    const char *name;
     const int32_t *cfg;
     const float *x, *g, *y, *dx;
     size_t x_count, g_count;
 };
 #define POOL_CASE(n)                                                                                   \
-    {golden_pool1d_##n##_cfg, golden_pool1d_##n##_x, golden_pool1d_##n##_g, golden_pool1d_##n##_y,     \
+    {"golden_pool1d_" #n, golden_pool1d_##n##_cfg, golden_pool1d_##n##_x, golden_pool1d_##n##_g, golden_pool1d_##n##_y,     \
      golden_pool1d_##n##_dx, ARRAY_LEN(golden_pool1d_##n##_x), ARRAY_LEN(golden_pool1d_##n##_g)}
 
 static const struct pool_case pool_cases[] = {
@@ -1288,7 +1290,9 @@ static tp_run tp_sliced(aim_model *m, aim_workspace *ws, const float *x, const i
     assert_true(r.g && r.dx && r.pred);
     for (int pass = 0; pass < 2; pass++) {
         for (size_t w = 0; w < parts; w++) {
-            const size_t nb = TP_B / parts + (w < TP_B % parts), b0 = w * (TP_B / parts) + (w < TP_B % parts ? w : TP_B % parts);
+            /* aim__split's slices: the first TP_B % parts get one row more */
+            const size_t q = TP_B / parts, rem = TP_B % parts;
+            const size_t nb = q + (w < rem), b0 = w * q + (w < rem ? w : rem);
             CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x + b0 * in, nb * in, nb));
             if (pass == 0) {
                 const float *out = NULL;
@@ -1399,12 +1403,12 @@ int main(void) {
     size_t n = 0;
     static char names[N_TESTS][96];
     for (size_t i = 0; i < ARRAY_LEN(conv_cases); i++) {
-        snprintf(names[n], sizeof names[n], "golden_conv1d_%zu", i);
+        snprintf(names[n], sizeof names[n], "%s", conv_cases[i].name);
         tests[n] = (struct CMUnitTest){names[n], test_golden_conv1d, NULL, NULL, (void *)&conv_cases[i]};
         n++;
     }
     for (size_t i = 0; i < ARRAY_LEN(pool_cases); i++) {
-        snprintf(names[n], sizeof names[n], "golden_pool1d_%zu", i);
+        snprintf(names[n], sizeof names[n], "%s", pool_cases[i].name);
         tests[n] = (struct CMUnitTest){names[n], test_golden_pool1d, NULL, NULL, (void *)&pool_cases[i]};
         n++;
     }
@@ -1436,5 +1440,6 @@ int main(void) {
     };
     _Static_assert(ARRAY_LEN(rest) == 9, "N_TESTS counts them");
     for (size_t i = 0; i < ARRAY_LEN(rest); i++) tests[n++] = rest[i];
-    return _cmocka_run_group_tests("test_conv1d", tests, n, NULL, print_worst);
+    if (n != N_TESTS) return 1; /* every slot filled */
+    return cmocka_run_group_tests(tests, NULL, print_worst);
 }

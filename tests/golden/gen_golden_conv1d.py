@@ -155,7 +155,8 @@ CONV_CASES = [
     ("relu", 2, 3, 10, 4, 3, 1, (1, 1), 1, 1, True, "relu"),
     ("tanh_same_dilated", 2, 2, 10, 3, 3, 1, "same", 2, 1, True, "tanh"),
 ]
-CONV_CFG_FIELDS = "batch C L filters kernel stride padding pad_left pad_right dilation groups use_bias activation Lo".split()
+CONV_CFG_FIELDS = ("batch C L filters kernel stride padding pad_left pad_right dilation groups use_bias "
+                   "activation Lo").split()
 
 
 def conv_run(x, w, b, g, stride, pads, dilation, groups, act, dtype):
