@@ -1609,8 +1609,9 @@ class Model(_Closing):
         return _view(ptr, count.value, self, (count.value // max(size, 1),) + sample).copy()
 
     def lstm_set_state(self, layer, h0=None, c0=None, batch=None):
-        """Initial (h0, c0), each [layers, batch, hidden], of LSTM layer
-        `layer` for forwards of exactly that batch; both None to reset."""
+        """Initial (h0, c0), each [D*layers, batch, hidden] (D = 2 for a
+        bidirectional stack), of LSTM layer `layer` for forwards of exactly
+        that batch; both None to reset."""
         if h0 is None and c0 is None:
             self._call("aim_model_lstm_set_state", int(layer), None, 0, None, 0, int(batch or 1))
             return
