@@ -930,9 +930,11 @@ AIM_API aim_status aim_model_add_lstm(aim_model *model, const aim_lstm_config *c
  * ::AIM_ERR_SHAPE_MISMATCH). aim_model_predict() always starts from zero.
  * @param model A compiled model.
  * @param layer Index of an LSTM layer.
- * @param h0 [layers, batch, hidden] floats (PyTorch's h_0 layout), or NULL with `c0` NULL to return to zero states.
- * @param h0_count Floats at `h0`: layers * batch * hidden (0 with NULL).
- * @param c0 [layers, batch, hidden] floats, or NULL with `h0` NULL.
+ * @param h0 [D·layers, batch, hidden] floats (PyTorch's h_0 layout: layer 0, its reverse direction, layer
+ * 1, ...; D = 2 for a bidirectional stack of aim_model_add_rnn(), else 1), or NULL with `c0` NULL to return
+ * to zero states.
+ * @param h0_count Floats at `h0`: D * layers * batch * hidden (0 with NULL).
+ * @param c0 [D·layers, batch, hidden] floats, or NULL with `h0` NULL.
  * @param c0_count Floats at `c0`, as `h0_count`.
  * @param batch The batch they describe, 1 to max_batch.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also: not an LSTM layer, only one of h0/c0),
@@ -947,9 +949,10 @@ AIM_API aim_status aim_model_lstm_set_state(aim_model *model, size_t layer, cons
  * LSTM layer after a training forward.
  * @param model A model after aim_model_forward() in ::AIM_MODE_TRAIN.
  * @param layer Index of an LSTM layer.
- * @param[out] h [layers, batch, hidden] floats, or NULL.
- * @param h_count Floats at `h`: layers * batch * hidden (ignored for NULL).
- * @param[out] c [layers, batch, hidden] floats, or NULL (not both NULL).
+ * @param[out] h [D·layers, batch, hidden] floats (D as for aim_model_lstm_set_state(); the forward
+ * direction's state after the last step, the reverse direction's after the first), or NULL.
+ * @param h_count Floats at `h`: D * layers * batch * hidden (ignored for NULL).
+ * @param[out] c [D·layers, batch, hidden] floats, or NULL (not both NULL).
  * @param c_count Floats at `c`, as `h_count`.
  * @param batch Must equal the forward's batch.
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT, AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE

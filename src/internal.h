@@ -343,11 +343,12 @@ void aim__pool_backward(const aim__layer *L, const float *x, const float *dy, fl
 /* lstm.c: input (B, T, F) batch first; PyTorch nn.LSTM layout and gate order.
  * The training forward keeps gates, cells and outputs in `cache`; the
  * backward turns the cached gates into their gradients in place. `init` is
- * NULL (zero initial state) or h0 (layers, ldb, H) followed by c0 (layers,
- * ldb, H), already offset to the first of this call's `batch` rows (a worker
- * of a thread pool runs rows b0 .. b0+batch-1 of a batch of ldb).
- * aim__lstm_final_state copies h_T and c_T out of a training cache into
- * (layers, ldb, H) arrays, likewise offset. */
+ * NULL (zero initial state) or h0 (D·layers, ldb, H) followed by c0
+ * (D·layers, ldb, H), D = 2 when bidirectional, PyTorch's order (layer 0
+ * forward, layer 0 reverse, ...), already offset to the first of this call's
+ * `batch` rows (a worker of a thread pool runs rows b0 .. b0+batch-1 of a
+ * batch of ldb). aim__lstm_final_state copies h_n and c_n out of a training
+ * cache into (D·layers, ldb, H) arrays, likewise offset. */
 #define AIM__LSTM_MAX_LAYERS 16
 typedef struct aim__lstm_cfg {
     size_t hidden, layers;
@@ -355,8 +356,23 @@ typedef struct aim__lstm_cfg {
     aim_init init;
     int bidirectional; /* a reverse direction per layer (format v3) */
 } aim__lstm_cfg;
-/* gru.c: the same options (aim_rnn_config); gates r, z, n. */
+/* gru.c: the same options (aim_rnn_config); gates r, z, n; PyTorch nn.GRU
+ * layout. The kernels take what the LSTM's do, with h0 (D·layers, ldb, H)
+ * alone as `init` and h_n alone out of aim__gru_final_state. */
 typedef aim__lstm_cfg aim__gru_cfg;
+size_t aim__gru_scratch_per_sample(const aim__layer *L);
+void aim__gru_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
+                      float *scratch, const float *init, size_t init_ldb, size_t batch);
+void aim__gru_backward(const aim__layer *L, const float *params, float *dparams, const float *x, float *cache,
+                       const float *dy, float *dx, float *scratch, const float *init, size_t init_ldb, size_t batch);
+void aim__gru_final_state(const aim__layer *L, const float *cache, size_t batch, float *h, size_t ldb);
+/* rnn.c: validates an LSTM or GRU stack (L->cfg) against its input and sets
+ * the sizes both share: weight_count (bias_count 0), the output shape,
+ * cache_per_sample = layers·D·T·H·cache_per_unit, state_per_sample =
+ * states·layers·D·H. `gates` is 4 or 3. The kind's scratch stays below
+ * T (gates + 2D) H + 2 T max(F, D·H) + 4 H floats a sample, which it checks. */
+aim_status aim__rnn_setup(aim__layer *L, const aim__shape *in, size_t gates, size_t cache_per_unit, size_t states,
+                          char *msg);
 size_t aim__lstm_cache_per_sample(const aim__layer *L);
 size_t aim__lstm_scratch_per_sample(const aim__layer *L);
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,

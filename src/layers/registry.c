@@ -13,6 +13,7 @@ static const aim__layer_ops *const kinds[] = {
     &aim__global_avg_pool2d_ops, &aim__flatten_ops, &aim__lstm_ops,   &aim__add_ops,        &aim__concat_ops,
     &aim__batch_norm_ops, &aim__dropout_ops,
     &aim__layer_norm_ops, &aim__embedding_ops,
+    &aim__gru_ops,
     &aim__conv1d_ops, &aim__max_pool1d_ops, &aim__avg_pool1d_ops, &aim__global_avg_pool1d_ops, &aim__global_max_pool1d_ops,
 };
 
