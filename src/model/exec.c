@@ -526,7 +526,8 @@ static void bwd_part(void *ctx, size_t w) {
     if (w == 0) {
         backward_layer(j->m, j->layer, j->m->grads, j->m->scratch, b0, nb, part, parts, !coupled);
     } else {
-        if (j->layer == j->m->n_layers - 1) memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
+        /* (a model without parameters may have no arenas at all: memset(NULL, 0, 0) is undefined) */
+        if (j->layer == j->m->n_layers - 1 && j->m->n_params) memset(j->arenas[w], 0, j->m->n_params * sizeof(float));
         backward_layer(j->m, j->layer, j->arenas[w], j->arenas[w] + j->arena_off, b0, nb, part, parts, !coupled);
     }
 }
