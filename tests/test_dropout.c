@@ -77,7 +77,8 @@ static void train_forward(aim_model *m, const float *x, size_t batch, float *y) 
 static void expect_fraction(const char *what, size_t hits, size_t trials, double prob) {
     const double frac = (double)hits / (double)trials, sd = sqrt(prob * (1.0 - prob) / (double)trials);
     print_message("    %-34s %.4f, expected %.4f +- %.4f (5 sd)\n", what, frac, prob, 5 * sd);
-    if (!(fabs(frac - prob) <= 5 * sd)) fail_msg("%s: fraction %.5f, expected %.5f within %.5f", what, frac, prob, 5 * sd);
+    if (!(fabs(frac - prob) <= 5 * sd))
+        fail_msg("%s: fraction %.5f, expected %.5f within %.5f", what, frac, prob, 5 * sd);
 }
 
 /* ------------------------------------------------------------------ the mask */
