@@ -278,7 +278,7 @@ static aim_status get_optimizer(aim__reader *r, const aim_allocator *allocator, 
         }
         get_floats(r, o->m, count);
         get_floats(r, o->v, count);
-    } else if (kind == AIM__OPT_RMSPROP) {
+    } else if (kind == AIM__OPT_RMSPROP && r->version >= 3) { /* kind 2 exists from format 3 on */
         aim_rmsprop_config c;
         (void)aim_rmsprop_config_init(&c);
         c.alpha = aim__get_f32(r);
@@ -385,7 +385,9 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
     }
     for (uint32_t i = 0; i < n_layers; i++) {
         const uint32_t code = aim__get_u32(r);
-        const aim__layer_ops *ops = r->fail ? NULL : aim__layer_by_code(code);
+        /* Kinds exist from the version that introduced them: 0-7 in 1, 8-9 in 2, 10-19 in 3. */
+        const uint32_t last_code = version == 1 ? 7u : version == 2 ? 9u : UINT32_MAX;
+        const aim__layer_ops *ops = r->fail || code > last_code ? NULL : aim__layer_by_code(code);
         if (!ops) {
             snprintf(msg, AIM__ERR_CAP, r->fail ? "truncated at layer %u" : "layer %u: unknown kind %u", (unsigned)i,
                      (unsigned)code);
