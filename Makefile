@@ -259,7 +259,7 @@ uninstall:
 
 # Every exported symbol starts with aim_, and the soname carries the major.
 check-abi: $(SHARED)
-	@bad=$$(nm -D --defined-only $(SHARED) | awk '{print $$3}' | grep -v '^aim_' | grep -v '^AIMODEL_' || true); \
+	@bad=$$(nm -D --defined-only $(SHARED) | awk '{print $$3}' | grep -v '^aim_[a-z]' | grep -v '^AIMODEL_' || true); \
 	  if [ -n "$$bad" ]; then echo "non-aim_ exports: $$bad"; exit 1; fi
 	@readelf -d $(SHARED) | grep -q 'SONAME.*\[$(SONAME)\]' || { echo "soname is not $(SONAME)"; exit 1; }
 	@grep -q '#define AIM_VERSION_STRING "$(VERSION)"' include/aimodel.h || { echo "header version != $(VERSION)"; exit 1; }
