@@ -1022,9 +1022,10 @@ AIM_API aim_status aim_batch_norm_config_init(aim_batch_norm_config *config);
  * @param model A model not yet compiled.
  * @param config The options (see aim_batch_norm_config_init()).
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, momentum outside [0, 1], eps <= 0 or not finite),
- * AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ * AIM_ERR_SHAPE_MISMATCH (the current node is an int32 input), AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
  * @note A training forward with one value per channel (batch 1 of a rank-1
- * input) is refused with ::AIM_ERR_INVALID_ARGUMENT, as in PyTorch.
+ * input, or of a (C, 1) or (C, 1, 1) one) is refused with
+ * ::AIM_ERR_INVALID_ARGUMENT, as in PyTorch; inference takes any batch.
  */
 AIM_API aim_status aim_model_add_batch_norm(aim_model *model, const aim_batch_norm_config *config);
 
@@ -1036,7 +1037,8 @@ AIM_API aim_status aim_model_add_batch_norm(aim_model *model, const aim_batch_no
  * masks at every thread count, and a serialized model resumes the stream.
  * @param model A model not yet compiled.
  * @param p Drop probability in [0, 1).
- * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, p outside [0, 1) or NaN), AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, p outside [0, 1) or NaN), AIM_ERR_SHAPE_MISMATCH (the
+ * current node is an int32 input), AIM_ERR_INVALID_STATE, AIM_ERR_OUT_OF_MEMORY
  */
 AIM_API aim_status aim_model_add_dropout(aim_model *model, float p);
 
