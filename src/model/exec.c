@@ -202,6 +202,13 @@ static aim_status check_dtypes(const aim_model *m, char *err, const char *what, 
     return AIM_OK;
 }
 
+/* The call for a model with several inputs: _typed once one holds ids (the _multi calls take floats only). */
+static const char *several_inputs_call(const aim_model *m) {
+    for (size_t k = 0; k < m->n_inputs; k++)
+        if (m->inputs[k].dtype == AIM_DTYPE_INT32) return "typed";
+    return "multi";
+}
+
 /* Checks one caller buffer's count: "input holds 100 floats; batch 1 of shape (784) needs 784". */
 static aim_status check_count(char *err, const char *what, const char *name, size_t index, int indexed, size_t have,
                               size_t batch, const aim__shape *s, const char *verb) {
@@ -231,7 +238,8 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
     }
     if (n != m->n_inputs) {
         if (single)
-            aim__set_error(m->err, "forward: the model has %zu inputs; use aim_model_forward_multi", m->n_inputs);
+            aim__set_error(m->err, "forward: the model has %zu inputs; use aim_model_forward_%s", m->n_inputs,
+                           several_inputs_call(m));
         else aim__set_error(m->err, "forward: %zu inputs given; the model has %zu", n, m->n_inputs);
         return AIM_ERR_SHAPE_MISMATCH;
     }
@@ -765,8 +773,8 @@ static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float
     }
     if (n_inputs != m->n_inputs || n_outputs != m->n_outputs) {
         if (single)
-            aim__set_error(w->err, "predict: the model has %zu inputs and %zu outputs; use aim_model_predict_multi",
-                           m->n_inputs, m->n_outputs);
+            aim__set_error(w->err, "predict: the model has %zu inputs and %zu outputs; use aim_model_predict_%s",
+                           m->n_inputs, m->n_outputs, several_inputs_call(m));
         else
             aim__set_error(w->err, "predict: %zu inputs and %zu outputs given; the model has %zu and %zu", n_inputs,
                            n_outputs, m->n_inputs, m->n_outputs);
