@@ -609,6 +609,74 @@ static void test_training_batch_of_one_value_refused(void **state) {
     aim_model_free(m);
 }
 
+/* A reference training forward in double (two passes), for the tests below. */
+static void reference_bn(const float *x, size_t N, size_t C, size_t S, const float *gamma, const float *beta,
+                         double eps, double *y) {
+    for (size_t c = 0; c < C; c++) {
+        double s = 0.0, q = 0.0;
+        for (size_t b = 0; b < N; b++)
+            for (size_t i = 0; i < S; i++) s += (double)x[(b * C + c) * S + i];
+        const double mu = s / (double)(N * S);
+        for (size_t b = 0; b < N; b++)
+            for (size_t i = 0; i < S; i++) {
+                const double d = (double)x[(b * C + c) * S + i] - mu;
+                q += d * d;
+            }
+        const double inv = 1.0 / sqrt(q / (double)(N * S) + eps);
+        for (size_t b = 0; b < N; b++)
+            for (size_t i = 0; i < S; i++)
+                y[(b * C + c) * S + i] = ((double)x[(b * C + c) * S + i] - mu) * inv * gamma[c] + beta[c];
+    }
+}
+
+/* Statistics of channels far from 0 (mean 1000 or -3e4, spread 0.01 to 1):
+ * what a naive Σx² − (Σx)²/n in float would lose entirely. The output must
+ * match a double reference to float precision. A constant channel gives
+ * y = β exactly (σ² = 0: y = γ · 0 / sqrt(eps) + β), and dX stays finite. */
+static void test_channels_far_from_zero_and_constant(void **state) {
+    (void)state;
+    const size_t C = 4, S = 10, N = 6, n = N * C * S;
+    const size_t dims[2] = {C, S};
+    const float offset[4] = {1000.0f, -3.0e4f, 0.5f, 7.0f}, spread[4] = {0.01f, 1.0f, 0.1f, 0.0f};
+    float x[240], g[240];
+    fill_uniform(x, n, 51, -1.0f, 1.0f);
+    fill_uniform(g, n, 52, -1.0f, 1.0f);
+    for (size_t b = 0; b < N; b++)
+        for (size_t c = 0; c < C; c++)
+            for (size_t i = 0; i < S; i++) {
+                float *v = &x[(b * C + c) * S + i];
+                *v = offset[c] + spread[c] * *v;
+            }
+    aim_model *m = NULL;
+    CHECK_OK(aim_model_create(NULL, 2, dims, &m));
+    const aim_batch_norm_config bc = bn_config(0.1f, 1e-5f, 1);
+    CHECK_OK(aim_model_add_batch_norm(m, &bc));
+    compile_model(m, N, 1, 1);
+    float *p = NULL;
+    size_t np = 0, count = 0;
+    CHECK_OK(aim_model_parameters(m, &p, &np));
+    const float gamma[4] = {1.5f, 0.75f, 1.0f, 2.0f}, beta[4] = {0.25f, -0.5f, 0.0f, 0.125f};
+    memcpy(p, gamma, sizeof gamma);
+    memcpy(p + C, beta, sizeof beta);
+    CHECK_OK(aim_model_forward(m, AIM_MODE_TRAIN, x, n, N));
+    const float *y = NULL, *dx = NULL;
+    CHECK_OK(aim_model_output(m, 0, &y, &count));
+    double ref[240], worst = 0.0;
+    reference_bn(x, N, C, S, gamma, beta, 1e-5, ref);
+    for (size_t i = 0; i < n; i++) {
+        const double e = fabs((double)y[i] - ref[i]) / fmax(fabs(ref[i]), 1e-2);
+        if (e > worst) worst = e;
+    }
+    print_message("channels far from 0: max rel err %.3g against a double reference\n", worst);
+    assert_true(worst <= 1e-6);
+    for (size_t b = 0; b < N; b++)
+        for (size_t i = 0; i < S; i++) assert_true(y[(b * C + 3) * S + i] == beta[3]);
+    CHECK_OK(aim_model_backward(m, g, n));
+    CHECK_OK(aim_model_input_gradient(m, 0, &dx, &count));
+    for (size_t i = 0; i < n; i++) assert_true(isfinite(dx[i]));
+    aim_model_free(m);
+}
+
 /* ----------------------------------------------------------- serialization */
 
 static unsigned char *serialize(const aim_model *m, const aim_optimizer *opt, size_t *len) {
@@ -1026,6 +1094,7 @@ int main(void) {
         cmocka_unit_test(test_optimizer_leaves_buffers),
         cmocka_unit_test(test_predict_is_const),
         cmocka_unit_test(test_training_batch_of_one_value_refused),
+        cmocka_unit_test(test_channels_far_from_zero_and_constant),
         cmocka_unit_test(test_serialize_round_trip_and_resume),
         cmocka_unit_test(test_deserialize_refuses_bad_record),
         cmocka_unit_test(test_every_allocation_failure),

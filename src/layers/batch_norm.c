@@ -41,64 +41,72 @@ _Static_assert(sizeof(aim__batch_norm_cfg) <= AIM__LAYER_CFG_BYTES, "batch_norm 
 static size_t channels(const aim__layer *L) { return L->in_dims[0]; }
 static size_t spatial(const aim__layer *L) { return L->in_size / L->in_dims[0]; }
 
-/* Σ x[i] in double, in four interleaved partial sums added in a fixed order
- * (the same order on every call, so the same bits; the lanes vectorize). */
-static double sum_row(const float *x, size_t n) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+/* The reductions below keep LANES partial sums, lane k taking elements
+ * i ≡ k (mod LANES), added up in one fixed order at the end: the same
+ * bits on every call and on every instruction set (the lanes are what the
+ * vector units compute; nothing is reassociated). */
+#define LANES 8
+
+/* With d = x − K: s1 += Σ d, s2 += Σ d² over one row, in double. d and d²
+ * are exact in double (x, K float), so only the additions round; K, a value
+ * of the channel, keeps Σ d² − (Σ d)² / n free of cancellation. */
+AIM__HOT static void shifted_sums_row(const float *x, size_t n, double K, double *s1, double *s2) {
+    double a[LANES] = {0}, q[LANES] = {0};
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += (double)x[i];
-        s1 += (double)x[i + 1];
-        s2 += (double)x[i + 2];
-        s3 += (double)x[i + 3];
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            const double d = (double)x[i + k] - K;
+            a[k] += d;
+            q[k] += d * d;
+        }
+    for (size_t k = 0; i < n; i++, k++) {
+        const double d = (double)x[i] - K;
+        a[k] += d;
+        q[k] += d * d;
     }
-    for (; i < n; i++) s0 += (double)x[i];
-    return (s0 + s1) + (s2 + s3);
+    double sa = 0.0, sq = 0.0;
+    for (size_t k = 0; k < LANES; k++) {
+        sa += a[k];
+        sq += q[k];
+    }
+    *s1 += sa;
+    *s2 += sq;
 }
 
-/* Σ (x[i] − mu)² in double, likewise. */
-static double sq_dev_row(const float *x, size_t n, double mu) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+/* Σ dy and Σ dy (x − mu) over one row, in double, likewise. */
+AIM__HOT static void dot_row(const float *dy, const float *x, size_t n, double mu, double *sdy, double *sdyx) {
+    double a[LANES] = {0}, b[LANES] = {0};
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const double d0 = (double)x[i] - mu, d1 = (double)x[i + 1] - mu;
-        const double d2 = (double)x[i + 2] - mu, d3 = (double)x[i + 3] - mu;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
-    }
-    for (; i < n; i++) {
-        const double d = (double)x[i] - mu;
-        s0 += d * d;
-    }
-    return (s0 + s1) + (s2 + s3);
-}
-
-/* Σ dy[i] and Σ dy[i] (x[i] − mu) in double, likewise. */
-static void dot_row(const float *dy, const float *x, size_t n, double mu, double *sdy, double *sdyx) {
-    double a0 = 0.0, a1 = 0.0, b0 = 0.0, b1 = 0.0;
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        const double g0 = (double)dy[i], g1 = (double)dy[i + 1];
-        a0 += g0;
-        a1 += g1;
-        b0 += g0 * ((double)x[i] - mu);
-        b1 += g1 * ((double)x[i + 1] - mu);
-    }
-    for (; i < n; i++) {
+    for (; i + LANES <= n; i += LANES)
+        for (size_t k = 0; k < LANES; k++) {
+            const double g = (double)dy[i + k];
+            a[k] += g;
+            b[k] += g * ((double)x[i + k] - mu);
+        }
+    for (size_t k = 0; i < n; i++, k++) {
         const double g = (double)dy[i];
-        a0 += g;
-        b0 += g * ((double)x[i] - mu);
+        a[k] += g;
+        b[k] += g * ((double)x[i] - mu);
     }
-    *sdy += a0 + a1;
-    *sdyx += b0 + b1;
+    double sa = 0.0, sb = 0.0;
+    for (size_t k = 0; k < LANES; k++) {
+        sa += a[k];
+        sb += b[k];
+    }
+    *sdy += sa;
+    *sdyx += sb;
 }
 
 /* y = (x − mu) a + b over one row of a channel, in double: x − μ loses
  * nothing on a channel whose mean is large against its spread. */
-static void affine_row(const float *x, float *y, size_t n, double mu, double a, double b) {
+AIM__HOT static void affine_row(const float *restrict x, float *restrict y, size_t n, double mu, double a, double b) {
     for (size_t i = 0; i < n; i++) y[i] = (float)(((double)x[i] - mu) * a + b);
+}
+
+/* dx = k (dy − m1 − (x − mu) m2) over one row, in double. */
+AIM__HOT static void dx_row(const float *restrict dy, const float *restrict x, float *restrict dx, size_t n, double mu,
+                            double k, double m1, double m2) {
+    for (size_t i = 0; i < n; i++) dx[i] = (float)(k * ((double)dy[i] - m1 - ((double)x[i] - mu) * m2));
 }
 
 /* The whole-batch cache of C channels: μ as two floats (μ ≈ hi + lo, so the
@@ -117,13 +125,13 @@ static void forward_train(const aim__layer *L, const aim__fwd *a, size_t c0, siz
     float *rmean = a->buffers_out, *rvar = a->buffers_out + C;
     const double m = (double)cfg->momentum;
     for (size_t c = c0; c < c0 + nc; c++) {
-        /* μ = Σ x / n, then σ² = Σ (x − μ)² / n: two passes, in double */
-        double s = 0.0;
-        for (size_t b = 0; b < N; b++) s += sum_row(a->x[0] + b * CS + c * S, S);
-        const double mu = s / (double)n;
-        double q = 0.0;
-        for (size_t b = 0; b < N; b++) q += sq_dev_row(a->x[0] + b * CS + c * S, S, mu);
-        const double var = q / (double)n;
+        /* μ = K + Σ d / n,  σ² = (Σ d² − (Σ d)² / n) / n,  d = x − K (K: the channel's first value) */
+        const double K = (double)a->x[0][c * S];
+        double s1 = 0.0, s2 = 0.0;
+        for (size_t b = 0; b < N; b++) shifted_sums_row(a->x[0] + b * CS + c * S, S, K, &s1, &s2);
+        const double mu = K + s1 / (double)n;
+        double var = (s2 - s1 * s1 / (double)n) / (double)n;
+        if (var < 0.0) var = 0.0; /* rounding, when every value is the same */
         const double inv = 1.0 / sqrt(var + (double)cfg->eps);
         MEAN_HI(bc, C, c) = (float)mu;
         MEAN_LO(bc, C, c) = (float)(mu - (double)MEAN_HI(bc, C, c));
@@ -188,11 +196,8 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
         if (!dx) continue;
         const double k = (gamma ? (double)gamma[c] : 1.0) * inv;
         const double m1 = sdy / (double)n, m2 = sdyx * inv / (double)n;
-        for (size_t b = 0; b < N; b++) {
-            const float *xr = a->x[0] + b * CS + c * S, *gr = a->dy + b * CS + c * S;
-            float *dr = dx + b * CS + c * S;
-            for (size_t i = 0; i < S; i++) dr[i] = (float)(k * ((double)gr[i] - m1 - ((double)xr[i] - mu) * m2));
-        }
+        for (size_t b = 0; b < N; b++)
+            dx_row(a->dy + b * CS + c * S, a->x[0] + b * CS + c * S, dx + b * CS + c * S, S, mu, k, m1, m2);
     }
 }
 
