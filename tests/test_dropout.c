@@ -13,7 +13,8 @@
  *    dense -> dropout -> dense model whose every evaluation restarts the
  *    stream at the same seed (so each numeric forward draws the same masks);
  *  - the stream: aim_model_set_random_seed() restarts it, a compile seed
- *    fixes it, inference forwards and predict do not advance it, and a model
+ *    fixes it, inference forwards, predict and a forward refused by a
+ *    layer's call check do not advance it, and a model
  *    serialized after k training steps resumes it exactly (train 3 steps,
  *    save, train 2 more; load and train the same 2: the same bits);
  *  - thread-count independence: 1, 2 and 3 threads draw the same masks;
@@ -402,6 +403,29 @@ static void test_mask_of_a_row_does_not_depend_on_the_batch(void **state) {
     aim_model_free(m);
 }
 
+/* A forward refused by a layer's call check (batch norm over one value per
+ * channel) draws nothing: the stream is where it was. */
+static void test_refused_forward_does_not_advance_the_stream(void **state) {
+    (void)state;
+    const size_t n = 64, B = 4;
+    aim_model *m = NULL;
+    CHECK_OK(aim_model_create(NULL, 1, &n, &m));
+    CHECK_OK(aim_model_add_dropout(m, 0.5f));
+    aim_batch_norm_config bc;
+    CHECK_OK(aim_batch_norm_config_init(&bc));
+    CHECK_OK(aim_model_add_batch_norm(m, &bc));
+    compile_model(m, B, 0, 8);
+    float *x = nonzero_input(B * n, 16), y1[256], y2[256];
+    CHECK_OK(aim_model_set_random_seed(m, 77));
+    train_forward(m, x, B, y1);
+    CHECK_OK(aim_model_set_random_seed(m, 77));
+    assert_int_equal(aim_model_forward(m, AIM_MODE_TRAIN, x, n, 1), AIM_ERR_INVALID_ARGUMENT);
+    train_forward(m, x, B, y2);
+    assert_memory_equal(y1, y2, sizeof y1);
+    free(x);
+    aim_model_free(m);
+}
+
 /* ----------------------------------------------------------- thread pool */
 
 /* Dropout is per element: each worker draws the masks of its own rows from
@@ -645,6 +669,7 @@ int main(void) {
         cmocka_unit_test(test_gradcheck_dense_dropout_dense),
         cmocka_unit_test(test_random_seed_restarts_the_stream),
         cmocka_unit_test(test_mask_of_a_row_does_not_depend_on_the_batch),
+        cmocka_unit_test(test_refused_forward_does_not_advance_the_stream),
         cmocka_unit_test(test_threadpool_same_masks),
         cmocka_unit_test(test_serialized_model_resumes_the_stream),
         cmocka_unit_test(test_every_allocation_failure),
