@@ -114,13 +114,12 @@ AIM__HOT static stats group_stats(const float *x, size_t N, float eps) {
     for (; i < N; i++) s += x[i];
     for (size_t k = 0; k < LANES; k++) s += a[k];
     const float n = (float)N, mu0 = s / n;
+    /* Two loops of one accumulator each vectorize cleanly (one of two interleaved ones does not). */
     float a1[LANES] = {0}, a2[LANES] = {0};
     for (i = 0; i + LANES <= N; i += LANES)
-        for (size_t k = 0; k < LANES; k++) {
-            const float d = x[i + k] - mu0;
-            a1[k] += d;
-            a2[k] += d * d;
-        }
+        for (size_t k = 0; k < LANES; k++) a1[k] += x[i + k] - mu0;
+    for (i = 0; i + LANES <= N; i += LANES)
+        for (size_t k = 0; k < LANES; k++) a2[k] += (x[i + k] - mu0) * (x[i + k] - mu0);
     float s1 = 0.0f, s2 = 0.0f;
     for (; i < N; i++) {
         const float d = x[i] - mu0;
@@ -166,38 +165,36 @@ static void forward(const aim__layer *L, const aim__fwd *a) {
 }
 
 /* One group's backward: dγ += dy ⊙ x̂, dβ += dy; then, when dx is wanted,
- * dx = r (g − Σg/N − x̂ Σ(g ⊙ x̂)/N) with g = dy ⊙ γ. dx may be dy. */
-AIM__HOT static void group_backward(const float *x, const float *dy, float *dx, size_t N, stats st,
-                                    const float *gamma, float *dgamma, float *dbeta) {
+ * g = dy ⊙ γ (in place in dy, which a backward may overwrite) and
+ * dx = r (g − Σg/N − x̂ Σ(g ⊙ x̂)/N). dx may be dy. */
+AIM__HOT static void group_backward(const float *x, float *dy, float *dx, size_t N, stats st, const float *gamma,
+                                    float *dgamma, float *dbeta) {
     if (dgamma)
         for (size_t i = 0; i < N; i++) {
             dgamma[i] += dy[i] * xhat(x[i], st);
             dbeta[i] += dy[i];
         }
     if (!dx) return;
+    float *g = dy;
+    if (gamma)
+        for (size_t i = 0; i < N; i++) g[i] = dy[i] * gamma[i];
     float a1[LANES] = {0}, a2[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= N; i += LANES)
-        for (size_t k = 0; k < LANES; k++) {
-            const float xh = xhat(x[i + k], st), g = gamma ? dy[i + k] * gamma[i + k] : dy[i + k];
-            a1[k] += g;
-            a2[k] += g * xh;
-        }
+        for (size_t k = 0; k < LANES; k++) a1[k] += g[i + k];
+    for (i = 0; i + LANES <= N; i += LANES)
+        for (size_t k = 0; k < LANES; k++) a2[k] += g[i + k] * xhat(x[i + k], st);
     float sg = 0.0f, sgx = 0.0f;
     for (; i < N; i++) {
-        const float xh = xhat(x[i], st), g = gamma ? dy[i] * gamma[i] : dy[i];
-        sg += g;
-        sgx += g * xh;
+        sg += g[i];
+        sgx += g[i] * xhat(x[i], st);
     }
     for (size_t k = 0; k < LANES; k++) {
         sg += a1[k];
         sgx += a2[k];
     }
     const float n = (float)N, mg = sg / n, mgx = sgx / n;
-    for (i = 0; i < N; i++) {
-        const float xh = xhat(x[i], st), g = gamma ? dy[i] * gamma[i] : dy[i];
-        dx[i] = st.r * (g - mg - xh * mgx);
-    }
+    for (i = 0; i < N; i++) dx[i] = st.r * (g[i] - mg - xhat(x[i], st) * mgx);
 }
 
 static void backward(const aim__layer *L, const aim__bwd *a) {
