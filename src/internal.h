@@ -242,7 +242,9 @@ typedef struct aim__layer_ops {
     aim_status (*check)(const aim__layer *L, const float *const *x, size_t batch, int train, char *msg);
     /* A training forward and backward need the whole batch at once (batch
      * statistics): the executor calls them once per worker with the whole
-     * batch and part/parts, and the kind splits its channels. */
+     * batch and part/parts, and the kind splits its channels. Such a kind
+     * may use scratch_floats only (no scratch_per_sample): a worker's arena
+     * is sized for a slice, not for the whole batch. */
     int batch_coupled;
     int reads_ids; /* it may read int32 model inputs (embedding); no other kind may */
 } aim__layer_ops;
