@@ -4,6 +4,7 @@
 #
 #   usage: /usr/bin/python3 tests/bench/residual_torch.py [--epochs 3] [--batch 32]
 #              [--seed 42] [--threads 1] [--data /usr/share/datasets/fashion-mnist]
+#              [--batchnorm]
 #
 # Model (1x28x28 in): Conv2d 32 3x3 same relu -> MaxPool 2 -> two residual
 # blocks at 32 channels -> MaxPool 2 -> Conv2d 64 3x3 same relu -> one
@@ -14,6 +15,13 @@
 # biases. nn.CrossEntropyLoss (mean over the batch), torch.optim.Adam at
 # lr 1e-3 with its defaults (betas 0.9/0.999, eps 1e-8, libaimodel's too).
 #
+# --batchnorm, as the C example's: every convolution loses its bias and is
+# followed by nn.BatchNorm2d (defaults: momentum 0.1, eps 1e-5, affine, γ 1,
+# β 0) before its relu; a block is torchvision's BasicBlock,
+# relu(bn(conv(relu(bn(conv(x))))) + x); nn.Dropout(0.5) between the global
+# average pool and the head. Evaluation runs in model.eval() (running
+# statistics, no dropout), as aim_model_predict() does.
+#
 # Data as examples/common: the four gzipped IDX files, pixels / 255 with no
 # other normalization, the last 5000 training images held out for validation
 # (so 55000 train), batches of 32 drawn from a fresh shuffle each epoch with
@@ -23,6 +31,7 @@
 # Prints one line per epoch (training loss and accuracy, validation and test
 # accuracy) and a final line in the C example's format:
 #   RESULT residual_torch test_accuracy=A train_seconds=S epochs=E batch=B threads=T seed=N data=fashion-mnist
+#          batchnorm=0|1
 # train_seconds covers the training steps and the per-epoch validation, as
 # the C program's fit loop measures it; the per-epoch test evaluation (which
 # the C program does not do) is left out of it.
@@ -43,6 +52,7 @@ DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 VALIDATION_COUNT = 5000
 EVAL_BATCH = 256
 LEARNING_RATE = 1e-3
+DROPOUT_P = 0.5  # --batchnorm: before the head
 
 
 def read_idx(path, magic_expected):
@@ -76,11 +86,18 @@ def load(data_dir, split):
     return x, y
 
 
+def conv_bn(c_in, c_out, batchnorm):
+    """A 3x3 "same" convolution; with batchnorm, without bias and followed by BatchNorm2d."""
+    if not batchnorm:
+        return nn.Conv2d(c_in, c_out, 3, padding=1)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, channels):
+    def __init__(self, channels, batchnorm):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = conv_bn(channels, channels, batchnorm)
+        self.conv2 = conv_bn(channels, channels, batchnorm)
 
     def forward(self, x):
         y = F.relu(self.conv1(x))
@@ -89,18 +106,20 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualNet(nn.Module):
-    def __init__(self):
+    def __init__(self, batchnorm=False):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
-        self.block1 = ResidualBlock(32)
-        self.block2 = ResidualBlock(32)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.block3 = ResidualBlock(64)
+        self.conv1 = conv_bn(1, 32, batchnorm)
+        self.block1 = ResidualBlock(32, batchnorm)
+        self.block2 = ResidualBlock(32, batchnorm)
+        self.conv2 = conv_bn(32, 64, batchnorm)
+        self.block3 = ResidualBlock(64, batchnorm)
+        self.dropout = nn.Dropout(DROPOUT_P) if batchnorm else nn.Identity()
         self.fc = nn.Linear(64, 10)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)  # fans: C_in*kh*kw, C_out*kh*kw, as libaimodel's Glorot
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -108,7 +127,7 @@ class ResidualNet(nn.Module):
         x = F.max_pool2d(x, 2)
         x = self.block3(F.relu(self.conv2(x)))
         x = x.mean(dim=(2, 3))  # global average pool
-        return self.fc(x)
+        return self.fc(self.dropout(x))
 
 
 def flops_per_sample(model):
@@ -124,8 +143,10 @@ def flops_per_sample(model):
             shapes[mod] = 2 * mod.in_features * mod.out_features
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model.eval()  # so that this forward leaves BatchNorm2d's running statistics and the dropout RNG alone
     with torch.no_grad():
         model(torch.zeros(1, 1, 28, 28))
+    model.train()
     for h in handles:
         h.remove()
     total = sum(shapes.values())
@@ -150,6 +171,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--batchnorm", action="store_true",
+                    help="batch norm after every convolution, dropout 0.5 before the head")
     args = ap.parse_args()
     if args.epochs < 1 or args.batch < 1 or args.threads < 1:
         ap.error("--epochs, --batch and --threads must be at least 1")
@@ -163,7 +186,7 @@ def main():
     x_val, y_val = x_train[keep:], y_train[keep:]
     x_train, y_train = x_train[:keep], y_train[:keep]
 
-    model = ResidualNet()
+    model = ResidualNet(args.batchnorm)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     loss_fn = nn.CrossEntropyLoss()
@@ -171,9 +194,11 @@ def main():
 
     print("residual_torch: torch %s, %d train / %d validation / %d test images" %
           (torch.__version__, x_train.shape[0], x_val.shape[0], x_test.shape[0]))
-    print("model conv32-pool-res32x2-pool-conv64-res64-gap-10 (%d parameters, %.2f MFLOP per sample forward), "
+    name = ("conv32bn-pool-res32bnx2-pool-conv64bn-res64bn-gap-dropout0.5-10" if args.batchnorm
+            else "conv32-pool-res32x2-pool-conv64-res64-gap-10")
+    print("model %s (%d parameters, %.2f MFLOP per sample forward), "
           "Adam lr %g, batch %d, %d epochs, seed %d, threads %d" %
-          (params, flops_per_sample(model) / 1e6, LEARNING_RATE, args.batch, args.epochs, args.seed,
+          (name, params, flops_per_sample(model) / 1e6, LEARNING_RATE, args.batch, args.epochs, args.seed,
            torch.get_num_threads()), flush=True)
 
     n = x_train.shape[0]
@@ -203,8 +228,8 @@ def main():
 
     print("test accuracy %.4f on %d images" % (test_acc, x_test.shape[0]))
     print("RESULT residual_torch test_accuracy=%.4f train_seconds=%.2f epochs=%d batch=%d threads=%d seed=%d "
-          "data=fashion-mnist" % (test_acc, train_seconds, args.epochs, args.batch, torch.get_num_threads(),
-                                   args.seed))
+          "data=fashion-mnist batchnorm=%d" % (test_acc, train_seconds, args.epochs, args.batch,
+                                               torch.get_num_threads(), args.seed, int(args.batchnorm)))
     return 0
 
 
