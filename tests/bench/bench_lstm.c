@@ -15,7 +15,9 @@
  *   28x28 -> LSTM hidden 128, 2 stacked layers, last step -> Dense 10 (logits)
  *   softmax cross-entropy (aim_model_loss_sparse), Adam lr 1e-3 (defaults).
  * One model per training batch (32 and 128), compiled with that max_batch;
- * then aim_model_predict() at batch 1 on the batch-32 model.
+ * then aim_model_predict() at batch 1 on the batch-32 model; then the same
+ * classifier with a GRU of the same size (issue 14) at both batches: its
+ * step, every sgemm shape it issues, and its layer's kernels alone.
  *
  * Every figure is the median and the minimum over the repetitions of one
  * timed call (CLOCK_MONOTONIC), after the warm-up runs. Per batch: 1. the
@@ -1078,6 +1080,233 @@ static step_result bench_training(size_t B) {
     return res;
 }
 
+/* ---- the GRU classifier (issue 14) ------------------------------------------- */
+/* The same classifier with a GRU of the same size in place of the LSTM (the
+ * GRU training step of issue 14, in `make bench` as bench_models --model
+ * gru): the step and its phases through the public API with the sgemm time
+ * of each measured in situ, every sgemm shape the step issues (from the
+ * in-situ tally), and the GRU layer's own kernels, aim__gru_forward and
+ * aim__gru_backward, timed alone on a hand-built node (checked against the
+ * model's output bit for bit). */
+
+static aim_model *build_gru_model(size_t max_batch) {
+    aim_model *m;
+    const size_t in_dims[2] = {T_STEPS, FEATURES};
+    CHECK(aim_model_create(NULL, 2, in_dims, &m), NULL);
+    const char *merr = aim_model_last_error(m);
+    aim_rnn_config rc;
+    aim_dense_config dc;
+    aim_compile_config comp;
+    CHECK(aim_rnn_config_init(&rc, HIDDEN, LAYERS), merr);
+    CHECK(aim_model_add_gru(m, &rc), merr);
+    CHECK(aim_dense_config_init(&dc, CLASSES, AIM_ACT_IDENTITY), merr);
+    CHECK(aim_model_add_dense(m, &dc), merr);
+    CHECK(aim_compile_config_init(&comp), merr);
+    comp.max_batch = max_batch;
+    comp.seed = SEED;
+    CHECK(aim_model_compile(m, &comp), merr);
+    return m;
+}
+
+/* The GRU layer as aim_model_add_gru builds it (the kind's own setup), checked against the model. */
+static void gru_layer(aim__layer *L, const aim_model *m) {
+    memset(L, 0, sizeof *L);
+    L->ops = &aim__gru_ops;
+    L->n_in = 1;
+    L->in_rank = 2;
+    L->in_dims[0] = T_STEPS, L->in_dims[1] = FEATURES;
+    L->in_size = T_STEPS * FEATURES;
+    aim__gru_cfg *c = AIM__CFG_MUT(aim__gru_cfg, L);
+    c->hidden = HIDDEN;
+    c->layers = LAYERS;
+    c->init = AIM_INIT_PYTORCH;
+    const aim__shape in = {2, {T_STEPS, FEATURES, 0, 0}, T_STEPS * FEATURES, AIM_DTYPE_FLOAT32};
+    char msg[AIM__ERR_CAP];
+    if (aim__gru_ops.setup(L, &in, 1, msg) != AIM_OK) {
+        fprintf(stderr, "bench_lstm: the hand-built GRU layer: %s\n", msg);
+        exit(2);
+    }
+    size_t rank, dims[AIM_MAX_RANK], off = 0, wc = 0, bc = 0;
+    const char *merr = aim_model_last_error(m);
+    CHECK(aim_model_layer_shape(m, 0, &rank, dims), merr);
+    CHECK(aim_model_layer_parameters(m, 0, &off, &wc, &bc), merr);
+    if (rank != L->out_rank || dims[0] != L->out_dims[0] || off != 0 || wc != L->weight_count || bc != 0) {
+        fprintf(stderr, "bench_lstm: the hand-built GRU layer differs from the model's\n");
+        exit(2);
+    }
+}
+
+typedef struct gru_kernels {
+    const aim__layer *L;
+    const float *params, *x, *dy;
+    float *dparams, *y, *cache, *scratch;
+    size_t B;
+} gru_kernels;
+
+static void gru_fwd_run(void *p) {
+    const gru_kernels *k = p;
+    aim__gru_forward(k->L, k->params, k->x, k->y, k->cache, k->scratch, NULL, k->B, k->B);
+}
+static void gru_infer_run(void *p) {
+    const gru_kernels *k = p;
+    aim__gru_forward(k->L, k->params, k->x, k->y, NULL, k->scratch, NULL, k->B, k->B);
+}
+static void gru_bwd_run(void *p) { /* the backward turns the cache into gradients: gru_fwd_run resets it */
+    const gru_kernels *k = p;
+    aim__gru_backward(k->L, k->params, k->dparams, k->x, k->cache, k->dy, NULL, k->scratch, NULL, k->B, k->B);
+}
+
+static double bench_gru_training(size_t B) {
+    aim_model *m = build_gru_model(B);
+    const char *merr = aim_model_last_error(m);
+    float *params;
+    size_t n_params;
+    CHECK(aim_model_parameters(m, &params, &n_params), merr);
+    aim_optimizer *opt;
+    CHECK(aim_adam_create(NULL, NULL, n_params, &opt), NULL);
+    aim_rng *rng;
+    CHECK(aim_rng_create(NULL, SEED + 7 * B, &rng), NULL);
+    enum { POOL = 8 };
+    const size_t in_size = aim_model_input_size(m);
+    float *inputs = falloc(POOL * B * in_size);
+    fill_uniform(rng, inputs, POOL * B * in_size, 0.0f, 1.0f);
+    int32_t *labels = xmalloc(POOL * B * sizeof *labels);
+    for (size_t i = 0; i < POOL * B; i++) {
+        uint64_t u;
+        CHECK(aim_rng_below(rng, CLASSES, &u), NULL);
+        labels[i] = (int32_t)u;
+    }
+    printf("\n######## GRU classifier (28 x 28 -> GRU hidden %d, %d layers, last step -> dense %d), training, batch "
+           "%zu: %zu parameters\n",
+           HIDDEN, LAYERS, CLASSES, B, n_params);
+    double *samples = xmalloc((PH_COUNT + 1) * 2 * g_reps * sizeof *samples);
+    double *step_s = samples, *phase = samples + g_reps, *in_step = phase + PH_COUNT * g_reps;
+    double *in_phase = in_step + g_reps;
+    float loss = 0.0f;
+    for (size_t r = 0; r < g_warmup + g_reps; r++) {
+        if (r == g_warmup) tally_reset();
+        g_insitu = r >= g_warmup;
+        double t[PH_COUNT + 1], s[PH_COUNT + 1];
+        s[0] = g_insitu_ms;
+        t[0] = now_ms();
+        CHECK(aim_model_zero_grad(m), merr);
+        t[1] = now_ms();
+        s[1] = g_insitu_ms;
+        CHECK(aim_model_forward(m, AIM_MODE_TRAIN, inputs + (r % POOL) * B * in_size, B * in_size, B), merr);
+        t[2] = now_ms();
+        s[2] = g_insitu_ms;
+        CHECK(aim_model_loss_sparse(m, 0, labels + (r % POOL) * B, B, &loss), merr);
+        t[3] = now_ms();
+        s[3] = g_insitu_ms;
+        CHECK(aim_model_backward(m, NULL, 0), merr);
+        t[4] = now_ms();
+        s[4] = g_insitu_ms;
+        CHECK(aim_optimizer_step_model(opt, m, LEARNING_RATE), aim_optimizer_last_error(opt));
+        t[5] = now_ms();
+        s[5] = g_insitu_ms;
+        if (r < g_warmup) continue;
+        const size_t i = r - g_warmup;
+        step_s[i] = t[PH_COUNT] - t[0];
+        in_step[i] = s[PH_COUNT] - s[0];
+        for (size_t p = 0; p < PH_COUNT; p++) {
+            phase[p * g_reps + i] = t[p + 1] - t[p];
+            in_phase[p * g_reps + i] = s[p + 1] - s[p];
+        }
+    }
+    g_insitu = 0;
+    const int insitu = insitu_available();
+    const stats step = summarize(step_s, g_reps), in_st = summarize(in_step, g_reps);
+    printf("\n== 1. training step, batch %zu (loss now %.4f); last column: sgemm time in situ (median per step)\n", B,
+           (double)loss);
+    printf("  %-28s %9.3f ms median %9.3f ms min  (%.0f images/s at the median)", "whole step", step.med, step.min,
+           (double)B / step.med * 1e3);
+    if (insitu)
+        printf("  sgemm %8.3f ms = %4.1f%%\n", in_st.med, 100.0 * in_st.med / step.med);
+    else
+        printf("  sgemm n/a (not linked with -Wl,--wrap=cblas_sgemm)\n");
+    for (size_t p = 0; p < PH_COUNT; p++) {
+        const stats ph = summarize(phase + p * g_reps, g_reps), sp = summarize(in_phase + p * g_reps, g_reps);
+        printf("  %-28s %9.3f ms median %9.3f ms min  (%4.1f%% of the step)", PHASE_NAME[p], ph.med, ph.min,
+               100.0 * ph.med / step.med);
+        if (insitu && sp.med > 0.0) printf("      sgemm %8.3f ms = %4.1f%% of the phase", sp.med, 100.0 * sp.med / ph.med);
+        printf("\n");
+    }
+    if (insitu) {
+        double flops = 0.0;
+        printf("\n== 2. the sgemm calls of one step as src/layers/gru.c and src/layers/dense.c issue them (in situ, mean per step)\n");
+        printf("  %-4s %-4s %6s %6s %6s %6s %6s %6s %7s %9s %8s\n", "ta", "tb", "M", "N", "K", "lda", "ldb", "ldc",
+               "calls", "ms", "GF/s");
+        for (size_t i = 0; i < g_ntally; i++) {
+            const tally *t = &g_tally[i];
+            const double calls = (double)t->calls / (double)g_reps, ms = t->ms / (double)g_reps;
+            const double f = 2.0 * (double)t->key.M * (double)t->key.N * (double)t->key.K * calls;
+            flops += f;
+            printf("  %-4s %-4s %6ld %6ld %6ld %6ld %6ld %6ld %7.1f %9.3f %8.2f\n", t->key.ta == CblasTrans ? "T" : "N",
+                   t->key.tb == CblasTrans ? "T" : "N", t->key.M, t->key.N, t->key.K, t->key.lda, t->key.ldb,
+                   t->key.ldc, calls, ms, gflops(f, ms));
+        }
+        printf("  %.1f calls, %.3f ms, %.4f GFLOP per step: sgemm at %.2f GFLOP/s in situ; the step at %.2f GFLOP/s\n",
+               (double)g_insitu_calls / (double)g_reps, g_insitu_ms / (double)g_reps, flops * 1e-9,
+               gflops(flops, g_insitu_ms / (double)g_reps), gflops(flops, step.med));
+        if (g_tally_lost) printf("  (%zu calls of further shapes not tallied)\n", g_tally_lost);
+    }
+
+    /* ---- 3. the GRU layer's kernels alone ---- */
+    aim__layer L;
+    gru_layer(&L, m);
+    gru_kernels k = {&L, params, inputs, NULL, falloc(L.weight_count), falloc(B * HIDDEN),
+                     falloc(B * L.cache_per_sample), falloc(B * L.scratch_per_sample), B};
+    float *dy = falloc(B * HIDDEN);
+    fill_uniform(rng, dy, B * HIDDEN, -1e-2f, 1e-2f);
+    k.dy = dy;
+    {
+        /* the hand-built node computes what the model's GRU layer does, bit for bit: a model of that layer
+         * alone, with the classifier's GRU weights */
+        const size_t in_dims[2] = {T_STEPS, FEATURES};
+        aim_model *m1;
+        aim_rnn_config rc;
+        aim_compile_config comp;
+        CHECK(aim_model_create(NULL, 2, in_dims, &m1), NULL);
+        CHECK(aim_rnn_config_init(&rc, HIDDEN, LAYERS), NULL);
+        CHECK(aim_model_add_gru(m1, &rc), aim_model_last_error(m1));
+        CHECK(aim_compile_config_init(&comp), NULL);
+        comp.max_batch = B;
+        CHECK(aim_model_compile(m1, &comp), aim_model_last_error(m1));
+        float *p1;
+        size_t n1;
+        CHECK(aim_model_parameters(m1, &p1, &n1), NULL);
+        memcpy(p1, params, n1 * sizeof(float));
+        const float *y = NULL;
+        size_t ny = 0;
+        CHECK(aim_model_forward(m1, AIM_MODE_TRAIN, inputs, B * in_size, B), aim_model_last_error(m1));
+        CHECK(aim_model_output(m1, 0, &y, &ny), NULL);
+        gru_fwd_run(&k);
+        if (n1 != L.weight_count || ny != B * HIDDEN || memcmp(y, k.y, ny * sizeof(float)) != 0) {
+            fprintf(stderr, "bench_lstm: the hand-built GRU layer's output differs from the model's\n");
+            exit(2);
+        }
+        aim_model_free(m1);
+    }
+    timed tk[3] = {job(gru_infer_run, NULL, &k), job(gru_fwd_run, NULL, &k), job(gru_bwd_run, gru_fwd_run, &k)};
+    measure_set(tk, 3);
+    const double cells = (double)(LAYERS * B * T_STEPS * HIDDEN);
+    printf("\n== 3. the GRU layer's kernels alone (hand-built node, batch %zu, hot caches, interleaved)\n", B);
+    printf("  %-44s %9.3f ms median %9.3f ms min  (%.2f ns per cell)\n", "aim__gru_forward, inference (no cache)",
+           tk[0].s.med, tk[0].s.min, tk[0].s.med * 1e6 / cells);
+    printf("  %-44s %9.3f ms median %9.3f ms min  (%.2f ns per cell)\n", "aim__gru_forward, training (cache)",
+           tk[1].s.med, tk[1].s.min, tk[1].s.med * 1e6 / cells);
+    printf("  %-44s %9.3f ms median %9.3f ms min  (%.2f ns per cell; no dX, as in the model)\n", "aim__gru_backward",
+           tk[2].s.med, tk[2].s.min, tk[2].s.med * 1e6 / cells);
+    free(k.dparams), free(k.y), free(k.cache), free(k.scratch), free(dy);
+    free(samples);
+    free(labels);
+    free(inputs);
+    aim_rng_free(rng);
+    aim_optimizer_free(opt);
+    aim_model_free(m);
+    return step.med;
+}
+
 /* ---- inference at batch 1 ----------------------------------------------------- */
 
 typedef struct predict_ctx {
@@ -1214,6 +1443,8 @@ int main(int argc, char **argv) {
     step_result r[2];
     for (size_t i = 0; i < 2; i++) r[i] = bench_training(TRAIN_BATCHES[i]);
     bench_predict();
+    double gru[2];
+    for (size_t i = 0; i < 2; i++) gru[i] = bench_gru_training(TRAIN_BATCHES[i]);
     printf("\n");
     print_load("at the end");
     printf("summary:");
@@ -1222,6 +1453,8 @@ int main(int argc, char **argv) {
                r[i].step_med, gflops(r[i].flops, r[i].step_med),
                100.0 * (insitu_available() ? r[i].gemm_insitu_ms : r[i].gemm_direct_ms) / r[i].step_med,
                insitu_available() ? " in situ" : " est.", 100.0 * r[i].gates_ms / r[i].step_med);
+    printf(" GRU:");
+    for (size_t i = 0; i < 2; i++) printf(" batch %zu step %.3f ms;", TRAIN_BATCHES[i], gru[i]);
     printf("\n");
     return 0;
 }
