@@ -393,6 +393,82 @@ static void l_lstm2_seq(aim_model *m) { /* in 4x2 */
     add_dense(m, 2, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
 }
 
+static size_t last_node(const aim_model *m);
+
+/* The kinds of 1.1 (their own tests go deeper; here they join the round
+ * trips, the byte flips and the fuzz corpus). */
+static void l_batch_norm_cnn(aim_model *m) { /* in 2x6x6: conv, BN, relu, conv, BN, dropout */
+    aim_conv2d_config c;
+    CHECK_OK(aim_conv2d_config_init(&c, 3, 3, 3, AIM_ACT_IDENTITY));
+    c.use_bias = 0;
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    aim_batch_norm_config bn;
+    CHECK_OK(aim_batch_norm_config_init(&bn));
+    CHECK_OK(aim_model_add_batch_norm(m, &bn));
+    CHECK_OK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f));
+    CHECK_OK(aim_conv2d_config_init(&c, 2, 2, 2, AIM_ACT_IDENTITY));
+    CHECK_OK(aim_model_add_conv2d(m, &c));
+    bn.momentum = 0.3f; /* training batches of 1 occur: a conv's map gives each channel several values */
+    bn.affine = 0;
+    CHECK_OK(aim_model_add_batch_norm(m, &bn));
+    CHECK_OK(aim_model_add_flatten(m));
+    CHECK_OK(aim_model_add_dropout(m, 0.25f));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_layer_norm(aim_model *m) { /* in 3x4 */
+    aim_layer_norm_config c;
+    CHECK_OK(aim_layer_norm_config_init(&c));
+    c.normalized_dims = 2;
+    CHECK_OK(aim_model_add_layer_norm(m, &c));
+    add_dense(m, 3, AIM_ACT_TANH, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+    c.normalized_dims = 1;
+    c.elementwise_affine = 0;
+    CHECK_OK(aim_model_add_layer_norm(m, &c));
+}
+static void l_bigru_seq(aim_model *m) { /* in 4x3: bidirectional GRU x2 (sequences), GRU (last) */
+    aim_rnn_config c;
+    CHECK_OK(aim_rnn_config_init(&c, 3, 2));
+    c.bidirectional = 1;
+    c.return_sequences = 1;
+    CHECK_OK(aim_model_add_gru(m, &c));
+    CHECK_OK(aim_rnn_config_init(&c, 2, 1));
+    CHECK_OK(aim_model_add_gru(m, &c));
+}
+static void l_bilstm(aim_model *m) { /* in 5x2: bidirectional LSTM (final states), dense */
+    aim_rnn_config c;
+    CHECK_OK(aim_rnn_config_init(&c, 3, 1));
+    c.bidirectional = 1;
+    c.init = AIM_INIT_GLOROT_UNIFORM;
+    CHECK_OK(aim_model_add_rnn(m, AIM_RNN_LSTM, &c));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+static void l_conv1d_pools(aim_model *m) { /* in 2x12 */
+    aim_conv1d_config c;
+    CHECK_OK(aim_conv1d_config_init(&c, 4, 3, AIM_ACT_RELU));
+    c.padding = AIM_PAD_SAME;
+    c.stride = 2;
+    CHECK_OK(aim_model_add_conv1d(m, &c));
+    aim_pool1d_config p;
+    CHECK_OK(aim_pool1d_config_init(&p, 2));
+    p.stride = 1;
+    p.pad = 1;
+    CHECK_OK(aim_model_add_max_pool1d(m, &p));
+    CHECK_OK(aim_conv1d_config_init(&c, 4, 2, AIM_ACT_TANH));
+    c.groups = 2;
+    c.dilation = 2;
+    CHECK_OK(aim_model_add_conv1d(m, &c));
+    CHECK_OK(aim_pool1d_config_init(&p, 2));
+    CHECK_OK(aim_model_add_avg_pool1d(m, &p));
+    const size_t skip = last_node(m);
+    CHECK_OK(aim_model_add_global_max_pool1d(m));
+    const size_t a = last_node(m);
+    CHECK_OK(aim_model_continue_from(m, skip));
+    CHECK_OK(aim_model_add_global_avg_pool1d(m));
+    const size_t parts[2] = {a, last_node(m)};
+    CHECK_OK(aim_model_add_concat(m, parts, 2, 0));
+    add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
+}
+
 typedef struct model_case {
     const char *name;
     size_t rank, dims[3];
@@ -404,7 +480,8 @@ enum {
     C_DENSE_GLOROT, C_DENSE_PYTORCH, C_DENSE_HE, C_DENSE_ZEROS, C_DENSE_RANK3, C_ACTIVATIONS,
     C_CONV_EXPLICIT, C_CONV_VALID_STRIDE, C_CONV_SAME, C_CONV_DILATION, C_CONV_GROUPS,
     C_MAX_POOL, C_AVG_POOL, C_GLOBAL_POOL, C_FLATTEN,
-    C_LSTM1, C_LSTM1_SEQ, C_LSTM2, C_LSTM2_SEQ
+    C_LSTM1, C_LSTM1_SEQ, C_LSTM2, C_LSTM2_SEQ,
+    C_BATCH_NORM_CNN, C_LAYER_NORM, C_BIGRU_SEQ, C_BILSTM, C_CONV1D_POOLS
 };
 
 static const model_case CASES[] = {
@@ -427,6 +504,11 @@ static const model_case CASES[] = {
     [C_LSTM1_SEQ] = {"lstm_1_layer_sequences", 2, {5, 3, 0}, l_lstm1_seq, 1},
     [C_LSTM2] = {"lstm_2_layers", 2, {4, 3, 0}, l_lstm2, 0},
     [C_LSTM2_SEQ] = {"lstm_2_layers_sequences", 2, {4, 2, 0}, l_lstm2_seq, 0},
+    [C_BATCH_NORM_CNN] = {"batch_norm_dropout_cnn", 3, {2, 6, 6}, l_batch_norm_cnn, 0},
+    [C_LAYER_NORM] = {"layer_norm", 2, {3, 4, 0}, l_layer_norm, 1},
+    [C_BIGRU_SEQ] = {"bidirectional_gru_stack", 2, {4, 3, 0}, l_bigru_seq, 1},
+    [C_BILSTM] = {"bidirectional_lstm", 2, {5, 2, 0}, l_bilstm, 0},
+    [C_CONV1D_POOLS] = {"conv1d_pools_graph", 2, {2, 12, 0}, l_conv1d_pools, 0},
 };
 
 /* Builds and compiles a case; the same seed gives the same weights. */
@@ -2401,6 +2483,11 @@ static void test_write_corpus(void **state) {
         {"graph_concat_channels", GRAPH_SEED + G_CONCAT_CHANNELS, OPT_NONE},
         {"graph_two_outputs_adamw", GRAPH_SEED + G_TWO_OUTPUTS, OPT_ADAMW},
         {"graph_concat_time", GRAPH_SEED + G_TIME_CONCAT, OPT_NONE},
+        {"batch_norm_dropout_adam", C_BATCH_NORM_CNN, OPT_ADAM},
+        {"layer_norm_sgdm", C_LAYER_NORM, OPT_SGD_MOMENTUM},
+        {"bigru_seq", C_BIGRU_SEQ, OPT_NONE},
+        {"bilstm_adamw", C_BILSTM, OPT_ADAMW},
+        {"conv1d_pools", C_CONV1D_POOLS, OPT_NONE},
     };
     size_t total = 0;
     for (size_t i = 0; i < ARRAY_LEN(seeds); i++) {
