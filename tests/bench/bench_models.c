@@ -5,7 +5,7 @@
  * test framework): it prints figures and never fails on timing; it exits 1
  * only when an aim_ call or an allocation fails, or on a bad argument.
  *
- *   usage: bench_models --model mlp|binary|cnn|lstm [--what all|train-only]
+ *   usage: bench_models --model mlp|binary|cnn|lstm|gru [--what all|train-only]
  *                       [--budget SECONDS] [--epoch-steps N] [--epoch-blocks N]
  *                       [--train-steps N]
  *
@@ -16,6 +16,8 @@
  *           -> MaxPool 2 -> Flatten -> Dense 64 relu -> Dense 10, softmax cross-entropy
  *   lstm    28x28 (time x features) -> LSTM hidden 128, 2 layers, last step
  *           -> Dense 10, softmax cross-entropy
+ *   gru     the lstm model with a GRU (hidden 128, 2 layers, last step) in
+ *           place of the LSTM: the GRU training step of issue 14
  * on random inputs in [0, 1) and random labels from a fixed seed (8 batches,
  * cycled through by the steps).
  *
@@ -72,8 +74,8 @@ enum { POOL = 8, EPOCH_IMAGES = 60000, INFER_BATCH = 256 };
 static const float LEARNING_RATE = 1e-3f;
 static const uint64_t SEED = 20260101u;
 
-typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM } model_id;
-static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm"};
+typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM, M_GRU } model_id;
+static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm", "gru"};
 
 static model_id g_model;
 
@@ -224,6 +226,16 @@ static aim_model *build(model_id id, size_t max_batch) {
         CHECK(aim_model_create(NULL, 2, dims, &m), NULL);
         CHECK(aim_lstm_config_init(&lc, 128, 2), NULL);
         CHECK(aim_model_add_lstm(m, &lc), aim_model_last_error(m));
+        CHECK(aim_dense_config_init(&dc, 10, AIM_ACT_IDENTITY), NULL);
+        CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
+        break;
+    }
+    case M_GRU: {
+        const size_t dims[2] = {28, 28};
+        aim_rnn_config rc;
+        CHECK(aim_model_create(NULL, 2, dims, &m), NULL);
+        CHECK(aim_rnn_config_init(&rc, 128, 2), NULL);
+        CHECK(aim_model_add_gru(m, &rc), aim_model_last_error(m));
         CHECK(aim_dense_config_init(&dc, 10, AIM_ACT_IDENTITY), NULL);
         CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
         break;
@@ -408,6 +420,23 @@ static void lstm_gemms(gemm_set *g, size_t B, size_t T, size_t in, size_t H, int
     if (!first) add(g, "lstm dX     dA.W_ih", CblasNoTrans, CblasNoTrans, B * T, in, G, G, in, in, 0.0f, 1, 0, 0, 0);
 }
 
+/* One GRU layer as src/layers/gru.c issues it (zero initial state): the
+ * recurrent GEMMs write Gh (B, 3H) apart from the cached gates; the
+ * backward's dW_ih and dX take the r, z thirds of dGh and da_n in two calls. */
+static void gru_gemms(gemm_set *g, size_t B, size_t T, size_t in, size_t H, int first) {
+    const size_t G = 3 * H;
+    add(g, "gru fwd     X.W_ih^T", CblasNoTrans, CblasTrans, B * T, G, in, in, in, G, 0.0f, 1, 0, 0, 0);
+    add(g, "gru fwd     h.W_hh^T", CblasNoTrans, CblasTrans, B, G, H, T * H, H, G, 0.0f, T - 1, H, 0, 0);
+    add(g, "gru bwd dh  dGh.W_hh", CblasNoTrans, CblasNoTrans, B, H, G, T * G, H, H, 1.0f, T - 1, G, 0, 0);
+    add(g, "gru dW_hh   dGh^T.h", CblasTrans, CblasNoTrans, G, H, T - 1, G, H, H, 1.0f, B, T * G, T * H, 0);
+    add(g, "gru dW_ih   dGi_rz^T.X", CblasTrans, CblasNoTrans, 2 * H, in, B * T, G, in, in, 1.0f, 1, 0, 0, 0);
+    add(g, "gru dW_ih   dGi_n^T.X", CblasTrans, CblasNoTrans, H, in, B * T, H, in, in, 1.0f, 1, 0, 0, 0);
+    if (!first) {
+        add(g, "gru dX      dGi_rz.W_ih", CblasNoTrans, CblasNoTrans, B * T, in, 2 * H, G, in, in, 0.0f, 1, 0, 0, 0);
+        add(g, "gru dX      dGi_n.W_ih", CblasNoTrans, CblasNoTrans, B * T, in, H, H, in, in, 1.0f, 1, 0, 0, 0);
+    }
+}
+
 static void model_gemms(gemm_set *g, model_id id, size_t B) {
     g->n = 0;
     switch (id) {
@@ -430,6 +459,11 @@ static void model_gemms(gemm_set *g, model_id id, size_t B) {
     case M_LSTM:
         lstm_gemms(g, B, 28, 28, 128, 1);
         lstm_gemms(g, B, 28, 128, 128, 0);
+        dense_gemms(g, B, 128, 10, 0);
+        break;
+    case M_GRU:
+        gru_gemms(g, B, 28, 28, 128, 1);
+        gru_gemms(g, B, 28, 128, 128, 0);
         dense_gemms(g, B, 128, 10, 0);
         break;
     }
@@ -637,7 +671,7 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
 
 static int usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s --model mlp|binary|cnn|lstm [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
+            "usage: %s --model mlp|binary|cnn|lstm|gru [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
             "       [--epoch-steps N (default 200)] [--epoch-blocks N (default 3)] [--train-steps N (default 50)]\n",
             argv0);
     return 1;
@@ -652,7 +686,7 @@ int main(int argc, char **argv) {
         i++;
         if (strcmp(a, "--model") == 0) {
             have_model = 0;
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < 5; k++)
                 if (strcmp(v, MODEL_NAME[k]) == 0) g_model = (model_id)k, have_model = 1;
             if (!have_model) return usage(argv[0]);
         } else if (strcmp(a, "--what") == 0) {

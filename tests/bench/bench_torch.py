@@ -4,7 +4,7 @@
 # metric=K value=V ..." lines, so that tests/bench/compare.sh can join them.
 # It prints figures and never fails on timing.
 #
-#   usage: bench_torch.py --model mlp|binary|cnn|lstm [--what all|train-only]
+#   usage: bench_torch.py --model mlp|binary|cnn|lstm|gru [--what all|train-only]
 #                         [--threads N] [--budget SECONDS] [--epoch-steps N]
 #                         [--epoch-blocks N] [--train-steps N]
 #
@@ -104,26 +104,27 @@ def build(torch, name):
     if name == "cnn":
         return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(),
                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(), nn.Linear(64, 10))
-    if name == "lstm":
+    if name in ("lstm", "gru"):
+        rnn = nn.LSTM if name == "lstm" else nn.GRU  # gru: the GRU training step of issue 14
 
-        class LSTMClassifier(nn.Module):
+        class RNNClassifier(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.lstm = nn.LSTM(28, 128, num_layers=2, batch_first=True)
+                self.rnn = rnn(28, 128, num_layers=2, batch_first=True)
                 self.head = nn.Linear(128, 10)
 
             def forward(self, x):
-                out, _ = self.lstm(x)
+                out, _ = self.rnn(x)
                 return self.head(out[:, -1, :])
 
-        return LSTMClassifier()
+        return RNNClassifier()
     raise ValueError(name)
 
 
 def input_shape(name, batch):
     if name == "cnn":
         return (batch, 1, 28, 28)
-    if name == "lstm":
+    if name in ("lstm", "gru"):
         return (batch, 28, 28)
     return (batch, 784)
 
@@ -252,7 +253,7 @@ def run_all(torch, b, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", required=True, choices=["mlp", "binary", "cnn", "lstm"])
+    p.add_argument("--model", required=True, choices=["mlp", "binary", "cnn", "lstm", "gru"])
     p.add_argument("--what", default="all", choices=["all", "train-only"])
     p.add_argument("--threads", type=int, default=int(os.environ.get("OPENBLAS_NUM_THREADS", "1") or 1))
     p.add_argument("--budget", type=float, default=1.5)

@@ -1,5 +1,7 @@
 #!/bin/sh
-# Speed of libaimodel against PyTorch on the four seed models.
+# Speed of libaimodel against PyTorch on the four seed models, and the GRU
+# training step of issue 14 (gru: the lstm model with a GRU; its one
+# target: at most 0.6x PyTorch's time at batch 32 on one thread).
 #
 # Builds tests/bench/bench_models.c against build/libaimodel.a, then for each
 # configuration (OPENBLAS_CORETYPE as the environment has it, and unset so
@@ -39,7 +41,7 @@
 # A run during which they kept more than RETRY_LOAD CPUs busy is run again,
 # RETRIES times at most (the last try is reported).
 #
-# Knobs (environment): MODELS="mlp binary cnn lstm", THREADS="1 2",
+# Knobs (environment): MODELS="mlp binary cnn lstm gru", THREADS="1 2",
 # CORES="set unset" (which OPENBLAS_CORETYPE settings to run), BUDGET=0.75
 # (seconds per timed figure), EPOCH_STEPS=100, EPOCH_BLOCKS=3, TRAIN_STEPS=50,
 # QUIET_WAIT=120, QUIET_MAX=20, RETRIES=1, RETRY_LOAD=0.25, TORCH_TUNED=1 (0: skip the malloc-tuned runs),
@@ -54,7 +56,7 @@ if [ ! -f build/libaimodel.a ]; then
     exit 1
 fi
 PYTHON=${PYTHON:-/usr/bin/python3}
-MODELS=${MODELS:-"mlp binary cnn lstm"}
+MODELS=${MODELS:-"mlp binary cnn lstm gru"}
 THREADS=${THREADS:-"1 2"}
 CORES=${CORES:-"set unset"}
 BUDGET=${BUDGET:-0.75}
@@ -374,6 +376,17 @@ if "cnn" in models:
 if "lstm" in models:
     ratio_target("lstm train b32 <= 0.75 (%s) / 0.55 (unset)" % coretype, "lstm", "train_step_b32_ms", 0.75, 0.55)
     ratio_target("lstm inference b1 <= 0.40", "lstm", "infer_b1_ms", 0.40)
+if "gru" in models:
+    # Issue 14: a GRU training step at batch 32, at most 0.6x PyTorch's time at one thread.
+    def gru_cell(cfg):
+        if not cfg.endswith(".t1"):
+            return ""
+        parts = []
+        for lib in libs[1:]:
+            a, t = val(cfg, "gru", "aimodel", "train_step_b32_ms"), val(cfg, "gru", lib, "train_step_b32_ms")
+            parts.append(verdict(a / t, a / t <= 0.60) if a is not None and t else "?")
+        return " / ".join(parts)
+    targets.append(("gru train b32 <= 0.60 (1 thread)", gru_cell))
 for m in models:
     ratio_target("%s train b128 <= 0.80" % m, m, "train_step_b128_ms", 0.80)
 for m in models:
