@@ -1131,7 +1131,9 @@ typedef struct aim_rnn_config {
      * the first (PyTorch's cat(h_n[-2], h_n[-1])). Default 0. */
     int32_t return_sequences;
     int32_t bidirectional; /**< Nonzero: a reverse direction per layer. Default 0. */
-    /** ::AIM_INIT_PYTORCH (default): U(-1/sqrt(hidden), 1/sqrt(hidden)); also GLOROT_UNIFORM, HE_NORMAL, ZEROS. */
+    /** ::AIM_INIT_PYTORCH (default): U(-1/sqrt(hidden), 1/sqrt(hidden)); also GLOROT_UNIFORM and
+     * HE_NORMAL (W_ih with fans (in, G·hidden), W_hh with (hidden, G·hidden), zero biases but, for the
+     * LSTM, 1 for the forget gate of b_ih), ZEROS. */
     aim_init init;
 } aim_rnn_config;
 
@@ -1478,8 +1480,8 @@ AIM_API aim_status aim_model_gradients(aim_model *model, float **grads, size_t *
 
 /**
  * @brief Where one layer's parameters sit in the flat buffer. For an LSTM
- * layer `weight_count` covers all its parameters (see ::aim_lstm_config for
- * their order) and `bias_count` is 0.
+ * or GRU layer `weight_count` covers all its parameters (see
+ * ::aim_lstm_config and ::aim_rnn_config for their order) and `bias_count` is 0.
  * @param model A compiled model.
  * @param layer Layer index from 0.
  * @param[out] offset First float of the layer's weights.
