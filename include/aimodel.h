@@ -1722,7 +1722,7 @@ AIM_API aim_status aim_model_predict_typed(const aim_model *model, aim_workspace
  * @{
  */
 
-/** @brief An opaque optimizer (SGD or Adam). */
+/** @brief An opaque optimizer (SGD, Adam or RMSprop). */
 typedef struct aim_optimizer aim_optimizer;
 
 /** @brief SGD options, with PyTorch's torch.optim.SGD semantics. */
