@@ -5,7 +5,7 @@
  * test framework): it prints figures and never fails on timing; it exits 1
  * only when an aim_ call or an allocation fails, or on a bad argument.
  *
- *   usage: bench_models --model mlp|binary|cnn|lstm|gru [--what all|train-only]
+ *   usage: bench_models --model mlp|binary|cnn|lstm|resbn|gru [--what all|train-only]
  *                       [--budget SECONDS] [--epoch-steps N] [--epoch-blocks N]
  *                       [--train-steps N]
  *
@@ -16,6 +16,12 @@
  *           -> MaxPool 2 -> Flatten -> Dense 64 relu -> Dense 10, softmax cross-entropy
  *   lstm    28x28 (time x features) -> LSTM hidden 128, 2 layers, last step
  *           -> Dense 10, softmax cross-entropy
+ *   resbn   examples/residual_classifier.c --batchnorm, the batch-norm CNN of
+ *           issue 14: 1x28x28 -> Conv 32 -> BN -> relu -> MaxPool 2 -> two
+ *           residual blocks at 32 (Conv -> BN -> relu -> Conv -> BN, + x, relu)
+ *           -> MaxPool 2 -> Conv 64 -> BN -> relu -> one block at 64
+ *           -> GlobalAvgPool -> Dropout 0.5 -> Dense 10, softmax cross-entropy;
+ *           every Conv 3x3 "same" without bias, BN with PyTorch's defaults
  *   gru     the lstm model with a GRU (hidden 128, 2 layers, last step) in
  *           place of the LSTM: the GRU training step of issue 14
  * on random inputs in [0, 1) and random labels from a fixed seed (8 batches,
@@ -74,8 +80,9 @@ enum { POOL = 8, EPOCH_IMAGES = 60000, INFER_BATCH = 256 };
 static const float LEARNING_RATE = 1e-3f;
 static const uint64_t SEED = 20260101u;
 
-typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM, M_GRU } model_id;
-static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm", "gru"};
+typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM, M_RESBN, M_GRU } model_id;
+static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm", "resbn", "gru"};
+#define MODEL_COUNT (sizeof MODEL_NAME / sizeof MODEL_NAME[0])
 
 static model_id g_model;
 
@@ -183,6 +190,32 @@ static void bench_ms(const char *metric, stats s) {
 
 /* ---- the models -------------------------------------------------------------- */
 
+/* resbn: a 3x3 "same" conv without bias, batch norm (PyTorch's defaults),
+ * then relu unless `relu` is 0. */
+static void resbn_conv(aim_model *m, size_t filters, int relu) {
+    aim_conv2d_config cc;
+    aim_batch_norm_config bc;
+    CHECK(aim_conv2d_config_init(&cc, filters, 3, 3, AIM_ACT_IDENTITY), NULL);
+    cc.padding = AIM_PAD_SAME;
+    cc.use_bias = 0;
+    CHECK(aim_model_add_conv2d(m, &cc), aim_model_last_error(m));
+    CHECK(aim_batch_norm_config_init(&bc), NULL);
+    CHECK(aim_model_add_batch_norm(m, &bc), aim_model_last_error(m));
+    if (relu) CHECK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f), aim_model_last_error(m));
+}
+
+/* resbn: x -> relu(bn(conv(relu(bn(conv(x))))) + x), torchvision's BasicBlock. */
+static void resbn_block(aim_model *m, size_t channels) {
+    size_t skip, y;
+    CHECK(aim_model_last_node(m, &skip), aim_model_last_error(m));
+    resbn_conv(m, channels, 1);
+    resbn_conv(m, channels, 0);
+    CHECK(aim_model_last_node(m, &y), aim_model_last_error(m));
+    const size_t sum[2] = {y, skip};
+    CHECK(aim_model_add_add(m, sum, 2), aim_model_last_error(m));
+    CHECK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f), aim_model_last_error(m));
+}
+
 static aim_model *build(model_id id, size_t max_batch) {
     aim_model *m = NULL;
     aim_dense_config dc;
@@ -236,6 +269,24 @@ static aim_model *build(model_id id, size_t max_batch) {
         CHECK(aim_model_create(NULL, 2, dims, &m), NULL);
         CHECK(aim_rnn_config_init(&rc, 128, 2), NULL);
         CHECK(aim_model_add_gru(m, &rc), aim_model_last_error(m));
+        CHECK(aim_dense_config_init(&dc, 10, AIM_ACT_IDENTITY), NULL);
+        CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
+        break;
+    }
+    case M_RESBN: {
+        const size_t dims[3] = {1, 28, 28};
+        aim_pool2d_config pc;
+        CHECK(aim_model_create(NULL, 3, dims, &m), NULL);
+        CHECK(aim_pool2d_config_init(&pc, 2, 2), NULL);
+        resbn_conv(m, 32, 1); /* 32x28x28 */
+        CHECK(aim_model_add_max_pool2d(m, &pc), aim_model_last_error(m));
+        resbn_block(m, 32); /* 32x14x14 */
+        resbn_block(m, 32);
+        CHECK(aim_model_add_max_pool2d(m, &pc), aim_model_last_error(m));
+        resbn_conv(m, 64, 1); /* 64x7x7 */
+        resbn_block(m, 64);
+        CHECK(aim_model_add_global_avg_pool2d(m), aim_model_last_error(m));
+        CHECK(aim_model_add_dropout(m, 0.5f), aim_model_last_error(m));
         CHECK(aim_dense_config_init(&dc, 10, AIM_ACT_IDENTITY), NULL);
         CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
         break;
@@ -409,6 +460,16 @@ static void conv_gemms(gemm_set *g, size_t B, size_t C, size_t H, size_t W, size
         add(g, "conv dcol   W^T.dZ", CblasTrans, CblasNoTrans, K, HWo, O, K, HWo, HWo, 0.0f, B, 0, O * HWo, 0);
 }
 
+/* A 3x3 "same", stride-1 conv of an HxW map as src/layers/conv2d.c issues it:
+ * the GEMMs of conv_gemms() with Ho Wo = H W. */
+static void conv_same_gemms(gemm_set *g, size_t B, size_t C, size_t H, size_t W, size_t O, int first) {
+    const size_t HWo = H * W, K = C * 9;
+    add(g, "conv fwd    W.col", CblasNoTrans, CblasNoTrans, O, HWo, K, K, HWo, HWo, 0.0f, B, 0, 0, O * HWo);
+    add(g, "conv dW     dZ.col^T", CblasNoTrans, CblasTrans, O, K, HWo, HWo, HWo, K, 1.0f, B, O * HWo, 0, 0);
+    if (!first)
+        add(g, "conv dcol   W^T.dZ", CblasTrans, CblasNoTrans, K, HWo, O, K, HWo, HWo, 0.0f, B, 0, O * HWo, 0);
+}
+
 /* One LSTM sub-layer as src/layers/lstm.c issues it (zero initial state). */
 static void lstm_gemms(gemm_set *g, size_t B, size_t T, size_t in, size_t H, int first) {
     const size_t G = 4 * H;
@@ -465,6 +526,13 @@ static void model_gemms(gemm_set *g, model_id id, size_t B) {
         gru_gemms(g, B, 28, 28, 128, 1);
         gru_gemms(g, B, 28, 128, 128, 0);
         dense_gemms(g, B, 128, 10, 0);
+        break;
+    case M_RESBN:
+        conv_same_gemms(g, B, 1, 28, 28, 32, 1);
+        for (size_t i = 0; i < 4; i++) conv_same_gemms(g, B, 32, 14, 14, 32, 0);
+        conv_same_gemms(g, B, 32, 7, 7, 64, 0);
+        for (size_t i = 0; i < 2; i++) conv_same_gemms(g, B, 64, 7, 7, 64, 0);
+        dense_gemms(g, B, 64, 10, 0);
         break;
     }
 }
@@ -671,7 +739,7 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
 
 static int usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s --model mlp|binary|cnn|lstm|gru [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
+            "usage: %s --model mlp|binary|cnn|lstm|resbn|gru [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
             "       [--epoch-steps N (default 200)] [--epoch-blocks N (default 3)] [--train-steps N (default 50)]\n",
             argv0);
     return 1;
@@ -686,7 +754,7 @@ int main(int argc, char **argv) {
         i++;
         if (strcmp(a, "--model") == 0) {
             have_model = 0;
-            for (int k = 0; k < 5; k++)
+            for (size_t k = 0; k < MODEL_COUNT; k++)
                 if (strcmp(v, MODEL_NAME[k]) == 0) g_model = (model_id)k, have_model = 1;
             if (!have_model) return usage(argv[0]);
         } else if (strcmp(a, "--what") == 0) {

@@ -4,7 +4,7 @@
 # metric=K value=V ..." lines, so that tests/bench/compare.sh can join them.
 # It prints figures and never fails on timing.
 #
-#   usage: bench_torch.py --model mlp|binary|cnn|lstm|gru [--what all|train-only]
+#   usage: bench_torch.py --model mlp|binary|cnn|lstm|resbn|gru [--what all|train-only]
 #                         [--threads N] [--budget SECONDS] [--epoch-steps N]
 #                         [--epoch-blocks N] [--train-steps N]
 #
@@ -118,11 +118,22 @@ def build(torch, name):
                 return self.head(out[:, -1, :])
 
         return RNNClassifier()
+    if name == "resbn":
+        return build_resbn()
     raise ValueError(name)
 
 
+def build_resbn():
+    """The batch-norm CNN: tests/bench/residual_torch.py's model with --batchnorm (conv without bias ->
+    BatchNorm2d -> relu, BasicBlock residual blocks, dropout 0.5 before the head), as bench_models.c's resbn."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import residual_torch  # pylint: disable=import-outside-toplevel
+
+    return residual_torch.ResidualNet(batchnorm=True)
+
+
 def input_shape(name, batch):
-    if name == "cnn":
+    if name in ("cnn", "resbn"):
         return (batch, 1, 28, 28)
     if name in ("lstm", "gru"):
         return (batch, 28, 28)
@@ -253,7 +264,7 @@ def run_all(torch, b, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", required=True, choices=["mlp", "binary", "cnn", "lstm", "gru"])
+    p.add_argument("--model", required=True, choices=["mlp", "binary", "cnn", "lstm", "resbn", "gru"])
     p.add_argument("--what", default="all", choices=["all", "train-only"])
     p.add_argument("--threads", type=int, default=int(os.environ.get("OPENBLAS_NUM_THREADS", "1") or 1))
     p.add_argument("--budget", type=float, default=1.5)
