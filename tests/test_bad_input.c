@@ -2538,7 +2538,7 @@ CASE(t_aim_model_lstm_set_state__not_compiled) {
 }
 CASE(t_aim_model_lstm_set_state__not_an_lstm_layer) {
     aim_status s = set_state_checked(f, f->m_lstm, 1, f->h0, ST(1), f->c0, ST(1), 1); /* layer 1 is dense */
-    assert_error_mentions(f->m_lstm, "layer 1", "not an lstm layer");
+    assert_error_mentions(f->m_lstm, "layer 1", "not of kind lstm");
     return s;
 }
 CASE(t_aim_model_lstm_set_state__dense_model) {

@@ -407,7 +407,7 @@ aim_status aim__model_node_state(aim_model *m, size_t layer, const aim__layer_op
         return AIM_ERR_INVALID_STATE;
     }
     if (layer >= m->n_layers || m->layers[layer].ops != ops) {
-        aim__set_error(m->err, "%s: layer %zu is not an %s layer", what, layer, ops->name);
+        aim__set_error(m->err, "%s: layer %zu is not of kind %s", what, layer, ops->name);
         return AIM_ERR_INVALID_ARGUMENT;
     }
     out->L = &m->layers[layer];
