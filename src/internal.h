@@ -375,6 +375,13 @@ void aim__gru_final_state(const aim__layer *L, const float *cache, size_t batch,
  * T (gates + 2D) H + 2 T max(F, D·H) + 4 H floats a sample, which it checks. */
 aim_status aim__rnn_setup(aim__layer *L, const aim__shape *in, size_t gates, size_t cache_per_unit, size_t states,
                           char *msg);
+/* Both kinds' record (u64 hidden, layers; u32 return_sequences, init,
+ * bidirectional, the last from format 3 on), work per sample, and where a
+ * slice's rows start in a state block laid out for state_ldb rows. */
+void aim__rnn_write(const aim__layer *L, aim__writer *w);
+void aim__rnn_read(aim__reader *r, aim__layer *L);
+double aim__rnn_macs(const aim__layer *L);
+const float *aim__rnn_state_at(const aim__layer *L, const float *state, size_t b0);
 size_t aim__lstm_cache_per_sample(const aim__layer *L);
 size_t aim__lstm_scratch_per_sample(const aim__layer *L);
 void aim__lstm_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,

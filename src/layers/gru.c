@@ -327,39 +327,14 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
     return AIM_OK;
 }
 
-/* The state block is laid out for a batch of state_ldb rows; a slice starts at row b0. */
-static const float *state_at(const aim__layer *L, const float *state, size_t b0) {
-    return state ? state + b0 * CFG(L)->hidden : NULL;
-}
-
 static void forward(const aim__layer *L, const aim__fwd *a) {
-    aim__gru_forward(L, a->params, a->x[0], a->y, a->cache, a->scratch, state_at(L, a->state, a->b0), a->state_ldb,
+    aim__gru_forward(L, a->params, a->x[0], a->y, a->cache, a->scratch, aim__rnn_state_at(L, a->state, a->b0), a->state_ldb,
                      a->batch);
 }
 
 static void backward(const aim__layer *L, const aim__bwd *a) {
     aim__gru_backward(L, a->params, a->dparams, a->x[0], a->cache, a->dy, a->dx[0], a->scratch,
-                      state_at(L, a->state, a->b0), a->state_ldb, a->batch);
-}
-
-static double macs(const aim__layer *L) { return (double)L->weight_count * (double)L->in_dims[0]; }
-
-/* u64 hidden, layers; u32 return_sequences, init, bidirectional */
-static void write(const aim__layer *L, aim__writer *w) {
-    aim__put_u64(w, CFG(L)->hidden);
-    aim__put_u64(w, CFG(L)->layers);
-    aim__put_u32(w, (uint32_t)CFG(L)->sequences);
-    aim__put_u32(w, (uint32_t)CFG(L)->init);
-    aim__put_u32(w, (uint32_t)CFG(L)->bidirectional);
-}
-
-static void read(aim__reader *r, aim__layer *L) {
-    aim__gru_cfg *c = AIM__CFG_MUT(aim__gru_cfg, L);
-    c->hidden = aim__get_size(r);
-    c->layers = aim__get_size(r);
-    c->sequences = aim__get_flag(r);
-    c->init = (aim_init)aim__get_u32(r);
-    c->bidirectional = aim__get_flag(r);
+                      aim__rnn_state_at(L, a->state, a->b0), a->state_ldb, a->batch);
 }
 
 const aim__layer_ops aim__gru_ops = {
@@ -371,9 +346,9 @@ const aim__layer_ops aim__gru_ops = {
     .init = init,
     .forward = forward,
     .backward = backward,
-    .macs = macs,
-    .write = write,
-    .read = read,
+    .macs = aim__rnn_macs,
+    .write = aim__rnn_write,
+    .read = aim__rnn_read,
 };
 
 /* ---- the GRU's own calls: initial and final states ----------------------- */

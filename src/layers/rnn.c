@@ -128,3 +128,27 @@ aim_status aim__rnn_setup(aim__layer *L, const aim__shape *in, size_t gates, siz
     L->state_per_sample = state;
     return AIM_OK;
 }
+
+void aim__rnn_write(const aim__layer *L, aim__writer *w) {
+    const aim__lstm_cfg *c = AIM__CFG(aim__lstm_cfg, L);
+    aim__put_u64(w, c->hidden);
+    aim__put_u64(w, c->layers);
+    aim__put_u32(w, (uint32_t)c->sequences);
+    aim__put_u32(w, (uint32_t)c->init);
+    aim__put_u32(w, (uint32_t)c->bidirectional);
+}
+
+void aim__rnn_read(aim__reader *r, aim__layer *L) {
+    aim__lstm_cfg *c = AIM__CFG_MUT(aim__lstm_cfg, L);
+    c->hidden = aim__get_size(r);
+    c->layers = aim__get_size(r);
+    c->sequences = aim__get_flag(r);
+    c->init = (aim_init)aim__get_u32(r);
+    c->bidirectional = r->version >= 3 ? aim__get_flag(r) : 0; /* versions 1 and 2 had no reverse direction */
+}
+
+double aim__rnn_macs(const aim__layer *L) { return (double)L->weight_count * (double)L->in_dims[0]; }
+
+const float *aim__rnn_state_at(const aim__layer *L, const float *state, size_t b0) {
+    return state ? state + b0 * AIM__CFG(aim__lstm_cfg, L)->hidden : NULL;
+}
