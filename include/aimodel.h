@@ -1107,6 +1107,77 @@ AIM_API aim_status aim_embedding_config_init(aim_embedding_config *config, size_
  */
 AIM_API aim_status aim_model_add_embedding(aim_model *model, const aim_embedding_config *config);
 
+/**
+ * @brief Options of multi-head self-attention (PyTorch nn.MultiheadAttention
+ * with batch_first, query = key = value = the input). The input is one
+ * sequence [time, embed] (rank 2); the output has its shape. Parameters in
+ * PyTorch's order: in_proj_weight [3·embed, embed] (W_q, W_k, W_v stacked),
+ * in_proj_bias [3·embed], out_proj.weight [embed, embed], out_proj.bias
+ * [embed]; without `bias` only the two weights. Each head h of head_dim =
+ * embed / num_heads computes softmax(Q_h K_hᵀ / sqrt(head_dim) + mask) V_h;
+ * the heads are concatenated and projected by out_proj.
+ */
+typedef struct aim_attention_config {
+    size_t num_heads;  /**< Heads, > 0, dividing the input's embed size. Default 1. */
+    int32_t causal;    /**< Nonzero: position i attends to positions <= i only. Default 0. */
+    float dropout;     /**< Dropout on the attention weights in training, [0, 1). Default 0. */
+    int32_t bias;      /**< Nonzero: in_proj_bias and out_proj.bias. Default 1. */
+    /** ::AIM_INIT_PYTORCH (default): Xavier-uniform in_proj_weight, out_proj.weight
+     * U(-1/sqrt(embed), 1/sqrt(embed)), zero biases, as PyTorch; also GLOROT_UNIFORM,
+     * HE_NORMAL (zero biases), ZEROS. */
+    aim_init init;
+    uint32_t reserved[8]; /**< Room for options of later versions: zero (set by aim_attention_config_init()). */
+} aim_attention_config;
+
+/**
+ * @brief Fills an attention config with the defaults documented on its fields.
+ * @param config The config to fill.
+ * @param num_heads Heads.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `config` is NULL.
+ */
+AIM_API aim_status aim_attention_config_init(aim_attention_config *config, size_t num_heads);
+
+/**
+ * @brief Appends multi-head self-attention over the current value, a
+ * sequence [time, embed]. A training forward keeps per sample the
+ * projections Q, K, V (3·time·embed floats), the attention weights
+ * (num_heads·time² floats; twice that with dropout, before and after the
+ * mask) and the heads' concatenated output (time·embed) for the backward.
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_attention_config_init()).
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, num_heads 0 or not dividing
+ * embed, dropout outside [0, 1), an unknown init, a nonzero reserved field),
+ * AIM_ERR_SHAPE_MISMATCH (the input is not rank 2, or is an int32 input),
+ * AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_UNSUPPORTED (sizes over the BLAS limit),
+ * AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_attention(aim_model *model, const aim_attention_config *config);
+
+/**
+ * @brief Appends a learned positional embedding (GPT-2's wpe): a table
+ * [max_positions, embed] whose first `time` rows are added to the current
+ * value, a sequence [time, embed]: y[t] = x[t] + wpe[t]. Initialized N(0,
+ * 0.02²) as GPT-2; the backward adds into the rows that were used.
+ * @param model A model not yet compiled.
+ * @param max_positions Rows of the table: the longest context the layer
+ * serves, at least the input's time steps.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, max_positions 0),
+ * AIM_ERR_SHAPE_MISMATCH (the input is not rank 2, is an int32 input, or is
+ * longer than max_positions), AIM_ERR_INVALID_STATE, AIM_ERR_OVERFLOW, AIM_ERR_OUT_OF_MEMORY
+ */
+AIM_API aim_status aim_model_add_positional_embedding(aim_model *model, size_t max_positions);
+
+/**
+ * @brief Appends a dense layer applied to the last axis of each sample, as
+ * PyTorch nn.Linear: an input [..., in] becomes [..., units], every leading
+ * position through the same weights (the layout and init of
+ * aim_model_add_dense()). On a rank-1 input it is aim_model_add_dense().
+ * @param model A model not yet compiled.
+ * @param config The options (see aim_dense_config_init()).
+ * @retval As aim_model_add_dense().
+ */
+AIM_API aim_status aim_model_add_linear(aim_model *model, const aim_dense_config *config);
+
 /** @brief A recurrent cell kind (see aim_model_add_rnn()). */
 typedef enum aim_rnn_kind {
     AIM_RNN_LSTM = 0, /**< nn.LSTM: gates i, f, g, o; a hidden and a cell state. */

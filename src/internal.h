@@ -256,7 +256,7 @@ extern const aim__layer_ops aim__dense_ops, aim__activation_ops, aim__conv2d_ops
     aim__avg_pool2d_ops, aim__global_avg_pool2d_ops, aim__flatten_ops, aim__lstm_ops, aim__add_ops,
     aim__concat_ops, aim__batch_norm_ops, aim__dropout_ops, aim__layer_norm_ops, aim__embedding_ops, aim__gru_ops,
     aim__conv1d_ops, aim__max_pool1d_ops, aim__avg_pool1d_ops, aim__global_avg_pool1d_ops,
-    aim__global_max_pool1d_ops;
+    aim__global_max_pool1d_ops, aim__attention_ops, aim__pos_embedding_ops, aim__linear_ops;
 
 /* A message that names the dimension: "(784)", "(1, 28, 28)". */
 void aim__shape_str(const aim__shape *s, char *buf, size_t cap);
@@ -288,6 +288,7 @@ typedef struct aim__dense_cfg {
     float alpha;
     int32_t use_bias;
     aim_init init;
+    int32_t last_axis; /* linear (kind 22): over the last axis of each sample, each leading position a row */
 } aim__dense_cfg;
 void aim__dense_forward(const aim__layer *L, const float *params, const float *x, float *y, float *cache,
                         size_t batch);
@@ -417,6 +418,21 @@ typedef struct aim__embedding_cfg {
     size_t padding_idx;
     aim_init init;
 } aim__embedding_cfg;
+
+/* attention.c: multi-head self-attention over (T, E); head_dim = E / heads. */
+typedef struct aim__attention_cfg {
+    size_t heads;
+    int32_t causal;
+    float dropout;
+    int32_t bias;
+    aim_init init;
+    int32_t reserved_set; /* the builder saw a nonzero reserved field (never in a record) */
+} aim__attention_cfg;
+
+/* pos_embedding.c: a table [max_positions, E] added to (T, E). */
+typedef struct aim__pos_embedding_cfg {
+    size_t max_positions;
+} aim__pos_embedding_cfg;
 
 /* conv1d.c and pool1d.c run the 2-D kernels on (C, 1, L): their nodes keep
  * an aim__conv2d_cfg / aim__pool2d_cfg with a height-1 window. */

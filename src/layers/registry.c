@@ -15,6 +15,7 @@ static const aim__layer_ops *const kinds[] = {
     &aim__layer_norm_ops, &aim__embedding_ops,
     &aim__gru_ops,
     &aim__conv1d_ops, &aim__max_pool1d_ops, &aim__avg_pool1d_ops, &aim__global_avg_pool1d_ops, &aim__global_max_pool1d_ops,
+    &aim__attention_ops, &aim__pos_embedding_ops, &aim__linear_ops,
 };
 
 const aim__layer_ops *aim__layer_by_code(uint32_t code) {

@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-#define FORMAT_VERSION 3u
+#define FORMAT_VERSION 4u
 #define HEADER_BYTES 32u
 #define FLAG_OPTIMIZER 1u
 static const unsigned char MAGIC[8] = {'A', 'I', 'M', 'D', 0x0D, 0x0A, 0x1A, 0x0A};
@@ -147,6 +147,16 @@ aim_status aim_model_serialized_size(const aim_model *model, const aim_optimizer
     return AIM_OK;
 }
 
+/* The oldest version that holds the model, so a library that predates a
+ * kind still reads every model without it: 4 once a kind of 20-22
+ * (attention, positional embedding, linear) is used, else 3. The payload of
+ * 3 and 4 is the same but for those kinds. */
+static uint32_t version_needed(const aim__model_view *v) {
+    for (size_t i = 0; i < v->n_layers; i++)
+        if (v->layers[i].ops->code >= 20) return 4u;
+    return 3u;
+}
+
 aim_status aim_model_serialize(const aim_model *model, const aim_optimizer *optimizer, void *buffer, size_t capacity,
                                size_t *written) {
     aim__model_view v;
@@ -164,7 +174,7 @@ aim_status aim_model_serialize(const aim_model *model, const aim_optimizer *opti
     put_payload(&w, &v, optimizer);
     aim__writer h = {out, 0};
     put_bytes(&h, MAGIC, 8);
-    aim__put_u32(&h, FORMAT_VERSION);
+    aim__put_u32(&h, version_needed(&v));
     aim__put_u32(&h, optimizer ? FLAG_OPTIMIZER : 0u);
     aim__put_u64(&h, (uint64_t)w.n);
     aim__put_u32(&h, crc32_update(0, out + HEADER_BYTES, w.n));
@@ -385,8 +395,8 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
     }
     for (uint32_t i = 0; i < n_layers; i++) {
         const uint32_t code = aim__get_u32(r);
-        /* Kinds exist from the version that introduced them: 0-7 in 1, 8-9 in 2, 10-19 in 3. */
-        const uint32_t last_code = version == 1 ? 7u : version == 2 ? 9u : UINT32_MAX;
+        /* Kinds exist from the version that introduced them: 0-7 in 1, 8-9 in 2, 10-19 in 3, 20-22 in 4. */
+        const uint32_t last_code = version == 1 ? 7u : version == 2 ? 9u : version == 3 ? 19u : UINT32_MAX;
         const aim__layer_ops *ops = r->fail || code > last_code ? NULL : aim__layer_by_code(code);
         if (!ops) {
             snprintf(msg, AIM__ERR_CAP, r->fail ? "truncated at layer %u" : "layer %u: unknown kind %u", (unsigned)i,

@@ -1,0 +1,339 @@
+/*
+ * Multi-head self-attention, PyTorch nn.MultiheadAttention semantics and
+ * parameter layout (batch_first, query = key = value = x):
+ *   params = in_proj_weight W_in [3E, E] (W_q, W_k, W_v stacked), in_proj_bias b_in [3E],
+ *            out_proj.weight W_o [E, E], out_proj.bias b_o [E]      (without bias: W_in, W_o)
+ *   [Q K V] = X·W_inᵀ + b_in                  X: (T, E), Q, K, V: (T, E), heads of d = E / H columns
+ *   S_h = Q_h·K_hᵀ / sqrt(d)  (+ -inf above the diagonal when causal)
+ *   P_h = softmax(S_h) per row,  P'_h = dropout(P_h) in training
+ *   O_h = P'_h·V_h,  O = [O_1 … O_H],  Y = O·W_oᵀ + b_o
+ * https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html
+ *
+ * Backward, per sample and head (G = dY):
+ *   dW_o += Gᵀ·O, db_o += Σ G, dO = G·W_o
+ *   dP'_h = dO_h·V_hᵀ, dV_h = P'_hᵀ·dO_h, dP_h = dP'_h ⊙ mask
+ *   dS_h = P_h ⊙ (dP_h − rowsum(dP_h ⊙ P_h))
+ *   dQ_h = dS_h·K_h / sqrt(d), dK_h = dS_hᵀ·Q_h / sqrt(d)
+ *   dW_in += dQKVᵀ·X, db_in += Σ dQKV, dX = dQKV·W_in
+ * The mask is not stored: where P > 0 it is P' ≠ 0 (times 1 / (1 − p)), and
+ * where P = 0 the gradient dS vanishes whatever dP is.
+ *
+ * The training cache keeps, per sample, Q K V (3 T E floats: both products
+ * of the backward need them, and recomputing costs a GEMM of the forward's
+ * size), O (T E: dW_o's input), P (H T² floats: the softmax's Jacobian needs
+ * the probabilities; recomputing them would repeat Q·Kᵀ and the softmax)
+ * and, with dropout, P' (another H T²: the dropped weights V's gradient
+ * reads). Dropout draws per sample from the model's random stream, so a
+ * thread pool's slicing does not change the masks.
+ *
+ * Scratch for one call is 4 T E + T² floats, reused sample by sample: an
+ * inference forward builds Q K V, O and one head's P there; the backward
+ * its dO, dQKV and one head's dP.
+ * SPDX-License-Identifier: MIT
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fastmath.h"
+#include "internal.h"
+
+#define BI(n) ((blasint)(n))
+#define CFG(L) AIM__CFG(aim__attention_cfg, L)
+_Static_assert(sizeof(aim__attention_cfg) <= AIM__LAYER_CFG_BYTES, "attention config too large");
+
+aim_status aim_attention_config_init(aim_attention_config *c, size_t num_heads) {
+    if (!c) return AIM_ERR_INVALID_ARGUMENT;
+    memset(c, 0, sizeof *c);
+    c->num_heads = num_heads;
+    c->causal = 0;
+    c->dropout = 0.0f;
+    c->bias = 1;
+    c->init = AIM_INIT_PYTORCH;
+    return AIM_OK;
+}
+
+aim_status aim_model_add_attention(aim_model *m, const aim_attention_config *c) {
+    aim__attention_cfg k = {0, 0, 0.0f, 0, AIM_INIT_PYTORCH, 0};
+    if (c) {
+        k.heads = c->num_heads;
+        k.causal = c->causal != 0;
+        k.dropout = c->dropout;
+        k.bias = c->bias != 0;
+        k.init = c->init;
+        for (size_t i = 0; i < sizeof c->reserved / sizeof c->reserved[0]; i++) k.reserved_set |= c->reserved[i] != 0;
+    }
+    return aim__model_add_node(m, &aim__attention_ops, c ? &k : NULL, sizeof k, NULL, 0);
+}
+
+/* Sizes of a node: T steps of E features, H heads of d. */
+typedef struct dims {
+    size_t T, E, H, d;
+} dims;
+static dims dims_of(const aim__layer *L) {
+    const dims g = {L->in_dims[0], L->in_dims[1], CFG(L)->heads, L->in_dims[1] / CFG(L)->heads};
+    return g;
+}
+
+static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *msg) {
+    (void)n_in;
+    const aim__attention_cfg *c = CFG(L);
+    if (c->reserved_set) {
+        snprintf(msg, AIM__ERR_CAP, "a reserved field of the config is not zero (fill it with aim_attention_config_init)");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (in[0].rank != 2) {
+        char shape[96];
+        aim__shape_str(&in[0], shape, sizeof shape);
+        snprintf(msg, AIM__ERR_CAP, "needs a sequence (time, embed), got %s", shape);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const size_t T = in[0].dims[0], E = in[0].dims[1];
+    if (c->heads == 0 || E % c->heads != 0) {
+        snprintf(msg, AIM__ERR_CAP, "num_heads %zu must be > 0 and divide the embed size %zu", c->heads, E);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) {
+        snprintf(msg, AIM__ERR_CAP, "dropout %g must lie in [0, 1)", (double)c->dropout);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!aim__init_valid(c->init)) {
+        snprintf(msg, AIM__ERR_CAP, "unknown init %d", (int)c->init);
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    /* weights 4 E² (+ 4 E biases); cache 4 T E + (1 or 2) H T²; scratch 4 T E + T² */
+    size_t E2, w, tt, te4, ht, cache, scratch;
+    if (!aim__mul(E, E, &E2) || !aim__mul(E2, 4, &w) || !aim__add(w, c->bias ? 4 * E : 0, &w) ||
+        w > SIZE_MAX / sizeof(float) || !aim__mul(T, T, &tt) || !aim__mul(T, E, &te4) || !aim__mul(te4, 4, &te4) ||
+        !aim__mul(tt, c->heads, &ht) || !aim__mul(ht, c->dropout > 0.0f ? 2 : 1, &ht) ||
+        !aim__add(te4, ht, &cache) || !aim__add(te4, tt, &scratch) || cache > SIZE_MAX / sizeof(float) ||
+        scratch > SIZE_MAX / sizeof(float)) {
+        snprintf(msg, AIM__ERR_CAP, "sizes of time %zu, embed %zu and %zu heads overflow", T, E, c->heads);
+        return AIM_ERR_OVERFLOW;
+    }
+    if (3 * E > INT_MAX || T > INT_MAX || tt > INT_MAX) {
+        snprintf(msg, AIM__ERR_CAP, "time %zu or embed %zu exceeds the BLAS limit", T, E);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    L->out_rank = 2;
+    L->out_dims[0] = T;
+    L->out_dims[1] = E;
+    L->out_size = in[0].size;
+    L->weight_count = w; /* PyTorch's order interleaves weights and biases: all in weight_count */
+    L->bias_count = 0;
+    L->cache_per_sample = cache;
+    L->scratch_floats = scratch;
+    return AIM_OK;
+}
+
+/* Where the parameters are. */
+typedef struct params {
+    const float *w_in, *b_in, *w_o, *b_o;
+} params;
+static params params_of(const aim__layer *L, const float *p) {
+    const dims g = dims_of(L);
+    params q;
+    q.w_in = p;
+    q.b_in = CFG(L)->bias ? p + 3 * g.E * g.E : NULL;
+    q.w_o = p + 3 * g.E * g.E + (CFG(L)->bias ? 3 * g.E : 0);
+    q.b_o = CFG(L)->bias ? q.w_o + g.E * g.E : NULL;
+    return q;
+}
+
+static void init(const aim__layer *L, float *p, struct aim_rng *rng) {
+    const dims g = dims_of(L);
+    const aim__attention_cfg *c = CFG(L);
+    float *w_in = p, *b_in = c->bias ? p + 3 * g.E * g.E : NULL;
+    float *w_o = p + 3 * g.E * g.E + (c->bias ? 3 * g.E : 0), *b_o = c->bias ? w_o + g.E * g.E : NULL;
+    float zero = 0.0f;
+    switch (c->init) {
+    case AIM_INIT_PYTORCH: /* xavier_uniform_(in_proj_weight); out_proj: nn.Linear's kaiming_uniform(a=√5) */
+        aim__init_weights(AIM_INIT_GLOROT_UNIFORM, w_in, 3 * g.E * g.E, &zero, 0, g.E, 3 * g.E, rng);
+        aim__init_weights(AIM_INIT_PYTORCH, w_o, g.E * g.E, &zero, 0, g.E, g.E, rng);
+        break;
+    default:
+        aim__init_weights(c->init, w_in, 3 * g.E * g.E, &zero, 0, g.E, 3 * g.E, rng);
+        aim__init_weights(c->init, w_o, g.E * g.E, &zero, 0, g.E, g.E, rng);
+        break;
+    }
+    if (b_in) memset(b_in, 0, 3 * g.E * sizeof(float));
+    if (b_o) memset(b_o, 0, g.E * sizeof(float));
+}
+
+/* Y (rows, n) = X (rows, k)·Wᵀ (+ b) */
+static void linear(const float *x, size_t rows, size_t k, const float *W, const float *b, size_t n, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n), BI(k), 1.0f, x, BI(k), W, BI(k), 0.0f, y,
+                BI(n));
+    if (b)
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < n; j++) y[r * n + j] += b[j];
+}
+
+/* Row i of S (scaled scores) to probabilities over its first `len` entries
+ * (the rest 0): max-subtracted, so no exp overflows. */
+static void softmax_row(float *s, size_t len, size_t T) {
+    float mx = s[0];
+    for (size_t j = 1; j < len; j++) mx = s[j] > mx ? s[j] : mx;
+    float sum = 0.0f;
+    for (size_t j = 0; j < len; j++) {
+        s[j] = aim__exp(s[j] - mx);
+        sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (size_t j = 0; j < len; j++) s[j] *= inv;
+    for (size_t j = len; j < T; j++) s[j] = 0.0f;
+}
+
+/* One sample's forward: qkv (T, 3E) and o (T, E) are filled; p holds H T²
+ * (training) or T² (inference, reused per head); pd, with dropout in
+ * training, the dropped weights. */
+static void sample_forward(const aim__layer *L, const params *q, const float *x, float *y, float *qkv, float *o,
+                           float *p, float *pd, int keep_all, struct aim_rng *rng) {
+    const aim__attention_cfg *c = CFG(L);
+    const dims g = dims_of(L);
+    const size_t T = g.T, E = g.E, d = g.d, ld = 3 * E, TT = T * T;
+    const float scale = 1.0f / sqrtf((float)d);
+    const float keep_scale = pd ? 1.0f / (1.0f - c->dropout) : 1.0f;
+    linear(x, T, E, q->w_in, q->b_in, 3 * E, qkv);
+    for (size_t h = 0; h < g.H; h++) {
+        const float *Q = qkv + h * d, *K = qkv + E + h * d, *V = qkv + 2 * E + h * d;
+        float *P = keep_all ? p + h * TT : p;
+        /* S = Q·Kᵀ / sqrt(d) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(T), BI(T), BI(d), scale, Q, BI(ld), K, BI(ld), 0.0f,
+                    P, BI(T));
+        for (size_t i = 0; i < T; i++) softmax_row(P + i * T, c->causal ? i + 1 : T, T);
+        const float *Pv = P;
+        if (pd) { /* P' = P ⊙ mask / (1 − p) */
+            float *D = pd + h * TT;
+            for (size_t i = 0; i < TT; i++) D[i] = aim__rng_uniform(rng) >= c->dropout ? P[i] * keep_scale : 0.0f;
+            Pv = D;
+        }
+        /* O_h = P'·V */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(d), BI(T), 1.0f, Pv, BI(T), V, BI(ld), 0.0f,
+                    o + h * d, BI(E));
+    }
+    linear(o, T, E, q->w_o, q->b_o, E, y);
+}
+
+static void forward(const aim__layer *L, const aim__fwd *a) {
+    const aim__attention_cfg *c = CFG(L);
+    const dims g = dims_of(L);
+    const size_t TE = g.T * g.E, HTT = g.H * g.T * g.T;
+    const params q = params_of(L, a->params);
+    const int train = a->cache != NULL;
+    for (size_t b = 0; b < a->batch; b++) {
+        const float *x = a->x[0] + b * TE;
+        float *y = a->y + b * TE;
+        if (!train) {
+            float *qkv = a->scratch, *o = qkv + 3 * TE, *p = o + TE;
+            sample_forward(L, &q, x, y, qkv, o, p, NULL, 0, NULL);
+            continue;
+        }
+        float *qkv = a->cache + b * L->cache_per_sample, *o = qkv + 3 * TE, *p = o + TE;
+        float *pd = a->train && c->dropout > 0.0f ? p + HTT : NULL;
+        struct aim_rng rng;
+        aim__rng_init(&rng, aim__mix64(a->random ^ aim__mix64((uint64_t)(a->b0 + b))));
+        sample_forward(L, &q, x, y, qkv, o, p, pd, 1, &rng);
+    }
+}
+
+static void backward(const aim__layer *L, const aim__bwd *a) {
+    const aim__attention_cfg *c = CFG(L);
+    const dims g = dims_of(L);
+    const size_t T = g.T, E = g.E, d = g.d, ld = 3 * E, TE = T * E, TT = T * T, HTT = g.H * TT;
+    const float scale = 1.0f / sqrtf((float)d);
+    const float keep_scale = c->dropout > 0.0f ? 1.0f / (1.0f - c->dropout) : 1.0f;
+    const params q = params_of(L, a->params);
+    float *dw_in = a->dparams, *db_in = c->bias ? a->dparams + 3 * E * E : NULL;
+    float *dw_o = a->dparams + 3 * E * E + (c->bias ? 3 * E : 0), *db_o = c->bias ? dw_o + E * E : NULL;
+    float *dO = a->scratch, *dqkv = dO + TE, *dP = dqkv + 3 * TE;
+    for (size_t b = 0; b < a->batch; b++) {
+        const float *x = a->x[0] + b * TE, *G = a->dy + b * TE;
+        const float *qkv = a->cache + b * L->cache_per_sample, *o = qkv + 3 * TE, *p = o + TE;
+        const float *pd = c->dropout > 0.0f ? p + HTT : p;
+        /* dW_o += Gᵀ·O, db_o += Σ G, dO = G·W_o */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(E), BI(E), BI(T), 1.0f, G, BI(E), o, BI(E), 1.0f, dw_o,
+                    BI(E));
+        if (db_o)
+            for (size_t t = 0; t < T; t++)
+                for (size_t j = 0; j < E; j++) db_o[j] += G[t * E + j];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(E), BI(E), 1.0f, G, BI(E), q.w_o, BI(E), 0.0f,
+                    dO, BI(E));
+        for (size_t h = 0; h < g.H; h++) {
+            const float *Q = qkv + h * d, *K = qkv + E + h * d, *V = qkv + 2 * E + h * d;
+            const float *P = p + h * TT, *Pd = pd + h * TT;
+            /* dP' = dO_h·Vᵀ, dV = P'ᵀ·dO_h */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(T), BI(T), BI(d), 1.0f, dO + h * d, BI(E), V,
+                        BI(ld), 0.0f, dP, BI(T));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(T), BI(d), BI(T), 1.0f, Pd, BI(T), dO + h * d,
+                        BI(E), 0.0f, dqkv + 2 * E + h * d, BI(ld));
+            /* dS = P ⊙ (dP − rowsum(dP ⊙ P)), dP = dP' ⊙ mask */
+            for (size_t i = 0; i < T; i++) {
+                float *r = dP + i * T;
+                const float *pr = P + i * T, *pdr = Pd + i * T;
+                const size_t len = c->causal ? i + 1 : T;
+                if (c->dropout > 0.0f)
+                    for (size_t j = 0; j < len; j++) r[j] = pdr[j] != 0.0f ? r[j] * keep_scale : 0.0f;
+                float dot = 0.0f;
+                for (size_t j = 0; j < len; j++) dot += r[j] * pr[j];
+                for (size_t j = 0; j < len; j++) r[j] = pr[j] * (r[j] - dot);
+                for (size_t j = len; j < T; j++) r[j] = 0.0f;
+            }
+            /* dQ = dS·K / sqrt(d), dK = dSᵀ·Q / sqrt(d) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(d), BI(T), scale, dP, BI(T), K, BI(ld),
+                        0.0f, dqkv + h * d, BI(ld));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(T), BI(d), BI(T), scale, dP, BI(T), Q, BI(ld), 0.0f,
+                        dqkv + E + h * d, BI(ld));
+        }
+        /* dW_in += dQKVᵀ·X, db_in += Σ dQKV, dX = dQKV·W_in */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(3 * E), BI(E), BI(T), 1.0f, dqkv, BI(ld), x, BI(E), 1.0f,
+                    dw_in, BI(E));
+        if (db_in)
+            for (size_t t = 0; t < T; t++)
+                for (size_t j = 0; j < 3 * E; j++) db_in[j] += dqkv[t * ld + j];
+        if (a->dx[0])
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(E), BI(3 * E), 1.0f, dqkv, BI(ld), q.w_in,
+                        BI(E), 0.0f, a->dx[0] + b * TE, BI(E));
+    }
+}
+
+/* Per sample: the projections 4 T E², the scores and the weighted sum 2 T² E. */
+static double macs(const aim__layer *L) {
+    const dims g = dims_of(L);
+    return 4.0 * (double)g.T * (double)g.E * (double)g.E + 2.0 * (double)g.T * (double)g.T * (double)g.E;
+}
+
+/* u64 num_heads, u32 causal, f32 dropout, u32 bias, u32 init */
+static void write(const aim__layer *L, aim__writer *w) {
+    const aim__attention_cfg *c = CFG(L);
+    aim__put_u64(w, c->heads);
+    aim__put_u32(w, (uint32_t)c->causal);
+    aim__put_f32(w, c->dropout);
+    aim__put_u32(w, (uint32_t)c->bias);
+    aim__put_u32(w, (uint32_t)c->init);
+}
+
+static void read(aim__reader *r, aim__layer *L) {
+    aim__attention_cfg *c = AIM__CFG_MUT(aim__attention_cfg, L);
+    c->heads = aim__get_size(r);
+    c->causal = aim__get_flag(r);
+    c->dropout = aim__get_f32(r);
+    c->bias = aim__get_flag(r);
+    c->init = (aim_init)aim__get_u32(r);
+}
+
+const aim__layer_ops aim__attention_ops = {
+    .name = "attention",
+    .code = 20,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .setup = setup,
+    .init = init,
+    .forward = forward,
+    .backward = backward,
+    .macs = macs,
+    .write = write,
+    .read = read,
+};
