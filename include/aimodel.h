@@ -1471,8 +1471,13 @@ AIM_API aim_status aim_model_loss(aim_model *model, size_t output, aim_loss_kind
  * weight, for aim_model_backward().
  * @param model A model after a successful forward.
  * @param output Output index (0 for a one-output model).
- * @param labels `batch` labels in [0, size), size being the output's floats per sample.
- * @param labels_count Labels at `labels`; must equal the last forward's batch.
+ * @param labels `batch` labels in [0, size), size being the output's floats
+ * per sample; or, on an output of rank >= 2 such as a language model's
+ * [time, vocab] logits, a label per position: batch · (size / last axis)
+ * labels in [0, last axis), each position's softmax over the last axis, the
+ * loss their mean (PyTorch's cross_entropy on the flattened positions).
+ * @param labels_count Labels at `labels`: the last forward's batch, or that
+ * batch times the positions.
  * @param[out] loss_out The mean loss (not weighted).
  * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (also a label out of range; the
  * message gives its position), AIM_ERR_SHAPE_MISMATCH, AIM_ERR_INVALID_STATE, AIM_ERR_NON_FINITE
@@ -1763,6 +1768,70 @@ AIM_API aim_status aim_model_predict_multi(const aim_model *model, aim_workspace
  */
 AIM_API aim_status aim_model_predict_ids(const aim_model *model, aim_workspace *workspace, const int32_t *ids,
                                          size_t ids_count, size_t batch, float *output, size_t output_count);
+
+/**
+ * @brief Incremental inference, one position at a time (text generation):
+ * feeds position p of `batch` sequences, where p is how many positions this
+ * workspace has taken since it was created or since
+ * aim_workspace_reset_steps(), and writes position p of the output. Each
+ * causal attention layer keeps the keys and values of positions 0 .. p in
+ * the workspace, so a step costs O(p), not O(p²), and gives the output of a
+ * full aim_model_predict() over the prefix (within float rounding). The
+ * model is not written; a step allocates nothing.
+ *
+ * The model must have one input and one output whose first axis is time
+ * (T positions: its context), and every layer must treat positions on
+ * their own or causally: embedding, positional embedding, linear,
+ * activations other than softmax, layer normalization over the last axis,
+ * dropout, add and causal attention. aim_workspace_create() then sets aside
+ * max_batch · (2 · T · embed) floats per attention layer for the keys and values.
+ * @param model A compiled model.
+ * @param workspace A workspace created for this model.
+ * @param input One position of each sequence: batch · (aim_model_input_size() / T) floats.
+ * @param input_count Floats at `input`.
+ * @param batch 1 to max_batch; the same on every step of a sequence.
+ * @param[out] output Position p of each sequence's output: batch · (aim_model_output_size() / T) floats.
+ * @param output_count Floats at `output`.
+ * @retval AIM_OK, AIM_ERR_INVALID_ARGUMENT (NULL, batch 0, a float call on an
+ * input of ids or the other way round, an id outside a table),
+ * AIM_ERR_SHAPE_MISMATCH (counts, a batch other than the sequence's),
+ * AIM_ERR_INVALID_STATE (not compiled; all T positions taken: reset first),
+ * AIM_ERR_UNSUPPORTED (a layer that cannot run one position at a time, named
+ * in the message, or a model of several inputs or outputs)
+ */
+AIM_API aim_status aim_model_predict_step(const aim_model *model, aim_workspace *workspace, const float *input,
+                                          size_t input_count, size_t batch, float *output, size_t output_count);
+
+/**
+ * @brief aim_model_predict_step() on a model whose input holds
+ * ::AIM_DTYPE_INT32 ids: one position's ids of each sequence.
+ * @param model A compiled model.
+ * @param workspace A workspace created for this model.
+ * @param ids batch · (aim_model_input_size() / T) ids.
+ * @param ids_count Ids at `ids`.
+ * @param batch 1 to max_batch; the same on every step of a sequence.
+ * @param[out] output batch · (aim_model_output_size() / T) floats.
+ * @param output_count Floats at `output`.
+ * @retval As aim_model_predict_step().
+ */
+AIM_API aim_status aim_model_predict_step_ids(const aim_model *model, aim_workspace *workspace, const int32_t *ids,
+                                              size_t ids_count, size_t batch, float *output, size_t output_count);
+
+/**
+ * @brief Starts new sequences: the next aim_model_predict_step() feeds position 0.
+ * @param workspace A workspace.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT if `workspace` is NULL.
+ */
+AIM_API aim_status aim_workspace_reset_steps(aim_workspace *workspace);
+
+/**
+ * @brief How many positions the workspace's sequences hold (the position the
+ * next aim_model_predict_step() feeds).
+ * @param workspace A workspace.
+ * @param[out] position The count.
+ * @retval AIM_OK; AIM_ERR_INVALID_ARGUMENT for NULL.
+ */
+AIM_API aim_status aim_workspace_step_position(const aim_workspace *workspace, size_t *position);
 
 /**
  * @brief Inference on any model with every input in its declared type

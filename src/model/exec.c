@@ -400,11 +400,28 @@ aim_status aim_model_loss_sparse(aim_model *m, size_t output, const int32_t *lab
     if (!m) return AIM_ERR_INVALID_ARGUMENT;
     aim_status st = check_loss_call(m, output, labels, loss_out, "loss_sparse");
     if (st != AIM_OK) return st;
+    /* A label per sample (softmax over the whole sample) or, on an output of
+     * rank >= 2, a label per position (softmax over the last axis). */
+    const size_t node = m->outputs[output];
+    const aim__layer *O = &m->layers[node];
+    const size_t last = O->out_dims[O->out_rank - 1], positions = O->out_size / last;
+    size_t classes = O->out_size, rows = m->batch;
     if (labels_count != m->batch) {
-        aim__set_error(m->err, "loss_sparse: labels hold %zu; the last forward's batch is %zu", labels_count, m->batch);
-        return AIM_ERR_SHAPE_MISMATCH;
+        if (O->out_rank < 2 || positions == 1 || labels_count / positions != m->batch ||
+            labels_count % positions != 0) {
+            if (O->out_rank >= 2 && positions > 1)
+                aim__set_error(m->err,
+                               "loss_sparse: labels hold %zu; the last forward's batch %zu needs %zu (a label a sample) "
+                               "or %zu (a label a position)",
+                               labels_count, m->batch, m->batch, m->batch * positions);
+            else
+                aim__set_error(m->err, "loss_sparse: labels hold %zu; the last forward's batch is %zu", labels_count,
+                               m->batch);
+            return AIM_ERR_SHAPE_MISMATCH;
+        }
+        classes = last;
+        rows = labels_count;
     }
-    const size_t node = m->outputs[output], classes = m->layers[node].out_size;
     for (size_t i = 0; i < labels_count; i++)
         if (labels[i] < 0 || (size_t)labels[i] >= classes) {
             aim__set_error(m->err, "loss_sparse: label %d at position %zu lies outside [0, %zu)", (int)labels[i], i,
@@ -412,7 +429,7 @@ aim_status aim_model_loss_sparse(aim_model *m, size_t output, const int32_t *lab
             return AIM_ERR_INVALID_ARGUMENT;
         }
     m->grad_ready &= ~(1u << output);
-    st = aim__loss_sparse(m->acts[node], labels, m->batch, classes, loss_out, m->dys[node]);
+    st = aim__loss_sparse(m->acts[node], labels, rows, classes, loss_out, m->dys[node]);
     /* The labels were checked above, so the only failure left is a loss that is not finite. */
     if (st != AIM_OK) aim__set_error(m->err, "loss_sparse: the loss is not finite (NaN or infinity)");
     else keep_grad(m, output);
