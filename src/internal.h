@@ -131,6 +131,8 @@ typedef struct aim__layer {
     size_t cache_floats;       /* floats a training forward keeps for the whole batch (batch statistics) */
     size_t buffer_count;       /* floats of model state that is not a parameter (running statistics) */
     size_t buffer_offset;      /* set by compile: first of them in the model's buffers */
+    size_t step_state_per_sample;   /* floats a sequence keeps between steps (attention's keys and values) */
+    size_t step_scratch_per_sample; /* floats of scratch a step needs per sample (ops->step only) */
     unsigned char dx_mode[AIM_MAX_NODE_INPUTS]; /* set by compile: AIM__DX_* per input */
     /* compile's memory plan of this node's gradient [0] and workspace value
      * [1]: size, lifetime [first, last] in steps, and the offset it got */
@@ -192,6 +194,21 @@ typedef struct aim__bwd {
     size_t part, parts; /* as in aim__fwd */
 } aim__bwd;
 
+enum { AIM__STEP_NO = 0, AIM__STEP_POSITIONWISE = 1, AIM__STEP_OWN = 2 };
+/* can_step of the kinds that are always position-wise (registry.c). */
+int aim__step_positionwise(const aim__layer *L);
+
+/* One step of incremental inference: position `pos` of `batch` sequences.
+ * x[j] and y hold one position per sequence, (batch, that position's size). */
+typedef struct aim__step {
+    const float *const *x;
+    float *y;
+    const float *params;
+    float *state;   /* (batch, step_state_per_sample): what the sequences keep between steps */
+    float *scratch; /* batch * step_scratch_per_sample floats */
+    size_t pos, batch;
+} aim__step;
+
 /* The serializer's byte streams (src/serialization/serialize.c). A reader
  * never reads past its end: a short read sets `fail` and returns zeros. */
 typedef struct aim__writer {
@@ -247,6 +264,15 @@ typedef struct aim__layer_ops {
      * is sized for a slice, not for the whole batch. */
     int batch_coupled;
     int reads_ids; /* it may read int32 model inputs (embedding); no other kind may */
+    /* Incremental inference (aim_model_predict_step) over the first axis of
+     * the node's values, time. can_step(L) is AIM__STEP_POSITIONWISE when
+     * output position t depends on input position t alone (the executor then
+     * runs forward on a copy of the node whose first axis is 1),
+     * AIM__STEP_OWN when the kind's `step` runs it (it needs the position or
+     * earlier positions: causal attention), 0 when the node cannot step.
+     * NULL: 0. */
+    int (*can_step)(const aim__layer *L);
+    void (*step)(const aim__layer *L, const aim__step *a);
 } aim__layer_ops;
 
 /* src/layers/registry.c: every kind, found by its format code. */

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds tests/test_threads.c, tests/test_threadpool.c, tests/test_batch_norm.c
-# and tests/test_dropout.c (the pool split by channel, and masks drawn per
-# sample on any split) with ThreadSanitizer,
+# Builds tests/test_threads.c, tests/test_threadpool.c, tests/test_batch_norm.c,
+# tests/test_dropout.c (the pool split by channel, and masks drawn per
+# sample on any split) and tests/test_steps.c (threads generating text one
+# token at a time from one shared model) with ThreadSanitizer,
 # each together with the library's own sources (src/*/*.c, so the library code
 # is instrumented too, not only the test), into build/tsan/, and runs them.
 # Exits non-zero if a build fails, a test fails or ThreadSanitizer reports
@@ -34,7 +35,7 @@ out=build/tsan
 mkdir -p "$out"
 
 failed=0
-for t in test_threads test_threadpool test_batch_norm test_dropout; do
+for t in test_threads test_threadpool test_batch_norm test_dropout test_steps; do
     # pkg-config prints several flags: word splitting is wanted.
     # shellcheck disable=SC2046
     gcc -std=c11 -D_POSIX_C_SOURCE=200809L -DAIM_NO_MULTIVERSION -g -O1 -fsanitize=thread -fno-omit-frame-pointer \

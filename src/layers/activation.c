@@ -36,6 +36,11 @@ static void layout(const aim__layer *L, size_t batch, size_t *rows, size_t *cols
     *rows = batch * (L->in_size / *cols);
 }
 
+/* Softmax is over the last axis: over time itself on a rank-1 value. */
+static int can_step(const aim__layer *L) {
+    return CFG(L)->act != AIM_ACT_SOFTMAX || L->in_rank >= 2 ? AIM__STEP_POSITIONWISE : AIM__STEP_NO;
+}
+
 static void forward(const aim__layer *L, const aim__fwd *a) {
     size_t rows, cols;
     layout(L, a->batch, &rows, &cols);
@@ -74,4 +79,5 @@ const aim__layer_ops aim__activation_ops = {
     .macs = macs,
     .write = write,
     .read = read,
+    .can_step = can_step,
 };

@@ -61,4 +61,5 @@ const aim__layer_ops aim__add_ops = {
     .forward = forward,
     .backward = backward,
     .macs = macs,
+    .can_step = aim__step_positionwise,
 };

@@ -125,6 +125,9 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
     L->bias_count = 0;
     L->cache_per_sample = cache;
     L->scratch_floats = scratch;
+    /* steps: the keys and values of every position, and a sample's q k v, o and scores */
+    L->step_state_per_sample = c->causal ? 2 * T * E : 0;
+    L->step_scratch_per_sample = c->causal ? 4 * E + T : 0;
     return AIM_OK;
 }
 
@@ -299,6 +302,46 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
     }
 }
 
+/* Incremental inference needs the mask: position p must not see p + 1 ... */
+static int can_step(const aim__layer *L) { return CFG(L)->causal ? AIM__STEP_OWN : AIM__STEP_NO; }
+
+/* Position p of each sequence: its q, k, v from x; k and v join the
+ * sequence's state (K then V, T E floats each, row t for position t); the
+ * heads attend over rows 0 .. p. The same arithmetic as a full forward's row
+ * p but for the order of the score sums (dot products here, a GEMM there). */
+static void step(const aim__layer *L, const aim__step *a) {
+    const dims g = dims_of(L);
+    const size_t T = g.T, E = g.E, d = g.d, n = a->pos + 1;
+    const float scale = 1.0f / sqrtf((float)d);
+    const params q = params_of(L, a->params);
+    float *qkv = a->scratch, *o = qkv + a->batch * 3 * E, *s = o + a->batch * E;
+    linear(a->x[0], a->batch, E, q.w_in, q.b_in, 3 * E, qkv);
+    for (size_t b = 0; b < a->batch; b++) {
+        float *K = a->state + b * L->step_state_per_sample, *V = K + T * E;
+        const float *r = qkv + b * 3 * E;
+        memcpy(K + a->pos * E, r + E, E * sizeof(float));
+        memcpy(V + a->pos * E, r + 2 * E, E * sizeof(float));
+        float *sb = s + b * T;
+        for (size_t h = 0; h < g.H; h++) {
+            const float *qh = r + h * d;
+            for (size_t t = 0; t < n; t++) {
+                const float *kt = K + t * E + h * d;
+                float acc = 0.0f;
+                for (size_t i = 0; i < d; i++) acc += qh[i] * kt[i];
+                sb[t] = acc * scale;
+            }
+            softmax_row(sb, n, n);
+            float *oh = o + b * E + h * d;
+            for (size_t i = 0; i < d; i++) oh[i] = 0.0f;
+            for (size_t t = 0; t < n; t++) {
+                const float *vt = V + t * E + h * d, pt = sb[t];
+                for (size_t i = 0; i < d; i++) oh[i] += pt * vt[i];
+            }
+        }
+    }
+    linear(o, a->batch, E, q.w_o, q.b_o, E, a->y);
+}
+
 /* Per sample: the projections 4 T E², the scores and the weighted sum 2 T² E. */
 static double macs(const aim__layer *L) {
     const dims g = dims_of(L);
@@ -336,4 +379,6 @@ const aim__layer_ops aim__attention_ops = {
     .macs = macs,
     .write = write,
     .read = read,
+    .step = step,
+    .can_step = can_step,
 };

@@ -179,6 +179,9 @@ static void read(aim__reader *r, aim__layer *L) {
     c->last_axis = 0;
 }
 
+/* Over the last axis of a value of rank >= 2: each position on its own. */
+static int can_step_linear(const aim__layer *L) { return L->in_rank >= 2 ? AIM__STEP_POSITIONWISE : AIM__STEP_NO; }
+
 static void read_linear(aim__reader *r, aim__layer *L) {
     read(r, L);
     AIM__CFG_MUT(aim__dense_cfg, L)->last_axis = 1;
@@ -210,4 +213,5 @@ const aim__layer_ops aim__linear_ops = {
     .macs = macs,
     .write = write,
     .read = read_linear,
+    .can_step = can_step_linear,
 };

@@ -86,4 +86,5 @@ const aim__layer_ops aim__dropout_ops = {
     .macs = macs,
     .write = write,
     .read = read,
+    .can_step = aim__step_positionwise,
 };

@@ -212,4 +212,5 @@ const aim__layer_ops aim__embedding_ops = {
     .read = read,
     .check = check,
     .reads_ids = 1,
+    .can_step = aim__step_positionwise,
 };

@@ -197,6 +197,11 @@ AIM__HOT static void group_backward(const float *x, float *dy, float *dx, size_t
     for (i = 0; i < N; i++) dx[i] = st.r * (g[i] - mg - xhat(x[i], st) * mgx);
 }
 
+/* Groups that leave the first axis (time) out are one position each. */
+static int can_step(const aim__layer *L) {
+    return CFG(L)->normalized_dims < L->in_rank ? AIM__STEP_POSITIONWISE : AIM__STEP_NO;
+}
+
 static void backward(const aim__layer *L, const aim__bwd *a) {
     const aim__layer_norm_cfg *c = CFG(L);
     const size_t N = group_size(L), groups = a->batch * (L->in_size / N);
@@ -240,4 +245,5 @@ const aim__layer_ops aim__layer_norm_ops = {
     .macs = macs,
     .write = write,
     .read = read,
+    .can_step = can_step,
 };

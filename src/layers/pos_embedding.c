@@ -4,6 +4,7 @@
  *   params = wpe [max_positions, E], N(0, 0.02²) as GPT-2 initializes it
  *   y[t] = x[t] + wpe[t]                 x, y: (T, E), T <= max_positions
  *   dx = dy,  dwpe[t] += Σ over the batch of dy[t] (rows T.. get nothing)
+ * A step of incremental inference at position p adds wpe[p].
  * https://pytorch.org/docs/stable/generated/torch.nn.Embedding.html
  * SPDX-License-Identifier: MIT
  */
@@ -70,6 +71,19 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
     }
 }
 
+/* A step at position p adds row p. */
+static int can_step(const aim__layer *L) {
+    (void)L;
+    return AIM__STEP_OWN;
+}
+
+static void step(const aim__layer *L, const aim__step *a) {
+    const size_t E = L->in_dims[1];
+    const float *row = a->params + a->pos * E;
+    for (size_t b = 0; b < a->batch; b++)
+        for (size_t i = 0; i < E; i++) a->y[b * E + i] = a->x[0][b * E + i] + row[i];
+}
+
 static double macs(const aim__layer *L) { return (double)L->in_size; }
 
 /* u64 max_positions */
@@ -91,4 +105,6 @@ const aim__layer_ops aim__pos_embedding_ops = {
     .macs = macs,
     .write = write,
     .read = read,
+    .step = step,
+    .can_step = can_step,
 };

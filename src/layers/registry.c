@@ -18,6 +18,11 @@ static const aim__layer_ops *const kinds[] = {
     &aim__attention_ops, &aim__pos_embedding_ops, &aim__linear_ops,
 };
 
+int aim__step_positionwise(const aim__layer *L) {
+    (void)L;
+    return AIM__STEP_POSITIONWISE;
+}
+
 const aim__layer_ops *aim__layer_by_code(uint32_t code) {
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (kinds[i]->code == code) return kinds[i];

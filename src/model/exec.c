@@ -689,8 +689,96 @@ struct aim_workspace {
     float *vals;           /* (max_batch, per_sample) */
     float *scratch;
     aim_threadpool *pool;
+    void *step_raw;        /* the step memory's allocation, NULL without */
+    /* incremental inference (aim_model_predict_step), set up at create when the model can step */
+    aim__layer *shadow;    /* per layer: a copy whose time axis is 1, for the position-wise kinds */
+    float *step_state;     /* per layer with step_state_per_sample: (max_batch, that) floats */
+    float *step_scratch;   /* max_batch * the largest step_scratch_per_sample */
+    size_t n_shadow, step_floats, steps_T, step_pos, step_batch;
+    char step_why[AIM__ERR_CAP]; /* why the model cannot step ("" when it can) */
     char err[AIM__ERR_CAP];
 };
+
+/* Whether the model can run one position at a time: one input and one
+ * output, time its first axis, and every node position-wise or its own
+ * step, keeping time. Writes why not into `why`. */
+static int model_steps(const aim_model *m, char *why, size_t *T) {
+    if (m->n_inputs != 1 || m->n_outputs != 1) {
+        aim__set_error(why, "predict_step: the model has %zu inputs and %zu outputs; steps need one of each",
+                       m->n_inputs, m->n_outputs);
+        return 0;
+    }
+    *T = m->inputs[0].dims[0];
+    if (m->inputs[0].rank < 1 || *T == 0) {
+        aim__set_error(why, "predict_step: the input has no time axis");
+        return 0;
+    }
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const aim__layer *L = &m->layers[i];
+        const int how = L->ops->can_step ? L->ops->can_step(L) : AIM__STEP_NO;
+        if (how == AIM__STEP_NO || L->out_rank < 1 || L->out_dims[0] != *T || L->in_dims[0] != *T ||
+            (how == AIM__STEP_POSITIONWISE && (L->in_size % *T || L->out_size % *T))) {
+            aim__set_error(why,
+                           "predict_step: layer %zu (%s) cannot run one position at a time (steps need "
+                           "position-wise layers and causal attention over a first axis of %zu steps)",
+                           i, L->ops->name, *T);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The step memory of a model that can step: shadow nodes, states, scratch (floats). */
+static int step_sizes(const aim_model *m, size_t max_batch, size_t *state, size_t *scratch) {
+    *state = 0;
+    *scratch = 0;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const aim__layer *L = &m->layers[i];
+        size_t n, k;
+        if (!aim__mul(max_batch, L->step_state_per_sample, &n) || !aim__round_floats(n, &n) ||
+            !aim__add(*state, n, state) || !aim__mul(max_batch, L->step_scratch_per_sample, &k))
+            return 0;
+        if (k > *scratch) *scratch = k;
+    }
+    return 1;
+}
+
+/* Bytes of the step memory: states, then scratch (`floats` in all), then the shadow nodes. */
+static int step_bytes(const aim_model *m, size_t max_batch, size_t *state, size_t *floats, size_t *bytes) {
+    size_t scratch, shadow_bytes;
+    return step_sizes(m, max_batch, state, &scratch) && aim__round_floats(scratch, &scratch) &&
+           aim__add(*state, scratch, floats) && aim__mul(*floats, sizeof(float), bytes) &&
+           aim__mul(m->n_layers, sizeof(aim__layer), &shadow_bytes) && aim__add(*bytes, shadow_bytes, bytes) &&
+           *bytes <= SIZE_MAX - AIM__ALIGN;
+}
+
+/* Sets up a new workspace's step memory, or leaves it without and says why.
+ * Fails only when the memory cannot be had. */
+static aim_status workspace_steps(const aim_model *m, aim_workspace *w) {
+    size_t T = 0, state, floats, bytes;
+    if (!model_steps(m, w->step_why, &T)) return AIM_OK;
+    if (!step_bytes(m, w->max_batch, &state, &floats, &bytes)) return AIM_ERR_OVERFLOW;
+    void *raw;
+    float *base = aim__alloc_aligned(&w->alloc, bytes, &raw);
+    if (!base) return AIM_ERR_OUT_OF_MEMORY;
+    memset(base, 0, bytes);
+    w->step_state = base;
+    w->step_scratch = base + state;
+    w->shadow = (aim__layer *)(void *)(base + floats); /* floats is a multiple of AIM__ALIGN bytes */
+    w->step_raw = raw;
+    w->n_shadow = m->n_layers;
+    w->step_floats = state;
+    w->steps_T = T;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        aim__layer *S = &w->shadow[i];
+        *S = m->layers[i];
+        S->in_dims[0] = 1;
+        S->out_dims[0] = 1;
+        S->in_size /= T;
+        S->out_size /= T;
+    }
+    return AIM_OK;
+}
 
 /* Layout: the value arena, then the scratch. */
 static aim_status workspace_bytes(const aim_model *m, size_t max_batch, size_t *bytes, size_t *vals) {
@@ -709,6 +797,12 @@ aim_status aim_workspace_size(const aim_model *m, size_t max_batch, size_t *byte
     aim_status st = workspace_bytes(m, max_batch, &b, &vals);
     if (st != AIM_OK) return st;
     *bytes = b + AIM__ALIGN + sizeof(struct aim_workspace);
+    char why[AIM__ERR_CAP];
+    size_t T, state, floats, step;
+    if (model_steps(m, why, &T)) {
+        if (!step_bytes(m, max_batch, &state, &floats, &step) || !aim__add(*bytes, step + AIM__ALIGN, bytes))
+            return AIM_ERR_OVERFLOW;
+    }
     return AIM_OK;
 }
 
@@ -737,6 +831,11 @@ aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocat
     (void)aim__scratch_for(m, max_batch, &w->scratch_floats); /* cannot overflow: workspace_bytes passed */
     w->vals = base;
     w->scratch = base + vals;
+    if ((st = workspace_steps(m, w)) != AIM_OK) {
+        aim__free(&a, w->raw);
+        aim__free(&a, w);
+        return st;
+    }
     *out = w;
     return AIM_OK;
 }
@@ -744,6 +843,7 @@ aim_status aim_workspace_create(const aim_model *m, const aim_allocator *allocat
 void aim_workspace_free(aim_workspace *w) {
     if (!w) return;
     aim_allocator a = w->alloc;
+    aim__free(&a, w->step_raw);
     aim__free(&a, w->raw);
     aim__free(&a, w);
 }
@@ -868,4 +968,124 @@ aim_status aim_model_predict_multi(const aim_model *m, aim_workspace *w, const f
                                    const size_t *input_counts, size_t n_inputs, size_t batch, float *const *outputs,
                                    const size_t *output_counts, size_t n_outputs) {
     return predict_impl(m, w, inputs, input_counts, n_inputs, batch, outputs, output_counts, n_outputs, 0, 0, 0);
+}
+
+/* ---- incremental inference ----------------------------------------------- */
+
+static aim_status step_impl(const aim_model *m, aim_workspace *w, const float *in, size_t in_count, size_t batch,
+                            float *out, size_t out_count, int ids) {
+    if (!m || !w) return AIM_ERR_INVALID_ARGUMENT;
+    if (!m->compiled) {
+        aim__set_error(w->err, "predict_step: the model is not compiled");
+        return AIM_ERR_INVALID_STATE;
+    }
+    if (!in || !out || batch == 0) {
+        aim__set_error(w->err, "predict_step: input and output must be non-NULL and batch > 0");
+        return AIM_ERR_INVALID_ARGUMENT;
+    }
+    if (!w->shadow) {
+        aim__set_error(w->err, "%s", w->step_why[0] ? w->step_why : "predict_step: the workspace has no step memory");
+        return AIM_ERR_UNSUPPORTED;
+    }
+    size_t state, floats, bytes;
+    if (w->n_shadow != m->n_layers || m->infer_per_sample > w->per_sample || m->inputs[0].dims[0] != w->steps_T ||
+        !step_bytes(m, w->max_batch, &state, &floats, &bytes) || state != w->step_floats) {
+        aim__set_error(w->err, "predict_step: the workspace was made for another model");
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    aim_status st = check_dtypes(m, w->err, "predict_step", 1, 0, ids);
+    if (st != AIM_OK) return st;
+    if (batch > w->max_batch) {
+        aim__set_error(w->err, "predict_step: batch %zu exceeds the workspace's max_batch %zu", batch, w->max_batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if (w->step_pos > 0 && batch != w->step_batch) {
+        aim__set_error(w->err, "predict_step: the sequences were started with batch %zu, not %zu (reset to change it)",
+                       w->step_batch, batch);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    const size_t T = w->steps_T, in_row = m->inputs[0].size / T;
+    const size_t node = m->outputs[0], out_row = m->layers[node].out_size / T;
+    if (in_count != batch * in_row || out_count != batch * out_row) {
+        aim__set_error(w->err,
+                       "predict_step: input holds %zu %s and output room for %zu floats; one position of batch %zu "
+                       "needs %zu and %zu",
+                       in_count, ids ? "ids" : "floats", out_count, batch, batch * in_row, batch * out_row);
+        return AIM_ERR_SHAPE_MISMATCH;
+    }
+    if (w->step_pos >= T) {
+        aim__set_error(w->err,
+                       "predict_step: the sequences hold %zu positions, the model's whole context; "
+                       "aim_workspace_reset_steps starts new ones",
+                       T);
+        return AIM_ERR_INVALID_STATE;
+    }
+    /* The kinds' own checks (ids in range) on this position, before anything runs. */
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const aim__layer *S = &w->shadow[i];
+        if (!S->ops->check) continue;
+        const float *x[AIM_MAX_NODE_INPUTS];
+        for (size_t j = 0; j < S->n_in; j++) x[j] = aim__is_input(S->in[j]) ? in : NULL;
+        char msg[AIM__ERR_CAP];
+        msg[0] = '\0';
+        if ((st = S->ops->check(S, x, batch, 0, msg)) != AIM_OK) {
+            aim__set_error(w->err, "predict_step at position %zu: layer %zu (%s): %s", w->step_pos, i, S->ops->name,
+                           msg);
+            return st;
+        }
+    }
+    float *state_at = w->step_state;
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const aim__layer *L = &m->layers[i], *S = &w->shadow[i];
+        const float *x[AIM_MAX_NODE_INPUTS];
+        for (size_t j = 0; j < L->n_in; j++) {
+            const size_t id = L->in[j];
+            x[j] = aim__is_input(id) ? in : m->out_of[id] != AIM__NONE ? out : w->vals + batch * m->infer_off[id];
+        }
+        float *y = m->out_of[i] != AIM__NONE ? out : w->vals + batch * m->infer_off[i];
+        if (L->ops->can_step(L) == AIM__STEP_OWN) {
+            const aim__step a = {x, y, m->params + L->param_offset, state_at, w->step_scratch, w->step_pos, batch};
+            L->ops->step(L, &a);
+        } else {
+            aim__fwd a = {0};
+            a.x = x;
+            a.y = y;
+            a.scratch = w->scratch;
+            a.params = m->params + L->param_offset;
+            a.state_ldb = batch;
+            a.batch = batch;
+            a.buffers = m->buffers + L->buffer_offset;
+            a.parts = 1;
+            S->ops->forward(S, &a);
+        }
+        size_t n = 0;
+        (void)aim__round_floats(w->max_batch * L->step_state_per_sample, &n); /* sized at create */
+        state_at += n;
+    }
+    w->step_batch = batch;
+    w->step_pos++;
+    return AIM_OK;
+}
+
+aim_status aim_model_predict_step(const aim_model *m, aim_workspace *w, const float *input, size_t input_count,
+                                  size_t batch, float *output, size_t output_count) {
+    return step_impl(m, w, input, input_count, batch, output, output_count, 0);
+}
+
+aim_status aim_model_predict_step_ids(const aim_model *m, aim_workspace *w, const int32_t *ids, size_t ids_count,
+                                      size_t batch, float *output, size_t output_count) {
+    return step_impl(m, w, (const float *)(const void *)ids, ids_count, batch, output, output_count, 1);
+}
+
+aim_status aim_workspace_reset_steps(aim_workspace *w) {
+    if (!w) return AIM_ERR_INVALID_ARGUMENT;
+    w->step_pos = 0;
+    w->step_batch = 0;
+    return AIM_OK;
+}
+
+aim_status aim_workspace_step_position(const aim_workspace *w, size_t *position) {
+    if (!w || !position) return AIM_ERR_INVALID_ARGUMENT;
+    *position = w->step_pos;
+    return AIM_OK;
 }
