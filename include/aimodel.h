@@ -73,11 +73,11 @@ extern "C" {
 /** Major version: changes when the ABI breaks (it is the soname's number). */
 #define AIM_VERSION_MAJOR 1
 /** Minor version: changes when features are added compatibly. */
-#define AIM_VERSION_MINOR 1
+#define AIM_VERSION_MINOR 2
 /** Patch version: changes for fixes only. */
 #define AIM_VERSION_PATCH 0
 /** The version as a string, "MAJOR.MINOR.PATCH". */
-#define AIM_VERSION_STRING "1.1.0"
+#define AIM_VERSION_STRING "1.2.0"
 /** The version as one number: MAJOR * 10000 + MINOR * 100 + PATCH. */
 #define AIM_VERSION_NUMBER \
     (AIM_VERSION_MAJOR * 10000 + AIM_VERSION_MINOR * 100 + AIM_VERSION_PATCH)

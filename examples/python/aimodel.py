@@ -1,7 +1,7 @@
 """ctypes binding of libaimodel 1.1 (include/aimodel.h), with numpy arrays.
 
 Loading: the shared library is $AIMODEL_LIB if set (e.g.
-build/libaimodel.so.1.1.0); else the first of
+build/libaimodel.so.1.2.0); else the first of
 ctypes.util.find_library("aimodel") (an installed copy),
 build/libaimodel.so.1 and build/libaimodel.so of the repository this file
 sits in (examples/python/../../build/) whose major version is the one this
@@ -502,7 +502,7 @@ def status_str(status):
 
 
 def version():
-    """The library's version string, e.g. "1.1.0"."""
+    """The library's version string, e.g. "1.2.0"."""
     return _lib.aim_version().decode("ascii")
 
 

@@ -3,7 +3,7 @@
 the last line ("python binding: N passed, M failed, K skipped"), exit code
 0 or 1 (a skip is not a failure).
 
-    make lib && AIMODEL_LIB=build/libaimodel.so.1.1.0 /usr/bin/python3 examples/python/test_binding.py
+    make lib && AIMODEL_LIB=build/libaimodel.so.1.2.0 /usr/bin/python3 examples/python/test_binding.py
 
 (without AIMODEL_LIB the binding finds build/libaimodel.so.1 of this
 repository). `make test` runs it with the library it just built. A test of a
