@@ -846,8 +846,8 @@ static void test_damaged_v2_refused(void **state) {
             buf[HEADER] ^= 0x40u; /* the input count */
             expect_refused(buf, len, "with its first payload byte flipped", "checksum");
             buf[HEADER] ^= 0x40u;
-            wr_u32(buf + 8, 4u);
-            expect_refused_as(buf, len, "labelled format version 4", AIM_ERR_VERSION, "newer");
+            wr_u32(buf + 8, 5u); /* one past the newest this library reads */
+            expect_refused_as(buf, len, "labelled format version 5", AIM_ERR_VERSION, "newer");
             wr_u32(buf + 8, 2u);
 
             /* The payload cut short, with a header that matches: the reader

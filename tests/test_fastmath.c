@@ -1,5 +1,5 @@
-/* The vectorizable exp, sigmoid and tanh of src/core/fastmath.h against libm in
- * double precision, over their whole useful range. */
+/* The vectorizable exp, sigmoid, tanh and normal CDF of src/core/fastmath.h
+ * against libm in double precision, over their whole useful range. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,11 +61,30 @@ static void test_tanh(void **state) {
     assert_true(aim__tanh(1e-20f) == 1e-20f); /* odd polynomial keeps tiny values exact */
 }
 
+static double ref_phi(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
+
+static void test_phi(void **state) {
+    (void)state;
+    double at = 0.0;
+    double e = sweep(aim__phi, ref_phi, -3.0, 20.0, 0.0, &at);
+    print_message("phi: max relative error %.3g at %g over [-3, 20]\n", e, at);
+    assert_true(e < 2e-6);
+    e = sweep(aim__phi, ref_phi, -6.0, -3.0, 0.0, &at);
+    print_message("phi: max relative error %.3g at %g over [-6, -3]\n", e, at);
+    assert_true(e < 1e-5);
+    e = sweep(aim__phi, ref_phi, -30.0, 30.0, 1.0, &at); /* floor 1: absolute */
+    print_message("phi: max absolute error %.3g at %g\n", e, at);
+    assert_true(e < 1e-6);
+    assert_true(aim__phi(0.0f) == 0.5f && aim__phi(40.0f) == 1.0f && aim__phi(-40.0f) >= 0.0f);
+    assert_true(isnan(aim__phi(NAN)));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_sigmoid),
         cmocka_unit_test(test_tanh),
+        cmocka_unit_test(test_phi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

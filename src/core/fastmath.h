@@ -1,5 +1,5 @@
 /*
- * exp, sigmoid and tanh as branch-free inline code that the compiler can
+ * exp, sigmoid, tanh and the normal CDF as branch-free inline code that the compiler can
  * vectorize (libm's expf/tanhf are calls, one element at a time: a third of
  * an LSTM step went into them). Polynomials from Cephes (S. L. Moshier,
  * https://www.netlib.org/cephes/); accuracy within a few float ulp over the
@@ -51,6 +51,31 @@ static inline float aim__tanh(float x) {
     float big = 1.0f - 2.0f / (aim__exp(2.0f * a) + 1.0f);
     big = x < 0.0f ? -big : big;
     return a < 0.625f ? small : big;
+}
+
+/* Φ(x) = P(N(0, 1) <= x) = erfc(-x / sqrt 2) / 2, for GELU. erfc(z) of
+ * z = |x| / sqrt 2 >= 0 is t e^(P(t) - z²) with t = 1 / (1 + z / 2) and P of
+ * degree 9 (Numerical Recipes' erfcc, after Chebyshev: fractional error
+ * below 1.2e-7 in exact arithmetic); Φ is half of it below 0 and 1 minus
+ * that above. Relative error in float (tests/test_fastmath.c): within
+ * 2e-6 for x >= -3 and 1e-5 down to -6, where Φ is 1e-9 (the common
+ * 1 + erff(x / sqrt 2) loses all digits there: 5% at -5); absolute error
+ * within 1e-6 everywhere. Branch-free: it vectorizes. */
+static inline float aim__phi(float x) {
+    const float z = (x < 0.0f ? -x : x) * 0.70710678118654752f;
+    const float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    const float half_erfc = 0.5f * t * aim__exp(p - z * z);
+    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include <math.h>
 
+#include "fastmath.h"
 #include "internal.h"
 
 int aim__activation_valid(aim_activation act) {
@@ -31,7 +32,6 @@ static void softmax_row(const float *x, float *y, size_t n) {
     for (size_t j = 0; j < n; j++) y[j] *= inv;
 }
 
-#define AIM_SQRT1_2 0.70710678118654752440f  /* 1/sqrt(2) */
 #define AIM_INV_SQRT_2PI 0.39894228040143267794f /* 1/sqrt(2*pi) */
 
 AIM__HOT void aim__act_forward(aim_activation act, float alpha, const float *x, float *y, size_t rows, size_t cols) {
@@ -59,8 +59,8 @@ AIM__HOT void aim__act_forward(aim_activation act, float alpha, const float *x, 
     case AIM_ACT_SOFTMAX: /* f(x)_j = e^x_j / sum_k e^x_k, per row */
         for (size_t r = 0; r < rows; r++) softmax_row(x + r * cols, y + r * cols, cols);
         break;
-    case AIM_ACT_GELU: /* f(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)) */
-        for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * AIM_SQRT1_2));
+    case AIM_ACT_GELU: /* f(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2)); Phi by fastmath.h */
+        for (size_t i = 0; i < n; i++) y[i] = x[i] * aim__phi(x[i]);
         break;
     }
 }
@@ -104,8 +104,8 @@ AIM__HOT void aim__act_backward(aim_activation act, float alpha, const float *x,
         break;
     case AIM_ACT_GELU: /* f' = Phi(x) + x phi(x) */
         for (size_t i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * AIM_SQRT1_2));
-            float pdf = AIM_INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+            float cdf = aim__phi(x[i]);
+            float pdf = AIM_INV_SQRT_2PI * aim__exp(-0.5f * x[i] * x[i]);
             dx[i] = dy[i] * (cdf + x[i] * pdf);
         }
         break;
