@@ -26,9 +26,13 @@
  * reads). Dropout draws per sample from the model's random stream, so a
  * thread pool's slicing does not change the masks.
  *
- * Scratch for one call is 4 T E + T² floats, reused sample by sample: an
- * inference forward builds Q K V, O and one head's P there; the backward
- * its dO, dQKV and one head's dP.
+ * The projections run once per call over all its rows (batch · T of them):
+ * a call's cache holds Q K V of all its samples, then their O, then P
+ * (and P'), so the four projection GEMMs of a forward and the six of a
+ * backward see M = batch · T rows rather than T. The backward gets the
+ * forward's slices (the model records them), so the layout is the same on
+ * both sides. Scratch is 4 T E floats a sample (Q K V and O in inference;
+ * dO and dQKV in the backward) and T² for one head's P or dP.
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
@@ -103,13 +107,12 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
         snprintf(msg, AIM__ERR_CAP, "unknown init %d", (int)c->init);
         return AIM_ERR_INVALID_ARGUMENT;
     }
-    /* weights 4 E² (+ 4 E biases); cache 4 T E + (1 or 2) H T²; scratch 4 T E + T² */
-    size_t E2, w, tt, te4, ht, cache, scratch;
+    /* weights 4 E² (+ 4 E biases); cache 4 T E + (1 or 2) H T²; scratch 4 T E a sample + T² */
+    size_t E2, w, tt, te4, ht, cache;
     if (!aim__mul(E, E, &E2) || !aim__mul(E2, 4, &w) || !aim__add(w, c->bias ? 4 * E : 0, &w) ||
         w > SIZE_MAX / sizeof(float) || !aim__mul(T, T, &tt) || !aim__mul(T, E, &te4) || !aim__mul(te4, 4, &te4) ||
         !aim__mul(tt, c->heads, &ht) || !aim__mul(ht, c->dropout > 0.0f ? 2 : 1, &ht) ||
-        !aim__add(te4, ht, &cache) || !aim__add(te4, tt, &scratch) || cache > SIZE_MAX / sizeof(float) ||
-        scratch > SIZE_MAX / sizeof(float)) {
+        !aim__add(te4, ht, &cache) || cache > SIZE_MAX / sizeof(float) || tt > SIZE_MAX / sizeof(float)) {
         snprintf(msg, AIM__ERR_CAP, "sizes of time %zu, embed %zu and %zu heads overflow", T, E, c->heads);
         return AIM_ERR_OVERFLOW;
     }
@@ -124,7 +127,8 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
     L->weight_count = w; /* PyTorch's order interleaves weights and biases: all in weight_count */
     L->bias_count = 0;
     L->cache_per_sample = cache;
-    L->scratch_floats = scratch;
+    L->scratch_per_sample = te4;
+    L->scratch_floats = tt;
     /* steps: the keys and values of every position, and a sample's q k v, o and scores */
     L->step_state_per_sample = c->causal ? 2 * T * E : 0;
     L->step_scratch_per_sample = c->causal ? 4 * E + T : 0;
@@ -189,17 +193,16 @@ static void softmax_row(float *s, size_t len, size_t T) {
     for (size_t j = len; j < T; j++) s[j] = 0.0f;
 }
 
-/* One sample's forward: qkv (T, 3E) and o (T, E) are filled; p holds H T²
- * (training) or T² (inference, reused per head); pd, with dropout in
- * training, the dropped weights. */
-static void sample_forward(const aim__layer *L, const params *q, const float *x, float *y, float *qkv, float *o,
-                           float *p, float *pd, int keep_all, struct aim_rng *rng) {
+/* The heads of one sample: qkv (T, 3E) in, o (T, E) out; p holds H T²
+ * (training: every head kept) or T² (inference: reused per head); pd, with
+ * dropout in training, the dropped weights. */
+static void sample_heads(const aim__layer *L, const float *qkv, float *o, float *p, float *pd, int keep_all,
+                         struct aim_rng *rng) {
     const aim__attention_cfg *c = CFG(L);
     const dims g = dims_of(L);
     const size_t T = g.T, E = g.E, d = g.d, ld = 3 * E, TT = T * T;
     const float scale = 1.0f / sqrtf((float)d);
     const float keep_scale = pd ? 1.0f / (1.0f - c->dropout) : 1.0f;
-    linear(x, T, E, q->w_in, q->b_in, 3 * E, qkv);
     for (size_t h = 0; h < g.H; h++) {
         const float *Q = qkv + h * d, *K = qkv + E + h * d, *V = qkv + 2 * E + h * d;
         float *P = keep_all ? p + h * TT : p;
@@ -217,61 +220,87 @@ static void sample_forward(const aim__layer *L, const params *q, const float *x,
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(d), BI(T), 1.0f, Pv, BI(T), V, BI(ld), 0.0f,
                     o + h * d, BI(E));
     }
-    linear(o, T, E, q->w_o, q->b_o, E, y);
+}
+
+/* Where a call's cache keeps what (see the opening comment). */
+typedef struct cache_view {
+    float *qkv, *o, *p, *pd;
+} cache_view;
+static cache_view cache_of(const aim__layer *L, float *cache, size_t batch) {
+    const dims g = dims_of(L);
+    const size_t TE = g.T * g.E, HTT = g.H * g.T * g.T;
+    cache_view v;
+    v.qkv = cache;
+    v.o = v.qkv + batch * 3 * TE;
+    v.p = v.o + batch * TE;
+    v.pd = CFG(L)->dropout > 0.0f ? v.p + batch * HTT : v.p;
+    return v;
 }
 
 static void forward(const aim__layer *L, const aim__fwd *a) {
     const aim__attention_cfg *c = CFG(L);
     const dims g = dims_of(L);
-    const size_t TE = g.T * g.E, HTT = g.H * g.T * g.T;
+    const size_t T = g.T, E = g.E, TE = T * E, HTT = g.H * T * T, rows = a->batch * T;
     const params q = params_of(L, a->params);
     const int train = a->cache != NULL;
+    cache_view v;
+    if (train) {
+        v = cache_of(L, a->cache, a->batch);
+    } else {
+        v.qkv = a->scratch;
+        v.o = v.qkv + a->batch * 3 * TE;
+        v.p = v.o + a->batch * TE;
+        v.pd = NULL;
+    }
+    /* [Q K V] = X·W_inᵀ + b_in over every row of the call */
+    linear(a->x[0], rows, E, q.w_in, q.b_in, 3 * E, v.qkv);
     for (size_t b = 0; b < a->batch; b++) {
-        const float *x = a->x[0] + b * TE;
-        float *y = a->y + b * TE;
         if (!train) {
-            float *qkv = a->scratch, *o = qkv + 3 * TE, *p = o + TE;
-            sample_forward(L, &q, x, y, qkv, o, p, NULL, 0, NULL);
+            sample_heads(L, v.qkv + b * 3 * TE, v.o + b * TE, v.p, NULL, 0, NULL);
             continue;
         }
-        float *qkv = a->cache + b * L->cache_per_sample, *o = qkv + 3 * TE, *p = o + TE;
-        float *pd = a->train && c->dropout > 0.0f ? p + HTT : NULL;
+        float *pd = a->train && c->dropout > 0.0f ? v.pd + b * HTT : NULL;
         struct aim_rng rng;
         aim__rng_init(&rng, aim__mix64(a->random ^ aim__mix64((uint64_t)(a->b0 + b))));
-        sample_forward(L, &q, x, y, qkv, o, p, pd, 1, &rng);
+        sample_heads(L, v.qkv + b * 3 * TE, v.o + b * TE, v.p + b * HTT, pd, 1, &rng);
     }
+    /* Y = O·W_oᵀ + b_o */
+    linear(v.o, rows, E, q.w_o, q.b_o, E, a->y);
 }
 
 static void backward(const aim__layer *L, const aim__bwd *a) {
     const aim__attention_cfg *c = CFG(L);
     const dims g = dims_of(L);
     const size_t T = g.T, E = g.E, d = g.d, ld = 3 * E, TE = T * E, TT = T * T, HTT = g.H * TT;
+    const size_t rows = a->batch * T;
     const float scale = 1.0f / sqrtf((float)d);
     const float keep_scale = c->dropout > 0.0f ? 1.0f / (1.0f - c->dropout) : 1.0f;
     const params q = params_of(L, a->params);
     float *dw_in = a->dparams, *db_in = c->bias ? a->dparams + 3 * E * E : NULL;
     float *dw_o = a->dparams + 3 * E * E + (c->bias ? 3 * E : 0), *db_o = c->bias ? dw_o + E * E : NULL;
-    float *dO = a->scratch, *dqkv = dO + TE, *dP = dqkv + 3 * TE;
+    const cache_view v = cache_of(L, a->cache, a->batch);
+    float *dP = a->scratch, *dO = dP + TT, *dqkv = dO + a->batch * TE;
+    const float *G = a->dy;
+    /* dW_o += Gᵀ·O, db_o += Σ G, dO = G·W_o, over every row of the call */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(E), BI(E), BI(rows), 1.0f, G, BI(E), v.o, BI(E), 1.0f,
+                dw_o, BI(E));
+    if (db_o)
+        for (size_t t = 0; t < rows; t++)
+            for (size_t j = 0; j < E; j++) db_o[j] += G[t * E + j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(E), BI(E), 1.0f, G, BI(E), q.w_o, BI(E), 0.0f,
+                dO, BI(E));
     for (size_t b = 0; b < a->batch; b++) {
-        const float *x = a->x[0] + b * TE, *G = a->dy + b * TE;
-        const float *qkv = a->cache + b * L->cache_per_sample, *o = qkv + 3 * TE, *p = o + TE;
-        const float *pd = c->dropout > 0.0f ? p + HTT : p;
-        /* dW_o += Gᵀ·O, db_o += Σ G, dO = G·W_o */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(E), BI(E), BI(T), 1.0f, G, BI(E), o, BI(E), 1.0f, dw_o,
-                    BI(E));
-        if (db_o)
-            for (size_t t = 0; t < T; t++)
-                for (size_t j = 0; j < E; j++) db_o[j] += G[t * E + j];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(E), BI(E), 1.0f, G, BI(E), q.w_o, BI(E), 0.0f,
-                    dO, BI(E));
+        const float *qkv = v.qkv + b * 3 * TE, *p = v.p + b * HTT, *pd = v.pd + b * HTT;
+        const float *dOb = dO + b * TE;
+        float *dq = dqkv + b * 3 * TE;
         for (size_t h = 0; h < g.H; h++) {
             const float *Q = qkv + h * d, *K = qkv + E + h * d, *V = qkv + 2 * E + h * d;
             const float *P = p + h * TT, *Pd = pd + h * TT;
             /* dP' = dO_h·Vᵀ, dV = P'ᵀ·dO_h */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(T), BI(T), BI(d), 1.0f, dO + h * d, BI(E), V,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(T), BI(T), BI(d), 1.0f, dOb + h * d, BI(E), V,
                         BI(ld), 0.0f, dP, BI(T));
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(T), BI(d), BI(T), 1.0f, Pd, BI(T), dO + h * d,
-                        BI(E), 0.0f, dqkv + 2 * E + h * d, BI(ld));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(T), BI(d), BI(T), 1.0f, Pd, BI(T), dOb + h * d,
+                        BI(E), 0.0f, dq + 2 * E + h * d, BI(ld));
             /* dS = P ⊙ (dP − rowsum(dP ⊙ P)), dP = dP' ⊙ mask */
             for (size_t i = 0; i < T; i++) {
                 float *r = dP + i * T;
@@ -286,20 +315,20 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
             }
             /* dQ = dS·K / sqrt(d), dK = dSᵀ·Q / sqrt(d) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(d), BI(T), scale, dP, BI(T), K, BI(ld),
-                        0.0f, dqkv + h * d, BI(ld));
+                        0.0f, dq + h * d, BI(ld));
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(T), BI(d), BI(T), scale, dP, BI(T), Q, BI(ld), 0.0f,
-                        dqkv + E + h * d, BI(ld));
+                        dq + E + h * d, BI(ld));
         }
-        /* dW_in += dQKVᵀ·X, db_in += Σ dQKV, dX = dQKV·W_in */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(3 * E), BI(E), BI(T), 1.0f, dqkv, BI(ld), x, BI(E), 1.0f,
-                    dw_in, BI(E));
-        if (db_in)
-            for (size_t t = 0; t < T; t++)
-                for (size_t j = 0; j < 3 * E; j++) db_in[j] += dqkv[t * ld + j];
-        if (a->dx[0])
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(T), BI(E), BI(3 * E), 1.0f, dqkv, BI(ld), q.w_in,
-                        BI(E), 0.0f, a->dx[0] + b * TE, BI(E));
     }
+    /* dW_in += dQKVᵀ·X, db_in += Σ dQKV, dX = dQKV·W_in */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(3 * E), BI(E), BI(rows), 1.0f, dqkv, BI(ld), a->x[0], BI(E),
+                1.0f, dw_in, BI(E));
+    if (db_in)
+        for (size_t t = 0; t < rows; t++)
+            for (size_t j = 0; j < 3 * E; j++) db_in[j] += dqkv[t * ld + j];
+    if (a->dx[0])
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(E), BI(3 * E), 1.0f, dqkv, BI(ld), q.w_in,
+                    BI(E), 0.0f, a->dx[0], BI(E));
 }
 
 /* Incremental inference needs the mask: position p must not see p + 1 ... */
