@@ -132,6 +132,14 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
         snprintf(msg, AIM__ERR_CAP, "units %zu or %zu inputs exceed the BLAS limit", c->units, cols);
         return AIM_ERR_UNSUPPORTED;
     }
+    /* A value holds at most INT_MAX floats a sample (aim_model_create()'s
+     * limit, which the layers reading it rely on); linear's rows x units
+     * can pass it where units alone does not. */
+    if (L->out_size > INT_MAX) {
+        snprintf(msg, AIM__ERR_CAP, "output of %zu positions x %zu units has %zu floats a sample, over INT_MAX", rows,
+                 c->units, L->out_size);
+        return AIM_ERR_UNSUPPORTED;
+    }
     if (c->last_axis) {
         L->out_rank = in[0].rank;
         memcpy(L->out_dims, in[0].dims, sizeof L->out_dims);
