@@ -3573,7 +3573,8 @@ CASE(t_aim_model_deserialize__graph_round_trip_ok) {
 #define OVF AIM_ERR_OVERFLOW
 #define STATE AIM_ERR_INVALID_STATE
 #define NONFIN AIM_ERR_NON_FINITE
-/* The 1.1 additions, one file per area. */
+/* The 1.1 and 1.2 additions, one file per area (attention.inc: attention,
+ * positional embedding, linear; steps.inc: incremental inference). */
 #include "bad_input/batch_norm.inc"
 #include "bad_input/dropout.inc"
 #include "bad_input/layer_norm.inc"
@@ -3583,6 +3584,8 @@ CASE(t_aim_model_deserialize__graph_round_trip_ok) {
 #include "bad_input/rmsprop.inc"
 #include "bad_input/model_ids.inc"
 #include "bad_input/model_misc.inc"
+#include "bad_input/attention.inc"
+#include "bad_input/steps.inc"
 
 #define E(fn, status) {#fn, fn, status}
 
@@ -4193,6 +4196,8 @@ static const entry table[] = {
     BAD_ROWS_RMSPROP
     BAD_ROWS_MODEL_IDS
     BAD_ROWS_MODEL_MISC
+    BAD_ROWS_ATTENTION
+    BAD_ROWS_STEPS
 };
 
 #define N_ENTRIES (sizeof table / sizeof table[0])
