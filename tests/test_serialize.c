@@ -27,7 +27,16 @@
  *     round trips with bit-identical aim_model_predict_multi() predictions
  *     and bytes, exact resume of Adam training, input gradients; the graph
  *     records are in the byte-flip sweeps and the allocation failures.
- *  6. Sizes and messages: a capacity too small is AIM_ERR_SHAPE_MISMATCH
+ *  6. Format 4 (attention, positional embedding, linear): a non-causal
+ *     attention without biases between linear layers, and a small GPT on
+ *     int32 ids (embedding, positional embedding, a pre-norm block with
+ *     causal attention and dropout, residual adds, a GELU MLP, a vocabulary
+ *     head) join the round trips, the exact resume, the byte flips, the
+ *     truncations, the allocation failures and the corpus. A model is
+ *     written in the oldest version that holds it (3 without those kinds, 4
+ *     with them); a version-4 buffer relabelled 3 is corrupt and the message
+ *     names the unknown kind.
+ *  7. Sizes and messages: a capacity too small is AIM_ERR_SHAPE_MISMATCH
  *     with *written = the size needed; every failed aim_model_deserialize()
  *     writes a message (a truncation says "truncated", a crafted kernel
  *     height of 0 names the layer and the field), "" on success, cut to the
@@ -35,7 +44,7 @@
  *
  * The crafted payloads are written in format version 1 (libaimodel 0.1,
  * docs/FORMAT.md), which the reader still accepts; what the library writes
- * is version 2.
+ * is version 3 or 4.
  *
  * With AIM_WRITE_CORPUS=DIR in the environment, test_write_corpus also
  * writes a few valid buffers into DIR as seeds for tests/fuzz (the library
@@ -58,7 +67,9 @@
 #define MAX_BATCH 4
 #define HEADER 32u
 #define CAP_BYTES ((size_t)64 << 20) /* what the capped allocator grants at most */
-#define FORMAT_VERSION 3u             /* what aim_model_serialize() writes (version 1 is still read) */
+#define FORMAT_VERSION 4u             /* the newest version the reader reads (1 to 3 are read too) */
+#define VERSION_OLD_KINDS 3u          /* what the writer writes for a model of kinds 0-19 only */
+#define IDS_BELOW 7                   /* ids fed to an int32 input are 0 .. IDS_BELOW - 1 */
 #define MSG_CAP 256                   /* aim_model_deserialize(): "256 hold any message" */
 
 /* The case being checked, named in every failure message. */
@@ -232,6 +243,15 @@ static void add_dense(aim_model *m, size_t units, aim_activation act, float alph
     c.use_bias = bias;
     c.init = init;
     CHECK_OK(aim_model_add_dense(m, &c));
+}
+
+/* aim_model_add_linear(): the dense layer over the last axis (format 4). */
+static void add_linear(aim_model *m, size_t units, aim_activation act, int32_t bias, aim_init init) {
+    aim_dense_config c;
+    CHECK_OK(aim_dense_config_init(&c, units, act));
+    c.use_bias = bias;
+    c.init = init;
+    CHECK_OK(aim_model_add_linear(m, &c));
 }
 
 static aim_conv2d_config conv_cfg(size_t filters, size_t kh, size_t kw, aim_activation act) {
@@ -469,6 +489,18 @@ static void l_conv1d_pools(aim_model *m) { /* in 2x12 */
     add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
 }
 
+/* The kinds of format 4: in 5x4, a linear layer per position, attention of
+ * 3 heads over all positions (no mask) without biases, a linear head. */
+static void l_attention_nobias(aim_model *m) {
+    add_linear(m, 6, AIM_ACT_TANH, 1, AIM_INIT_PYTORCH);
+    aim_attention_config c;
+    CHECK_OK(aim_attention_config_init(&c, 3));
+    c.bias = 0;
+    c.init = AIM_INIT_GLOROT_UNIFORM;
+    CHECK_OK(aim_model_add_attention(m, &c));
+    add_linear(m, 2, AIM_ACT_IDENTITY, 0, AIM_INIT_HE_NORMAL);
+}
+
 typedef struct model_case {
     const char *name;
     size_t rank, dims[3];
@@ -481,7 +513,8 @@ enum {
     C_CONV_EXPLICIT, C_CONV_VALID_STRIDE, C_CONV_SAME, C_CONV_DILATION, C_CONV_GROUPS,
     C_MAX_POOL, C_AVG_POOL, C_GLOBAL_POOL, C_FLATTEN,
     C_LSTM1, C_LSTM1_SEQ, C_LSTM2, C_LSTM2_SEQ,
-    C_BATCH_NORM_CNN, C_LAYER_NORM, C_BIGRU_SEQ, C_BILSTM, C_CONV1D_POOLS
+    C_BATCH_NORM_CNN, C_LAYER_NORM, C_BIGRU_SEQ, C_BILSTM, C_CONV1D_POOLS,
+    C_ATTENTION_NOBIAS
 };
 
 static const model_case CASES[] = {
@@ -509,6 +542,7 @@ static const model_case CASES[] = {
     [C_BIGRU_SEQ] = {"bidirectional_gru_stack", 2, {4, 3, 0}, l_bigru_seq, 1},
     [C_BILSTM] = {"bidirectional_lstm", 2, {5, 2, 0}, l_bilstm, 0},
     [C_CONV1D_POOLS] = {"conv1d_pools_graph", 2, {2, 12, 0}, l_conv1d_pools, 0},
+    [C_ATTENTION_NOBIAS] = {"attention_noncausal_nobias", 2, {5, 4, 0}, l_attention_nobias, 1},
 };
 
 /* Builds and compiles a case; the same seed gives the same weights. */
@@ -656,9 +690,42 @@ static void g_time_concat(aim_model *m) {
     add_dense(m, 2, AIM_ACT_IDENTITY, 0.01f, 1, AIM_INIT_GLOROT_UNIFORM);
 }
 
+/* A small GPT (format 4): ids (6) -> embedding IDS_BELOW x 8 -> positional
+ * embedding (8 positions) -> a pre-norm block, x1 = x + attention(ln(x))
+ * (2 heads, causal, dropout 0.1 on the weights) and x2 = x1 +
+ * linear(gelu(linear(ln(x1)))) (8 -> 16 -> 8) -> ln -> linear to the
+ * vocabulary: 6 x IDS_BELOW logits. */
+static void g_gpt_block(aim_model *m) {
+    CHECK_OK(aim_model_set_input_dtype(m, 0, AIM_DTYPE_INT32));
+    aim_embedding_config ec;
+    CHECK_OK(aim_embedding_config_init(&ec, IDS_BELOW, 8));
+    CHECK_OK(aim_model_add_embedding(m, &ec));
+    CHECK_OK(aim_model_add_positional_embedding(m, 8));
+    const size_t x = last_node(m);
+    aim_layer_norm_config ln;
+    CHECK_OK(aim_layer_norm_config_init(&ln));
+    CHECK_OK(aim_model_add_layer_norm(m, &ln));
+    aim_attention_config ac;
+    CHECK_OK(aim_attention_config_init(&ac, 2));
+    ac.causal = 1;
+    ac.dropout = 0.1f;
+    CHECK_OK(aim_model_add_attention(m, &ac));
+    const size_t r1[2] = {last_node(m), x};
+    CHECK_OK(aim_model_add_add(m, r1, 2));
+    const size_t x1 = last_node(m);
+    CHECK_OK(aim_model_add_layer_norm(m, &ln));
+    add_linear(m, 16, AIM_ACT_GELU, 1, AIM_INIT_PYTORCH);
+    add_linear(m, 8, AIM_ACT_IDENTITY, 1, AIM_INIT_PYTORCH);
+    const size_t r2[2] = {last_node(m), x1};
+    CHECK_OK(aim_model_add_add(m, r2, 2));
+    CHECK_OK(aim_model_add_layer_norm(m, &ln));
+    add_linear(m, IDS_BELOW, AIM_ACT_IDENTITY, 1, AIM_INIT_GLOROT_UNIFORM);
+    expect_node_shape(m, last_node(m), 2, 6, IDS_BELOW, 0);
+}
+
 enum {
     G_TWO_INPUTS, G_RESIDUAL_DENSE, G_RESIDUAL_CONV, G_ADD_THREE, G_CONCAT_CHANNELS, G_TWO_HEADS, G_TWO_OUTPUTS,
-    G_TIME_CONCAT
+    G_TIME_CONCAT, G_GPT_BLOCK
 };
 
 static const model_case GRAPH_CASES[] = {
@@ -670,6 +737,7 @@ static const model_case GRAPH_CASES[] = {
     [G_TWO_HEADS] = {"graph_node_feeds_two_heads", 1, {5, 0, 0}, g_two_heads, 0},
     [G_TWO_OUTPUTS] = {"graph_two_outputs_loss_weights", 1, {4, 0, 0}, g_two_outputs, 0},
     [G_TIME_CONCAT] = {"graph_concat_time", 2, {3, 2, 0}, g_time_concat, 0},
+    [G_GPT_BLOCK] = {"graph_gpt_block", 1, {6, 0, 0}, g_gpt_block, 0},
 };
 
 /* ======================================================================== */
@@ -747,8 +815,10 @@ static size_t output_floats(const aim_model *m, size_t k) {
 /* Buffers for `batch` samples of every input (or every output) of a model. */
 typedef struct io_bufs {
     size_t n;                         /* inputs or outputs */
-    float *p[AIM_MAX_NODE_INPUTS];    /* batch * size[k] floats each */
-    size_t size[AIM_MAX_NODE_INPUTS]; /* floats per sample */
+    float *p[AIM_MAX_NODE_INPUTS];    /* batch * size[k] floats (or int32 ids) each */
+    size_t size[AIM_MAX_NODE_INPUTS]; /* elements per sample */
+    int ids[AIM_MAX_NODE_INPUTS];     /* an input of AIM_DTYPE_INT32: p[k] holds int32_t */
+    int any_ids;
 } io_bufs;
 
 static void io_alloc(io_bufs *b, const aim_model *m, int outputs, size_t batch) {
@@ -757,6 +827,13 @@ static void io_alloc(io_bufs *b, const aim_model *m, int outputs, size_t batch) 
     CHECK(b->n >= 1 && b->n <= AIM_MAX_NODE_INPUTS);
     for (size_t k = 0; k < b->n; k++) {
         b->size[k] = outputs ? output_floats(m, k) : input_floats(m, k);
+        if (!outputs) {
+            aim_dtype d = AIM_DTYPE_FLOAT32;
+            CHECK_OK(aim_model_input_dtype(m, k, &d));
+            b->ids[k] = d == AIM_DTYPE_INT32;
+            b->any_ids |= b->ids[k];
+        }
+        _Static_assert(sizeof(float) == sizeof(int32_t), "an id takes a float's room");
         b->p[k] = malloc(batch * b->size[k] * sizeof(float));
         assert_non_null(b->p[k]);
     }
@@ -768,14 +845,40 @@ static void io_free(io_bufs *b) {
 }
 
 /* Fills `batch` samples of buffer k from seed + 7919 k (buffer 0 from seed
- * alone, as the sequential models always were). */
+ * alone, as the sequential models always were); an input of ids gets ids
+ * 0 .. IDS_BELOW - 1 drawn from the same seed. */
 static void io_fill(io_bufs *b, size_t batch, uint64_t seed, float lo, float hi) {
-    for (size_t k = 0; k < b->n; k++) fill_uniform(b->p[k], batch * b->size[k], seed + 7919u * k, lo, hi);
+    for (size_t k = 0; k < b->n; k++) {
+        const size_t n = batch * b->size[k];
+        fill_uniform(b->p[k], n, seed + 7919u * k, lo, hi);
+        if (!b->ids[k]) continue;
+        int32_t *ids = (int32_t *)(void *)b->p[k];
+        for (size_t i = 0; i < n; i++) { /* the float in [lo, hi) picks the id */
+            const float u = (b->p[k][i] - lo) / (hi - lo);
+            const int32_t id = (int32_t)(u * (float)IDS_BELOW);
+            ids[i] = id < 0 ? 0 : id >= IDS_BELOW ? IDS_BELOW - 1 : id;
+        }
+    }
+}
+
+/* The elements of each buffer as the _typed calls take them. */
+static void io_views(const io_bufs *b, size_t batch, const void **p, size_t *counts) {
+    for (size_t k = 0; k < b->n; k++) {
+        p[k] = b->p[k];
+        counts[k] = batch * b->size[k];
+    }
 }
 
 /* A forward of `batch` samples: aim_model_forward() for a one-input model,
  * aim_model_forward_multi() otherwise. */
 static void forward_io(aim_model *m, aim_mode mode, const io_bufs *x, size_t batch) {
+    if (x->any_ids) { /* aim_model_forward_typed(), each input as declared */
+        const void *in[AIM_MAX_NODE_INPUTS];
+        size_t counts[AIM_MAX_NODE_INPUTS];
+        io_views(x, batch, in, counts);
+        CHECK_OK(aim_model_forward_typed(m, mode, in, counts, x->n, batch));
+        return;
+    }
     if (x->n == 1) {
         CHECK_OK(aim_model_forward(m, mode, x->p[0], batch * x->size[0], batch));
         return;
@@ -851,7 +954,17 @@ static void predict(const aim_model *m, size_t batch, uint64_t seed, io_bufs *y)
     io_alloc(&x, m, 0, batch);
     io_alloc(y, m, 1, batch);
     io_fill(&x, batch, seed, -1.0f, 1.0f);
-    if (x.n == 1 && y->n == 1) {
+    if (x.any_ids) {
+        const void *in[AIM_MAX_NODE_INPUTS];
+        float *out[AIM_MAX_NODE_INPUTS];
+        size_t in_counts[AIM_MAX_NODE_INPUTS], out_counts[AIM_MAX_NODE_INPUTS];
+        io_views(&x, batch, in, in_counts);
+        for (size_t k = 0; k < y->n; k++) {
+            out[k] = y->p[k];
+            out_counts[k] = batch * y->size[k];
+        }
+        CHECK_OK(aim_model_predict_typed(m, ws, in, in_counts, x.n, batch, out, out_counts, y->n));
+    } else if (x.n == 1 && y->n == 1) {
         CHECK_OK(aim_model_predict(m, ws, x.p[0], batch * x.size[0], batch, y->p[0], batch * y->size[0]));
     } else {
         const float *in[AIM_MAX_NODE_INPUTS];
@@ -1091,7 +1204,7 @@ static void resume(const model_case *mc, opt_kind ok) { resume_steps(mc, ok, N_S
 
 static void test_resume_is_bit_exact(void **state) {
     (void)state;
-    const int fams[] = {C_DENSE_GLOROT, C_DENSE_HE, C_CONV_SAME, C_MAX_POOL, C_LSTM1_SEQ, C_LSTM2};
+    const int fams[] = {C_DENSE_GLOROT, C_DENSE_HE, C_CONV_SAME, C_MAX_POOL, C_LSTM1_SEQ, C_LSTM2, C_ATTENTION_NOBIAS};
     for (size_t f = 0; f < ARRAY_LEN(fams); f++)
         for (int k = OPT_SGD; k < OPT_COUNT; k++) resume(&CASES[fams[f]], (opt_kind)k);
 }
@@ -1299,9 +1412,10 @@ static aim_status try_load_msg(const unsigned char *buf, size_t len, char *msg_o
 static aim_status try_load(const unsigned char *buf, size_t len) { return try_load_msg(buf, len, NULL); }
 
 /* What a flip of byte i of the header must give: the version field decides
- * between VERSION (> FORMAT_VERSION) and CORRUPT (0; a flip of one, one or
- * eight bits of version 2 never gives 1 or 2); every other byte is CORRUPT
- * (magic, flags, reserved, length, CRC - or, in the payload, the CRC). */
+ * between VERSION (> FORMAT_VERSION) and CORRUPT (0, or 2 from version 3,
+ * whose payload version 2 does not read; a flip of one, one or eight bits of
+ * version 3 or 4 never gives 1, 3 or 4); every other byte is CORRUPT (magic,
+ * flags, reserved, length, CRC - or, in the payload, the CRC). */
 static aim_status expected_for_flip(const unsigned char *flipped, size_t i) {
     if (i >= 8 && i < 12) return rd_u32(flipped + 8) > FORMAT_VERSION ? AIM_ERR_VERSION : AIM_ERR_CORRUPT_DATA;
     return AIM_ERR_CORRUPT_DATA;
@@ -1336,6 +1450,7 @@ static void test_every_byte_flip_is_refused(void **state) {
         {&CASES[C_FLATTEN], OPT_ADAMW, 1},          {&CASES[C_CONV_EXPLICIT], OPT_ADAM, 7},
         {&CASES[C_LSTM2_SEQ], OPT_SGD_NESTEROV, 5}, {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAM, 1},
         {&GRAPH_CASES[G_TWO_INPUTS], OPT_NONE, 1},  {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_SGD, 3},
+        {&CASES[C_ATTENTION_NOBIAS], OPT_SGD, 1},   {&GRAPH_CASES[G_GPT_BLOCK], OPT_ADAMW, 3},
     };
     for (size_t s = 0; s < ARRAY_LEN(sweeps); s++) {
         const model_case *mc = sweeps[s].mc;
@@ -1355,9 +1470,10 @@ static void test_every_byte_flip_is_refused(void **state) {
 
 static void test_truncation_and_trailing_bytes(void **state) {
     (void)state;
-    const int cs[] = {C_DENSE_PYTORCH, C_CONV_DILATION, C_LSTM2};
+    const model_case *const cs[] = {&CASES[C_DENSE_PYTORCH], &CASES[C_CONV_DILATION], &CASES[C_LSTM2],
+                                    &CASES[C_ATTENTION_NOBIAS], &GRAPH_CASES[G_GPT_BLOCK]};
     for (size_t c = 0; c < ARRAY_LEN(cs); c++) {
-        const model_case *mc = &CASES[cs[c]];
+        const model_case *mc = cs[c];
         set_ctx("truncations of %s", mc->name);
         aim_model *m = build_case(mc, 3);
         aim_optimizer *o = make_opt(c == 1 ? OPT_SGD_MOMENTUM : OPT_ADAM, n_params(m));
@@ -1398,6 +1514,91 @@ static void test_truncation_and_trailing_bytes(void **state) {
     }
 }
 
+/* Models of one format-4 kind each, on one (3, 4) sample. */
+static void l_only_attention(aim_model *m) {
+    aim_attention_config c;
+    CHECK_OK(aim_attention_config_init(&c, 2));
+    CHECK_OK(aim_model_add_attention(m, &c));
+}
+static void l_only_pos_embedding(aim_model *m) { CHECK_OK(aim_model_add_positional_embedding(m, 3)); }
+static void l_only_linear(aim_model *m) { add_linear(m, 2, AIM_ACT_RELU, 1, AIM_INIT_PYTORCH); }
+/* A format-4 kind in a branch that is not the last layer: (3, 4) ->
+ * positional embedding, and the input -> layer norm, summed. */
+static void g_pos_embedding_branch(aim_model *m) {
+    CHECK_OK(aim_model_add_positional_embedding(m, 4));
+    const size_t a = last_node(m);
+    CHECK_OK(aim_model_continue_from(m, AIM_MODEL_INPUT(0)));
+    aim_layer_norm_config ln;
+    CHECK_OK(aim_layer_norm_config_init(&ln));
+    CHECK_OK(aim_model_add_layer_norm(m, &ln));
+    const size_t sum[2] = {a, last_node(m)};
+    CHECK_OK(aim_model_add_add(m, sum, 2));
+}
+
+/* The version a model is written in is the oldest that holds it: 3 unless a
+ * layer is of kind 20-22 (attention, positional embedding, linear), then 4.
+ * A version-4 buffer relabelled 3 (or 2, or 1) is refused as corrupt, its
+ * message naming the first layer of a kind that version does not have. */
+static void test_version_follows_the_kinds(void **state) {
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(CASES) + ARRAY_LEN(GRAPH_CASES); i++) {
+        const int graph = i >= ARRAY_LEN(CASES);
+        const model_case *mc = graph ? &GRAPH_CASES[i - ARRAY_LEN(CASES)] : &CASES[i];
+        const int new_kinds = mc == &CASES[C_ATTENTION_NOBIAS] || mc == &GRAPH_CASES[G_GPT_BLOCK];
+        set_ctx("version of %s", mc->name);
+        aim_model *m = build_case(mc, 1);
+        size_t len;
+        unsigned char *buf = serialize(m, NULL, &len);
+        CHECK(rd_u32(buf + 8) == (new_kinds ? FORMAT_VERSION : VERSION_OLD_KINDS));
+        free(buf);
+        aim_model_free(m);
+    }
+    static const struct {
+        model_case mc;
+        opt_kind o;
+        const char *refusal; /* the message once relabelled 3 */
+    } v4[] = {
+        {{"only_attention", 2, {3, 4, 0}, l_only_attention, 0}, OPT_NONE, "layer 0: unknown kind 20"},
+        {{"only_positional_embedding", 2, {3, 4, 0}, l_only_pos_embedding, 1}, OPT_ADAM,
+         "layer 0: unknown kind 21"},
+        {{"only_linear", 2, {3, 4, 0}, l_only_linear, 0}, OPT_SGD_MOMENTUM, "layer 0: unknown kind 22"},
+        {{"positional_embedding_in_a_branch", 2, {3, 4, 0}, g_pos_embedding_branch, 0}, OPT_NONE,
+         "layer 0: unknown kind 21"},
+        {{"attention_noncausal_nobias", 2, {5, 4, 0}, l_attention_nobias, 1}, OPT_ADAMW,
+         "layer 0: unknown kind 22"},
+        {{"graph_gpt_block", 1, {6, 0, 0}, g_gpt_block, 0}, OPT_ADAM, "layer 1: unknown kind 21"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(v4); i++) {
+        const model_case *mc = &v4[i].mc;
+        set_ctx("version-4 %s with %s", mc->name, OPT_NAMES[v4[i].o]);
+        aim_model *m = build_case(mc, 2);
+        aim_optimizer *o = make_opt(v4[i].o, n_params(m));
+        train(m, o, 0, 2);
+        size_t len;
+        unsigned char *buf = serialize(m, o, &len);
+        CHECK(rd_u32(buf + 8) == FORMAT_VERSION);
+        CHECK(try_load(buf, len) == AIM_OK);
+        unsigned char *b = malloc(len);
+        assert_non_null(b);
+        for (uint32_t v = 1; v <= 3; v++) {
+            memcpy(b, buf, len);
+            wr_u32(b + 8, v);
+            reseal(b, len); /* the CRC covers the payload: still right, and recomputed anyway */
+            char msg[MSG_CAP];
+            const aim_status st = try_load_msg(b, len, msg);
+            if (st != AIM_ERR_CORRUPT_DATA)
+                fail_msg("%s: relabelled %u: \"%s\" (%s)", g_ctx, (unsigned)v, aim_status_str(st), msg);
+            /* Version 3 reads the same payload up to the first kind it lacks. */
+            if (v == 3 && !strstr(msg, v4[i].refusal))
+                fail_msg("%s: relabelled 3: the message \"%s\" does not say \"%s\"", g_ctx, msg, v4[i].refusal);
+        }
+        free(b);
+        free(buf);
+        aim_optimizer_free(o);
+        aim_model_free(m);
+    }
+}
+
 static void test_header_fields(void **state) {
     (void)state;
     set_ctx("header fields");
@@ -1410,12 +1611,23 @@ static void test_header_fields(void **state) {
     assert_non_null(b);
     CHECK(rd_u64(buf + 16) == len - HEADER);
     CHECK(rd_u32(buf + 28) == 0);
-    CHECK(rd_u32(buf + 8) == FORMAT_VERSION); /* the writer writes the current version */
+    /* The writer writes the oldest version that holds the model: 3 for kinds 0-19. */
+    CHECK(rd_u32(buf + 8) == VERSION_OLD_KINDS);
     const uint32_t versions[] = {FORMAT_VERSION + 1, FORMAT_VERSION + 2, 0x100, 0x7FFFFFFF, 0xFFFFFFFF};
     for (size_t i = 0; i < ARRAY_LEN(versions); i++) {
         memcpy(b, buf, len);
         wr_u32(b + 8, versions[i]);
         CHECK_ST(try_load(b, len), AIM_ERR_VERSION);
+    }
+    /* The payloads of 3 and 4 differ only by the kinds 4 adds: a version-3
+     * buffer relabelled 4 is the same model. */
+    memcpy(b, buf, len);
+    wr_u32(b + 8, 4);
+    {
+        aim_model *m4 = NULL;
+        CHECK_OK(aim_model_deserialize(NULL, b, len, &m4, NULL, NULL, 0));
+        expect_same_model(m, m4);
+        aim_model_free(m4);
     }
     memcpy(b, buf, len);
     wr_u32(b + 8, 0);
@@ -1465,11 +1677,13 @@ static aim_status load_capped(const unsigned char *buf, size_t len, size_t cap, 
     aim_status st = aim_model_deserialize(&ca.allocator, copy, len, &m, &o, msg, sizeof msg);
     check_message(st, msg);
     if (st == AIM_OK) {
-        /* One sample of zeros through every input, predicted into y. */
+        /* One sample of zeros through every input, predicted into y. All
+         * bits zero are 0.0f and id 0, which every table holds: the _typed
+         * calls take each input as declared. */
         io_bufs x, y;
         io_alloc(&x, m, 0, 1);
         io_alloc(&y, m, 1, 1);
-        const float *in[AIM_MAX_NODE_INPUTS];
+        const void *in[AIM_MAX_NODE_INPUTS];
         float *out[AIM_MAX_NODE_INPUTS];
         size_t in_counts[AIM_MAX_NODE_INPUTS], out_counts[AIM_MAX_NODE_INPUTS];
         for (size_t k = 0; k < x.n; k++) {
@@ -1485,13 +1699,13 @@ static aim_status load_capped(const unsigned char *buf, size_t len, size_t cap, 
         aim_workspace *ws = NULL;
         aim_status ws_st = aim_workspace_create(m, &ca.allocator, 1, &ws);
         CHECK(ws_st == AIM_OK || ws_st == AIM_ERR_OUT_OF_MEMORY);
-        if (ws) CHECK_OK(aim_model_predict_multi(m, ws, in, in_counts, x.n, 1, out, out_counts, y.n));
+        if (ws) CHECK_OK(aim_model_predict_typed(m, ws, in, in_counts, x.n, 1, out, out_counts, y.n));
         aim_workspace_free(ws);
         if (o) {
             float loss;
             aim_status ls = AIM_OK;
             CHECK_OK(aim_model_zero_grad(m));
-            CHECK_OK(aim_model_forward_multi(m, AIM_MODE_TRAIN, in, in_counts, x.n, 1));
+            CHECK_OK(aim_model_forward_typed(m, AIM_MODE_TRAIN, in, in_counts, x.n, 1));
             for (size_t k = 0; k < y.n && ls == AIM_OK; k++) ls = aim_model_loss(m, k, AIM_LOSS_MSE, y.p[k], y.size[k], &loss);
             if (ls == AIM_OK) {
                 CHECK_OK(aim_model_backward(m, NULL, 0));
@@ -1532,6 +1746,8 @@ static void test_resealed_flips_never_crash(void **state) {
         {&GRAPH_CASES[G_TWO_INPUTS], OPT_NONE},      {&GRAPH_CASES[G_ADD_THREE], OPT_SGD},
         {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_NONE}, {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAM},
         {&GRAPH_CASES[G_TIME_CONCAT], OPT_NONE},
+        /* Format 4: the attention, positional embedding and linear records. */
+        {&CASES[C_ATTENTION_NOBIAS], OPT_NONE},      {&GRAPH_CASES[G_GPT_BLOCK], OPT_ADAM},
     };
     static const unsigned char masks[] = {0xFF, 0x01, 0x40};
     for (size_t s = 0; s < ARRAY_LEN(sweeps); s++) {
@@ -2413,7 +2629,7 @@ static void test_every_allocation_failure(void **state) {
         {&CASES[C_DENSE_GLOROT], OPT_ADAM},     {&CASES[C_DENSE_ZEROS], OPT_SGD}, {&CASES[C_ACTIVATIONS], OPT_NONE},
         {&CASES[C_CONV_GROUPS], OPT_SGD_MOMENTUM}, {&CASES[C_LSTM2_SEQ], OPT_ADAMW},
         {&GRAPH_CASES[G_TWO_OUTPUTS], OPT_ADAM}, {&GRAPH_CASES[G_TIME_CONCAT], OPT_NONE},
-        {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_SGD},
+        {&GRAPH_CASES[G_CONCAT_CHANNELS], OPT_SGD}, {&GRAPH_CASES[G_GPT_BLOCK], OPT_ADAM},
     };
     for (size_t s = 0; s < ARRAY_LEN(scen); s++) {
         const model_case *mc = scen[s].mc;
@@ -2488,6 +2704,9 @@ static void test_write_corpus(void **state) {
         {"bigru_seq", C_BIGRU_SEQ, OPT_NONE},
         {"bilstm_adamw", C_BILSTM, OPT_ADAMW},
         {"conv1d_pools", C_CONV1D_POOLS, OPT_NONE},
+        {"v4_gpt_block", GRAPH_SEED + G_GPT_BLOCK, OPT_NONE},
+        {"v4_gpt_block_adamw", GRAPH_SEED + G_GPT_BLOCK, OPT_ADAMW},
+        {"v4_attention_nobias_sgdm", C_ATTENTION_NOBIAS, OPT_SGD_MOMENTUM},
     };
     size_t total = 0;
     for (size_t i = 0; i < ARRAY_LEN(seeds); i++) {
@@ -2529,6 +2748,7 @@ int main(void) {
         cmocka_unit_test(test_truncated_buffer_message),
         cmocka_unit_test(test_message_capacity),
         cmocka_unit_test(test_header_fields),
+        cmocka_unit_test(test_version_follows_the_kinds),
         cmocka_unit_test(test_resealed_flips_never_crash),
         cmocka_unit_test(test_crafted_dense_fields),
         cmocka_unit_test(test_noncanonical_flags),
