@@ -29,6 +29,15 @@
  * max pooling over the length. Bit 7 of the flags byte makes input 0 an
  * int32 input of ids (only an embedding may read it); it is then fed ids in
  * [-1, 20], so some calls must refuse an id outside a table.
+ * The op-8 bytes 252 to 255 (which read as 0 to 3 before) add the kinds of
+ * format 4: multi-head attention (heads, causal, bias, a dropout that may be
+ * out of range, a reserved field that may be set, init), a positional
+ * embedding (max_positions 0 to 16, so shorter than the sequence too), a
+ * linear layer (as a dense one), and a pre-norm block of them: layer norm,
+ * attention, a residual add and, on a flag, layer norm, linear GELU, linear
+ * and a second add. Attention and the positional embedding need a (time,
+ * embed) value, which a rank-2 input, an embedding of rank-1 ids, a
+ * recurrent layer's sequences, a conv1d or a linear layer on one gives.
  * Past the end of the input every byte reads as 0. Sizes are bounded so one
  * input runs in milliseconds.
  *
@@ -51,7 +60,10 @@
  *  - aim_model_predict() / aim_model_predict_multi() equal an inference
  *    forward bit for bit, output by output;
  *  - serialize -> deserialize -> serialize gives the same bytes, and the
- *    copy predicts bit for bit the same.
+ *    copy predicts bit for bit the same;
+ *  - on a model of one input and one output, aim_model_predict_step() over
+ *    every position runs or is refused as AIM_ERR_UNSUPPORTED on the first,
+ *    and a step past the context is AIM_ERR_INVALID_STATE until a reset.
  *
  * Build and run: tests/fuzz/run.sh (see tests/fuzz/README.md).
  */
@@ -255,10 +267,98 @@ static void merge_op(aim_model *m, prog *g, graph *gr, int concat) {
     for (size_t i = 0; i < count; i++) note_read(gr, nodes[i]);
 }
 
-/* Op 8: NULL configs, or one of the kinds added in 1.1. */
+/* One dropout probability for attention: mostly in [0, 1), sometimes not (refused). */
+static float attention_dropout(unsigned b) {
+    static const float p[8] = {0.0f, 0.0f, 0.0f, 0.1f, 0.5f, -0.1f, 1.0f, NAN};
+    return p[b & 7];
+}
+
+/* aim_model_add_attention() with options from the program. */
+static aim_status attention_op(aim_model *m, prog *g) {
+    aim_attention_config c;
+    (void)aim_attention_config_init(&c, upto(g, 5)); /* 0 and non-divisors of embed are refused */
+    const unsigned b = next(g);
+    c.causal = (int32_t)(b & 1);
+    c.bias = (int32_t)((b >> 1) & 1) ? 0 : 1;
+    c.dropout = attention_dropout(b >> 2);
+    if ((b >> 5) == 7) c.reserved[b & 7] = 1; /* refused */
+    c.init = init_code(g);
+    aim_status st = aim_model_add_attention(m, &c);
+    TRACE("attention heads %zu causal %d bias %d dropout %g reserved %d init %d -> %s %s\n", c.num_heads,
+          (int)c.causal, (int)c.bias, (double)c.dropout, (b >> 5) == 7, (int)c.init, aim_status_str(st),
+          st == AIM_OK ? "" : aim_model_last_error(m));
+    return st;
+}
+
+/* aim_model_add_linear() of `units` (read from the program when 0) with the
+ * rest as a dense op reads it. */
+static aim_status linear_op(aim_model *m, prog *g, size_t units, aim_activation act) {
+    aim_dense_config c;
+    if (units == 0) {
+        units = upto(g, 17);
+        act = act_code(g);
+    }
+    (void)aim_dense_config_init(&c, units, act);
+    c.alpha = alpha_of(g);
+    c.use_bias = (int32_t)(next(g) % 3);
+    c.init = init_code(g);
+    aim_status st = aim_model_add_linear(m, &c);
+    TRACE("linear units %zu act %d alpha %g bias %d init %d -> %s %s\n", c.units, (int)c.activation,
+          (double)c.alpha, (int)c.use_bias, (int)c.init, aim_status_str(st), st == AIM_OK ? "" : aim_model_last_error(m));
+    return st;
+}
+
+/* Op 8, byte 255: a pre-norm transformer block on the current value x:
+ * x1 = x + attention(layer_norm(x)) and, with flag bit 0, x2 = x1 +
+ * linear(linear_gelu(layer_norm(x1))) of 1 to 16 hidden units. Each call is
+ * checked as a single op is; the block stops at the first refusal. */
+static void block_op(aim_model *m, prog *g, graph *gr) {
+    const unsigned flags = next(g);
+    const size_t hidden = 1 + upto(g, 16);
+    size_t x = 0, rank = 0, dims[AIM_MAX_RANK] = {0, 0, 0, 0};
+    check(aim_model_last_node(m, &x) == AIM_OK);
+    check(aim_model_layer_shape(m, x, &rank, dims) == AIM_OK);
+    const size_t embed = rank >= 1 ? dims[rank - 1] : 0;
+    for (int part = 0; part < ((flags & 1) ? 2 : 1); part++) {
+        size_t from = 0;
+        check(aim_model_last_node(m, &from) == AIM_OK);
+        const size_t block_in = from;
+        aim_layer_norm_config ln;
+        (void)aim_layer_norm_config_init(&ln);
+        size_t layers = aim_model_layer_count(m);
+        aim_status st = aim_model_add_layer_norm(m, &ln);
+        TRACE("block %d: layer_norm -> %s\n", part, aim_status_str(st));
+        after_add(m, gr, from, layers, st);
+        if (st != AIM_OK) return;
+        from = layers;
+        layers = aim_model_layer_count(m);
+        st = part == 0 ? attention_op(m, g) : linear_op(m, g, hidden, AIM_ACT_GELU);
+        after_add(m, gr, from, layers, st);
+        if (st != AIM_OK) return;
+        if (part == 1) {
+            from = layers;
+            layers = aim_model_layer_count(m);
+            st = linear_op(m, g, embed ? embed : 1, AIM_ACT_IDENTITY);
+            after_add(m, gr, from, layers, st);
+            if (st != AIM_OK) return;
+        }
+        const size_t sum[2] = {block_in, aim_model_layer_count(m) - 1};
+        layers = aim_model_layer_count(m);
+        st = aim_model_add_add(m, sum, 2);
+        TRACE("block %d: add %zu %zu -> %s %s\n", part, sum[0], sum[1], aim_status_str(st),
+              st == AIM_OK ? "" : aim_model_last_error(m));
+        after_add(m, gr, sum[1], layers, st);
+        if (st != AIM_OK) return;
+        note_read(gr, block_in);
+    }
+}
+
+/* Op 8: NULL configs, or one of the kinds added in 1.1 (byte mod 12), or,
+ * for the bytes 252 to 255, one of format 4. */
 static void new_kind_op(aim_model *m, prog *g, graph *gr, size_t from, size_t layers) {
     aim_status st;
-    switch (next(g) % 12) {
+    const unsigned sub = next(g);
+    switch (sub >= 252 ? 12 + (sub - 252) : sub % 12) {
     case 0: /* NULL configs */
         check(aim_model_add_dense(m, NULL) != AIM_OK);
         check(aim_model_add_conv2d(m, NULL) != AIM_OK);
@@ -270,6 +370,9 @@ static void new_kind_op(aim_model *m, prog *g, graph *gr, size_t from, size_t la
         check(aim_model_add_rnn(m, AIM_RNN_GRU, NULL) != AIM_OK);
         check(aim_model_add_conv1d(m, NULL) != AIM_OK);
         check(aim_model_add_max_pool1d(m, NULL) != AIM_OK);
+        check(aim_model_add_attention(m, NULL) != AIM_OK);
+        check(aim_model_add_linear(m, NULL) != AIM_OK);
+        check(aim_model_add_positional_embedding(m, 0) != AIM_OK);
         check(aim_model_layer_count(m) == layers);
         return;
     case 1: {
@@ -361,10 +464,22 @@ static void new_kind_op(aim_model *m, prog *g, graph *gr, size_t from, size_t la
         st = aim_model_add_global_avg_pool1d(m);
         TRACE("global_avg_pool1d -> %s\n", aim_status_str(st));
         break;
-    default:
+    case 11:
         st = aim_model_add_global_max_pool1d(m);
         TRACE("global_max_pool1d -> %s\n", aim_status_str(st));
         break;
+    case 12: st = attention_op(m, g); break;
+    case 13: {
+        const size_t p = upto(g, 17); /* 0 and shorter than the sequence are refused */
+        st = aim_model_add_positional_embedding(m, p);
+        TRACE("positional_embedding %zu -> %s %s\n", p, aim_status_str(st),
+              st == AIM_OK ? "" : aim_model_last_error(m));
+        break;
+    }
+    case 14: st = linear_op(m, g, 0, AIM_ACT_IDENTITY); break;
+    default: /* 15 */
+        block_op(m, g, gr);
+        return;
     }
     after_add(m, gr, from, layers, st);
 }
@@ -560,6 +675,41 @@ static aim_status forward_all(aim_model *m, aim_mode mode, size_t n_in, size_t b
     return aim_model_forward_multi(m, mode, (const float *const *)x, x_count, n_in, batch);
 }
 
+/* Incremental inference over the whole context of a one-input, one-output
+ * model whose input's first axis is T: each position's rows of the batch's
+ * samples, gathered into an exact-size buffer. The first step either runs
+ * or the model is AIM_ERR_UNSUPPORTED (a layer that cannot step); once it
+ * runs, every position does, one past the last is AIM_ERR_INVALID_STATE,
+ * and a reset starts again at 0. */
+static void step_all(const aim_model *m, aim_workspace *ws, size_t batch, const float *x, size_t in_size,
+                     size_t out_size) {
+    size_t rank = 0, dims[AIM_MAX_RANK] = {0, 0, 0, 0}, pos = 99;
+    check(aim_model_layer_shape(m, AIM_MODEL_INPUT(0), &rank, dims) == AIM_OK);
+    const size_t T = dims[0];
+    if (in_size % T != 0 || out_size % T != 0) return; /* no position layout to feed */
+    const size_t in_row = in_size / T, out_row = out_size / T;
+    float *xs = malloc(batch * in_row * sizeof(float)), *ys = malloc(batch * out_row * sizeof(float));
+    if (!xs || !ys) goto done;
+    check(aim_workspace_reset_steps(ws) == AIM_OK);
+    for (size_t t = 0; t <= T; t++) {
+        check(aim_workspace_step_position(ws, &pos) == AIM_OK && pos == t);
+        for (size_t b = 0; b < batch && t < T; b++) /* ids travel as 4-byte words: a copy serves both */
+            memcpy(xs + b * in_row, x + b * in_size + t * in_row, in_row * sizeof(float));
+        aim_status st = ids_input ? aim_model_predict_step_ids(m, ws, (const int32_t *)(void *)xs, batch * in_row,
+                                                               batch, ys, batch * out_row)
+                                  : aim_model_predict_step(m, ws, xs, batch * in_row, batch, ys, batch * out_row);
+        TRACE("predict_step %zu of %zu -> %s %s\n", t, T, aim_status_str(st),
+              st == AIM_OK ? "" : aim_workspace_last_error(ws));
+        if (t == 0 && st == AIM_ERR_UNSUPPORTED) break;
+        check(t < T ? st == AIM_OK : st == AIM_ERR_INVALID_STATE);
+    }
+    check(aim_workspace_reset_steps(ws) == AIM_OK);
+    check(aim_workspace_step_position(ws, &pos) == AIM_OK && pos == 0);
+done:
+    free(xs);
+    free(ys);
+}
+
 static void run(aim_model *m, prog *g, size_t max_batch, int input_gradient) {
     const size_t n_in = aim_model_input_count(m), n_out = aim_model_output_count(m);
     check(n_in >= 1 && n_in <= MAX_IO && n_out >= 1 && n_out <= MAX_IO);
@@ -715,6 +865,7 @@ static void run(aim_model *m, prog *g, size_t max_batch, int input_gradient) {
         size_t n;
         check(aim_model_output(m, n_out, &fwd, &n) != AIM_OK);
     }
+    if (!multi) step_all(m, ws, batch, x[0], in_size[0], out_size[0]);
 
     /* serialize -> deserialize -> serialize is the identity. */
     size_t l1, l2;

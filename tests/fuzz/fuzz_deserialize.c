@@ -10,6 +10,9 @@
  * A model that loads must run: one aim_model_predict() on zeros, and with an
  * optimizer one training step (for a model of one input and one output; one
  * of several is refused by aim_model_predict() with AIM_ERR_SHAPE_MISMATCH).
+ * A model whose input holds int32 ids (an embedding reads it, as in the
+ * version-4 seeds of a small GPT) is fed through the _ids calls: zeros are
+ * id 0, which every table holds.
  * Every outcome must be a status code. A refusal must come with a message
  * (NUL-terminated within the 48 bytes given, "" on success), and the same
  * status without a message buffer or with one byte of room.
@@ -87,14 +90,20 @@ static void load(const unsigned char *buf, size_t len) {
     /* The one-input, one-output calls; a graph of several inputs or outputs
      * is refused by them, which is a status too. */
     const int single = aim_model_input_count(m) == 1 && aim_model_output_count(m) == 1;
+    aim_dtype dtype = AIM_DTYPE_FLOAT32;
+    if (aim_model_input_dtype(m, 0, &dtype) != AIM_OK) abort();
+    const int ids = dtype == AIM_DTYPE_INT32; /* x's zero bits are then id 0 */
+    const int32_t *x_ids = (const int32_t *)(const void *)x;
     if (x && y && aim_workspace_create(m, &CAPPED, 1, &ws) == AIM_OK) {
-        st = aim_model_predict(m, ws, x, in, 1, y, out);
+        st = ids ? aim_model_predict_ids(m, ws, x_ids, in, 1, y, out) : aim_model_predict(m, ws, x, in, 1, y, out);
         if (single ? st != AIM_OK : st != AIM_ERR_SHAPE_MISMATCH) abort();
     }
     if (x && y && o && single) {
         float loss;
         memset(y, 0, out * sizeof(float));
-        if (aim_model_zero_grad(m) != AIM_OK || aim_model_forward(m, AIM_MODE_TRAIN, x, in, 1) != AIM_OK) abort();
+        if (aim_model_zero_grad(m) != AIM_OK) abort();
+        st = ids ? aim_model_forward_ids(m, AIM_MODE_TRAIN, x_ids, in, 1) : aim_model_forward(m, AIM_MODE_TRAIN, x, in, 1);
+        if (st != AIM_OK) abort();
         st = aim_model_loss(m, 0, AIM_LOSS_MSE, y, out, &loss);
         if (st == AIM_OK) {
             if (aim_model_backward(m, NULL, 0) != AIM_OK) abort();

@@ -5,8 +5,9 @@
 # Needs clang and libFuzzer (Debian: clang, libclang-rt-<version>-dev).
 # First each target replays the inputs kept in tests/fuzz/crashes/ (its name
 # as their prefix) as regression tests, then it fuzzes. The deserializer
-# starts from a copy of tests/fuzz/corpus; the committed corpus is never
-# written. New crashing inputs are saved under build/fuzz/artifacts/.
+# starts from a copy of tests/fuzz/corpus, the builder from a copy of
+# tests/fuzz/corpus_build; the committed corpora are never written. New
+# crashing inputs are saved under build/fuzz/artifacts/.
 # Exits non-zero if a target crashes, leaks, times out or fails to build.
 # FUZZ_EXTRA_CFLAGS is appended to the compile line, e.g.
 # FUZZ_EXTRA_CFLAGS=-fno-sanitize=pointer-overflow to look past a known finding.
@@ -71,6 +72,7 @@ work="$out/work"
 rm -rf "$work"
 mkdir -p "$work/deserialize" "$work/build"
 cp tests/fuzz/corpus/* "$work/deserialize/"
+cp tests/fuzz/corpus_build/* "$work/build/"
 
 replay fuzz_deserialize
 run_one fuzz_deserialize "$work/deserialize"
