@@ -62,6 +62,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1707,6 +1708,33 @@ static void test_larger_shapes(void **state) {
     }
 }
 
+/* The GEMMs take batch · T rows (attention) and batch · positions rows
+ * (linear) as an int: a call past that is refused by the kinds' check,
+ * before anything runs (a model that large cannot be compiled here, so the
+ * check is called on a node built by hand). */
+static void test_blas_row_limit(void **state) {
+    (void)state;
+    aim__layer L;
+    memset(&L, 0, sizeof L);
+    L.in_rank = 2;
+    L.in_dims[0] = 128;
+    L.in_dims[1] = 16;
+    L.in_size = 128 * 16;
+    char msg[AIM__ERR_CAP];
+    const size_t ok_batch = (size_t)INT_MAX / 128, bad_batch = ok_batch + 1;
+    msg[0] = '\0';
+    assert_int_equal(aim__attention_ops.check(&L, NULL, ok_batch, 1, msg), AIM_OK);
+    assert_int_equal(aim__attention_ops.check(&L, NULL, bad_batch, 0, msg), AIM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(msg, "INT_MAX rows"));
+    aim__dense_cfg *c = AIM__CFG_MUT(aim__dense_cfg, &L);
+    c->units = 4;
+    c->last_axis = 1;
+    msg[0] = '\0';
+    assert_int_equal(aim__linear_ops.check(&L, NULL, ok_batch, 1, msg), AIM_OK);
+    assert_int_equal(aim__linear_ops.check(&L, NULL, bad_batch, 1, msg), AIM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(msg, "INT_MAX rows"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_attention),
@@ -1723,6 +1751,7 @@ int main(void) {
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_large_scores),
+        cmocka_unit_test(test_blas_row_limit),
         cmocka_unit_test(test_larger_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

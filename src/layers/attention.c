@@ -331,6 +331,18 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
                     BI(E), 0.0f, a->dx[0], BI(E));
 }
 
+/* The projections' GEMMs take batch · T rows as an int. */
+static aim_status check(const aim__layer *L, const float *const *x, size_t batch, int train, char *msg) {
+    (void)x;
+    (void)train;
+    if (batch > (size_t)INT_MAX / L->in_dims[0]) {
+        snprintf(msg, AIM__ERR_CAP, "batch %zu of %zu steps is over the BLAS limit of INT_MAX rows", batch,
+                 L->in_dims[0]);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    return AIM_OK;
+}
+
 /* Incremental inference needs the mask: position p must not see p + 1 ... */
 static int can_step(const aim__layer *L) { return CFG(L)->causal ? AIM__STEP_OWN : AIM__STEP_NO; }
 
@@ -410,4 +422,5 @@ const aim__layer_ops aim__attention_ops = {
     .read = read,
     .step = step,
     .can_step = can_step,
+    .check = check,
 };

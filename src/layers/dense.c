@@ -190,6 +190,18 @@ static void read(aim__reader *r, aim__layer *L) {
 /* Over the last axis of a value of rank >= 2: each position on its own. */
 static int can_step_linear(const aim__layer *L) { return L->in_rank >= 2 ? AIM__STEP_POSITIONWISE : AIM__STEP_NO; }
 
+/* linear's GEMM takes batch · positions rows as an int. */
+static aim_status check_linear(const aim__layer *L, const float *const *x, size_t batch, int train, char *msg) {
+    (void)x;
+    (void)train;
+    const size_t rows = rows_per_sample(L);
+    if (batch > (size_t)INT_MAX / rows) {
+        snprintf(msg, AIM__ERR_CAP, "batch %zu of %zu positions is over the BLAS limit of INT_MAX rows", batch, rows);
+        return AIM_ERR_UNSUPPORTED;
+    }
+    return AIM_OK;
+}
+
 static void read_linear(aim__reader *r, aim__layer *L) {
     read(r, L);
     AIM__CFG_MUT(aim__dense_cfg, L)->last_axis = 1;
@@ -222,4 +234,5 @@ const aim__layer_ops aim__linear_ops = {
     .write = write,
     .read = read_linear,
     .can_step = can_step_linear,
+    .check = check_linear,
 };
