@@ -5,7 +5,7 @@
  * test framework): it prints figures and never fails on timing; it exits 1
  * only when an aim_ call or an allocation fails, or on a bad argument.
  *
- *   usage: bench_models --model mlp|binary|cnn|lstm|resbn|gru [--what all|train-only]
+ *   usage: bench_models --model mlp|binary|cnn|lstm|resbn|gru|gpt [--what all|train-only]
  *                       [--budget SECONDS] [--epoch-steps N] [--epoch-blocks N]
  *                       [--train-steps N]
  *
@@ -25,7 +25,16 @@
  *   gru     the lstm model with a GRU (hidden 128, 2 layers, last step) in
  *           place of the LSTM: the GRU training step of issue 14
  * on random inputs in [0, 1) and random labels from a fixed seed (8 batches,
- * cycled through by the steps).
+ * cycled through by the steps), and
+ *   gpt     a character GPT (GPT-2's pre-norm block), AdamW lr 1e-3, weight
+ *           decay 0.01 (torch.optim.AdamW's defaults): T = 128 int32 ids in
+ *           [0, 96) -> Embedding 96x128 -> + positional embedding ->
+ *           4 blocks [x + causal Attention 4 heads (LayerNorm x)]
+ *                    [x + Linear 512->128 (Linear 128->512 GELU (LayerNorm x))]
+ *           -> LayerNorm -> Linear 128->96 per position; softmax
+ *           cross-entropy per position (aim_model_loss_sparse with a label a
+ *           position, the mean over the B·T positions); random ids, the
+ *           labels the ids shifted by one, 8 batches cycled through.
  *
  * --what all (the default) prints, as "BENCH lib=aimodel model=M metric=K
  * value=V ..." lines (times are the median over the repetitions of one timed
@@ -47,7 +56,25 @@
  *       (same transposes, leading dimensions and call counts; hot caches), the
  *       step's rate (those FLOPs / the step's median) and the step's rate as a
  *       fraction of the sgemm rate. "#" lines give each shape.
- * --what train-only builds the model, compiles it for batch 32, runs
+ * gpt prints instead of the figures above (its step is measured at batch 16):
+ *   train_step_b16_ms, train_tok_per_s_b16  the training step at batch 16 x
+ *       context 128 (zero_grad, forward_ids TRAIN, loss_sparse, backward,
+ *       AdamW step) and the positions it trains on per second;
+ *   minflt_per_step_b16  minor page faults per step over the timed steps;
+ *   step_gflop_b16 ... train_sgemm_frac_b16  as above, at batch 16;
+ *   gen_full_tT_tok_per_s, gen_kv_tT_tok_per_s (T = 64, 256)  greedy
+ *       generation at batch 1 with a model of context T (same layers, its
+ *       own random weights): "full" runs aim_model_predict_ids over the whole
+ *       T-position window for every new token (positions past the prefix
+ *       hold stale ids, which causal attention never reads) and takes the
+ *       logits of the last prefix position, so every token costs one full
+ *       forward (timed a token at a time); "kv" feeds one position per call
+ *       with aim_model_predict_step_ids (keys and values cached in the
+ *       workspace), timed over whole sequences of T tokens from
+ *       aim_workspace_reset_steps(), so its rate is the mean over positions
+ *       0 .. T-1. A "#" line gives the largest difference between the two
+ *       paths' logits on one sequence (a WARNING above 1e-3).
+ * --what train-only builds the model, compiles it for batch 32 (gpt: 16), runs
  * --train-steps training steps and prints rss_start_kb (ru_maxrss before the
  * model is built) and peak_rss_kb (ru_maxrss at the end): the peak resident
  * memory of a process that only trains that model.
@@ -80,8 +107,22 @@ enum { POOL = 8, EPOCH_IMAGES = 60000, INFER_BATCH = 256 };
 static const float LEARNING_RATE = 1e-3f;
 static const uint64_t SEED = 20260101u;
 
-typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM, M_RESBN, M_GRU } model_id;
-static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm", "resbn", "gru"};
+typedef enum model_id { M_MLP, M_BINARY, M_CNN, M_LSTM, M_RESBN, M_GRU, M_GPT } model_id;
+static const char *const MODEL_NAME[] = {"mlp", "binary", "cnn", "lstm", "resbn", "gru", "gpt"};
+
+/* The gpt model: vocabulary, width, heads, blocks, the training context and
+ * batch, and the contexts of the generation figures. */
+enum {
+    GPT_VOCAB = 96,
+    GPT_EMBED = 128,
+    GPT_HEADS = 4,
+    GPT_BLOCKS = 4,
+    GPT_CONTEXT = 128,
+    GPT_BATCH = 16,
+    GPT_GEN_SHORT = 64,
+    GPT_GEN_LONG = 256
+};
+static const float GPT_WEIGHT_DECAY = 0.01f;
 #define MODEL_COUNT (sizeof MODEL_NAME / sizeof MODEL_NAME[0])
 
 static model_id g_model;
@@ -216,10 +257,81 @@ static void resbn_block(aim_model *m, size_t channels) {
     CHECK(aim_model_add_activation(m, AIM_ACT_RELU, 0.0f), aim_model_last_error(m));
 }
 
+/* gpt: a linear over the last axis with nn.Linear's init (the dense default is
+ * Glorot); a GELU is fused into it, where PyTorch has an nn.GELU module. */
+static void gpt_linear(aim_model *m, size_t units, aim_activation act) {
+    aim_dense_config dc;
+    CHECK(aim_dense_config_init(&dc, units, act), NULL);
+    dc.init = AIM_INIT_PYTORCH;
+    CHECK(aim_model_add_linear(m, &dc), aim_model_last_error(m));
+}
+
+static void gpt_layer_norm(aim_model *m) {
+    aim_layer_norm_config lc;
+    CHECK(aim_layer_norm_config_init(&lc), NULL);
+    CHECK(aim_model_add_layer_norm(m, &lc), aim_model_last_error(m));
+}
+
+/* gpt: x -> x + f(x), f built by `branch` on the current node. */
+static void gpt_residual(aim_model *m, void (*branch)(aim_model *)) {
+    size_t skip, y;
+    CHECK(aim_model_last_node(m, &skip), aim_model_last_error(m));
+    branch(m);
+    CHECK(aim_model_last_node(m, &y), aim_model_last_error(m));
+    const size_t sum[2] = {skip, y};
+    CHECK(aim_model_add_add(m, sum, 2), aim_model_last_error(m));
+}
+
+/* Causal self-attention on LayerNorm(x), as GPT-2's attention sub-block. */
+static void gpt_attention(aim_model *m) {
+    aim_attention_config ac;
+    gpt_layer_norm(m);
+    CHECK(aim_attention_config_init(&ac, GPT_HEADS), NULL);
+    ac.causal = 1;
+    CHECK(aim_model_add_attention(m, &ac), aim_model_last_error(m));
+}
+
+/* The MLP on LayerNorm(x): Linear E -> 4E with GELU, Linear 4E -> E. */
+static void gpt_mlp(aim_model *m) {
+    gpt_layer_norm(m);
+    gpt_linear(m, 4 * GPT_EMBED, AIM_ACT_GELU);
+    gpt_linear(m, GPT_EMBED, AIM_ACT_IDENTITY);
+}
+
+/* The gpt model of context T, not compiled: input T int32 ids, output
+ * (T, vocab) logits. */
+static aim_model *gpt_graph(size_t T) {
+    aim_model *m = NULL;
+    const size_t dims[1] = {T};
+    aim_embedding_config ec;
+    CHECK(aim_model_create(NULL, 1, dims, &m), NULL);
+    CHECK(aim_model_set_input_dtype(m, 0, AIM_DTYPE_INT32), aim_model_last_error(m));
+    CHECK(aim_embedding_config_init(&ec, GPT_VOCAB, GPT_EMBED), NULL);
+    CHECK(aim_model_add_embedding(m, &ec), aim_model_last_error(m));
+    CHECK(aim_model_add_positional_embedding(m, T), aim_model_last_error(m));
+    for (size_t i = 0; i < GPT_BLOCKS; i++) {
+        gpt_residual(m, gpt_attention);
+        gpt_residual(m, gpt_mlp);
+    }
+    gpt_layer_norm(m);
+    gpt_linear(m, GPT_VOCAB, AIM_ACT_IDENTITY);
+    return m;
+}
+
+/* Compiles `m` for `max_batch` (seeded) and gives it the pool. */
+static aim_model *compiled(aim_model *m, size_t max_batch) {
+    aim_compile_config comp;
+    CHECK(aim_compile_config_init(&comp), NULL);
+    comp.max_batch = max_batch;
+    comp.seed = SEED;
+    CHECK(aim_model_compile(m, &comp), aim_model_last_error(m));
+    if (g_pool) CHECK(aim_model_set_threadpool(m, g_pool), aim_model_last_error(m));
+    return m;
+}
+
 static aim_model *build(model_id id, size_t max_batch) {
     aim_model *m = NULL;
     aim_dense_config dc;
-    aim_compile_config comp;
     switch (id) {
     case M_MLP:
     case M_BINARY: {
@@ -291,13 +403,11 @@ static aim_model *build(model_id id, size_t max_batch) {
         CHECK(aim_model_add_dense(m, &dc), aim_model_last_error(m));
         break;
     }
+    case M_GPT:
+        m = gpt_graph(GPT_CONTEXT);
+        break;
     }
-    CHECK(aim_compile_config_init(&comp), NULL);
-    comp.max_batch = max_batch;
-    comp.seed = SEED;
-    CHECK(aim_model_compile(m, &comp), aim_model_last_error(m));
-    if (g_pool) CHECK(aim_model_set_threadpool(m, g_pool), aim_model_last_error(m));
-    return m;
+    return compiled(m, max_batch);
 }
 
 /* A model, its optimizer and POOL batches of random data. */
@@ -305,16 +415,46 @@ typedef struct trainer {
     aim_model *m;
     aim_optimizer *opt;
     size_t batch, in_size, next;
-    float *x;       /* POOL * batch * in_size */
-    int32_t *label; /* POOL * batch */
+    float *x;       /* POOL * batch * in_size; gpt: none */
+    int32_t *ids;   /* gpt: POOL * batch * in_size ids; others: none */
+    int32_t *label; /* POOL * batch; gpt: POOL * batch * in_size, a label a position */
     float *target;  /* POOL * batch, the labels as 0/1 floats for BCE */
 } trainer;
+
+/* gpt: POOL batches of random ids, each position's label the next id of the
+ * same random stream (a language model's shifted targets); AdamW. */
+static void gpt_trainer_init(trainer *t, size_t batch, aim_rng *rng) {
+    const size_t T = t->in_size, n = POOL * batch * T;
+    float *params;
+    size_t count;
+    aim_adam_config ac;
+    CHECK(aim_model_parameters(t->m, &params, &count), aim_model_last_error(t->m));
+    CHECK(aim_adam_config_init(&ac), NULL);
+    ac.weight_decay = GPT_WEIGHT_DECAY;
+    ac.decoupled = 1;
+    CHECK(aim_adam_create(NULL, &ac, count, &t->opt), NULL);
+    t->ids = xmalloc(n * sizeof *t->ids);
+    t->label = xmalloc(n * sizeof *t->label);
+    for (size_t s = 0; s < POOL * batch; s++) {
+        uint64_t u;
+        CHECK(aim_rng_below(rng, GPT_VOCAB, &u), NULL);
+        for (size_t p = 0; p < T; p++) {
+            t->ids[s * T + p] = (int32_t)u;
+            CHECK(aim_rng_below(rng, GPT_VOCAB, &u), NULL);
+            t->label[s * T + p] = (int32_t)u;
+        }
+    }
+}
 
 static void trainer_init(trainer *t, model_id id, size_t batch, aim_rng *rng) {
     memset(t, 0, sizeof *t);
     t->m = build(id, batch);
     t->batch = batch;
     t->in_size = aim_model_input_size(t->m);
+    if (id == M_GPT) {
+        gpt_trainer_init(t, batch, rng);
+        return;
+    }
     float *params;
     size_t n;
     CHECK(aim_model_parameters(t->m, &params, &n), aim_model_last_error(t->m));
@@ -336,6 +476,7 @@ static void trainer_free(trainer *t) {
     aim_optimizer_free(t->opt);
     aim_model_free(t->m);
     free(t->x);
+    free(t->ids);
     free(t->label);
     free(t->target);
 }
@@ -346,6 +487,14 @@ static void train_step(trainer *t) {
     aim_model *m = t->m;
     float loss;
     CHECK(aim_model_zero_grad(m), aim_model_last_error(m));
+    if (g_model == M_GPT) {
+        const size_t n = B * t->in_size; /* B sequences of T ids; a label a position */
+        CHECK(aim_model_forward_ids(m, AIM_MODE_TRAIN, t->ids + k * n, n, B), aim_model_last_error(m));
+        CHECK(aim_model_loss_sparse(m, 0, t->label + k * n, n, &loss), aim_model_last_error(m));
+        CHECK(aim_model_backward(m, NULL, 0), aim_model_last_error(m));
+        CHECK(aim_optimizer_step_model(t->opt, m, LEARNING_RATE), aim_optimizer_last_error(t->opt));
+        return;
+    }
     CHECK(aim_model_forward(m, AIM_MODE_TRAIN, t->x + k * B * t->in_size, B * t->in_size, B),
           aim_model_last_error(m));
     if (g_model == M_BINARY) /* one 0/1 target per sample */
@@ -369,8 +518,9 @@ static size_t reps_for(double one, size_t lo, size_t hi) {
 }
 
 /* Times `step` on `t`: warm-up calls (at least 3, about a fifth of the
- * budget), then as many timed calls as the budget allows. */
-static stats time_train(trainer *t) {
+ * budget), then as many timed calls as the budget allows; `faults`, unless
+ * NULL, receives the minor page faults of the timed calls. */
+static stats time_train(trainer *t, long *faults) {
     double t0 = now_s();
     train_step(t);
     double one = now_s() - t0;
@@ -378,11 +528,13 @@ static stats time_train(trainer *t) {
     for (size_t i = 0; i < warm; i++) train_step(t);
     size_t reps = reps_for(one, 15, 1000);
     double *s = xmalloc(reps * sizeof *s);
+    const long f0 = minflt();
     for (size_t r = 0; r < reps; r++) {
         double a = now_s();
         train_step(t);
         s[r] = now_s() - a;
     }
+    if (faults) *faults = minflt() - f0;
     stats st = summarize(s, reps);
     free(s);
     return st;
@@ -498,6 +650,42 @@ static void gru_gemms(gemm_set *g, size_t B, size_t T, size_t in, size_t H, int 
     }
 }
 
+/* Multiplies the call counts of shapes n0 .. g->n - 1 by k (the same layer
+ * k times). */
+static void repeat_from(gemm_set *g, size_t n0, size_t k) {
+    for (size_t i = n0; i < g->n; i++) g->s[i].count *= k;
+}
+
+/* The gpt model's GEMMs as src/ issues them. Attention (src/layers/attention.c),
+ * per sample: the in and out projections; per sample and head (d = E/H
+ * columns of Q, K, V, rows 3E apart): S = Q·Kᵀ and O_h = P·V, and in the
+ * backward dP' = dO_h·Vᵀ, dV = P'ᵀ·dO_h, dQ = dS·K, dK = dSᵀ·Q. The causal
+ * mask is applied after full T x T products. The linears (fc 128->512,
+ * proj 512->128, the head 128->96) are one GEMM each over the B·T
+ * positions. Every block issues the same shapes, so each is counted
+ * GPT_BLOCKS times; the per-head operands move d floats between calls, a
+ * hot-cache stand-in for the library's walk over heads and samples. */
+static void gpt_gemms(gemm_set *g, size_t B) {
+    const size_t T = GPT_CONTEXT, E = GPT_EMBED, H = GPT_HEADS, d = E / H, BH = B * H, TE = T * E, TT = T * T;
+    const size_t n0 = g->n;
+    add(g, "attn fwd    X.W_in^T", CblasNoTrans, CblasTrans, T, 3 * E, E, E, E, 3 * E, 0.0f, B, TE, 0, 3 * TE);
+    add(g, "attn fwd    Q.K^T", CblasNoTrans, CblasTrans, T, T, d, 3 * E, 3 * E, T, 0.0f, BH, d, d, TT);
+    add(g, "attn fwd    P.V", CblasNoTrans, CblasNoTrans, T, d, T, T, 3 * E, E, 0.0f, BH, TT, d, d);
+    add(g, "attn fwd    O.W_o^T", CblasNoTrans, CblasTrans, T, E, E, E, E, E, 0.0f, B, TE, 0, TE);
+    add(g, "attn dW_o   G^T.O", CblasTrans, CblasNoTrans, E, E, T, E, E, E, 1.0f, B, TE, TE, 0);
+    add(g, "attn dO     G.W_o", CblasNoTrans, CblasNoTrans, T, E, E, E, E, E, 0.0f, B, TE, 0, 0);
+    add(g, "attn dP'    dO.V^T", CblasNoTrans, CblasTrans, T, T, d, E, 3 * E, T, 0.0f, BH, d, d, 0);
+    add(g, "attn dV     P'^T.dO", CblasTrans, CblasNoTrans, T, d, T, T, E, 3 * E, 0.0f, BH, TT, d, d);
+    add(g, "attn dQ     dS.K", CblasNoTrans, CblasNoTrans, T, d, T, T, 3 * E, 3 * E, 0.0f, BH, 0, d, d);
+    add(g, "attn dK     dS^T.Q", CblasTrans, CblasNoTrans, T, d, T, T, 3 * E, 3 * E, 0.0f, BH, 0, d, d);
+    add(g, "attn dW_in  dQKV^T.X", CblasTrans, CblasNoTrans, 3 * E, E, T, 3 * E, E, E, 1.0f, B, 0, TE, 0);
+    add(g, "attn dX     dQKV.W_in", CblasNoTrans, CblasNoTrans, T, E, 3 * E, 3 * E, E, E, 0.0f, B, 0, 0, TE);
+    dense_gemms(g, B * T, E, 4 * E, 0);
+    dense_gemms(g, B * T, 4 * E, E, 0);
+    repeat_from(g, n0, GPT_BLOCKS);
+    dense_gemms(g, B * T, E, GPT_VOCAB, 0);
+}
+
 static void model_gemms(gemm_set *g, model_id id, size_t B) {
     g->n = 0;
     switch (id) {
@@ -533,6 +721,9 @@ static void model_gemms(gemm_set *g, model_id id, size_t B) {
         conv_same_gemms(g, B, 32, 7, 7, 64, 0);
         for (size_t i = 0; i < 2; i++) conv_same_gemms(g, B, 64, 7, 7, 64, 0);
         dense_gemms(g, B, 64, 10, 0);
+        break;
+    case M_GPT:
+        gpt_gemms(g, B);
         break;
     }
 }
@@ -655,13 +846,14 @@ static int run_train_only(size_t steps) {
     long rss0 = maxrss_kb();
     aim_rng *rng;
     CHECK(aim_rng_create(NULL, SEED, &rng), NULL);
+    const size_t batch = g_model == M_GPT ? GPT_BATCH : 32;
     trainer t;
-    trainer_init(&t, g_model, 32, rng);
+    trainer_init(&t, g_model, batch, rng);
     for (size_t i = 0; i < steps; i++) train_step(&t);
     long rss1 = maxrss_kb();
     header("train-only");
     char extra[64];
-    snprintf(extra, sizeof extra, "steps=%zu batch=32", steps);
+    snprintf(extra, sizeof extra, "steps=%zu batch=%zu", steps, batch);
     bench_line("rss_start_kb", (double)rss0, NULL);
     bench_line("peak_rss_kb", (double)rss1, extra);
     trainer_free(&t);
@@ -679,7 +871,7 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
     /* ---- training at batch 32: the step, the epoch, page faults ---- */
     trainer t32;
     trainer_init(&t32, g_model, 32, rng);
-    stats s32 = time_train(&t32);
+    stats s32 = time_train(&t32, NULL);
     bench_ms("train_step_b32_ms", s32);
 
     double *blk = xmalloc(epoch_blocks * sizeof *blk);
@@ -726,7 +918,7 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
     /* ---- training at batch 128 ---- */
     trainer t128;
     trainer_init(&t128, g_model, 128, rng);
-    stats s128 = time_train(&t128);
+    stats s128 = time_train(&t128, NULL);
     bench_ms("train_step_b128_ms", s128);
     trainer_free(&t128);
     gemm_figures(128, s128.med, rng);
@@ -737,9 +929,159 @@ static int run_all(size_t epoch_steps, size_t epoch_blocks) {
     return 0;
 }
 
+/* ---- gpt: the training step and generation ------------------------------------ */
+
+/* Repeats fn(ctx) as time_train repeats a step: warm-up, then the budget. */
+static stats time_calls(void (*fn)(void *), void *ctx) {
+    double t0 = now_s();
+    fn(ctx);
+    double one = now_s() - t0;
+    size_t warm = reps_for(one * 5.0, 3, 50);
+    for (size_t i = 0; i < warm; i++) fn(ctx);
+    size_t reps = reps_for(one, 15, 5000);
+    double *s = xmalloc(reps * sizeof *s);
+    for (size_t r = 0; r < reps; r++) {
+        double a = now_s();
+        fn(ctx);
+        s[r] = now_s() - a;
+    }
+    stats st = summarize(s, reps);
+    free(s);
+    return st;
+}
+
+static int32_t argmax(const float *z, size_t n) {
+    size_t best = 0;
+    for (size_t j = 1; j < n; j++)
+        if (z[j] > z[best]) best = j;
+    return (int32_t)best;
+}
+
+/* Greedy generation at batch 1 with a gpt model of context T. */
+typedef struct generator {
+    aim_model *m;
+    aim_workspace *ws;      /* aim_model_predict_ids */
+    aim_workspace *ws_step; /* aim_model_predict_step_ids, with the keys and values */
+    size_t T, p;            /* p: the last position of the naive path's prefix */
+    int32_t *ids;           /* T; ids[0] the prompt */
+    float *logits;          /* T * GPT_VOCAB */
+} generator;
+
+/* One new token without a cache: the whole window through the model (the
+ * model's input is T positions; causal attention leaves the logits of
+ * positions 0 .. p independent of the stale ids after p), then the next id
+ * from position p. A full window starts over at position 0. */
+static void gen_full_token(void *ctx) {
+    generator *g = ctx;
+    CHECK(aim_model_predict_ids(g->m, g->ws, g->ids, g->T, 1, g->logits, g->T * GPT_VOCAB),
+          aim_workspace_last_error(g->ws));
+    const int32_t next = argmax(g->logits + g->p * GPT_VOCAB, GPT_VOCAB);
+    if (g->p + 1 < g->T) {
+        g->ids[g->p + 1] = next;
+        g->p++;
+    } else {
+        g->p = 0;
+    }
+}
+
+/* T new tokens with the KV cache, from position 0; the logits of position
+ * p go to row p of `logits` when `all` (the check), else all to row 0. */
+static void gen_kv_run(generator *g, int all) {
+    CHECK(aim_workspace_reset_steps(g->ws_step), aim_workspace_last_error(g->ws_step));
+    for (size_t p = 0; p < g->T; p++) {
+        float *z = g->logits + (all ? p * GPT_VOCAB : 0);
+        CHECK(aim_model_predict_step_ids(g->m, g->ws_step, g->ids + p, 1, 1, z, GPT_VOCAB),
+              aim_workspace_last_error(g->ws_step));
+        if (p + 1 < g->T) g->ids[p + 1] = argmax(z, GPT_VOCAB);
+    }
+}
+
+static void gen_kv_sequence(void *ctx) { gen_kv_run(ctx, 0); }
+
+/* The largest difference between the step path's logits and a full
+ * predict over the ids it generated, on one sequence. */
+static double gen_check(generator *g) {
+    const size_t n = g->T * GPT_VOCAB;
+    float *full = falloc(n);
+    gen_kv_run(g, 1);
+    CHECK(aim_model_predict_ids(g->m, g->ws, g->ids, g->T, 1, full, n), aim_workspace_last_error(g->ws));
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = (double)g->logits[i] - (double)full[i];
+        worst = e > worst ? e : -e > worst ? -e : worst;
+    }
+    free(full);
+    return worst;
+}
+
+/* gen_full_tT_tok_per_s and gen_kv_tT_tok_per_s for a model of context T. */
+static void gen_figures(size_t T, aim_rng *rng) {
+    generator g = {compiled(gpt_graph(T), 1), NULL, NULL, T, 0, xmalloc(T * sizeof(int32_t)),
+                   falloc(T * GPT_VOCAB)};
+    CHECK(aim_workspace_create(g.m, NULL, 1, &g.ws), NULL);
+    CHECK(aim_workspace_create(g.m, NULL, 1, &g.ws_step), NULL);
+    if (g_pool) {
+        CHECK(aim_workspace_set_threadpool(g.ws, g.m, g_pool), aim_workspace_last_error(g.ws));
+        CHECK(aim_workspace_set_threadpool(g.ws_step, g.m, g_pool), aim_workspace_last_error(g.ws_step));
+    }
+    uint64_t u;
+    CHECK(aim_rng_below(rng, GPT_VOCAB, &u), NULL);
+    for (size_t p = 0; p < T; p++) g.ids[p] = (int32_t)u; /* the prompt is ids[0]; the rest is overwritten */
+
+    const double diff = gen_check(&g);
+    printf("# gpt context %zu: the step path's logits differ from a full predict_ids by at most %.3g%s\n", T, diff,
+           diff > 1e-3 ? " WARNING: above 1e-3" : "");
+    char metric[64], extra[96];
+    stats full = time_calls(gen_full_token, &g);
+    snprintf(metric, sizeof metric, "gen_full_t%zu_tok_per_s", T);
+    snprintf(extra, sizeof extra, "ms_per_token=%.6g min_ms=%.6g n=%zu", full.med * 1e3, full.min * 1e3, full.n);
+    bench_line(metric, 1.0 / full.med, extra);
+    stats kv = time_calls(gen_kv_sequence, &g);
+    snprintf(metric, sizeof metric, "gen_kv_t%zu_tok_per_s", T);
+    snprintf(extra, sizeof extra, "ms_per_sequence=%.6g min_ms=%.6g n=%zu tokens=%zu", kv.med * 1e3, kv.min * 1e3,
+             kv.n, T);
+    bench_line(metric, (double)T / kv.med, extra);
+    aim_workspace_free(g.ws);
+    aim_workspace_free(g.ws_step);
+    aim_model_free(g.m);
+    free(g.ids);
+    free(g.logits);
+}
+
+static int run_gpt(void) {
+    header("all");
+    aim_rng *rng;
+    CHECK(aim_rng_create(NULL, SEED, &rng), NULL);
+    double load0 = loadavg1();
+
+    trainer t;
+    trainer_init(&t, M_GPT, GPT_BATCH, rng);
+    long faults = 0;
+    stats st = time_train(&t, &faults);
+    char metric[64], extra[96];
+    snprintf(metric, sizeof metric, "train_step_b%d_ms", GPT_BATCH);
+    bench_ms(metric, st);
+    snprintf(metric, sizeof metric, "train_tok_per_s_b%d", GPT_BATCH);
+    snprintf(extra, sizeof extra, "context=%d", GPT_CONTEXT);
+    bench_line(metric, (double)(GPT_BATCH * GPT_CONTEXT) / st.med, extra);
+    snprintf(metric, sizeof metric, "minflt_per_step_b%d", GPT_BATCH);
+    snprintf(extra, sizeof extra, "faults=%ld steps=%zu", faults, st.n);
+    bench_line(metric, (double)faults / (double)st.n, extra);
+    gemm_figures(GPT_BATCH, st.med, rng);
+    trainer_free(&t);
+
+    gen_figures(GPT_GEN_SHORT, rng);
+    gen_figures(GPT_GEN_LONG, rng);
+
+    printf("# load average %.2f at the start, %.2f at the end\n", load0, loadavg1());
+    aim_rng_free(rng);
+    bench_line("cpu_s", cpu_s(), NULL);
+    return 0;
+}
+
 static int usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s --model mlp|binary|cnn|lstm|resbn|gru [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
+            "usage: %s --model mlp|binary|cnn|lstm|resbn|gru|gpt [--what all|train-only] [--threads N (default 1)] [--budget SECONDS (default 1.5)]\n"
             "       [--epoch-steps N (default 200)] [--epoch-blocks N (default 3)] [--train-steps N (default 50)]\n",
             argv0);
     return 1;
@@ -788,7 +1130,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!have_model) return usage(argv[0]);
-    int rc = train_only ? run_train_only(train_steps) : run_all(epoch_steps, epoch_blocks);
+    int rc = train_only ? run_train_only(train_steps) : g_model == M_GPT ? run_gpt() : run_all(epoch_steps, epoch_blocks);
     aim_threadpool_free(g_pool);
     return rc;
 }

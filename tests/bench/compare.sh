@@ -3,7 +3,11 @@
 # batch-norm CNN of issue 14 (resbn: examples/residual_classifier.c
 # --batchnorm; the speed targets below are the seed models' only), and the
 # GRU training step of issue 14 (gru: the lstm model with a GRU; its one
-# target: at most 0.6x PyTorch's time at batch 32 on one thread).
+# target: at most 0.6x PyTorch's time at batch 32 on one thread), and the
+# character GPT (gpt: 4 pre-norm blocks, width 128, 4 heads, context 128,
+# AdamW; its one target: a training step at batch 16 x 128 at most 0.7x
+# PyTorch's time on one thread; it also prints greedy generation at batch 1,
+# contexts 64 and 256, without a KV cache and with one, see the two programs).
 #
 # Builds tests/bench/bench_models.c against build/libaimodel.a, then for each
 # configuration (OPENBLAS_CORETYPE as the environment has it, and unset so
@@ -43,7 +47,7 @@
 # A run during which they kept more than RETRY_LOAD CPUs busy is run again,
 # RETRIES times at most (the last try is reported).
 #
-# Knobs (environment): MODELS="mlp binary cnn lstm resbn gru", THREADS="1 2",
+# Knobs (environment): MODELS="mlp binary cnn lstm resbn gru gpt", THREADS="1 2",
 # CORES="set unset" (which OPENBLAS_CORETYPE settings to run), BUDGET=0.75
 # (seconds per timed figure), EPOCH_STEPS=100, EPOCH_BLOCKS=3, TRAIN_STEPS=50,
 # QUIET_WAIT=120, QUIET_MAX=20, RETRIES=1, RETRY_LOAD=0.25, TORCH_TUNED=1 (0: skip the malloc-tuned runs),
@@ -58,7 +62,7 @@ if [ ! -f build/libaimodel.a ]; then
     exit 1
 fi
 PYTHON=${PYTHON:-/usr/bin/python3}
-MODELS=${MODELS:-"mlp binary cnn lstm resbn gru"}
+MODELS=${MODELS:-"mlp binary cnn lstm resbn gru gpt"}
 THREADS=${THREADS:-"1 2"}
 CORES=${CORES:-"set unset"}
 BUDGET=${BUDGET:-0.75}
@@ -233,7 +237,7 @@ def value(cfg, m, lib, metric):
     v = val(cfg, m, lib, metric)
     if v is not None or lib == "aimodel":
         return v, False
-    for b in ("32", "128"):
+    for b in ("16", "32", "128"):
         gf, step = val(cfg, m, "aimodel", "step_gflop_b" + b), val(cfg, m, lib, "train_step_b%s_ms" % b)
         sg = val(cfg, m, "aimodel", "sgemm_gflops_b" + b)
         if metric == "train_gflops_b" + b and gf and step:
@@ -259,9 +263,22 @@ ROWS = [
     ("sgemm_gflops_b128", "sgemm GF/s on the b128 step's shapes", 1.0),
     ("train_gflops_b128", "train step GF/s b128", 1.0),
     ("train_sgemm_frac_b128", "  as a fraction of sgemm", 1.0),
+    # gpt: the step at batch 16 x context 128, and generation at batch 1
+    ("train_step_b16_ms", "train step b16 x T128 (ms)", 1.0),
+    ("train_tok_per_s_b16", "train positions/s b16 x T128", 1.0),
+    ("minflt_per_step_b16", "minor page faults / step b16", 1.0),
+    ("sgemm_gflops_b16", "sgemm GF/s on the b16 step's shapes", 1.0),
+    ("train_gflops_b16", "train step GF/s b16", 1.0),
+    ("train_sgemm_frac_b16", "  as a fraction of sgemm", 1.0),
+    ("gen_full_t64_tok_per_s", "generate T64 tok/s, full window a token", 1.0),
+    ("gen_prefix_t64_tok_per_s", "generate T64 tok/s, prefix a token (PyTorch)", 1.0),
+    ("gen_kv_t64_tok_per_s", "generate T64 tok/s, KV cache", 1.0),
+    ("gen_full_t256_tok_per_s", "generate T256 tok/s, full window a token", 1.0),
+    ("gen_prefix_t256_tok_per_s", "generate T256 tok/s, prefix a token (PyTorch)", 1.0),
+    ("gen_kv_t256_tok_per_s", "generate T256 tok/s, KV cache", 1.0),
     ("other_cpus", "other processes' CPU load in the run (CPUs)", 1.0),
 ]
-NO_RATIO = ("other_cpus", "sgemm_gflops_b32", "sgemm_gflops_b128")
+NO_RATIO = ("other_cpus", "sgemm_gflops_b16", "sgemm_gflops_b32", "sgemm_gflops_b128")
 
 
 def fmt(v):
@@ -329,19 +346,24 @@ for cfg in cfgs:
     print()
     print("\\* PyTorch's GF/s: the FLOPs of libaimodel's step GEMMs over PyTorch's step time; the fraction is of "
           "libaimodel's sgemm rate on those shapes.")
+    if "gpt" in models:
+        print("gpt generation (batch 1, greedy; tok/s, so a ratio above 1 means libaimodel is faster): \"full "
+              "window\" runs the model over all T positions for every new token (the same work in both); \"prefix\" "
+              "is PyTorch's usual loop over the prefix only; \"KV cache\" is aim_model_predict_step_ids against a "
+              "hand-written PyTorch generator over cached keys and values with the same modules' weights.")
 
 if "1" in threads and "2" in threads:
     print()
     print("### Training speed-up from 1 to 2 threads (time at 1 thread / time at 2 threads)")
     print()
-    print("| OPENBLAS_CORETYPE | model | " + " | ".join("%s b32 | %s b128" % (NAMES[l], NAMES[l]) for l in libs)
-          + " |")
+    print("| OPENBLAS_CORETYPE | model | " + " | ".join("%s b32 (gpt b16) | %s b128" % (NAMES[l], NAMES[l])
+                                                        for l in libs) + " |")
     print("|---|---|" + "---:|---:|" * len(libs))
     for c in cores:
         for m in models:
             cells = []
             for lib in libs:
-                for b in ("32", "128"):
+                for b in (("16", "none") if m == "gpt" else ("32", "128")):
                     t1 = val("core-%s.t1" % c, m, lib, "train_step_b%s_ms" % b)
                     t2 = val("core-%s.t2" % c, m, lib, "train_step_b%s_ms" % b)
                     cells.append(fmt(t1 / t2) if t1 and t2 else "")
@@ -389,8 +411,19 @@ if "gru" in models:
             parts.append(verdict(a / t, a / t <= 0.60) if a is not None and t else "?")
         return " / ".join(parts)
     targets.append(("gru train b32 <= 0.60 (1 thread)", gru_cell))
+if "gpt" in models:
+    # The transformer's training step at batch 16 x context 128, at most 0.7x PyTorch's time at one thread.
+    def gpt_cell(cfg):
+        if not cfg.endswith(".t1"):
+            return ""
+        parts = []
+        for lib in libs[1:]:
+            a, t = val(cfg, "gpt", "aimodel", "train_step_b16_ms"), val(cfg, "gpt", lib, "train_step_b16_ms")
+            parts.append(verdict(a / t, a / t <= 0.70) if a is not None and t else "?")
+        return " / ".join(parts)
+    targets.append(("gpt train b16 x T128 <= 0.70 (1 thread)", gpt_cell))
 # The speed issue's targets are the seed models'; resbn has none (issue 14
-# only asks for its figures against PyTorch), gru only the one above.
+# only asks for its figures against PyTorch), gru and gpt only the ones above.
 seed_models = [m for m in models if m in ("mlp", "binary", "cnn", "lstm")]
 for m in seed_models:
     ratio_target("%s train b128 <= 0.80" % m, m, "train_step_b128_ms", 0.80)
@@ -413,7 +446,7 @@ for m in [x for x in ("cnn", "lstm") if x in models]:
     targets.append(("%s b128 training, 2 threads >= 1.6x faster than 1" % m, cell))
 for m in models:
     def cell(cfg, m=m):
-        r = data.get((cfg, m, "aimodel"), {}).get("minflt_per_step_b32")
+        r = data.get((cfg, m, "aimodel"), {}).get("minflt_per_step_b16" if m == "gpt" else "minflt_per_step_b32")
         return "" if r is None else verdict(float(r["value"]), int(r.get("faults", "1")) == 0)
     targets.append(("%s no page faults per step after warm-up" % m, cell))
 for m in seed_models:
