@@ -846,6 +846,8 @@ static const gc_spec GC_SPECS[] = {
     {"E 8, 2 heads, dropout 0.3", 2, 5, 8, 2, 0, 1, 0.3f, 0},
     {"E 6, 2 heads, causal, dropout 0.3", 3, 5, 6, 2, 1, 1, 0.3f, 0},
     {"wpe -> E 8, 2 heads, causal, dropout 0.2 -> linear GELU", 2, 5, 8, 2, 1, 1, 0.2f, 1},
+    /* T >= 64: causal products in row and key blocks of 17 (17, 17, 17, 15) */
+    {"T 66, E 4, 2 heads, causal, dropout 0.2", 1, 66, 4, 2, 1, 1, 0.2f, 0},
 };
 
 static void run_gradcheck(const gc_spec *s, gradcheck_worst *worst) {
@@ -1641,8 +1643,9 @@ static void test_large_scores(void **state) {
  * relative, and a wrong term of the gradient lands far off). */
 static void test_larger_shapes(void **state) {
     (void)state;
-    const att_spec specs[2] = {{33, 24, 3, 1, 1, 0.0f}, {17, 40, 5, 0, 1, 0.0f}};
-    for (size_t k = 0; k < 2; k++) {
+    /* the third: causal at T >= 64, in blocks of 18 (18, 18, 18, 16) */
+    const att_spec specs[3] = {{33, 24, 3, 1, 1, 0.0f}, {17, 40, 5, 0, 1, 0.0f}, {70, 16, 2, 1, 1, 0.0f}};
+    for (size_t k = 0; k < 3; k++) {
         const att_spec *s = &specs[k];
         enum { B = 3 };
         const size_t te = s->T * s->E, N = B * te;

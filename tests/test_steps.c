@@ -157,6 +157,7 @@ static void steps_match_full_predicts(void **state) {
         {8, 12, 3, 2, 24, 0.0f, 1}, /* E not a multiple of 8 */
         {6, 16, 4, 1, 32, 0.1f, 1}, /* dropout: identity in inference */
         {5, 8, 1, 1, 16, 0.0f, 1},
+        {66, 8, 2, 1, 16, 0.0f, 1}, /* the full forward's causal products in blocks */
     };
     for (size_t c = 0; c < ARRAY_LEN(cases); c++)
         for (size_t batch = 1; batch <= 3; batch += 2) {
