@@ -282,43 +282,6 @@ static int ensure_fortunes(const char *dir, int no_install)
     return -1;
 }
 
-/* Reads a whole file into *text (caller frees), NUL-terminated. */
-static int read_file(const char *path, char **text, size_t *length)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf != NULL) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) {
-            break;
-        }
-        char *bigger = realloc(buf, 2 * cap + 1);
-        if (bigger == NULL) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    const int failed = ferror(f) || buf == NULL;
-    fclose(f);
-    if (failed) {
-        fprintf(stderr, "%s: cannot read it\n", path);
-        free(buf);
-        return -1;
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *length = n;
-    return 0;
-}
-
 /* A growable byte string. */
 typedef struct bytes {
     unsigned char *data;
@@ -447,7 +410,7 @@ static int load_corpus(const char *dir, uint64_t data_seed, corpus *c)
         char path[4096];
         size_t length = 0;
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (read_file(path, &c->files[i], &length) != 0) {
+        if (ex_read_file(path, &c->files[i], &length) != 0) {
             goto done;
         }
         c->n_files++;
@@ -901,7 +864,7 @@ static int load_checkpoint(const char *path, checkpoint_info *k, aim_model **mod
 {
     char *text = NULL;
     size_t length = 0;
-    if (read_file(path, &text, &length) != 0) {
+    if (ex_read_file(path, &text, &length) != 0) {
         return -1;
     }
     const char *nl = memchr(text, '\n', length);

@@ -24,49 +24,6 @@
 #define DEFAULT_IN "mlp.aimodel"
 #define DEFAULT_COUNT 10
 
-/* Reads a whole file into a malloc'ed buffer, growing it as it goes (no
- * fseek/ftell, which C does not define for binary streams' ends). Returns
- * 0, or -1 after printing why. */
-static int read_file(const char *path, unsigned char **bytes, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            size_t grown = cap ? 2 * cap : (size_t)1 << 16;
-            unsigned char *p = grown > cap ? realloc(buf, grown) : NULL;
-            if (p == NULL) {
-                fprintf(stderr, "error: out of memory reading %s\n", path);
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf = p;
-            cap = grown;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (failed) {
-        fprintf(stderr, "error: cannot read %s\n", path);
-        free(buf);
-        return -1;
-    }
-    *bytes = buf;
-    *size = len;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const ex_program program = {
@@ -97,7 +54,7 @@ int main(int argc, char **argv)
     }
 
     int exit_code = 1;
-    unsigned char *bytes = NULL;
+    char *bytes = NULL; /* the serialized model, as the file holds it */
     size_t size = 0;
     aim_model *model = NULL;
     aim_optimizer *optimizer = NULL;
@@ -107,7 +64,7 @@ int main(int argc, char **argv)
     size_t scratch_count = 0;
     const char *source = "";
 
-    if (read_file(in_path, &bytes, &size) != 0) {
+    if (ex_read_file(in_path, &bytes, &size) != 0) {
         goto cleanup;
     }
     /* A failed load leaves nothing allocated and no model to ask for a

@@ -111,43 +111,6 @@ static int ensure_word_lists(const char *dir, int no_install)
     return -1;
 }
 
-/* Reads a whole file, NUL-terminated, into *text (caller frees). */
-static int read_file(const char *path, char **text, size_t *length)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        return -1;
-    }
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf != NULL) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) {
-            break;
-        }
-        char *bigger = realloc(buf, 2 * cap + 1);
-        if (bigger == NULL) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    int failed = ferror(f) || buf == NULL;
-    fclose(f);
-    if (failed) {
-        fprintf(stderr, "%s: cannot read it\n", path);
-        free(buf);
-        return -1;
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *length = n;
-    return 0;
-}
-
 /* Lower-cases one word in place (UTF-8; A-Z and U+00C0-U+00DE but ×) and
  * returns its length in characters, or 0 if it holds anything but a letter
  * (a-z, U+00DF-U+00FF but ÷) or is longer than T characters. */
@@ -253,7 +216,7 @@ static int load_words(const char *dir, size_t n_train, size_t n_test, uint64_t d
         char path[4096];
         size_t len = 0;
         snprintf(path, sizeof path, "%s/%s", dir, LANGS[l].file);
-        if (read_file(path, &train->text[l], &len) != 0) {
+        if (ex_read_file(path, &train->text[l], &len) != 0) {
             goto done;
         }
         for (char *line = train->text[l]; *line != '\0';) {

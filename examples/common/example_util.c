@@ -200,6 +200,42 @@ double ex_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int ex_read_file(const char *path, char **bytes, size_t *length)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = (size_t)1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf != NULL) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) {
+            break;
+        }
+        char *bigger = cap <= ((size_t)-1 - 1) / 2 ? realloc(buf, 2 * cap + 1) : NULL;
+        if (bigger == NULL) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    const int failed = ferror(f) || buf == NULL;
+    fclose(f);
+    if (failed) {
+        fprintf(stderr, "error: cannot read %s%s\n", path, buf == NULL ? ": out of memory" : "");
+        free(buf);
+        return -1;
+    }
+    buf[n] = '\0';
+    *bytes = buf;
+    *length = n;
+    return 0;
+}
+
 void ex_report_failure(const char *what, aim_status status, const char *detail)
 {
     fprintf(stderr, "error: %s failed: %s", what, aim_status_str(status));

@@ -93,6 +93,12 @@ int ex_parse_size(const char *text, size_t min, size_t max, size_t *out);
 /* Seconds on CLOCK_MONOTONIC, for differences only. */
 double ex_now(void);
 
+/* Reads a whole file into a malloc'ed buffer with a NUL after its `*length`
+ * bytes (so text can be read as a string; caller frees), growing the buffer
+ * as it goes (no fseek/ftell, which C does not define for binary streams'
+ * ends). Returns 0, or -1 after printing why. */
+int ex_read_file(const char *path, char **bytes, size_t *length);
+
 /* Prints "NAME: failed: STATUS: DETAIL" to stderr. */
 void ex_report_failure(const char *what, aim_status status, const char *detail);
 
