@@ -72,7 +72,7 @@ help:
 	@echo "make test       install missing dependencies, build and run the cmocka suite (SANITIZE=1: under ASan+UBSan)"
 	@echo "make demo       install missing dependencies and train the seed MLP on Fashion-MNIST"
 	@echo "make examples   build every example into $(BUILD)/examples/"
-	@echo "make bench      libaimodel against PyTorch on the seed models (tests/bench/compare.sh, ~9 min)"
+	@echo "make bench      libaimodel against PyTorch on the seed models, the 1.1 models and the GPT (tests/bench/compare.sh; the GPT alone ~6 min)"
 	@echo "make bench-layers  per-layer CNN and LSTM figures against cblas_sgemm (tests/bench/run.sh)"
 	@echo "make fuzz       the libFuzzer targets, FUZZ_SECONDS=60 each"
 	@echo "make plots      learning curves as PNG in $(BUILD)/plots (gnuplot)"
@@ -224,8 +224,9 @@ fuzz: deps-build
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 # ---- benchmarks: print figures, never fail on a timing --------------------
-# The comparison with PyTorch on the four seed models, 1 and 2 threads, both
-# OpenBLAS cores (about 9 minutes); bench-layers: the per-layer breakdown.
+# The comparison with PyTorch on the four seed models (about 9 minutes), the
+# GRU, the batch-norm CNN and the character GPT (about 6 minutes alone), 1
+# and 2 threads, both OpenBLAS cores; bench-layers: the per-layer breakdown.
 bench: deps-build lib
 	$(call install_missing,/usr/lib/python3/dist-packages/torch/__init__.py:python3-torch,exit 1)
 	tests/bench/compare.sh
