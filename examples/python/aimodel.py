@@ -53,6 +53,14 @@ and forward(INFERENCE) only read them, optimizers never touch them, and
 serialize() keeps them. Dropout masks come from the model's random stream
 (compile's seed, or set_random_seed()).
 
+Layers (1.2): add_attention (nn.MultiheadAttention self-attention over a
+(time, embed) sample, causal or not), add_positional_embedding (GPT-2's
+wpe), add_linear (nn.Linear over the last axis). loss_sparse takes a label
+per position on a (time, vocab) output. Generation: predict_step(workspace,
+x) feeds one position of each sequence, the workspace keeping causal
+attention's keys and values (workspace.reset_steps(),
+workspace.step_position).
+
 Graphs: a model is a graph of layers. Each add_* reads the current node and
 becomes it; last_node() names it, continue_from(node) branches, add_add()
 and add_concat() merge, add_input() adds an input (node model_input(k)),
@@ -271,6 +279,11 @@ class Conv1dConfig(ctypes.Structure):
                 ("alpha", ctypes.c_float), ("use_bias", ctypes.c_int32), ("init", c_enum)]
 
 
+class AttentionConfig(ctypes.Structure):
+    _fields_ = [("num_heads", ctypes.c_size_t), ("causal", ctypes.c_int32), ("dropout", ctypes.c_float),
+                ("bias", ctypes.c_int32), ("init", c_enum), ("reserved", ctypes.c_uint32 * 8)]
+
+
 class Pool1dConfig(ctypes.Structure):
     _fields_ = [("kernel", ctypes.c_size_t), ("stride", ctypes.c_size_t), ("pad", ctypes.c_size_t)]
 
@@ -433,6 +446,18 @@ _PROTOTYPES_1_1 = {
     "aim_rmsprop_create": (_STATUS, [_VP, ctypes.POINTER(RmspropConfig), _S, c_void_pp]),
 }
 
+# Added in 1.2: declared when the library has them.
+_PROTOTYPES_1_2 = {
+    "aim_attention_config_init": (_STATUS, [ctypes.POINTER(AttentionConfig), _S]),
+    "aim_model_add_attention": (_STATUS, [_VP, ctypes.POINTER(AttentionConfig)]),
+    "aim_model_add_positional_embedding": (_STATUS, [_VP, _S]),
+    "aim_model_add_linear": (_STATUS, [_VP, ctypes.POINTER(DenseConfig)]),
+    "aim_model_predict_step": (_STATUS, [_VP, _VP, c_float_p, _S, _S, c_float_p, _S]),
+    "aim_model_predict_step_ids": (_STATUS, [_VP, _VP, c_int32_p, _S, _S, c_float_p, _S]),
+    "aim_workspace_reset_steps": (_STATUS, [_VP]),
+    "aim_workspace_step_position": (_STATUS, [_VP, c_size_p]),
+}
+
 
 def _load():
     tried = []
@@ -458,7 +483,7 @@ def _load():
             tried.append("%s (%s)" % (path, why))
             continue
         missing = []
-        for table in (_PROTOTYPES, _PROTOTYPES_1_1):
+        for table in (_PROTOTYPES, _PROTOTYPES_1_1, _PROTOTYPES_1_2):
             for name, (restype, argtypes) in table.items():
                 fn = getattr(library, name, None)
                 if fn is None:
@@ -492,7 +517,8 @@ def missing_functions():
 def _fn(name):
     """The C function `name`, or NotImplementedError if the library lacks it."""
     if name in _missing:
-        raise NotImplementedError("libaimodel %s (%s) has no %s; it came in 1.1" % (version(), _lib_path, name))
+        since = "1.2" if name in _PROTOTYPES_1_2 else "1.1"
+        raise NotImplementedError("libaimodel %s (%s) has no %s; it came in %s" % (version(), _lib_path, name, since))
     return getattr(_lib, name)
 
 
@@ -936,6 +962,18 @@ class Workspace(_Closing):
         this workspace failed ("" if none has)."""
         return _decode(_lib.aim_workspace_last_error(self._h()))
 
+    def reset_steps(self):
+        """aim_workspace_reset_steps(): the next Model.predict_step() feeds
+        position 0 of new sequences."""
+        _check(_fn("aim_workspace_reset_steps")(self._h()), "aim_workspace_reset_steps")
+
+    @property
+    def step_position(self):
+        """aim_workspace_step_position(): positions the sequences hold."""
+        out = ctypes.c_size_t()
+        _check(_fn("aim_workspace_step_position")(self._h(), ctypes.byref(out)), "aim_workspace_step_position")
+        return int(out.value)
+
     @property
     def handle(self):
         """The raw aim_workspace* as an int (for advanced use with `lib`)."""
@@ -1228,6 +1266,44 @@ class Model(_Closing):
         if init is not None:
             cfg.init = int(_enum(Init, init))
         self._call("aim_model_add_embedding", ctypes.byref(cfg))
+        return self
+
+    def add_attention(self, num_heads, causal=False, dropout=0.0, bias=True, init=None):
+        """Multi-head self-attention (PyTorch nn.MultiheadAttention with
+        batch_first, query = key = value) over a (time, embed) sample;
+        parameters in_proj_weight, in_proj_bias, out_proj.weight,
+        out_proj.bias in that order. causal: position i attends to <= i.
+        dropout: on the attention weights in training. init defaults to the
+        C default (PYTORCH: PyTorch's own)."""
+        cfg = AttentionConfig()
+        _check(_fn("aim_attention_config_init")(ctypes.byref(cfg), int(num_heads)), "aim_attention_config_init")
+        cfg.causal = 1 if causal else 0
+        cfg.dropout = float(dropout)
+        cfg.bias = 1 if bias else 0
+        if init is not None:
+            cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_attention", ctypes.byref(cfg))
+        return self
+
+    def add_positional_embedding(self, max_positions):
+        """A learned positional embedding (GPT-2's wpe): a (max_positions,
+        embed) table whose first `time` rows are added to a (time, embed)
+        sample."""
+        self._call("aim_model_add_positional_embedding", int(max_positions))
+        return self
+
+    def add_linear(self, units, activation=Activation.IDENTITY, alpha=None, use_bias=True,
+                   init=Init.GLOROT_UNIFORM):
+        """A dense layer over the last axis of each sample (PyTorch
+        nn.Linear on a sequence): (..., in) -> (..., units)."""
+        cfg = DenseConfig()
+        _check(_lib.aim_dense_config_init(ctypes.byref(cfg), int(units), int(_enum(Activation, activation))),
+               "aim_dense_config_init")
+        if alpha is not None:
+            cfg.alpha = alpha
+        cfg.use_bias = 1 if use_bias else 0
+        cfg.init = int(_enum(Init, init))
+        self._call("aim_model_add_linear", ctypes.byref(cfg))
         return self
 
     def add_conv1d(self, filters, kernel, stride=1, padding=Padding.VALID, activation=Activation.IDENTITY,
@@ -1555,11 +1631,15 @@ class Model(_Closing):
 
     def loss_sparse(self, labels, output=0):
         """Softmax cross-entropy of output `output` (logits) of the last
-        forward against int labels, one per sample; keeps the gradient for
+        forward against int labels, one per sample (N,), or, on an output of
+        rank >= 2 such as (time, vocab) logits, one per position (N, time):
+        each position's softmax over the last axis. Keeps the gradient for
         backward(). Returns the mean loss."""
         y = np.ascontiguousarray(labels, dtype=np.int32)
-        if y.ndim != 1:
-            raise ValueError("labels: expected an array of shape (N,), got %s" % _shape_str(y.shape))
+        if y.ndim not in (1, 2):
+            raise ValueError("labels: expected an array of shape (N,) or (N, positions), got %s"
+                             % _shape_str(y.shape))
+        y = y.reshape(-1)
         out = ctypes.c_float()
         self._call("aim_model_loss_sparse", int(output), y.ctypes.data_as(c_int32_p), y.size, ctypes.byref(out))
         return out.value
@@ -1721,6 +1801,37 @@ class Model(_Closing):
                                                     out_counts, len(results)), "aim_model_predict_multi",
                        last_error)
         return outs[0] if len(outs) == 1 else outs
+
+    def predict_step(self, workspace, x):
+        """aim_model_predict_step() / aim_model_predict_step_ids(): feeds one
+        position of `batch` sequences, x of shape (batch, *input_shape[1:])
+        (int32 for an input of ids), at the position workspace.step_position,
+        and returns that position of the output, (batch, *output_shape[1:]).
+        The workspace keeps causal attention's keys and values between calls
+        (workspace.reset_steps() starts new sequences); the model is not
+        written."""
+        if self.input_count != 1 or self.output_count != 1:
+            raise ValueError("predict_step needs a model of one input and one output")
+        ids = self.input_dtype(0) == Dtype.INT32
+        want = np.int32 if ids else np.float32
+        arr = np.asarray(x)
+        if ids and arr.dtype.kind not in "iu":
+            raise TypeError("input 0: ids must be integers, got %s" % arr.dtype)
+        arr = np.ascontiguousarray(arr, dtype=want)
+        row = tuple(self.input_shape[1:])
+        if arr.ndim != 1 + len(row) or tuple(arr.shape[1:]) != row:
+            raise ValueError("predict_step: x must have shape (batch,) + %s, got %s" % (row, arr.shape))
+        batch = arr.shape[0]
+        out = np.empty((batch,) + tuple(self.output_shape[1:]), dtype=np.float32)
+        mh, wh = self._h(), workspace._h()
+        last_error = lambda: _decode(_lib.aim_workspace_last_error(wh))  # noqa: E731
+        if ids:
+            _check(_fn("aim_model_predict_step_ids")(mh, wh, arr.ctypes.data_as(c_int32_p), arr.size, batch,
+                                                     _fptr(out), out.size), "aim_model_predict_step_ids", last_error)
+        else:
+            _check(_fn("aim_model_predict_step")(mh, wh, _fptr(arr), arr.size, batch, _fptr(out), out.size),
+                   "aim_model_predict_step", last_error)
+        return out
 
     def predict(self, x, out=None):
         """Inference on (batch, *input_shape) samples (a list of one array

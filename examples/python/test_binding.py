@@ -1584,6 +1584,99 @@ def rmsprop_steps_match_numpy():
             assert np.array_equal(m2.parameters(), m.parameters())
 
 
+def numpy_attention(x, p, heads, causal):
+    """nn.MultiheadAttention self-attention of one (T, E) sample in float64,
+    parameters in PyTorch's order (in_proj_weight, in_proj_bias,
+    out_proj.weight, out_proj.bias)."""
+    T, E = x.shape
+    d = E // heads
+    w_in = p[:3 * E * E].reshape(3 * E, E)
+    b_in = p[3 * E * E:3 * E * E + 3 * E]
+    w_o = p[3 * E * E + 3 * E:3 * E * E + 3 * E + E * E].reshape(E, E)
+    b_o = p[3 * E * E + 3 * E + E * E:]
+    qkv = x @ w_in.T + b_in
+    out = np.zeros((T, E))
+    for h in range(heads):
+        q, k, v = (qkv[:, i * E + h * d:i * E + (h + 1) * d] for i in range(3))
+        s = q @ k.T / np.sqrt(d)
+        if causal:
+            s = np.where(np.tril(np.ones((T, T))) > 0, s, -np.inf)
+        s = np.exp(s - s.max(axis=1, keepdims=True))
+        out[:, h * d:(h + 1) * d] = (s / s.sum(axis=1, keepdims=True)) @ v
+    return out @ w_o.T + b_o
+
+
+@test
+def attention_positional_embedding_and_linear_match_numpy():
+    needs("aim_model_add_attention", "aim_model_add_positional_embedding", "aim_model_add_linear")
+    rs = np.random.RandomState(31)
+    T, E, H, U = 6, 12, 3, 5
+    x = rs.uniform(-1, 1, size=(4, T, E)).astype(np.float32)
+    for causal in (False, True):
+        with aim.Model((T, E)) as m:
+            m.add_positional_embedding(T + 2).add_attention(H, causal=causal).add_linear(U, "tanh")
+            assert m.layer_shape(1) == (T, E) and m.layer_shape(2) == (T, U)
+            m.compile(max_batch=4, seed=3)
+            p = m.parameters()
+            p[:] = rs.uniform(-0.3, 0.3, size=p.size)
+            p64 = p.astype(np.float64)
+            wpe = p64[:(T + 2) * E].reshape(T + 2, E)
+            att = p64[(T + 2) * E:(T + 2) * E + 4 * E * E + 4 * E]
+            lin = p64[(T + 2) * E + 4 * E * E + 4 * E:]
+            w, b = lin[:U * E].reshape(U, E), lin[U * E:]
+            want = np.stack([np.tanh(numpy_attention(s + wpe[:T], att, H, causal) @ w.T + b) for s in x])
+            got = m.predict(x)
+            err = np.abs(got - want).max() / np.abs(want).max()
+            assert err < 1e-5, (causal, err)
+    with aim.Model((T, E)) as m:
+        expect_error(Status.ERR_INVALID_ARGUMENT, m.add_attention, 5, contains=("divide",))
+        expect_error(Status.ERR_SHAPE_MISMATCH, m.add_positional_embedding, T - 1, contains=("max_positions",))
+        assert m.layer_count == 0
+
+
+@test
+def predict_step_matches_predict_and_labels_per_position():
+    needs("aim_model_predict_step_ids", "aim_workspace_reset_steps", "aim_workspace_step_position")
+    rs = np.random.RandomState(32)
+    T, V, E = 7, 11, 8
+    with aim.Model(T) as m:
+        m.set_input_dtype(0, np.int32)
+        m.add_embedding(V, E).add_positional_embedding(T).add_layer_norm()
+        m.add_attention(2, causal=True).add_linear(V)
+        m.compile(max_batch=3, seed=4)
+        ids = rs.randint(0, V, size=(3, T))
+        full = m.predict(ids)
+        ws = aim.Workspace(m, max_batch=3)
+        try:
+            for rnd in range(2):
+                assert ws.step_position == 0
+                for t in range(T):
+                    row = m.predict_step(ws, ids[:, t])
+                    assert row.shape == (3, V)
+                    err = np.abs(row - full[:, t]).max() / np.abs(full[:, t]).max()
+                    assert err < 1e-5, (t, err)
+                assert ws.step_position == T
+                expect_error(Status.ERR_INVALID_STATE, m.predict_step, ws, ids[:, 0], contains=("reset",))
+                ws.reset_steps()
+            expect_error(Status.ERR_INVALID_ARGUMENT, m.predict_step, ws, np.full(3, V), contains=("outside",))
+            try:
+                m.predict_step(ws, ids[:, :2])
+            except ValueError as e:
+                assert "(batch,) + ()" in str(e), str(e)
+            else:
+                raise AssertionError("two positions were fed to one step")
+        finally:
+            ws.close()
+        # one label per position: the mean of each position's cross-entropy
+        labels = rs.randint(0, V, size=(3, T))
+        m.forward(ids)
+        loss = m.loss_sparse(labels)
+        z = full.astype(np.float64).reshape(-1, V)
+        lse = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
+        want = np.mean(lse - z[np.arange(z.shape[0]), labels.reshape(-1)])
+        assert abs(loss - want) < 1e-5 * abs(want), (loss, want)
+
+
 def main():
     passed = failed = skipped = 0
     for fn in TESTS:
