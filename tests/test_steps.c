@@ -292,9 +292,23 @@ static void step_with_another_model(void **state) {
     assert_int_equal(aim_model_predict_step_ids(mb, w, &id, 1, 1, out, V), AIM_ERR_SHAPE_MISMATCH);
     assert_non_null(strstr(aim_workspace_last_error(w), "another model"));
     CHECK_OK(aim_model_predict_step_ids(ma, w, &id, 1, 1, out, V));
+    /* The same sizes with non-causal attention: the model given decides, so
+     * it is refused (not run with the first model's configuration). */
+    const gpt_opts c = {6, 8, 2, 1, 16, 0.0f, 0};
+    aim_model *mc = NULL;
+    CHECK_OK(build_gpt(NULL, &c, 1, 1, &mc));
+    CHECK_OK(aim_workspace_reset_steps(w));
+    assert_int_equal(aim_model_predict_step_ids(mc, w, &id, 1, 1, out, V), AIM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(aim_workspace_last_error(w), "(attention)"));
+    /* and a model of the same architecture (a copy of the weights' shapes) steps */
+    aim_model *md = NULL;
+    CHECK_OK(build_gpt(NULL, &a, 1, 9, &md));
+    CHECK_OK(aim_model_predict_step_ids(md, w, &id, 1, 1, out, V));
     aim_workspace_free(w);
     aim_model_free(ma);
     aim_model_free(mb);
+    aim_model_free(mc);
+    aim_model_free(md);
 }
 
 /* aim_workspace_create of a model that steps, failing its k-th allocation:

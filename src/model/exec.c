@@ -167,12 +167,28 @@ static void run_pooled(aim_threadpool *pool, run *r) {
     }
 }
 
-/* The kinds' own checks of a call (ids in range, a batch statistic over one value). */
+/* Node L as one position of a value whose first axis holds T of them, for
+ * incremental inference: the position-wise kinds run on it unchanged. */
+static void one_position(const aim__layer *L, size_t T, aim__layer *S) {
+    *S = *L;
+    S->in_dims[0] = 1;
+    S->out_dims[0] = 1;
+    S->in_size /= T;
+    S->out_size /= T;
+}
+
+/* The kinds' own checks of a call (ids in range, a batch statistic over one
+ * value); on one position of each sample when T > 0 (a step). */
 static aim_status check_layers(const aim_model *m, char *err, const char *what, const float *const *in, size_t batch,
-                               int train) {
+                               int train, size_t T) {
     for (size_t i = 0; i < m->n_layers; i++) {
+        aim__layer S;
         const aim__layer *L = &m->layers[i];
         if (!L->ops->check) continue;
+        if (T) {
+            one_position(L, T, &S);
+            L = &S;
+        }
         const float *x[AIM_MAX_NODE_INPUTS];
         for (size_t j = 0; j < L->n_in; j++) x[j] = aim__is_input(L->in[j]) ? in[aim__input_index(L->in[j])] : NULL;
         char msg[AIM__ERR_CAP];
@@ -252,7 +268,7 @@ static aim_status forward_impl(aim_model *m, aim_mode mode, const float *const *
         if (st != AIM_OK) return st;
     }
     if ((st = check_dtypes(m, m->err, "forward", n, typed, ids)) != AIM_OK) return st;
-    if ((st = check_layers(m, m->err, "forward", inputs, batch, mode == AIM_MODE_TRAIN)) != AIM_OK) return st;
+    if ((st = check_layers(m, m->err, "forward", inputs, batch, mode == AIM_MODE_TRAIN, 0)) != AIM_OK) return st;
     /* An initial state applies only to the batch size it was set for. */
     for (size_t i = 0; i < m->n_layers; i++)
         if (m->state_batch[i] && m->state_batch[i] != batch) {
@@ -689,13 +705,11 @@ struct aim_workspace {
     float *vals;           /* (max_batch, per_sample) */
     float *scratch;
     aim_threadpool *pool;
+    /* incremental inference (aim_model_predict_step), set aside at create when the model can step */
     void *step_raw;        /* the step memory's allocation, NULL without */
-    /* incremental inference (aim_model_predict_step), set up at create when the model can step */
-    aim__layer *shadow;    /* per layer: a copy whose time axis is 1, for the position-wise kinds */
-    float *step_state;     /* per layer with step_state_per_sample: (max_batch, that) floats */
+    float *step_state;     /* per layer with step_state_per_sample: (max_batch, that) floats, rounded */
     float *step_scratch;   /* max_batch * the largest step_scratch_per_sample */
-    size_t n_shadow, step_floats, steps_T, step_pos, step_batch;
-    char step_why[AIM__ERR_CAP]; /* why the model cannot step ("" when it can) */
+    size_t step_state_floats, step_scratch_floats, steps_T, step_pos, step_batch;
     char err[AIM__ERR_CAP];
 };
 
@@ -728,55 +742,49 @@ static int model_steps(const aim_model *m, char *why, size_t *T) {
     return 1;
 }
 
-/* The step memory of a model that can step: shadow nodes, states, scratch (floats). */
+/* Floats of layer L's keys and values for max_batch sequences, rounded so
+ * each layer's block is aligned; 0 on overflow (checked by step_sizes). */
+static size_t step_state_of(const aim__layer *L, size_t max_batch) {
+    size_t n;
+    return aim__mul(max_batch, L->step_state_per_sample, &n) && aim__round_floats(n, &n) ? n : 0;
+}
+
+/* The step memory of a model that can step, in floats: the layers' states,
+ * then a scratch for the layer that needs most (rounded); 0 on overflow. */
 static int step_sizes(const aim_model *m, size_t max_batch, size_t *state, size_t *scratch) {
     *state = 0;
     *scratch = 0;
     for (size_t i = 0; i < m->n_layers; i++) {
         const aim__layer *L = &m->layers[i];
-        size_t n, k;
-        if (!aim__mul(max_batch, L->step_state_per_sample, &n) || !aim__round_floats(n, &n) ||
-            !aim__add(*state, n, state) || !aim__mul(max_batch, L->step_scratch_per_sample, &k))
+        size_t n = step_state_of(L, max_batch), k;
+        if ((L->step_state_per_sample && !n) || !aim__add(*state, n, state) ||
+            !aim__mul(max_batch, L->step_scratch_per_sample, &k))
             return 0;
         if (k > *scratch) *scratch = k;
     }
-    return 1;
+    size_t all;
+    return aim__round_floats(*scratch, scratch) && aim__add(*state, *scratch, &all) && all <= SIZE_MAX / sizeof(float) &&
+           all * sizeof(float) <= SIZE_MAX - AIM__ALIGN;
 }
 
-/* Bytes of the step memory: states, then scratch (`floats` in all), then the shadow nodes. */
-static int step_bytes(const aim_model *m, size_t max_batch, size_t *state, size_t *floats, size_t *bytes) {
-    size_t scratch, shadow_bytes;
-    return step_sizes(m, max_batch, state, &scratch) && aim__round_floats(scratch, &scratch) &&
-           aim__add(*state, scratch, floats) && aim__mul(*floats, sizeof(float), bytes) &&
-           aim__mul(m->n_layers, sizeof(aim__layer), &shadow_bytes) && aim__add(*bytes, shadow_bytes, bytes) &&
-           *bytes <= SIZE_MAX - AIM__ALIGN;
-}
-
-/* Sets up a new workspace's step memory, or leaves it without and says why.
- * Fails only when the memory cannot be had. */
+/* Sets aside a new workspace's step memory when the model can step (else
+ * none: aim_model_predict_step then says why). Fails only when the memory
+ * cannot be had. */
 static aim_status workspace_steps(const aim_model *m, aim_workspace *w) {
-    size_t T = 0, state, floats, bytes;
-    if (!model_steps(m, w->step_why, &T)) return AIM_OK;
-    if (!step_bytes(m, w->max_batch, &state, &floats, &bytes)) return AIM_ERR_OVERFLOW;
+    char why[AIM__ERR_CAP];
+    size_t T = 0, state, scratch;
+    if (!model_steps(m, why, &T)) return AIM_OK;
+    if (!step_sizes(m, w->max_batch, &state, &scratch)) return AIM_ERR_OVERFLOW;
     void *raw;
-    float *base = aim__alloc_aligned(&w->alloc, bytes, &raw);
+    float *base = aim__alloc_aligned(&w->alloc, (state + scratch) * sizeof(float), &raw);
     if (!base) return AIM_ERR_OUT_OF_MEMORY;
-    memset(base, 0, bytes);
+    memset(base, 0, (state + scratch) * sizeof(float));
+    w->step_raw = raw;
     w->step_state = base;
     w->step_scratch = base + state;
-    w->shadow = (aim__layer *)(void *)(base + floats); /* floats is a multiple of AIM__ALIGN bytes */
-    w->step_raw = raw;
-    w->n_shadow = m->n_layers;
-    w->step_floats = state;
+    w->step_state_floats = state;
+    w->step_scratch_floats = scratch;
     w->steps_T = T;
-    for (size_t i = 0; i < m->n_layers; i++) {
-        aim__layer *S = &w->shadow[i];
-        *S = m->layers[i];
-        S->in_dims[0] = 1;
-        S->out_dims[0] = 1;
-        S->in_size /= T;
-        S->out_size /= T;
-    }
     return AIM_OK;
 }
 
@@ -798,11 +806,11 @@ aim_status aim_workspace_size(const aim_model *m, size_t max_batch, size_t *byte
     if (st != AIM_OK) return st;
     *bytes = b + AIM__ALIGN + sizeof(struct aim_workspace);
     char why[AIM__ERR_CAP];
-    size_t T, state, floats, step;
-    if (model_steps(m, why, &T)) {
-        if (!step_bytes(m, max_batch, &state, &floats, &step) || !aim__add(*bytes, step + AIM__ALIGN, bytes))
-            return AIM_ERR_OVERFLOW;
-    }
+    size_t T, state, scratch;
+    if (model_steps(m, why, &T) &&
+        (!step_sizes(m, max_batch, &state, &scratch) ||
+         !aim__add(*bytes, (state + scratch) * sizeof(float) + AIM__ALIGN, bytes)))
+        return AIM_ERR_OVERFLOW;
     return AIM_OK;
 }
 
@@ -917,7 +925,7 @@ static aim_status predict_impl(const aim_model *m, aim_workspace *w, const float
         if (st != AIM_OK) return st;
     }
     aim_status st = check_dtypes(m, w->err, "predict", n_inputs, typed, ids);
-    if (st != AIM_OK || (st = check_layers(m, w->err, "predict", inputs, batch, 0)) != AIM_OK) return st;
+    if (st != AIM_OK || (st = check_layers(m, w->err, "predict", inputs, batch, 0, 0)) != AIM_OK) return st;
     size_t need_scratch = 0;
     (void)aim__scratch_for(m, batch, &need_scratch); /* batch <= max_batch: no overflow */
     if (m->infer_per_sample > w->per_sample || need_scratch > w->scratch_floats) {
@@ -983,13 +991,14 @@ static aim_status step_impl(const aim_model *m, aim_workspace *w, const float *i
         aim__set_error(w->err, "predict_step: input and output must be non-NULL and batch > 0");
         return AIM_ERR_INVALID_ARGUMENT;
     }
-    if (!w->shadow) {
-        aim__set_error(w->err, "%s", w->step_why[0] ? w->step_why : "predict_step: the workspace has no step memory");
-        return AIM_ERR_UNSUPPORTED;
-    }
-    size_t state, floats, bytes;
-    if (w->n_shadow != m->n_layers || m->infer_per_sample > w->per_sample || m->inputs[0].dims[0] != w->steps_T ||
-        !step_bytes(m, w->max_batch, &state, &floats, &bytes) || state != w->step_floats) {
+    /* The model given, not the one the workspace was made for, decides
+     * (a workspace serves any model of the same architecture). */
+    size_t T = 0, state, scratch, forward_scratch = 0;
+    if (!model_steps(m, w->err, &T)) return AIM_ERR_UNSUPPORTED;
+    if (!w->step_raw || T != w->steps_T || m->infer_per_sample > w->per_sample ||
+        !aim__scratch_for(m, w->max_batch, &forward_scratch) || forward_scratch > w->scratch_floats ||
+        !step_sizes(m, w->max_batch, &state, &scratch) || state != w->step_state_floats ||
+        scratch > w->step_scratch_floats) {
         aim__set_error(w->err, "predict_step: the workspace was made for another model");
         return AIM_ERR_SHAPE_MISMATCH;
     }
@@ -1004,8 +1013,7 @@ static aim_status step_impl(const aim_model *m, aim_workspace *w, const float *i
                        w->step_batch, batch);
         return AIM_ERR_SHAPE_MISMATCH;
     }
-    const size_t T = w->steps_T, in_row = m->inputs[0].size / T;
-    const size_t node = m->outputs[0], out_row = m->layers[node].out_size / T;
+    const size_t in_row = m->inputs[0].size / T, out_row = m->layers[m->outputs[0]].out_size / T;
     if (in_count != batch * in_row || out_count != batch * out_row) {
         aim__set_error(w->err,
                        "predict_step: input holds %zu %s and output room for %zu floats; one position of batch %zu "
@@ -1020,23 +1028,10 @@ static aim_status step_impl(const aim_model *m, aim_workspace *w, const float *i
                        T);
         return AIM_ERR_INVALID_STATE;
     }
-    /* The kinds' own checks (ids in range) on this position, before anything runs. */
-    for (size_t i = 0; i < m->n_layers; i++) {
-        const aim__layer *S = &w->shadow[i];
-        if (!S->ops->check) continue;
-        const float *x[AIM_MAX_NODE_INPUTS];
-        for (size_t j = 0; j < S->n_in; j++) x[j] = aim__is_input(S->in[j]) ? in : NULL;
-        char msg[AIM__ERR_CAP];
-        msg[0] = '\0';
-        if ((st = S->ops->check(S, x, batch, 0, msg)) != AIM_OK) {
-            aim__set_error(w->err, "predict_step at position %zu: layer %zu (%s): %s", w->step_pos, i, S->ops->name,
-                           msg);
-            return st;
-        }
-    }
+    if ((st = check_layers(m, w->err, "predict_step", &in, batch, 0, T)) != AIM_OK) return st;
     float *state_at = w->step_state;
     for (size_t i = 0; i < m->n_layers; i++) {
-        const aim__layer *L = &m->layers[i], *S = &w->shadow[i];
+        const aim__layer *L = &m->layers[i];
         const float *x[AIM_MAX_NODE_INPUTS];
         for (size_t j = 0; j < L->n_in; j++) {
             const size_t id = L->in[j];
@@ -1047,20 +1042,19 @@ static aim_status step_impl(const aim_model *m, aim_workspace *w, const float *i
             const aim__step a = {x, y, m->params + L->param_offset, state_at, w->step_scratch, w->step_pos, batch};
             L->ops->step(L, &a);
         } else {
+            aim__layer S;
+            one_position(L, T, &S);
             aim__fwd a = {0};
             a.x = x;
             a.y = y;
             a.scratch = w->scratch;
             a.params = m->params + L->param_offset;
-            a.state_ldb = batch;
             a.batch = batch;
             a.buffers = m->buffers + L->buffer_offset;
             a.parts = 1;
-            S->ops->forward(S, &a);
+            S.ops->forward(&S, &a);
         }
-        size_t n = 0;
-        (void)aim__round_floats(w->max_batch * L->step_state_per_sample, &n); /* sized at create */
-        state_at += n;
+        state_at += step_state_of(L, w->max_batch);
     }
     w->step_batch = batch;
     w->step_pos++;
