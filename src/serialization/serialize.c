@@ -147,14 +147,20 @@ aim_status aim_model_serialized_size(const aim_model *model, const aim_optimizer
     return AIM_OK;
 }
 
+/* The format version that introduced a kind: 0-7 in 1, 8-9 in 2, 10-19 in
+ * 3, 20-22 (attention, positional embedding, linear) in 4. */
+static uint32_t kind_version(uint32_t code) { return code <= 7 ? 1u : code <= 9 ? 2u : code <= 19 ? 3u : 4u; }
+
 /* The oldest version that holds the model, so a library that predates a
- * kind still reads every model without it: 4 once a kind of 20-22
- * (attention, positional embedding, linear) is used, else 3. The payload of
- * 3 and 4 is the same but for those kinds. */
+ * kind still reads every model without it: 3 (whose payload the writer's
+ * is), or the version of its newest kind. */
 static uint32_t version_needed(const aim__model_view *v) {
-    for (size_t i = 0; i < v->n_layers; i++)
-        if (v->layers[i].ops->code >= 20) return 4u;
-    return 3u;
+    uint32_t version = 3u;
+    for (size_t i = 0; i < v->n_layers; i++) {
+        const uint32_t k = kind_version(v->layers[i].ops->code);
+        version = k > version ? k : version;
+    }
+    return version;
 }
 
 aim_status aim_model_serialize(const aim_model *model, const aim_optimizer *optimizer, void *buffer, size_t capacity,
@@ -395,9 +401,8 @@ static aim_status read_payload(aim__reader *r, uint32_t version, uint32_t flags,
     }
     for (uint32_t i = 0; i < n_layers; i++) {
         const uint32_t code = aim__get_u32(r);
-        /* Kinds exist from the version that introduced them: 0-7 in 1, 8-9 in 2, 10-19 in 3, 20-22 in 4. */
-        const uint32_t last_code = version == 1 ? 7u : version == 2 ? 9u : version == 3 ? 19u : UINT32_MAX;
-        const aim__layer_ops *ops = r->fail || code > last_code ? NULL : aim__layer_by_code(code);
+        /* Kinds exist from the version that introduced them. */
+        const aim__layer_ops *ops = r->fail || kind_version(code) > version ? NULL : aim__layer_by_code(code);
         if (!ops) {
             snprintf(msg, AIM__ERR_CAP, r->fail ? "truncated at layer %u" : "layer %u: unknown kind %u", (unsigned)i,
                      (unsigned)code);
