@@ -39,6 +39,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fastmath.h"
@@ -135,11 +136,12 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
     return AIM_OK;
 }
 
-/* Where the parameters are. */
+/* Where the parameters (or their gradients) are, in PyTorch's order; the
+ * biases NULL without them. */
 typedef struct params {
-    const float *w_in, *b_in, *w_o, *b_o;
+    float *w_in, *b_in, *w_o, *b_o;
 } params;
-static params params_of(const aim__layer *L, const float *p) {
+static params params_at(const aim__layer *L, float *p) {
     const dims g = dims_of(L);
     params q;
     q.w_in = p;
@@ -148,12 +150,14 @@ static params params_of(const aim__layer *L, const float *p) {
     q.b_o = CFG(L)->bias ? q.w_o + g.E * g.E : NULL;
     return q;
 }
+/* The same for parameters only read (the forward's, the backward's W). */
+static params params_of(const aim__layer *L, const float *p) { return params_at(L, (float *)(uintptr_t)p); }
 
 static void init(const aim__layer *L, float *p, struct aim_rng *rng) {
     const dims g = dims_of(L);
     const aim__attention_cfg *c = CFG(L);
-    float *w_in = p, *b_in = c->bias ? p + 3 * g.E * g.E : NULL;
-    float *w_o = p + 3 * g.E * g.E + (c->bias ? 3 * g.E : 0), *b_o = c->bias ? w_o + g.E * g.E : NULL;
+    const params q = params_at(L, p);
+    float *w_in = q.w_in, *b_in = q.b_in, *w_o = q.w_o, *b_o = q.b_o;
     float zero = 0.0f;
     switch (c->init) {
     case AIM_INIT_PYTORCH: /* xavier_uniform_(in_proj_weight); out_proj: nn.Linear's kaiming_uniform(a=√5) */
@@ -304,8 +308,8 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
     const float scale = 1.0f / sqrtf((float)d);
     const float keep_scale = c->dropout > 0.0f ? 1.0f / (1.0f - c->dropout) : 1.0f;
     const params q = params_of(L, a->params);
-    float *dw_in = a->dparams, *db_in = c->bias ? a->dparams + 3 * E * E : NULL;
-    float *dw_o = a->dparams + 3 * E * E + (c->bias ? 3 * E : 0), *db_o = c->bias ? dw_o + E * E : NULL;
+    const params dp = params_at(L, a->dparams);
+    float *dw_in = dp.w_in, *db_in = dp.b_in, *dw_o = dp.w_o, *db_o = dp.b_o;
     const cache_view v = cache_of(L, a->cache, a->batch);
     float *dP = a->scratch, *dO = dP + TT, *dqkv = dO + a->batch * TE;
     const size_t bs = block_rows(L);
