@@ -241,22 +241,40 @@ docs: include/aimodel.h docs/Doxyfile README.md
 	doxygen docs/Doxyfile
 
 # ---- install -------------------------------------------------------------------
-# aimodel.pc is generated for this PREFIX at every install.
+# The .pc files are generated for this PREFIX at every install; the CMake
+# package finds its paths from its own location (relocatable), so only the
+# relative path from $(CMAKEDIR) to $(INCDIR) and the pointer size go in.
+CMAKEDIR ?= $(LIBDIR)/cmake/aimodel
+PC_SED    = -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+CMAKE_SED = -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+            -e "s|@CMAKEDIR_TO_LIBDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(LIBDIR))|g" \
+            -e "s|@CMAKEDIR_TO_INCDIR@|$$(realpath -m --relative-to=$(CMAKEDIR) $(INCDIR))|g" \
+            -e "s|@SIZEOF_VOID_P@|$$(echo __SIZEOF_POINTER__ | $(CC) -E -P -x c - | tr -d ' ')|g"
+
 install: lib
-	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(CMAKEDIR)
 	install -m 644 include/aimodel.h $(DESTDIR)$(INCDIR)/aimodel.h
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libaimodel.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libaimodel.so.$(VERSION)
 	ln -sf libaimodel.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libaimodel.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
-	    -e 's|@VERSION@|$(VERSION)|g' pkgconfig/aimodel.pc.in > $(DESTDIR)$(PCDIR)/aimodel.pc
-	chmod 644 $(DESTDIR)$(PCDIR)/aimodel.pc
+	sed $(PC_SED) pkgconfig/aimodel.pc.in > $(DESTDIR)$(PCDIR)/aimodel.pc
+	sed $(PC_SED) pkgconfig/aimodel-static.pc.in > $(DESTDIR)$(PCDIR)/aimodel-static.pc
+	sed $(CMAKE_SED) pkgconfig/aimodelConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/aimodelConfig.cmake
+	sed $(CMAKE_SED) pkgconfig/aimodelConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/aimodelConfigVersion.cmake
+	chmod 644 $(DESTDIR)$(PCDIR)/aimodel.pc $(DESTDIR)$(PCDIR)/aimodel-static.pc \
+	          $(DESTDIR)$(CMAKEDIR)/aimodelConfig.cmake $(DESTDIR)$(CMAKEDIR)/aimodelConfigVersion.cmake
+	@if [ -z "$(DESTDIR)" ] && ! { /sbin/ldconfig -p 2>/dev/null | grep -q " $(LIBDIR)/$(SONAME)\$$"; }; then \
+	  echo "note: the loader does not know $(LIBDIR) yet: link with an rpath, set LD_LIBRARY_PATH,"; \
+	  echo "      or run ldconfig if it is in /etc/ld.so.conf (README.md, \"Installing and linking\")"; fi
 
+# Removes what install put there, and the CMake directory if it is then empty.
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/aimodel.h $(DESTDIR)$(LIBDIR)/libaimodel.a \
 	      $(DESTDIR)$(LIBDIR)/libaimodel.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
-	      $(DESTDIR)$(LIBDIR)/libaimodel.so $(DESTDIR)$(PCDIR)/aimodel.pc
+	      $(DESTDIR)$(LIBDIR)/libaimodel.so $(DESTDIR)$(PCDIR)/aimodel.pc $(DESTDIR)$(PCDIR)/aimodel-static.pc \
+	      $(DESTDIR)$(CMAKEDIR)/aimodelConfig.cmake $(DESTDIR)$(CMAKEDIR)/aimodelConfigVersion.cmake
+	@rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null || true
 
 # Every exported symbol starts with aim_, and the soname carries the major.
 check-abi: $(SHARED)
