@@ -95,10 +95,14 @@ import weakref
 
 import numpy as np
 
+from . import _keras
+from . import progress
+
 __all__ = [
     "AimError", "Status", "Activation", "Init", "Mode", "LossKind", "Padding", "Dtype", "RnnKind",
     "Model", "Workspace", "ThreadPool", "Optimizer", "Adam", "SGD", "RMSprop", "Rng",
     "status_str", "version", "version_number", "lib", "model_input", "ABI_MAJOR", "missing_functions",
+    "library_path", "History", "ProgressBar", "load_model",
     "loss", "loss_sparse", "activation_forward", "clip_grad_norm",
 ]
 
@@ -209,17 +213,45 @@ c_float_pp = ctypes.POINTER(c_float_p)
 c_enum = ctypes.c_int
 
 
+#: The file name the package carries beside this file (the soname: what the
+#: wheel's backend copies from the checkout's build).
+_CARRIED_NAME = "libaimodel.so.%d" % ABI_MAJOR
+
+
+def _checkout_root(here):
+    """The libaimodel checkout this package folder sits in
+    (examples/python/aimodel/../../..), or None when it is not in one (an
+    installed copy, or a copied folder)."""
+    root = os.path.normpath(os.path.join(here, os.pardir, os.pardir, os.pardir))
+    if os.path.isfile(os.path.join(root, "include", "aimodel.h")) and os.path.isfile(os.path.join(root, "Makefile")):
+        return root
+    return None
+
+
 def _library_candidates():
-    """(path, from_environment) pairs to try, in order."""
+    """(path, from_environment) pairs to try, in order: $AIMODEL_LIB alone
+    when set; else the library carried in the package, an installed copy
+    (ctypes.util.find_library), and the build/ of the checkout the package
+    sits in."""
     env = os.environ.get("AIMODEL_LIB")
     if env:
         return [(env, True)]
-    found = ctypes.util.find_library("aimodel")
     here = os.path.dirname(os.path.abspath(__file__))
-    build = os.path.join(here, os.pardir, os.pardir, "build")
-    paths = ([found] if found else []) + [os.path.join(build, "libaimodel.so.%d" % ABI_MAJOR),
-                                           os.path.join(build, "libaimodel.so")]
+    paths = [os.path.join(here, _CARRIED_NAME)]
+    found = ctypes.util.find_library("aimodel")
+    if found:
+        paths.append(found)
+    root = _checkout_root(here)
+    if root is not None:
+        build = os.path.join(root, "build")
+        paths += [os.path.join(build, "libaimodel.so.%d" % ABI_MAJOR), os.path.join(build, "libaimodel.so")]
     return [(path, False) for path in paths]
+
+
+#: What to do when no library loads (the end of the ImportError's message).
+_LOAD_HINT = ("Install the package with its library: `pip install examples/python` from a libaimodel "
+              "checkout (it builds and carries libaimodel.so.%d); or build the library with `make` and point "
+              "at it: AIMODEL_LIB=/path/to/libaimodel/build/libaimodel.so.%d" % (ABI_MAJOR, ABI_MAJOR))
 
 
 class DenseConfig(ctypes.Structure):
@@ -466,7 +498,7 @@ def _load():
             library = ctypes.CDLL(path)
         except OSError as e:
             if from_environment:
-                raise ImportError("AIMODEL_LIB=%s cannot be loaded: %s" % (path, e)) from None
+                raise ImportError("AIMODEL_LIB=%s cannot be loaded: %s. %s" % (path, e, _LOAD_HINT)) from None
             tried.append("%s (%s)" % (path, e))
             continue
         version_number = getattr(library, "aim_version_number", None)
@@ -479,7 +511,7 @@ def _load():
             # these prototypes would pass the wrong arguments.
             why = "major version %s, this binding needs %d" % (major, ABI_MAJOR)
             if from_environment:
-                raise ImportError("AIMODEL_LIB=%s: %s" % (path, why))
+                raise ImportError("AIMODEL_LIB=%s: %s. %s" % (path, why, _LOAD_HINT))
             tried.append("%s (%s)" % (path, why))
             continue
         missing = []
@@ -496,11 +528,11 @@ def _load():
             # Every 1.x library has these: this one is not what its version says.
             why = "no %s" % ", ".join(lacking_1_0)
             if from_environment:
-                raise ImportError("AIMODEL_LIB=%s: %s" % (path, why))
+                raise ImportError("AIMODEL_LIB=%s: %s. %s" % (path, why, _LOAD_HINT))
             tried.append("%s (%s)" % (path, why))
             continue
         return library, path, frozenset(missing)
-    raise ImportError("libaimodel %d.x not found (set AIMODEL_LIB); tried: %s" % (ABI_MAJOR, "; ".join(tried)))
+    raise ImportError("libaimodel %d.x not found; tried:\n  %s\n%s" % (ABI_MAJOR, "\n  ".join(tried), _LOAD_HINT))
 
 
 #: The loaded ctypes.CDLL, with every prototype above declared (those of 1.1 it has).
@@ -512,6 +544,30 @@ def missing_functions():
     """The C functions of 1.1 this binding declares that the loaded library
     lacks (a sorted list; empty for a complete 1.1 library)."""
     return sorted(_missing)
+
+
+def _mapped_path(name):
+    """The file the dynamic loader mapped for a library loaded by a bare
+    name (what find_library returns, e.g. "libaimodel.so.1"), from
+    /proc/self/maps; None where that is not readable."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and os.path.basename(fields[5].strip()).startswith(name):
+                    return fields[5].strip()
+    except OSError:
+        pass
+    return None
+
+
+def library_path():
+    """The path of the shared library this binding loaded: $AIMODEL_LIB,
+    the copy carried in the package, an installed copy (resolved to the
+    file the loader mapped) or the checkout's build/libaimodel.so.1."""
+    if os.sep in _lib_path:
+        return os.path.abspath(_lib_path)
+    return _mapped_path(_lib_path) or _lib_path
 
 
 def _fn(name):
@@ -1039,7 +1095,7 @@ _CONST_MODEL_FUNCTIONS = frozenset([
 ])
 
 
-class Model(_Closing):
+class Model(_keras.TrainingMixin, _Closing):
     """A model (aim_model): a graph of layers, a chain unless branched.
 
     >>> m = Model(784)
@@ -1073,6 +1129,7 @@ class Model(_Closing):
         self._workspace = None
         self._threadpool = None
         self.compiled = False
+        self._init_training(layers=[])
         if dtype is not None:
             try:
                 self.set_input_dtype(0, dtype)
@@ -1087,7 +1144,22 @@ class Model(_Closing):
         self._workspace = None
         self._threadpool = None
         self.compiled = True
+        self._init_training(layers=None)
         return self
+
+    def _init_training(self, layers):
+        """The Python-side state of the Keras-style methods: the layer
+        kinds recorded by add_* (None: read them from serialize()), compile's
+        max_batch and seed, the optimizer, loss and metrics."""
+        self._layers = layers
+        self._max_batch = None
+        self._seed = 0
+        #: The Optimizer fit() steps (compile(optimizer=...), or load()'s).
+        self.optimizer = None
+        self._loss = None
+        self._metrics = []
+        #: The History of the last fit().
+        self.history = None
 
     # -- plumbing
     def _h(self):
@@ -1105,7 +1177,20 @@ class Model(_Closing):
         # A function that takes the model as const cannot record a message:
         # what aim_model_last_error() holds then belongs to an earlier failure.
         last_error = None if name in _CONST_MODEL_FUNCTIONS else (lambda: _decode(_lib.aim_model_last_error(h)))
+        record = self._layers is not None and name.startswith("aim_model_add_") and name != "aim_model_add_input"
+        if record:
+            # summary() shows each layer's kind and the nodes it reads, which
+            # the C API does not report: recorded here, as the layer is added.
+            if name in ("aim_model_add_add", "aim_model_add_concat"):
+                inputs = tuple(int(args[0][i]) for i in range(int(args[1])))
+            else:
+                inputs = (self.last_node(),)
+            kind = name[len("aim_model_add_"):]
+            if kind == "rnn":
+                kind = "lstm" if int(args[0]) == RnnKind.LSTM else "gru"
         _check(fn(h, *args), name, last_error)
+        if record:
+            self._layers.append((kind, inputs))
 
     @property
     def handle(self):
@@ -1355,9 +1440,27 @@ class Model(_Closing):
         self._call("aim_model_add_global_max_pool1d")
         return self
 
-    def compile(self, max_batch=32, seed=0, input_gradient=False, rng=None):
-        """Allocates the model's memory for `max_batch` samples and
-        initializes the weights from `seed` (or from an Rng)."""
+    def compile(self, max_batch=None, seed=0, input_gradient=False, rng=None, optimizer=None, loss=None,
+                metrics=None):
+        """Allocates the model's memory for `max_batch` samples (default 32)
+        and initializes the weights from `seed` (or from an Rng); returns
+        self.
+
+        The Keras-style keywords set what fit() and evaluate() use:
+        optimizer: "adam", "sgd", "rmsprop" (their default learning rates
+        1e-3, 1e-2, 1e-3) or an Optimizer such as Adam(learning_rate=3e-4)
+        (bound to this model's parameters here); loss: a Keras name
+        ("sparse_categorical_crossentropy" on logits with int labels,
+        "categorical_crossentropy" on logits with probability targets,
+        "mse", "binary_crossentropy" on probabilities, "bce_with_logits")
+        or a LossKind; metrics: a list of "accuracy", "mae", "mse". On a
+        model compiled already (e.g. from load()) with max_batch left out,
+        only these are set: the weights stay."""
+        if self.compiled and max_batch is None and rng is None and not input_gradient and (
+                optimizer is not None or loss is not None or metrics is not None):
+            self._set_training(optimizer, loss, metrics)
+            return self
+        max_batch = 32 if max_batch is None else max_batch
         cfg = CompileConfig()
         _check(_lib.aim_compile_config_init(ctypes.byref(cfg)), "aim_compile_config_init")
         cfg.max_batch = int(max_batch)
@@ -1366,7 +1469,16 @@ class Model(_Closing):
         cfg.rng = rng.handle if rng is not None else None
         self._call("aim_model_compile", ctypes.byref(cfg))
         self.compiled = True
+        self._max_batch = int(max_batch)
+        self._seed = int(seed)
+        self._set_training(optimizer, loss, metrics)
         return self
+
+    @property
+    def max_batch(self):
+        """The largest batch compile() sized the model for (that of the
+        file for a deserialized model); None before compile()."""
+        return self._max_batch
 
     # -- graphs
     def add_input(self, shape, dtype=None):
@@ -1755,18 +1867,21 @@ class Model(_Closing):
             _batch_array(o, shape, what, batch)  # the same array: float32 and contiguous already
         return outs
 
-    def predict_with(self, workspace, x, out=None):
+    def predict_with(self, workspace, x, out=None, batch_size=None):
         """aim_model_predict() (aim_model_predict_multi() for a model of
         several inputs or outputs; aim_model_predict_ids() /
         aim_model_predict_typed() when an input holds ids) through a
-        caller's Workspace (one per thread), in chunks of workspace.max_batch. Returns (batch,
+        caller's Workspace (one per thread), in chunks of `batch_size`
+        (default and at most workspace.max_batch). Returns (batch,
         *output_shape), or a list of one array per output; `out` (arrays of
         those shapes) receives the result instead of new arrays."""
         xs, ids = self._inputs(x)
         n = xs[0].shape[0]
         outs = self._outputs_for(n, out)
         mh, wh = self._h(), workspace._h()
-        chunk = workspace.max_batch
+        chunk = workspace.max_batch if batch_size is None else int(batch_size)
+        if not 1 <= chunk <= workspace.max_batch:
+            raise ValueError("batch_size %d is outside [1, %d], the workspace's max_batch" % (chunk, workspace.max_batch))
         last_error = lambda: _decode(_lib.aim_workspace_last_error(wh))  # noqa: E731
         single = len(xs) == 1 and len(outs) == 1
         typed = any(ids) and not single
@@ -1833,14 +1948,25 @@ class Model(_Closing):
                    "aim_model_predict_step", last_error)
         return out
 
-    def predict(self, x, out=None):
-        """Inference on (batch, *input_shape) samples (a list of one array
-        per input for several) through the model's own Workspace (created on
-        first use, PREDICT_BATCH samples per call); leaves the training
-        memory alone. See predict_with()."""
+    def predict(self, x, batch_size=None, out=None):
+        """Inference on (N, *input_shape) samples (a list of one array per
+        input for several) through the model's own Workspace, in chunks of
+        `batch_size` (default: the compiled max_batch; PREDICT_BATCH when
+        that is not known); leaves the training memory alone. The result,
+        (N, *output_shape) float32 (a list for several outputs), is
+        allocated once, or is `out`; an input already C-contiguous float32
+        (int32 for ids) is read in place, not copied. See predict_with()."""
+        if isinstance(batch_size, np.ndarray) or isinstance(batch_size, (list, tuple)):
+            raise TypeError("predict(x, batch_size=None, out=None): pass the output array as out=")
+        chunk = int(batch_size) if batch_size is not None else (self._max_batch or self.PREDICT_BATCH)
+        if chunk < 1:
+            raise ValueError("batch_size must be >= 1, got %d" % chunk)
+        if self._workspace is not None and self._workspace.max_batch < chunk:
+            self._workspace.close()
+            self._workspace = None
         if self._workspace is None:
-            self._workspace = Workspace(self, self.PREDICT_BATCH, threadpool=self._threadpool)
-        return self.predict_with(self._workspace, x, out)
+            self._workspace = Workspace(self, chunk, threadpool=self._threadpool)
+        return self.predict_with(self._workspace, x, out, batch_size=chunk)
 
     # -- threads
     @property
@@ -1903,7 +2029,19 @@ class Model(_Closing):
                                           len(message)),
                "aim_model_deserialize", lambda: _decode(message.value))
         model = cls._from_handle(mh.value)
-        optimizer = Optimizer._from_handle(oh.value) if oh.value else None
+        try:
+            record = _keras.parse_model_record(data, _SIZE_MAX)
+            if record is None:  # an older version: read what this library writes of it
+                record = _keras.parse_model_record(model.serialize(), _SIZE_MAX)
+        except BaseException:
+            model.close()
+            if oh.value:
+                _lib.aim_optimizer_free(oh.value)
+            raise
+        model._layers = list(record["layers"])
+        model._max_batch = record["max_batch"]
+        kind = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}.get(record["optimizer"], Optimizer)
+        optimizer = kind._from_handle(oh.value) if oh.value else None
         return model, optimizer
 
     # -- lifetime
@@ -1948,6 +2086,7 @@ def _config(struct_type, init_name, kwargs):
 
 
 def _count_of(model_or_count):
+    """The parameter count of a Model, or an int as given."""
     if isinstance(model_or_count, Model):
         return model_or_count.parameters().size
     return int(model_or_count)
@@ -1955,36 +2094,81 @@ def _count_of(model_or_count):
 
 class Optimizer(_Closing):
     """aim_optimizer (SGD, Adam or RMSprop). Create with Adam(...) /
-    SGD(...) / RMSprop(...), or get one back from Model.deserialize()."""
+    SGD(...) / RMSprop(...), or get one back from Model.deserialize() /
+    Model.load().
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("create an optimizer with Adam(...), SGD(...) or RMSprop(...)")
+    Created with a model (or a parameter count) it is ready at once;
+    created without one, e.g. Adam(learning_rate=3e-4), it is created in C
+    when Model.compile(optimizer=...) binds it to that model's parameters.
+    `learning_rate` is what step() uses when given none (the format does
+    not store it: a loaded optimizer has its kind's default)."""
+
+    #: The learning rate step() and Model.fit() use by default.
+    DEFAULT_LEARNING_RATE = 1e-3
+    _CREATE = None  # (config struct, its init function, the create function)
+
+    def __init__(self, model_or_count=None, learning_rate=None, **options):
+        self._handle = None
+        if type(self)._CREATE is None:
+            raise TypeError("create an optimizer with Adam(...), SGD(...) or RMSprop(...)")
+        struct_type, init_name, create_name = type(self)._CREATE
+        self._cfg = _config(struct_type, init_name, options)
+        self._create_name = create_name
+        self.learning_rate = float(self.DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate)
+        self._count = None
+        if model_or_count is not None:
+            self._bind(_count_of(model_or_count))
+
+    def _bind(self, count):
+        """Creates the C optimizer for `count` parameters (Model.compile);
+        an optimizer created already must be of that count."""
+        count = int(count)
+        if self._handle is not None:
+            if self._count is not None and self._count != count:
+                raise ValueError("the optimizer was created for %d parameters, the model has %d"
+                                 % (self._count, count))
+            return
+        if getattr(self, "_cfg", None) is None:
+            raise ValueError("the Optimizer is closed")
+        handle = ctypes.c_void_p()
+        _check(_fn(self._create_name)(None, ctypes.byref(self._cfg), count, ctypes.byref(handle)), self._create_name)
+        self._handle = handle.value
+        self._count = count
 
     @classmethod
     def _from_handle(cls, handle):
         self = object.__new__(cls)
         self._handle = handle
+        self._cfg = None
+        self._count = None
+        self.learning_rate = float(cls.DEFAULT_LEARNING_RATE)
         return self
 
     def _h(self):
         if self._handle is None:
+            if getattr(self, "_cfg", None) is not None:
+                raise ValueError("the optimizer is not bound to a model yet: pass it to "
+                                 "Model.compile(optimizer=...), or create it with the model, e.g. Adam(model)")
             raise ValueError("the Optimizer is closed")
         return self._handle
 
     def last_error(self):
+        """aim_optimizer_last_error(): the message of the last failed call."""
         return _decode(_lib.aim_optimizer_last_error(self._h()))
 
     def _call(self, name, *args):
         h = self._h()
         _check(getattr(_lib, name)(h, *args), name, lambda: _decode(_lib.aim_optimizer_last_error(h)))
 
-    def step(self, model, lr):
-        """One update of the model's parameters from its gradients."""
+    def step(self, model, lr=None):
+        """One update of the model's parameters from its gradients, at
+        learning rate `lr` (default: self.learning_rate)."""
         h = self._h()
+        lr = self.learning_rate if lr is None else lr
         _check(_lib.aim_optimizer_step_model(h, model._h(), lr), "aim_optimizer_step_model",
                lambda: _decode(_lib.aim_optimizer_last_error(h)))
 
-    def step_arrays(self, params, grads, lr):
+    def step_arrays(self, params, grads, lr=None):
         """aim_optimizer_step() on caller buffers: `params` (float32,
         C-contiguous, updated in place) from `grads`."""
         if not (isinstance(params, np.ndarray) and params.dtype == np.float32 and params.flags.c_contiguous):
@@ -1992,64 +2176,75 @@ class Optimizer(_Closing):
         g = _f32(grads)
         if g.size != params.size:
             raise ValueError("params and grads differ in size")
+        lr = self.learning_rate if lr is None else lr
         self._call("aim_optimizer_step", _fptr(params), _fptr(g), params.size, lr)
 
     def reset(self):
+        """aim_optimizer_reset(): forgets the state (moments, step count)."""
         self._call("aim_optimizer_reset")
 
     @property
     def steps(self):
+        """aim_optimizer_steps(): the updates taken (kept by serialize())."""
         return int(_lib.aim_optimizer_steps(self._h()))
 
     @property
     def handle(self):
+        """The raw aim_optimizer* as an int (for advanced use with `lib`)."""
         return self._h()
 
     def close(self):
+        """Frees the C optimizer once; later calls do nothing."""
+        self._cfg = None
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None and _lib is not None:
             _lib.aim_optimizer_free(handle)
 
     @property
     def closed(self):
-        return self._handle is None
+        """Whether close() was called (an unbound optimizer is not closed)."""
+        return self._handle is None and getattr(self, "_cfg", None) is None
 
 
 class Adam(Optimizer):
-    """Adam / AdamW for a model's parameters (or a count). Options:
-    beta1, beta2, epsilon, weight_decay, decoupled, check_finite."""
+    """Adam / AdamW (torch.optim.Adam / AdamW) for a model's parameters (or
+    a count; or none until Model.compile binds it). learning_rate defaults
+    to 1e-3. Options: beta1, beta2, epsilon, weight_decay, decoupled,
+    check_finite."""
 
-    def __init__(self, model_or_count, **options):
-        cfg = _config(AdamConfig, "aim_adam_config_init", options)
-        handle = ctypes.c_void_p()
-        self._handle = None
-        _check(_lib.aim_adam_create(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
-               "aim_adam_create")
-        self._handle = handle.value
+    DEFAULT_LEARNING_RATE = 1e-3
+    _CREATE = (AdamConfig, "aim_adam_config_init", "aim_adam_create")
 
 
 class SGD(Optimizer):
-    """SGD for a model's parameters (or a count). Options: momentum,
-    dampening, weight_decay, nesterov, check_finite."""
+    """SGD (torch.optim.SGD) for a model's parameters (or a count; or none
+    until Model.compile binds it). learning_rate defaults to 0.01 (Keras's).
+    Options: momentum, dampening, weight_decay, nesterov, check_finite."""
 
-    def __init__(self, model_or_count, **options):
-        cfg = _config(SgdConfig, "aim_sgd_config_init", options)
-        handle = ctypes.c_void_p()
-        self._handle = None
-        _check(_lib.aim_sgd_create(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
-               "aim_sgd_create")
-        self._handle = handle.value
+    DEFAULT_LEARNING_RATE = 1e-2
+    _CREATE = (SgdConfig, "aim_sgd_config_init", "aim_sgd_create")
 
 
 class RMSprop(Optimizer):
-    """RMSprop (torch.optim.RMSprop) for a model's parameters (or a count).
+    """RMSprop (torch.optim.RMSprop) for a model's parameters (or a count;
+    or none until Model.compile binds it). learning_rate defaults to 1e-3.
     Options: alpha, epsilon, momentum, centered, weight_decay, check_finite
     (defaults 0.99, 1e-8, 0, False, 0, False)."""
 
-    def __init__(self, model_or_count, **options):
-        self._handle = None
-        cfg = _config(RmspropConfig, "aim_rmsprop_config_init", options)
-        handle = ctypes.c_void_p()
-        _check(_fn("aim_rmsprop_create")(None, ctypes.byref(cfg), _count_of(model_or_count), ctypes.byref(handle)),
-               "aim_rmsprop_create")
-        self._handle = handle.value
+    DEFAULT_LEARNING_RATE = 1e-3
+    _CREATE = (RmspropConfig, "aim_rmsprop_config_init", "aim_rmsprop_create")
+
+
+# ---------------------------------------------------------------------------
+# Keras-style names
+
+#: What Model.fit() returns.
+History = _keras.History
+#: The progress bar fit() prints (the C examples' format).
+ProgressBar = progress.ProgressBar
+
+
+def load_model(path):
+    """Model.load(path): the model saved by Model.save(), with its
+    optimizer as model.optimizer when the file holds one."""
+    return Model.load(path)
