@@ -30,9 +30,8 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "binary_classifier",
         .summary = "Trains a 784-128-64-1 MLP on Fashion-MNIST to tell labels 5-9 from 0-4.",
-        .uses_data = 1,
+        .options = EX_OPT_TRAINER,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
-        .uses_threads = 1,
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -120,6 +119,9 @@ int main(int argc, char **argv)
 
     /* train_seconds covers the whole fit loop, validation included, like
      * the time Keras' fit() reports. */
+    const size_t steps = (train.count + opt.batch - 1) / opt.batch;
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
     double train_start = ex_now();
     for (size_t epoch = 1; epoch <= opt.epochs; ++epoch) {
         double epoch_start = ex_now();
@@ -127,6 +129,7 @@ int main(int argc, char **argv)
         size_t correct = 0;
         size_t n = 0;
         EX_TRY(ex_batcher_shuffle(&batcher), "");
+        ex_progress_epoch(&progress, epoch, opt.epochs, steps);
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             const float *probability = NULL;
@@ -141,6 +144,7 @@ int main(int argc, char **argv)
             EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(adam, model, LEARNING_RATE), aim_optimizer_last_error(adam));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
+            ex_progress_step(&progress, (double)loss, (double)n);
         }
         double val_accuracy = 0.0;
         EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, THRESHOLD, scratch, scratch_count,
@@ -149,9 +153,8 @@ int main(int argc, char **argv)
         const double loss = loss_sum / (double)train.count;
         const double accuracy = (double)correct / (double)train.count;
         const double seconds = ex_now() - epoch_start;
-        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f  val_accuracy %.4f  %.2fs\n", epoch, opt.epochs, loss,
-               accuracy, val_accuracy, seconds);
-        fflush(stdout);
+        const ex_metric shown[] = {{"accuracy", accuracy}, {"val_accuracy", val_accuracy}};
+        ex_progress_end(&progress, shown, 2);
         ex_log_row(&metrics, "%zu,%.6g,%.6g,%.6g,%.3f", epoch, loss, accuracy, val_accuracy, seconds);
     }
     double train_seconds = ex_now() - train_start;

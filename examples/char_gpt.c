@@ -250,6 +250,14 @@ static int ensure_fortunes(const char *dir, int no_install)
     static const char *const packages[] = {"fortunes", "fortunes-min"};
     const int may_install = !no_install && strcmp(dir, DEFAULT_FORTUNES) == 0 && geteuid() == 0 &&
                             access("/usr/bin/apt-get", X_OK) == 0;
+    if (strcmp(dir, DEFAULT_FORTUNES) != 0) { /* --fortunes DIR: it must be there */
+        DIR *d = opendir(dir);
+        if (d == NULL) {
+            fprintf(stderr, PROGRAM ": cannot open --fortunes %s: %s\n", dir, strerror(errno));
+            return -1;
+        }
+        closedir(d);
+    }
     for (size_t attempt = 0;; attempt++) {
         char **names = NULL;
         size_t count = 0;
@@ -914,30 +922,13 @@ typedef struct option_text {
     const char *name, *text;
 } option_text;
 
-/* The progress line of a step (the mean training loss since the last
- * evaluation): on a terminal rewritten in place every step;
- * otherwise a line every `every` steps. */
-static void progress(int tty, size_t every, size_t step, size_t steps, double loss_sum, size_t loss_steps,
-                     double ms_per_step)
-{
-    if (tty) {
-        printf("\rstep %zu/%zu  train loss %.4f  %.0f ms/step ", step, steps, loss_sum / (double)loss_steps,
-               ms_per_step);
-        fflush(stdout);
-    } else if (step % every == 0) {
-        printf("step %zu/%zu  train loss %.4f  %.0f ms/step\n", step, steps, loss_sum / (double)loss_steps,
-               ms_per_step);
-        fflush(stdout);
-    }
-}
-
 int main(int argc, char **argv)
 {
     const ex_program program = {
         .name = PROGRAM,
         .summary = "A character-level GPT (pre-norm transformer decoder) trained on Debian's fortune cookies\n"
                    "with AdamW; prints training loss and validation bits per character, then a sample.",
-        .uses_data = 0,
+        .options = EX_OPT_BATCH | EX_OPT_SEED | EX_OPT_THREADS,
         .extra_help =
             "  --layers N    transformer blocks (default 4)\n"
             "  --width N     embedding width E (default 128)\n"
@@ -965,9 +956,8 @@ int main(int argc, char **argv)
             "  --fortunes DIR  the fortune files (default " DEFAULT_FORTUNES ")\n"
             "  --data-seed N the seed of the training/validation split (default 2026)\n"
             "  --no-install  do not apt-get install fortunes when they are missing (as root)\n"
-            "  (--log writes a row per step; --epochs is not used: this program counts steps)\n",
+            "  (--log writes a row per step; this program counts steps, not epochs)\n",
         .log_columns = "step,loss,val_bpc,seconds",
-        .uses_threads = 1,
     };
     option_text o_layers = {"--layers", NULL}, o_width = {"--width", NULL}, o_heads = {"--heads", NULL},
                 o_context = {"--context", NULL}, o_steps = {"--steps", NULL}, o_lr = {"--lr", NULL},
@@ -977,11 +967,11 @@ int main(int argc, char **argv)
                 o_prompt = {"--prompt", NULL}, o_save = {"--save", NULL}, o_resume = {"--resume", NULL},
                 o_write_init = {"--write-init", NULL}, o_write_batches = {"--write-batches", NULL},
                 o_fortunes = {"--fortunes", NULL}, o_data_seed = {"--data-seed", NULL},
-                o_batch = {"--batch", NULL}, o_seed = {"--seed", NULL}, o_epochs = {"--epochs", NULL};
+                o_batch = {"--batch", NULL}, o_seed = {"--seed", NULL};
     option_text *const texts[] = {&o_layers, &o_width, &o_heads, &o_context, &o_steps, &o_lr, &o_wd, &o_clip,
                                   &o_dropout, &o_eval_every, &o_eval_windows, &o_temperature, &o_sample,
                                   &o_prompt, &o_save, &o_resume, &o_write_init, &o_write_batches, &o_fortunes,
-                                  &o_data_seed, &o_batch, &o_seed, &o_epochs};
+                                  &o_data_seed, &o_batch, &o_seed};
     const int no_kv_cache = take_flag(&argc, argv, "--no-kv-cache");
     const int no_install = take_flag(&argc, argv, "--no-install");
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
@@ -997,10 +987,6 @@ int main(int argc, char **argv)
     case EX_ARGS_RUN: break;
     case EX_ARGS_HELP: return 0;
     default: return EX_EXIT_USAGE;
-    }
-    if (o_epochs.text != NULL) {
-        fprintf(stderr, PROGRAM ": --epochs is not used: give the number of steps with --steps\n");
-        return EX_EXIT_USAGE;
     }
 
     gpt_arch arch = {DEFAULT_LAYERS, DEFAULT_WIDTH, DEFAULT_HEADS, DEFAULT_CONTEXT, 0, 0.0f};
@@ -1220,21 +1206,34 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
 
-    const int tty = isatty(STDOUT_FILENO);
-    const size_t progress_every = eval_every / 4 > 0 ? eval_every / 4 : 1;
+    /* Each interval between evaluations is one bar of progress.h (an epoch's
+     * in the other examples): its steps, the running mean of its losses (the
+     * one the --save checkpoint carries), and at its end the validation. */
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
     double bpc = 0.0, train_seconds = 0.0, last_loss = 0.0;
     int evaluated = 0;
     if (first_step == 1) {
         const double te = ex_now();
         EX_TRY(validation_bpc(model, ws, &data, T, n_eval, logits, eval_in, eval_tg, &bpc), aim_workspace_last_error(ws));
         evaluated = 1;
-        printf("step 0/%zu  val bpc %.4f  (eval %.1f s)\n", steps, bpc, ex_now() - te);
+        printf("Step 0/%zu - val_bpc: %.4f - eval %.1fs\n", steps, bpc, ex_now() - te);
         fflush(stdout);
     }
     float *grads = NULL;
     size_t grad_count = 0;
     EX_TRY(aim_model_gradients(model, &grads, &grad_count), aim_model_last_error(model));
     for (uint64_t step = first_step; step <= steps; step++) {
+        if (step == first_step || (step - 1) % eval_every == 0) {
+            /* The interval holding `step`: a resumed run may start inside one. */
+            const uint64_t from = (step - 1) / eval_every * eval_every + 1;
+            const uint64_t to = from + eval_every - 1 < steps ? from + eval_every - 1 : steps;
+            char header[96];
+            snprintf(header, sizeof header, "Steps %llu-%llu/%zu", (unsigned long long)from,
+                     (unsigned long long)to, steps);
+            ex_progress_begin(&progress, (size_t)(to - from + 1), header);
+            ex_progress_resume(&progress, (size_t)(step - from), interval_loss, (double)interval_steps);
+        }
         const double ts = ex_now();
         float loss = 0.0f;
         EX_TRY(draw_windows(batch_rng, tr.seed, step, &data, T, B, windows), "");
@@ -1252,23 +1251,19 @@ int main(int argc, char **argv)
         interval_loss += (double)loss;
         interval_steps++;
         last_loss = (double)loss;
-        const double ms = 1000.0 * train_seconds / (double)(step - first_step + 1);
+        ex_progress_step(&progress, (double)loss, 1.0);
         /* An interval ends every eval_every steps; the last step evaluates
          * too but leaves its interval open, so a run resumed from its
          * checkpoint prints what the uninterrupted run prints. */
         const int interval_end = step % eval_every == 0;
         if (!interval_end && step != steps) {
-            progress(tty, progress_every, (size_t)step, steps, interval_loss, interval_steps, ms);
             ex_log_row(&log, "%llu,%.9g,,%.3f", (unsigned long long)step, (double)loss, train_seconds);
             continue;
         }
-        const double te = ex_now();
         EX_TRY(validation_bpc(model, ws, &data, T, n_eval, logits, eval_in, eval_tg, &bpc), aim_workspace_last_error(ws));
         evaluated = 1;
-        printf("%sstep %llu/%zu  train loss %.4f  val bpc %.4f  (%.0f ms/step, eval %.1f s)\n",
-               tty ? "\r\033[K" : "", (unsigned long long)step, steps, interval_loss / (double)interval_steps, bpc,
-               ms, ex_now() - te);
-        fflush(stdout);
+        const ex_metric shown[] = {{"val_bpc", bpc}};
+        ex_progress_end(&progress, shown, 1);
         ex_log_row(&log, "%llu,%.9g,%.9g,%.3f", (unsigned long long)step, (double)loss, bpc, train_seconds);
         if (interval_end) {
             interval_loss = 0.0;
@@ -1282,7 +1277,7 @@ int main(int argc, char **argv)
     }
     if (!evaluated) { /* a resumed run with no step left */
         EX_TRY(validation_bpc(model, ws, &data, T, n_eval, logits, eval_in, eval_tg, &bpc), aim_workspace_last_error(ws));
-        printf("step %llu/%zu  val bpc %.4f\n", (unsigned long long)ck.step, steps, bpc);
+        printf("Step %llu/%zu - val_bpc: %.4f\n", (unsigned long long)ck.step, steps, bpc);
     }
     const size_t trained = first_step <= steps ? (size_t)(steps - first_step + 1) : 0;
 

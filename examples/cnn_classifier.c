@@ -23,9 +23,8 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "cnn_classifier",
         .summary = "Trains the classic Conv-Pool-Conv-Pool-Dense CNN on Fashion-MNIST with Adam.",
-        .uses_data = 1,
+        .options = EX_OPT_TRAINER,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
-        .uses_threads = 1,
     };
     ex_options opt;
     ex_options_default(&opt);

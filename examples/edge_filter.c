@@ -47,7 +47,8 @@ int main(int argc, char **argv) {
     const ex_program program = {
         .name = "edge_filter",
         .summary = "Runs the Sobel edge detector as a conv2d forward over a Fashion-MNIST image (--seed picks it).",
-        .uses_data = 1,
+        .options = EX_OPT_DATA | EX_OPT_SEED,
+        .seed_help = "picks the test image: number N modulo the test images",
     };
     ex_options opt;
     ex_options_default(&opt);
@@ -65,8 +66,12 @@ int main(int argc, char **argv) {
     const char *source = "fashion-mnist";
     char err[256];
 
-    if (opt.synthetic || fm_load(opt.data_dir, FM_TEST, &test, err, sizeof err) != 0) {
-        if (!opt.synthetic) fprintf(stderr, "edge_filter: %s; using the built-in synthetic images\n", err);
+    if (!ex_use_synthetic(&opt)) {
+        if (fm_load(opt.data_dir, FM_TEST, &test, err, sizeof err) != 0) {
+            fprintf(stderr, "error: cannot read Fashion-MNIST%s: %s\n", opt.data_given ? " (--data)" : "", err);
+            goto cleanup;
+        }
+    } else {
         source = "synthetic";
         if (fm_synthetic(7, 100, &test, err, sizeof err) != 0) {
             fprintf(stderr, "edge_filter: %s\n", err);

@@ -120,7 +120,8 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "linear_regression",
         .summary = "Fits y = 3x + 2 + noise with one dense unit, MSE and SGD.",
-        .uses_data = 0,
+        .options = EX_OPT_EPOCHS | EX_OPT_BATCH | EX_OPT_SEED,
+        .seed_help = "seed of the points, the weight initialization and shuffling",
         .log_columns = "epoch,loss,slope,intercept,seconds",
         .extra_help = "                and a second CSV, FILE with \"" POINTS_SUFFIX "\" in place of \".csv\":\n"
                       "                series,x,y rows of the train and test points and of the ends\n"
@@ -203,6 +204,9 @@ int main(int argc, char **argv)
     printf("model Dense(1), MSE, SGD lr %g (%g for the last quarter), batch %zu, %zu epochs, seed %llu\n",
            (double)LEARNING_RATE, (double)FINAL_LEARNING_RATE, opt.batch, opt.epochs, (unsigned long long)opt.seed);
 
+    const size_t steps = (train_count + opt.batch - 1) / opt.batch;
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
     double train_start = ex_now();
     for (size_t epoch = 1; epoch <= opt.epochs; ++epoch) {
         double epoch_start = ex_now();
@@ -211,6 +215,7 @@ int main(int argc, char **argv)
         /* The rate is an argument of every step, so scheduling it is the host's choice. */
         float learning_rate = epoch > opt.epochs - opt.epochs / 4 ? FINAL_LEARNING_RATE : LEARNING_RATE;
         EX_TRY(ex_batcher_shuffle(&batcher), "");
+        ex_progress_epoch(&progress, epoch, opt.epochs, steps);
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             EX_TRY(aim_model_zero_grad(model), aim_model_last_error(model));
@@ -221,11 +226,12 @@ int main(int argc, char **argv)
             EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(sgd, model, learning_rate), aim_optimizer_last_error(sgd));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
+            ex_progress_step(&progress, (double)loss, (double)n);
         }
         const double loss = loss_sum / (double)train_count;
         const double seconds = ex_now() - epoch_start;
-        printf("epoch %zu/%zu  loss %.4f  slope %.4f  intercept %.4f  %.2fs\n", epoch, opt.epochs, loss,
-               (double)*slope, (double)*intercept, seconds);
+        const ex_metric shown[] = {{"slope", (double)*slope}, {"intercept", (double)*intercept}};
+        ex_progress_end(&progress, shown, 2);
         ex_log_row(&metrics, "%zu,%.6g,%.6g,%.6g,%.6f", epoch, loss, (double)*slope, (double)*intercept, seconds);
     }
     double train_seconds = ex_now() - train_start;

@@ -29,10 +29,9 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "load_model",
         .summary = "Loads a model saved by save_model and classifies Fashion-MNIST test images with it.",
-        .uses_data = 1,
+        .options = EX_OPT_DATA,
         .extra_help = "  --in FILE     the saved model (default " DEFAULT_IN ")\n"
-                      "  --count N     test images to show one by one (default 10)\n"
-                      "  (--epochs, --batch and --seed are accepted for uniformity; nothing is trained)\n",
+                      "  --count N     test images to show one by one (default 10)\n",
     };
     const char *in_path = DEFAULT_IN;
     const char *count_text = NULL;

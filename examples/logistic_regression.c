@@ -89,6 +89,9 @@ static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, dou
            s->inputs, s->use_adam ? "Adam" : "SGD", (double)s->learning_rate, opt->batch, opt->epochs,
            (unsigned long long)opt->seed);
 
+    const size_t steps = (s->train->count + opt->batch - 1) / opt->batch;
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
     double start = ex_now();
     for (size_t epoch = 1; epoch <= opt->epochs; ++epoch) {
         double epoch_start = ex_now();
@@ -96,6 +99,7 @@ static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, dou
         size_t correct = 0;
         size_t n = 0;
         EX_TRY(ex_batcher_shuffle(&batcher), "");
+        ex_progress_epoch(&progress, epoch, opt->epochs, steps);
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             const float *probability = NULL;
@@ -111,20 +115,19 @@ static int run_stage(const stage *s, const ex_options *opt, ex_log *metrics, dou
             EX_TRY(aim_optimizer_step_model(optimizer, model, s->learning_rate),
                    aim_optimizer_last_error(optimizer));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
+            ex_progress_step(&progress, (double)loss, (double)n);
         }
         const double loss = loss_sum / (double)s->train->count;
         const double accuracy = (double)correct / (double)s->train->count;
-        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f", epoch, opt->epochs, loss, accuracy);
         double val_accuracy = 0.0;
         if (s->validation != NULL) {
             EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, s->validation, 0.5f, scratch,
                                sizeof scratch / sizeof scratch[0], &val_accuracy),
                    aim_workspace_last_error(workspace));
-            printf("  val_accuracy %.4f", val_accuracy);
         }
         const double seconds = ex_now() - epoch_start;
-        printf("  %.2fs\n", seconds);
-        fflush(stdout);
+        const ex_metric shown[] = {{"accuracy", accuracy}, {"val_accuracy", val_accuracy}};
+        ex_progress_end(&progress, shown, s->validation != NULL ? 2 : 1);
         if (s->validation != NULL) {
             ex_log_row(metrics, "%zu,%.6g,%.6g,%.6g,%.3f,%s", epoch, loss, accuracy, val_accuracy, seconds, s->name);
         } else {
@@ -179,7 +182,8 @@ int main(int argc, char **argv)
         .name = "logistic_regression",
         .summary = "Logistic regression (Dense(1) + sigmoid, BCE) on 2-D blobs, then on Fashion-MNIST "
                    "labels 5-9 vs 0-4.",
-        .uses_data = 1,
+        .options = EX_OPT_DATA | EX_OPT_EPOCHS | EX_OPT_BATCH | EX_OPT_SEED,
+        .seed_help = "seed of the blobs, the weight initialization and shuffling",
         .log_columns = LOG_COLUMNS,
         .extra_help = "                (both stages, one after the other; \"stage\" names each row's)\n",
     };

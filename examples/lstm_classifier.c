@@ -23,9 +23,8 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "lstm_classifier",
         .summary = "Trains a 2-layer LSTM (hidden 128) on Fashion-MNIST images read as 28 rows of 28 pixels.",
-        .uses_data = 1,
+        .options = EX_OPT_TRAINER,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
-        .uses_threads = 1,
     };
     ex_options opt;
     ex_options_default(&opt);

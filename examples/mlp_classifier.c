@@ -22,9 +22,8 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "mlp_classifier",
         .summary = "Trains a 784-64-64-10 MLP on Fashion-MNIST (10 classes) with Adam.",
-        .uses_data = 1,
+        .options = EX_OPT_TRAINER,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
-        .uses_threads = 1,
     };
     ex_options opt;
     ex_options_default(&opt);

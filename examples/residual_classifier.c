@@ -118,9 +118,8 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "residual_classifier",
         .summary = "Trains a small residual CNN (three residual blocks) on Fashion-MNIST with Adam.",
-        .uses_data = 1,
+        .options = EX_OPT_TRAINER,
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
-        .uses_threads = 1,
         .extra_help = "  --batchnorm   batch norm after every convolution, dropout 0.5 before the head\n",
     };
     const int batchnorm = take_flag(&argc, argv, "--batchnorm");

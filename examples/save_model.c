@@ -48,10 +48,9 @@ int main(int argc, char **argv)
     const ex_program program = {
         .name = "save_model",
         .summary = "Trains the 784-64-64-10 MLP on Fashion-MNIST and saves it with its Adam state to a file.",
-        .uses_data = 1,
+        .options = EX_OPT_TRAINER,
         .extra_help = "  --out FILE    where to write the model (default " DEFAULT_OUT ")\n",
         .log_columns = EX_LOG_CLASSIFIER_COLUMNS,
-        .uses_threads = 1,
     };
     const char *out_path = DEFAULT_OUT;
     if (ex_take_option(&argc, argv, program.name, "--out", &out_path) < 0) {

@@ -34,6 +34,7 @@
  * The example installs the lists it lacks with apt-get when it runs as root
  * (unless --no-install), and otherwise prints the command and stops.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,19 +64,24 @@ static const struct {
 
 /* ---- the word lists ------------------------------------------------------ */
 
-static int file_exists(const char *path)
+/* 0 if `path` can be opened for reading, else the errno of the failure. */
+static int open_errno(const char *path)
 {
+    errno = 0;
     FILE *f = fopen(path, "rb");
     if (f != NULL) {
         fclose(f);
+        return 0;
     }
-    return f != NULL;
+    return errno != 0 ? errno : EIO;
 }
 
-/* Checks that the five lists are in `dir`; for the default directory, as
- * root and unless `no_install`, installs the missing packages with apt-get
- * (as the Makefile's deps targets and examples/plots.sh do). Returns 0, or
- * -1 after saying what is missing and how to install it. */
+/* Checks that the five lists are in `dir`. A directory other than the
+ * default (--dict DIR) must hold them: the first that cannot be read is
+ * named with the reason. For the default directory, as root and unless
+ * `no_install`, installs the missing packages with apt-get (as the
+ * Makefile's deps targets and examples/plots.sh do). Returns 0, or -1 after
+ * saying what is missing and how to install it. */
 static int ensure_word_lists(const char *dir, int no_install)
 {
     char path[4096], missing[256] = "";
@@ -83,7 +89,17 @@ static int ensure_word_lists(const char *dir, int no_install)
         missing[0] = '\0';
         for (int l = 0; l < N_LANG; l++) {
             snprintf(path, sizeof path, "%s/%s", dir, LANGS[l].file);
-            if (!file_exists(path)) {
+            const int why = open_errno(path);
+            if (why != 0 && strcmp(dir, DEFAULT_DICT) != 0) {
+                fprintf(stderr, "text_classifier: cannot read %s: %s (--dict %s must hold the five lists:",
+                        path, strerror(why), dir);
+                for (int k = 0; k < N_LANG; k++) {
+                    fprintf(stderr, " %s", LANGS[k].file);
+                }
+                fprintf(stderr, ")\n");
+                return -1;
+            }
+            if (why != 0) {
                 strcat(missing, " ");
                 strcat(missing, LANGS[l].package);
             }
@@ -91,7 +107,7 @@ static int ensure_word_lists(const char *dir, int no_install)
         if (missing[0] == '\0') {
             return 0;
         }
-        if (attempt > 0 || no_install || strcmp(dir, DEFAULT_DICT) != 0 || geteuid() != 0 ||
+        if (attempt > 0 || no_install || geteuid() != 0 ||
             access("/usr/bin/apt-get", X_OK) != 0) {
             break;
         }
@@ -106,8 +122,8 @@ static int ensure_word_lists(const char *dir, int no_install)
     }
     fprintf(stderr,
             "text_classifier: the word lists of%s are missing from %s; cannot run without them.\n"
-            "  install them: sudo apt-get update && sudo apt-get install -y%s%s\n",
-            missing, dir, missing, strcmp(dir, DEFAULT_DICT) != 0 ? " (into " DEFAULT_DICT ")" : "");
+            "  install them: sudo apt-get update && sudo apt-get install -y%s\n",
+            missing, dir, missing);
     return -1;
 }
 
@@ -463,7 +479,7 @@ int main(int argc, char **argv)
         .name = "text_classifier",
         .summary = "Which language is a word? Debian's word lists of English, French, German, Spanish and\n"
                    "Italian as characters -> Embedding 32 -> bidirectional GRU 64 -> Dense 5, with Adam.",
-        .uses_data = 0,
+        .options = EX_OPT_EPOCHS | EX_OPT_BATCH | EX_OPT_SEED | EX_OPT_THREADS,
         .extra_help = "  --dict DIR    the word lists' directory (default " DEFAULT_DICT ")\n"
                       "  --train-per-language N  training words per language (default 20000)\n"
                       "  --test-per-language N   test words per language (default 4000)\n"
@@ -472,7 +488,6 @@ int main(int argc, char **argv)
                       "                tests/bench/text_torch.py to FILE and exit\n"
                       "  --no-install  do not apt-get install missing word lists (as root)\n",
         .log_columns = NULL,
-        .uses_threads = 1,
     };
     const char *dict = DEFAULT_DICT, *train_text = NULL, *test_text = NULL, *seed_text = NULL, *split_path = NULL;
     const int no_install = take_flag(&argc, argv, "--no-install");
@@ -588,12 +603,14 @@ int main(int argc, char **argv)
         order[i] = (uint32_t)i;
     }
     EX_TRY(aim_rng_create(NULL, opt.seed + 1, &shuffle), "");
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
     const double t0 = ex_now();
     for (size_t epoch = 1; epoch <= opt.epochs; epoch++) {
-        const double te = ex_now();
         double loss_sum = 0.0;
         size_t correct = 0;
         EX_TRY(aim_rng_shuffle_u32(shuffle, order, train.count), "");
+        ex_progress_epoch(&progress, epoch, opt.epochs, (train.count + opt.batch - 1) / opt.batch);
         for (size_t i = 0; i < train.count; i += opt.batch) {
             const size_t nb = train.count - i < opt.batch ? train.count - i : opt.batch;
             for (size_t k = 0; k < nb; k++) {
@@ -611,10 +628,11 @@ int main(int argc, char **argv)
             EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(adam, model, LEARNING_RATE), aim_optimizer_last_error(adam));
             loss_sum += (double)loss * (double)nb;
+            ex_progress_step(&progress, (double)loss, (double)nb);
         }
-        printf("epoch %zu/%zu  loss %.4f  accuracy %.4f  %.1f s\n", epoch, opt.epochs,
-               loss_sum / (double)train.count, (double)correct / (double)train.count, ex_now() - te);
-        fflush(stdout);
+        /* The running loss, weighted by the batch sizes, is the epoch's mean. */
+        const ex_metric shown[] = {{"accuracy", (double)correct / (double)train.count}};
+        ex_progress_end(&progress, shown, 1);
     }
     const double train_seconds = ex_now() - t0;
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* Fixed seeds of the synthetic stand-in, so --seed changes only the training
@@ -28,6 +29,7 @@
 void ex_options_default(ex_options *options)
 {
     options->data_dir = FM_DEFAULT_DIR;
+    options->data_given = 0;
     options->epochs = 5;
     options->batch = 32;
     options->seed = 42;
@@ -38,19 +40,27 @@ void ex_options_default(ex_options *options)
 
 static void print_help(const ex_program *program, const ex_options *defaults)
 {
+    const unsigned uses = program->options;
     printf("usage: %s [options]\n%s\n\noptions:\n", program->name, program->summary);
-    if (program->uses_data) {
-        printf("  --data DIR    Fashion-MNIST directory (default %s)\n", defaults->data_dir);
+    if (uses & EX_OPT_DATA) {
+        printf("  --data DIR    Fashion-MNIST directory (default %s);\n"
+               "                one that cannot be read is an error (without --data, a missing\n"
+               "                default directory means the synthetic data)\n",
+               defaults->data_dir);
         printf("  --synthetic   use the built-in synthetic data instead of the files\n");
-    } else {
-        printf("  --data DIR    accepted for uniformity; this program makes its own data\n");
-        printf("  --synthetic   accepted for uniformity; no effect\n");
     }
-    printf("  --epochs N    passes over the training data (default %zu)\n", defaults->epochs);
-    printf("  --batch N     mini-batch size (default %zu)\n", defaults->batch);
-    printf("  --seed N      seed of weight initialization and shuffling (default %llu)\n",
-           (unsigned long long)defaults->seed);
-    if (program->uses_threads) {
+    if (uses & EX_OPT_EPOCHS) {
+        printf("  --epochs N    passes over the training data (default %zu)\n", defaults->epochs);
+    }
+    if (uses & EX_OPT_BATCH) {
+        printf("  --batch N     mini-batch size (default %zu)\n", defaults->batch);
+    }
+    if (uses & EX_OPT_SEED) {
+        printf("  --seed N      %s (default %llu)\n",
+               program->seed_help != NULL ? program->seed_help : "seed of weight initialization and shuffling",
+               (unsigned long long)defaults->seed);
+    }
+    if (uses & EX_OPT_THREADS) {
         printf("  --threads N   split each large batch over N threads, 1 to %u (default %zu:\n"
                "                no thread pool); N > 1 also sets OpenBLAS to one thread\n",
                (unsigned)EX_MAX_THREADS, defaults->threads);
@@ -133,17 +143,21 @@ ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, e
             print_help(program, &defaults);
             return EX_ARGS_HELP;
         }
-        if (strcmp(arg, "--synthetic") == 0) {
+        const unsigned uses = program->options;
+        if (strcmp(arg, "--synthetic") == 0 && (uses & EX_OPT_DATA)) {
             options->synthetic = 1;
             continue;
         }
 
         /* The remaining options take a value, as "--opt VALUE" or "--opt=VALUE".
-         * --log is known only to programs that say what they log, --threads
-         * only to programs that use a pool. */
-        const char *const with_value[] = {"--data", "--epochs", "--batch", "--seed",
+         * Each is known only to the programs that use it; --log to those that
+         * say what they log. */
+        const char *const with_value[] = {(uses & EX_OPT_DATA) ? "--data" : NULL,
+                                          (uses & EX_OPT_EPOCHS) ? "--epochs" : NULL,
+                                          (uses & EX_OPT_BATCH) ? "--batch" : NULL,
+                                          (uses & EX_OPT_SEED) ? "--seed" : NULL,
                                           program->log_columns != NULL ? "--log" : NULL,
-                                          program->uses_threads ? "--threads" : NULL};
+                                          (uses & EX_OPT_THREADS) ? "--threads" : NULL};
         const char *name = NULL;
         const char *value = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) {
@@ -173,6 +187,7 @@ ex_args_result ex_parse_args(int argc, char **argv, const ex_program *program, e
         unsigned long long number = 0;
         if (strcmp(name, "--data") == 0) {
             options->data_dir = value;
+            options->data_given = 1;
         } else if (strcmp(name, "--log") == 0) {
             options->log_path = value;
         } else if (strcmp(name, "--epochs") == 0 && parse_count(value, 1, MAX_EPOCHS, &number) == 0) {
@@ -336,24 +351,36 @@ int ex_log_close(ex_log *csv)
     return 0;
 }
 
+int ex_use_synthetic(const ex_options *options)
+{
+    if (options->synthetic) {
+        fprintf(stderr, "note: --synthetic: using the built-in synthetic data set\n");
+        return 1;
+    }
+    /* Only the default directory's absence falls back to the stand-in: a
+     * --data DIR that cannot be read is the user's mistake to hear about. */
+    struct stat dir_status;
+    if (!options->data_given && stat(options->data_dir, &dir_status) != 0 && errno == ENOENT) {
+        fprintf(stderr,
+                "note: cannot read Fashion-MNIST: %s: %s (install dataset-fashion-mnist or give --data DIR)\n"
+                "note: using the built-in SYNTHETIC data set instead; accuracies are not "
+                "comparable to Fashion-MNIST results\n",
+                options->data_dir, strerror(ENOENT));
+        return 1;
+    }
+    return 0;
+}
+
 int ex_load_fashion_mnist(const ex_options *options, fm_set *train, fm_set *validation, fm_set *test,
                           const char **source)
 {
     char err[512] = "";
-    int loaded = 0;
-    if (!options->synthetic) {
-        loaded = fm_load(options->data_dir, FM_TRAIN, train, err, sizeof err) == 0 &&
-                 fm_load(options->data_dir, FM_TEST, test, err, sizeof err) == 0;
-        if (!loaded) {
-            fm_free(train);
-            fprintf(stderr,
-                    "note: cannot read Fashion-MNIST: %s\n"
-                    "note: using the built-in SYNTHETIC data set instead; accuracies are not "
-                    "comparable to Fashion-MNIST results\n",
-                    err);
-        }
-    } else {
-        fprintf(stderr, "note: --synthetic: using the built-in synthetic data set\n");
+    const int loaded = !ex_use_synthetic(options);
+    if (loaded && (fm_load(options->data_dir, FM_TRAIN, train, err, sizeof err) != 0 ||
+                   fm_load(options->data_dir, FM_TEST, test, err, sizeof err) != 0)) {
+        fm_free(train);
+        fprintf(stderr, "error: cannot read Fashion-MNIST%s: %s\n", options->data_given ? " (--data)" : "", err);
+        return -1;
     }
     if (!loaded) {
         if (fm_synthetic(SYNTHETIC_TRAIN_SEED, SYNTHETIC_TRAIN_COUNT, train, err, sizeof err) != 0 ||
@@ -528,6 +555,9 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
                                      .count = validation->count};
     const ex_rows test_rows = {.x = test->images, .x_width = FM_PIXELS, .labels = test->labels, .count = test->count};
     EX_TRY(ex_batcher_init(&batcher, &train_rows, options->batch, options->seed + 1), "");
+    const size_t steps = (train->count + options->batch - 1) / options->batch;
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
 
     const double train_start = ex_now();
     for (size_t epoch = 1; epoch <= options->epochs; ++epoch) {
@@ -536,6 +566,7 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
         size_t correct = 0;
         size_t n = 0;
         EX_TRY(ex_batcher_shuffle(&batcher), "");
+        ex_progress_epoch(&progress, epoch, options->epochs, steps);
         while ((n = ex_batcher_next(&batcher)) > 0) {
             float loss = 0.0f;
             const float *logits = NULL;
@@ -549,6 +580,7 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
             EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(optimizer, model, learning_rate), aim_optimizer_last_error(optimizer));
             loss_sum += (double)loss * (double)n; /* the loss is a batch mean */
+            ex_progress_step(&progress, (double)loss, (double)n);
         }
         double val_accuracy = 0.0;
         EX_TRY(ex_accuracy(model, workspace, EX_EVAL_BATCH, &validation_rows, 0.5f, scratch, scratch_count,
@@ -557,13 +589,9 @@ int ex_fit_classifier(aim_model *model, aim_optimizer *optimizer, float learning
         const double loss = loss_sum / (double)train->count;
         const double accuracy = (double)correct / (double)train->count;
         const double seconds = ex_now() - epoch_start;
-        if (quiet_accuracy)
-            printf("epoch %zu/%zu  loss %.4f  val_accuracy %.4f  %.2fs\n", epoch, options->epochs, loss,
-                   val_accuracy, seconds);
-        else
-            printf("epoch %zu/%zu  loss %.4f  accuracy %.4f  val_accuracy %.4f  %.2fs\n", epoch, options->epochs,
-                   loss, accuracy, val_accuracy, seconds);
-        fflush(stdout);
+        /* The running loss is weighted by the batch sizes: it is `loss`. */
+        const ex_metric shown[] = {{"accuracy", accuracy}, {"val_accuracy", val_accuracy}};
+        ex_progress_end(&progress, shown + (quiet_accuracy ? 1 : 0), quiet_accuracy ? 1 : 2);
         ex_log_row(metrics, "%zu,%.6g,%.6g,%.6g,%.3f", epoch, loss, accuracy, val_accuracy, seconds);
     }
     result->train_seconds = ex_now() - train_start;

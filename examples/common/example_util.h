@@ -16,6 +16,7 @@
 
 #include "aimodel.h"
 #include "fashion_mnist.h"
+#include "progress.h"
 
 /* Samples per aim_model_predict() call when evaluating; the size every
  * example gives its inference workspace. */
@@ -32,6 +33,7 @@
 
 typedef struct ex_options {
     const char *data_dir; /* --data DIR */
+    int data_given;       /* --data was on the command line: failing to read it is an error */
     size_t epochs;        /* --epochs N, >= 1 */
     size_t batch;         /* --batch N, >= 1 */
     uint64_t seed;        /* --seed N: weight initialization and shuffling */
@@ -43,19 +45,29 @@ typedef struct ex_options {
 /* The most --threads accepts: aim_threadpool_create()'s limit. */
 #define EX_MAX_THREADS 256
 
-/* What --help says about a program. */
+/* The shared options a program uses, for ex_program.options: only these
+ * are accepted and listed by --help; any other is "unknown option". */
+#define EX_OPT_DATA 0x01u    /* --data DIR and --synthetic (Fashion-MNIST) */
+#define EX_OPT_EPOCHS 0x02u  /* --epochs N */
+#define EX_OPT_BATCH 0x04u   /* --batch N */
+#define EX_OPT_SEED 0x08u    /* --seed N */
+#define EX_OPT_THREADS 0x10u /* --threads N: the program gives its model and
+                                workspace the pool of ex_threadpool_create() */
+/* What a Fashion-MNIST trainer uses (--log comes with log_columns). */
+#define EX_OPT_TRAINER (EX_OPT_DATA | EX_OPT_EPOCHS | EX_OPT_BATCH | EX_OPT_SEED | EX_OPT_THREADS)
+
+/* What --help says about a program, and which shared options it takes. */
 typedef struct ex_program {
     const char *name;    /* e.g. "mlp_classifier" */
     const char *summary; /* one line */
-    int uses_data;       /* 0 if --data and --synthetic are accepted but unused */
+    unsigned options;    /* EX_OPT_* bits of the shared options it uses */
     const char *extra_help; /* lines --help prints after the shared options (the
                                program's own, see ex_take_option()), or NULL */
+    const char *seed_help;   /* what --seed does, if not "seed of weight
+                                initialization and shuffling"; or NULL */
     const char *log_columns; /* the header of its --log CSV, e.g.
                                 EX_LOG_CLASSIFIER_COLUMNS; NULL for a program
-                                that trains nothing: --log is then unknown */
-    int uses_threads;    /* 1 if the program gives its model and workspace the
-                            pool of ex_threadpool_create(); 0: --threads is
-                            unknown */
+                                that logs nothing: --log is then unknown */
 } ex_program;
 
 /* The --log columns of the classifiers: the figures of each epoch's line. */
@@ -169,12 +181,20 @@ int ex_log_close(ex_log *csv);
 
 /* ---- data -------------------------------------------------------------- */
 
+/* Whether to use fm_synthetic() instead of the files: with --synthetic, or
+ * without --data when the default directory does not exist; says so on
+ * stderr when it returns 1. */
+int ex_use_synthetic(const ex_options *options);
+
 /*
  * Fills `train`, `validation` (the last EX_VALIDATION_COUNT training images)
- * and `test`: from Fashion-MNIST in options->data_dir, or, with --synthetic
- * or when those files cannot be read, from fm_synthetic() with fixed seeds,
- * saying so on stderr. `*source` becomes "fashion-mnist" or "synthetic".
- * Returns 0, or -1 after printing why (the sets are then empty).
+ * and `test`: from Fashion-MNIST in options->data_dir, or from fm_synthetic()
+ * with fixed seeds with --synthetic, or when no --data was given and the
+ * default directory does not exist (saying so on stderr). A directory given
+ * with --data, or the default one when it exists, that cannot be read is an
+ * error: the message names the file and the reason. `*source` becomes
+ * "fashion-mnist" or "synthetic". Returns 0, or -1 after printing why (the
+ * sets are then empty).
  */
 int ex_load_fashion_mnist(const ex_options *options, fm_set *train, fm_set *validation, fm_set *test,
                           const char **source);
@@ -246,9 +266,10 @@ typedef struct ex_fit_result {
  * Trains a compiled classifier with 10 logits out (aim_model_loss_sparse()
  * applies the softmax) by `optimizer` at `learning_rate`: shuffled batches
  * of options->batch from `train` (seeded with options->seed + 1, so shuffling
- * does not replay the initialization's draws), one line and one --log row
- * per epoch with the validation accuracy, then the test accuracy. The line
- * shows the training accuracy unless `quiet_accuracy` (save_model's format).
+ * does not replay the initialization's draws), with progress within each
+ * epoch and a final line (progress.h) and one --log row per epoch with the
+ * validation accuracy, then the test accuracy. The final line shows the
+ * training accuracy unless `quiet_accuracy` (save_model's format).
  * `pool` (NULL for none) is given to the model and the evaluation
  * workspace. Returns 0, or -1 after printing why.
  */

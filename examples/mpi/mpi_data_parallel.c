@@ -160,7 +160,7 @@ int main(int argc, char **argv)
         .name = "mpi_data_parallel",
         .summary = "Data-parallel training of the seed MLP or CNN on Fashion-MNIST over MPI "
                    "(--batch is the global batch).",
-        .uses_data = 1,
+        .options = EX_OPT_DATA | EX_OPT_EPOCHS | EX_OPT_BATCH | EX_OPT_SEED,
         .extra_help = "  --model NAME  mlp (784-64-64-10, 5 epochs) or cnn (conv32-pool-conv64-pool-64-10, "
                       "3 epochs); default mlp\n"
                       "  --steps N     stop after N global steps (overrides --epochs; for timing)\n",
@@ -304,16 +304,21 @@ int main(int argc, char **argv)
     double step_seconds = 0.0;
     double allreduce_seconds = 0.0;
     int in_sync = 1;
+    /* Rank 0's stdout is the only one left: the bar shows its shards' running
+     * loss, the epoch's final line the loss summed over the ranks. */
+    ex_progress progress;
+    ex_progress_init(&progress, stdout, rank == 0 ? EX_PROGRESS_AUTO : EX_PROGRESS_QUIET);
     MPI_Barrier(MPI_COMM_WORLD);
     double train_start = ex_now();
     for (size_t epoch = 1; epoch <= opt.epochs && steps < max_steps; ++epoch) {
-        double epoch_start = ex_now();
         double sums[2] = {0.0, 0.0}; /* loss * samples, correct; this rank's shards */
         size_t epoch_steps = 0;
         for (size_t i = 0; i < train.count; ++i) {
             order[i] = (uint32_t)i;
         }
         EX_TRY(aim_rng_shuffle_u32(shuffle_rng, order, train.count), "");
+        const size_t planned = max_steps - steps < steps_per_epoch ? max_steps - steps : steps_per_epoch;
+        ex_progress_epoch(&progress, epoch, opt.epochs, planned);
         double loop_start = ex_now();
         for (size_t b = 0; b < steps_per_epoch && steps < max_steps; ++b, ++steps, ++epoch_steps) {
             float loss = 0.0f;
@@ -335,6 +340,7 @@ int main(int argc, char **argv)
             allreduce_seconds += ex_now() - reduce_start;
             EX_TRY(aim_optimizer_step_model(adam, model, LEARNING_RATE), aim_optimizer_last_error(adam));
             sums[0] += (double)loss * (double)shard; /* the loss is a shard mean */
+            ex_progress_step(&progress, (double)loss, (double)shard);
         }
         step_seconds += ex_now() - loop_start;
 
@@ -351,13 +357,15 @@ int main(int argc, char **argv)
             goto cleanup;
         }
         const double seen = (double)(epoch_steps * global_batch);
-        char partial[64] = "";
+        const ex_metric shown[] = {{"loss", totals[0] / seen}, {"accuracy", totals[1] / seen},
+                                   {"val_accuracy", val_accuracy}};
+        ex_progress_end(&progress, shown, 3);
         if (epoch_steps < steps_per_epoch) {
-            snprintf(partial, sizeof partial, " (%zu of %zu steps)", epoch_steps, steps_per_epoch);
+            printf("(--steps: %zu of the epoch's %zu steps)\n", epoch_steps, steps_per_epoch);
         }
-        printf("epoch %zu/%zu%s  loss %.4f  accuracy %.4f  val_accuracy %.4f  %.2fs  %.1f steps/s%s\n", epoch,
-               opt.epochs, partial, totals[0] / seen, totals[1] / seen, val_accuracy, ex_now() - epoch_start,
-               (double)steps / step_seconds, same ? "" : "  RANKS OUT OF SYNC");
+        if (!same) {
+            printf("RANKS OUT OF SYNC after epoch %zu\n", epoch);
+        }
         fflush(stdout);
     }
     double train_seconds = ex_now() - train_start;
