@@ -7,14 +7,22 @@
  * @file aimodel.h
  * @brief The one public header of libaimodel.
  *
- * Three modules sit behind this header:
- *  - @ref aim_core "core": status codes, version, allocator, random numbers;
+ * Five modules sit behind this header, one documentation group each:
+ *  - @ref aim_core "core": status codes, version, allocator, random numbers,
+ *    thread pools;
  *  - @ref aim_tensor "tensors": float32 row-major arrays of rank 1 to 4;
  *  - @ref aim_layers "layers and models": dense, convolution, pooling,
- *    recurrent and merge layers, activations, losses, and the model: a
- *    directed acyclic graph of layers that owns parameters, gradients and
- *    scratch;
- *  - @ref aim_optim "optimizers": SGD and Adam/AdamW over flat buffers.
+ *    normalization, recurrent, attention and merge layers, activations,
+ *    losses, and the model: a directed acyclic graph of layers that owns
+ *    parameters, gradients and scratch, and the workspaces of inference;
+ *  - @ref aim_optim "optimizers": SGD, Adam/AdamW and RMSprop over flat
+ *    buffers, and gradient clipping;
+ *  - @ref aim_serial "serialization": a model and its optimizer's state to
+ *    and from memory buffers.
+ *
+ * The @ref example_programs "example programs" page lists the programs in
+ * examples/ that use them, from a one-unit regression to a character-level
+ * GPT.
  *
  * Conventions that hold for every function:
  *  - a fallible function returns an ::aim_status, ::AIM_OK (0) on success;
@@ -66,7 +74,16 @@ extern "C" {
 /** @endcond */
 
 /**
- * @defgroup aim_core Core: status codes, version, allocator, random numbers
+ * @defgroup aim_core Core: status codes, version, allocator, random numbers, thread pools
+ * @brief What every other module builds on: the ::aim_status every fallible
+ * call returns (and aim_status_str() to name it), the version macros, the
+ * ::aim_allocator a caller may hand to every `aim_*_create` to own the
+ * library's memory, the ::aim_rng state object that every random draw comes
+ * from (there is no global generator), and the ::aim_threadpool a model or
+ * workspace may split its batches over.
+ *
+ * Nothing here prints or keeps global state: an allocator, a generator and a
+ * pool are the caller's objects, passed to the calls that use them.
  * @{
  */
 
