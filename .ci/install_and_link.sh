@@ -10,6 +10,9 @@
 # Usage: .ci/install_and_link.sh WORKDIR (a new directory). Meant for CI's
 # fresh machine, as root: it installs cmake, g++ and sudo when missing, and
 # installs into /usr/local (then uninstalls) for the ldconfig block.
+# pkg-config's output and the package list are meant to be split into words;
+# each subshell sets its own HOME on purpose.
+# shellcheck disable=SC2046,SC2086,SC2030,SC2031,SC1091
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -38,6 +41,9 @@ for name in quickstart.c install link-rpath link-env link-static system-install 
   readme_block "$name" > "$work/blocks/$name"
   [ -s "$work/blocks/$name" ] || fail "README.md has no ci:$name block"
 done
+# The heading gives the first program's length: keep it true.
+lines=$(wc -l < "$work/blocks/quickstart.c")
+grep -q "^## A first program ($lines lines)$" README.md || fail "README.md's first program is $lines lines; its heading says otherwise"
 # Runs a README block in the current directory, in a child bash -e.
 run_block() {
   echo "--- README.md ci:$1 in $PWD"
