@@ -37,7 +37,7 @@ readme_block() {
     inside { print }' README.md
 }
 mkdir "$work/blocks"
-for name in quickstart.c install link-rpath link-env link-static system-install system-link CMakeLists.txt cmake; do
+for name in quickstart.c quickstart-output install link-rpath link-env link-static system-install system-link CMakeLists.txt cmake; do
   readme_block "$name" > "$work/blocks/$name"
   [ -s "$work/blocks/$name" ] || fail "README.md has no ci:$name block"
 done
@@ -45,9 +45,10 @@ done
 lines=$(wc -l < "$work/blocks/quickstart.c")
 grep -q "^## A first program ($lines lines)$" README.md || fail "README.md's first program is $lines lines; its heading says otherwise"
 # Runs a README block in the current directory, in a child bash -e.
+# Shows it on stderr, so that stdout is the block's own output.
 run_block() {
-  echo "--- README.md ci:$1 in $PWD"
-  sed 's/^/    /' "$work/blocks/$1"
+  echo "--- README.md ci:$1 in $PWD" >&2
+  sed 's/^/    /' "$work/blocks/$1" >&2
   bash -euo pipefail "$work/blocks/$1"
 }
 # The first program's output: the loss falls, and each of the four
@@ -58,6 +59,14 @@ check_quickstart() {
     END { if (n < 2 || !(last < first) || k != 4 || bad) {
             printf "quickstart: %d loss lines (%s -> %s), %d predictions, %d wrong\n", n, first, last, k, bad; exit 1 } }' "$1" ||
     fail "the first program did not learn XOR"
+  # Its last lines (a block may print a build's output first) are what the
+  # README shows, word for word, numbers within 0.002.
+  tail -n "$(wc -l < "$work/blocks/quickstart-output")" "$1" > "$1.tail"
+  awk 'NR == FNR { want[FNR] = $0; n = FNR; next }
+    { got = FNR; k = split(want[FNR], w); if (k != split($0, g)) bad++
+      for (i = 1; i <= k; i++) if (w[i] != g[i] && (w[i] !~ /^[0-9.]+$/ || (w[i] - g[i]) ^ 2 > 0.002 ^ 2)) bad++ }
+    END { if (bad || got != n) { print "quickstart: its output differs from README.md'"'"'s"; exit 1 } }' \
+    "$work/blocks/quickstart-output" "$1.tail" || { diff "$work/blocks/quickstart-output" "$1.tail" || true; fail "README.md shows another output"; }
 }
 # The libaimodel the loader gives a program (ldd's output is captured before
 # grepping it: `ldd | grep -q` under pipefail fails when ldd dies of SIGPIPE).
