@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "fastmath.h"
+#include "gemm.h"
 #include "internal.h"
 
 #define BI(n) ((blasint)(n))
@@ -173,8 +174,20 @@ static void init(const aim__layer *L, float *p, struct aim_rng *rng) {
     if (b_o) memset(b_o, 0, g.E * sizeof(float));
 }
 
-/* Y (rows, n) = X (rows, k)·Wᵀ (+ b) */
+/* Y (rows, n) = X (rows, k)·Wᵀ (+ b), over a call's batch · T rows. */
 static void linear(const float *x, size_t rows, size_t k, const float *W, const float *b, size_t n, float *y) {
+    aim__sgemm(AIM__NOTRANS, AIM__TRANS, rows, n, k, 1.0f, x, k, W, k, 0.0f, y, n);
+    if (b)
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < n; j++) y[r * n + j] += b[j];
+}
+
+/* The same for one position of each sequence (step): cblas_sgemm, since our
+ * kernel repacks all of W for every call, which at one row costs more than
+ * the product (tests/bench/bench_gemm.c, "gen 1 row": 10.4 µs a call against
+ * OpenBLAS's 3.8 µs). A step's results match the full forward to rounding
+ * only (see step()), so the two paths need not share a kernel. */
+static void linear_step(const float *x, size_t rows, size_t k, const float *W, const float *b, size_t n, float *y) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(rows), BI(n), BI(k), 1.0f, x, BI(k), W, BI(k), 0.0f, y,
                 BI(n));
     if (b)
@@ -315,13 +328,11 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
     const size_t bs = block_rows(L);
     const float *G = a->dy;
     /* dW_o += Gᵀ·O, db_o += Σ G, dO = G·W_o, over every row of the call */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(E), BI(E), BI(rows), 1.0f, G, BI(E), v.o, BI(E), 1.0f,
-                dw_o, BI(E));
+    aim__sgemm(AIM__TRANS, AIM__NOTRANS, E, E, rows, 1.0f, G, E, v.o, E, 1.0f, dw_o, E);
     if (db_o)
         for (size_t t = 0; t < rows; t++)
             for (size_t j = 0; j < E; j++) db_o[j] += G[t * E + j];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(E), BI(E), 1.0f, G, BI(E), q.w_o, BI(E), 0.0f,
-                dO, BI(E));
+    aim__sgemm(AIM__NOTRANS, AIM__NOTRANS, rows, E, E, 1.0f, G, E, q.w_o, E, 0.0f, dO, E);
     for (size_t b = 0; b < a->batch; b++) {
         const float *qkv = v.qkv + b * 3 * TE, *p = v.p + b * HTT, *pd = v.pd + b * HTT;
         const float *dOb = dO + b * TE;
@@ -361,14 +372,12 @@ static void backward(const aim__layer *L, const aim__bwd *a) {
         }
     }
     /* dW_in += dQKVᵀ·X, db_in += Σ dQKV, dX = dQKV·W_in */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(3 * E), BI(E), BI(rows), 1.0f, dqkv, BI(ld), a->x[0], BI(E),
-                1.0f, dw_in, BI(E));
+    aim__sgemm(AIM__TRANS, AIM__NOTRANS, 3 * E, E, rows, 1.0f, dqkv, ld, a->x[0], E, 1.0f, dw_in, E);
     if (db_in)
         for (size_t t = 0; t < rows; t++)
             for (size_t j = 0; j < 3 * E; j++) db_in[j] += dqkv[t * ld + j];
     if (a->dx[0])
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(rows), BI(E), BI(3 * E), 1.0f, dqkv, BI(ld), q.w_in,
-                    BI(E), 0.0f, a->dx[0], BI(E));
+        aim__sgemm(AIM__NOTRANS, AIM__NOTRANS, rows, E, 3 * E, 1.0f, dqkv, ld, q.w_in, E, 0.0f, a->dx[0], E);
 }
 
 /* The projections' GEMMs take batch · T rows as an int. */
@@ -396,7 +405,7 @@ static void step(const aim__layer *L, const aim__step *a) {
     const float scale = 1.0f / sqrtf((float)d);
     const params q = params_of(L, a->params);
     float *qkv = a->scratch, *o = qkv + a->batch * 3 * E, *s = o + a->batch * E;
-    linear(a->x[0], a->batch, E, q.w_in, q.b_in, 3 * E, qkv);
+    linear_step(a->x[0], a->batch, E, q.w_in, q.b_in, 3 * E, qkv);
     for (size_t b = 0; b < a->batch; b++) {
         float *K = a->state + b * L->step_state_per_sample, *V = K + T * E;
         const float *r = qkv + b * 3 * E;
@@ -420,7 +429,7 @@ static void step(const aim__layer *L, const aim__step *a) {
             }
         }
     }
-    linear(o, a->batch, E, q.w_o, q.b_o, E, a->y);
+    linear_step(o, a->batch, E, q.w_o, q.b_o, E, a->y);
 }
 
 /* Per sample: the projections 4 T E², the scores and the weighted sum 2 T² E. */

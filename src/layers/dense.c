@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "internal.h"
 
 /* Sizes were checked against INT_MAX when the layer was added. */
@@ -38,8 +39,7 @@ void aim__dense_forward(const aim__layer *L, const float *params, const float *x
         cblas_sgemv(CblasRowMajor, CblasNoTrans, BI(out), BI(in), 1.0f, W, BI(in), x, 1, 0.0f, z, 1);
     } else {
         /* Z = X·Wᵀ */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(batch), BI(out), BI(in), 1.0f, x, BI(in), W, BI(in),
-                    0.0f, z, BI(out));
+        aim__sgemm(AIM__NOTRANS, AIM__TRANS, batch, out, in, 1.0f, x, in, W, in, 0.0f, z, out);
     }
     if (b)
         for (size_t r = 0; r < batch; r++) {
@@ -60,8 +60,7 @@ void aim__dense_backward(const aim__layer *L, const float *params, float *dparam
     aim__act_backward(CFG(L)->act, CFG(L)->alpha, z, y, dy, dy, batch, out);
     const float *dz = dy;
     /* dW += dZᵀ·X */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(out), BI(in), BI(batch), 1.0f, dz, BI(out), x, BI(in),
-                1.0f, dW, BI(in));
+    aim__sgemm(AIM__TRANS, AIM__NOTRANS, out, in, batch, 1.0f, dz, out, x, in, 1.0f, dW, in);
     /* db += sum over the batch of dZ */
     if (db)
         for (size_t r = 0; r < batch; r++) {
@@ -70,8 +69,7 @@ void aim__dense_backward(const aim__layer *L, const float *params, float *dparam
         }
     /* dX = dZ·W */
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(batch), BI(in), BI(out), 1.0f, dz, BI(out), W,
-                    BI(in), 0.0f, dx, BI(in));
+        aim__sgemm(AIM__NOTRANS, AIM__NOTRANS, batch, in, out, 1.0f, dz, out, W, in, 0.0f, dx, in);
 }
 
 static void init(const aim__layer *L, float *params, struct aim_rng *rng) {
