@@ -1,8 +1,11 @@
 #!/usr/bin/python3
-"""Checks of the Python binding (aimodel.py). A plain script: run it, read
-the last line ("python binding: N passed, M failed, K skipped"), exit code
-0 or 1 (a skip is not a failure).
+"""Checks of the Python binding (the aimodel package). Under pytest (`make
+test` runs /usr/bin/python3 -m pytest examples/python) each check is one
+test, test_case[name]; as a plain script it runs them all and prints
+"python binding: N passed, M failed, K skipped", exit code 0 or 1 (a skip is
+not a failure).
 
+    make lib && AIMODEL_LIB=build/libaimodel.so.1.2.0 /usr/bin/python3 -m pytest examples/python/test_binding.py
     make lib && AIMODEL_LIB=build/libaimodel.so.1.2.0 /usr/bin/python3 examples/python/test_binding.py
 
 (without AIMODEL_LIB the binding finds build/libaimodel.so.1 of this
@@ -27,7 +30,8 @@ from aimodel import AimError, Status  # noqa: E402
 TESTS = []
 
 
-def test(fn):
+def case(fn):
+    """Registers a check (not named test_*: pytest runs them through test_case)."""
     TESTS.append(fn)
     return fn
 
@@ -82,7 +86,7 @@ def numpy_forward(model, x, activations):
 # ---------------------------------------------------------------------------
 
 
-@test
+@case
 def version_and_status_strings():
     assert aim.version().count(".") == 2
     major, minor, patch = (int(p) for p in aim.version().split("."))
@@ -97,7 +101,7 @@ def version_and_status_strings():
     assert issubclass(AimError, Exception)
 
 
-@test
+@case
 def model_queries_and_shapes():
     with mlp() as m:
         assert m.layer_count == 3 and m.input_size == 6 and m.output_size == 3
@@ -107,7 +111,7 @@ def model_queries_and_shapes():
         assert m.memory_size > 0
 
 
-@test
+@case
 def training_decreases_loss():
     x, y = data()
     with mlp() as m, aim.Adam(m) as opt:
@@ -127,7 +131,7 @@ def training_decreases_loss():
         assert full < first, (first, full)
 
 
-@test
+@case
 def predict_matches_numpy_forward():
     x, _ = data(n=40)
     with mlp() as m:
@@ -140,7 +144,7 @@ def predict_matches_numpy_forward():
         assert np.max(np.abs(m.output() - got[:16])) < 1e-6
 
 
-@test
+@case
 def binding_matches_raw_c_calls():
     """The same model built once through the classes and once through the
     bare C functions: identical weights and bit-identical predictions."""
@@ -176,7 +180,7 @@ def binding_matches_raw_c_calls():
         assert np.array_equal(m.output(), raw_out)
 
 
-@test
+@case
 def parameters_and_gradients_are_views():
     x, y = data(n=16)
     with mlp() as m:
@@ -204,7 +208,7 @@ def parameters_and_gradients_are_views():
         assert np.all(np.isfinite(view))
 
 
-@test
+@case
 def explicit_output_grad_matches_kept_gradient():
     x, y = data(n=8)
     with mlp(input_gradient=True) as m:
@@ -235,7 +239,7 @@ def explicit_output_grad_matches_kept_gradient():
             raise AssertionError("an output_grad of another sample shape was accepted")
 
 
-@test
+@case
 def float_losses_and_functions():
     rs = np.random.RandomState(1)
     pred = rs.rand(5, 4).astype(np.float32)
@@ -260,7 +264,7 @@ def float_losses_and_functions():
     assert e.function == "aim_loss_sparse" and "aim_loss_sparse" in str(e)
 
 
-@test
+@case
 def sgd_step_matches_numpy():
     x, y = data(n=16)
     with mlp() as m, aim.SGD(m, momentum=0.0) as sgd:
@@ -283,7 +287,7 @@ def sgd_step_matches_numpy():
         raise AssertionError("a misspelt option was accepted")
 
 
-@test
+@case
 def serialize_round_trip_is_bit_identical():
     x, y = data()
     with mlp() as m, aim.Adam(m) as opt:
@@ -325,7 +329,7 @@ def serialize_round_trip_is_bit_identical():
         assert e.function == "aim_model_deserialize" and e.message in str(e)
 
 
-@test
+@case
 def batch_over_max_batch_is_a_shape_mismatch():
     x, _ = data(n=20)
     with mlp(max_batch=16) as m:
@@ -335,7 +339,7 @@ def batch_over_max_batch_is_a_shape_mismatch():
         m.forward(x[:16])  # the model still works after the failure
 
 
-@test
+@case
 def conv2d_after_rank1_input_names_the_layer():
     with aim.Model(16) as m:
         m.add_dense(4)
@@ -343,7 +347,7 @@ def conv2d_after_rank1_input_names_the_layer():
         assert "rank" in e.message
 
 
-@test
+@case
 def other_errors_surface_as_aim_error():
     x, y = data(n=4)
     m = aim.Model(6)
@@ -378,7 +382,7 @@ def other_errors_surface_as_aim_error():
     m.close()
 
 
-@test
+@case
 def conv_pool_lstm_models_run():
     rs = np.random.RandomState(2)
     with aim.Model((1, 8, 8)) as cnn:
@@ -405,7 +409,7 @@ def conv_pool_lstm_models_run():
         assert h.shape == (1, 2, 6) and np.any(h) and np.any(c)
 
 
-@test
+@case
 def rng_shuffle_is_a_deterministic_permutation():
     with aim.Rng(43) as a, aim.Rng(43) as b:
         p = a.permutation(1000)
@@ -424,7 +428,7 @@ def rng_shuffle_is_a_deterministic_permutation():
         raise AssertionError("a non-uint32 array was shuffled")
 
 
-@test
+@case
 def double_close_and_use_after_close():
     m = mlp()
     m.predict(np.zeros((2, 6), dtype=np.float32))  # creates the internal workspace
@@ -451,7 +455,7 @@ def double_close_and_use_after_close():
     gc.collect()
 
 
-@test
+@case
 def array_of_another_shape_is_refused_not_reread():
     """An (8, 10) array given to a 20-feature model is 80 floats, which the
     0.x binding read as 4 samples of 20; now it is refused, by the binding
@@ -485,7 +489,7 @@ def array_of_another_shape_is_refused_not_reread():
         assert m.predict(ok).shape == (8, 3)
 
 
-@test
+@case
 def too_small_output_is_refused():
     x, y = data(n=8)
     with mlp(max_batch=8) as m:
@@ -541,7 +545,7 @@ def residual_mlp(seed=4, max_batch=16):
     return m
 
 
-@test
+@case
 def residual_mlp_trains_and_matches_numpy():
     x, y = data(n=64)
     with residual_mlp() as m:
@@ -578,7 +582,7 @@ def residual_mlp_trains_and_matches_numpy():
             assert np.array_equal(m2.predict(x), m.predict(x))
 
 
-@test
+@case
 def graph_errors_name_the_nodes():
     with aim.Model(6) as m:
         a = m.add_dense(4).last_node()
@@ -594,7 +598,7 @@ def graph_errors_name_the_nodes():
         assert m.last_node() == a
 
 
-@test
+@case
 def two_inputs_two_outputs():
     rs = np.random.RandomState(8)
     x1 = rs.rand(8, 6).astype(np.float32)
@@ -650,7 +654,7 @@ def two_inputs_two_outputs():
             assert all(np.array_equal(u, v) for u, v in zip(m2.predict([x1, x2]), (p0, p1)))
 
 
-@test
+@case
 def loss_weights_scale_the_gradients():
     rs = np.random.RandomState(9)
     x = rs.rand(4, 5).astype(np.float32)
@@ -675,7 +679,7 @@ def loss_weights_scale_the_gradients():
     assert np.allclose(grads[(1.0, 2.0)], only0 + 2.0 * only1, atol=1e-6)
 
 
-@test
+@case
 def lstm_state_counts():
     rs = np.random.RandomState(3)
     with aim.Model((5, 3)) as rnn:
@@ -721,7 +725,7 @@ def rel_diff(a, b):
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30))
 
 
-@test
+@case
 def threadpool_training_matches_no_pool():
     rs = np.random.RandomState(5)
     x = rs.rand(4, 64, 784).astype(np.float32)
@@ -769,7 +773,7 @@ def threadpool_training_matches_no_pool():
                 opt.close()
 
 
-@test
+@case
 def threadpool_predict_matches_no_pool():
     x = np.random.RandomState(6).rand(300, 784).astype(np.float32)  # two predict chunks: 256 + 44
     with mnist_like_mlp() as m, aim.ThreadPool(2) as pool:
@@ -795,7 +799,7 @@ def threadpool_predict_matches_no_pool():
             assert m2._workspace.threadpool is pool
 
 
-@test
+@case
 def threadpool_sizes_and_errors():
     e = expect_error(Status.ERR_UNSUPPORTED, aim.ThreadPool, 300, message=False)
     assert e.function == "aim_threadpool_create"
@@ -836,7 +840,7 @@ def threadpool_sizes_and_errors():
             m2.close()
 
 
-@test
+@case
 def threadpool_close_and_lifetime():
     # double close, use after close
     pool = aim.ThreadPool(2)
@@ -961,7 +965,7 @@ def numpy_batch_norm(x, gamma, beta, eps):
     return y, mean, var * count / (count - 1)
 
 
-@test
+@case
 def missing_functions_are_absent_and_refused():
     names = aim.missing_functions()
     assert names == sorted(names)
@@ -984,7 +988,7 @@ def missing_functions_are_absent_and_refused():
         aim._missing = saved
 
 
-@test
+@case
 def structures_match_the_c_sizes():
     """Each Structure's size on this ABI, from the C fields in aimodel.h
     (size_t 8, enums and int32_t 4, padding to 8)."""
@@ -1019,7 +1023,7 @@ def structures_match_the_c_sizes():
             assert abs(got - value) <= 1e-6 * abs(value), (init, field, got, value)
 
 
-@test
+@case
 def batch_norm_trains_and_keeps_running_statistics():
     needs("aim_model_add_batch_norm")
     rs = np.random.RandomState(20)
@@ -1081,7 +1085,7 @@ def batch_norm_trains_and_keeps_running_statistics():
         assert m.layer_count == 0
 
 
-@test
+@case
 def serialize_keeps_buffers_and_dtypes():
     needs("aim_model_add_batch_norm", "aim_model_add_embedding")
     rs = np.random.RandomState(21)
@@ -1116,7 +1120,7 @@ def serialize_keeps_buffers_and_dtypes():
                 assert np.array_equal(m2.buffers(), m.buffers())
 
 
-@test
+@case
 def dropout_masks_follow_the_random_stream():
     needs("aim_model_add_dropout")
     rs = np.random.RandomState(22)
@@ -1177,7 +1181,7 @@ def numpy_layer_norm(x, dims, eps):
     return (x - mean) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
 
 
-@test
+@case
 def layer_norm_normalizes_the_trailing_axes():
     needs("aim_model_add_layer_norm")
     rs = np.random.RandomState(23)
@@ -1200,7 +1204,7 @@ def layer_norm_normalizes_the_trailing_axes():
         assert m.layer_count == 0
 
 
-@test
+@case
 def embedding_reads_int32_ids():
     needs("aim_model_add_embedding")
     rs = np.random.RandomState(24)
@@ -1299,7 +1303,7 @@ def embedding_reads_int32_ids():
         expect_error(Status.ERR_INVALID_ARGUMENT, m.set_input_dtype, 3, "int32", contains=("input 3",))
 
 
-@test
+@case
 def ids_and_floats_inputs_use_the_typed_calls():
     needs("aim_model_add_embedding")
     rs = np.random.RandomState(25)
@@ -1355,7 +1359,7 @@ def numpy_gru(x, weights, hidden, h0=None):
     return np.stack(out, axis=1), h
 
 
-@test
+@case
 def gru_matches_numpy_and_keeps_states():
     needs("aim_model_add_gru", "aim_model_gru_set_state")
     rs = np.random.RandomState(26)
@@ -1403,7 +1407,7 @@ def gru_matches_numpy_and_keeps_states():
         expect_error(Status.ERR_INVALID_ARGUMENT, aim.Model((5, 4)).add_gru, 3, layers=17)
 
 
-@test
+@case
 def bidirectional_lstm():
     needs("aim_model_add_rnn")
     rs = np.random.RandomState(27)
@@ -1438,7 +1442,7 @@ def numpy_conv1d(x, w, b, stride=1, pad=(0, 0), dilation=1):
     return y
 
 
-@test
+@case
 def conv1d_and_1d_pools_match_numpy():
     needs("aim_model_add_conv1d", "aim_model_add_max_pool1d", "aim_model_add_avg_pool1d")
     rs = np.random.RandomState(28)
@@ -1485,7 +1489,7 @@ def conv1d_and_1d_pools_match_numpy():
         builds_trains_predicts(m, x, ("sparse", y), max_batch=3)
 
 
-@test
+@case
 def global_1d_pools():
     needs("aim_model_add_global_avg_pool1d", "aim_model_add_global_max_pool1d")
     rs = np.random.RandomState(29)
@@ -1506,7 +1510,7 @@ def global_1d_pools():
             builds_trains_predicts(m, x, ("sparse", y), max_batch=4)
 
 
-@test
+@case
 def batch_norm_and_dropout_give_the_same_bits_on_a_threadpool():
     """Batch norm's statistics are the whole batch's and dropout draws per
     sample, so a 2-thread pool that always splits gives the bits of no pool
@@ -1531,7 +1535,7 @@ def batch_norm_and_dropout_give_the_same_bits_on_a_threadpool():
     assert np.any(runs[0][0] == 0) and np.any(runs[0][2])
 
 
-@test
+@case
 def rmsprop_steps_match_numpy():
     needs("aim_rmsprop_create")
     rs = np.random.RandomState(30)
@@ -1606,7 +1610,7 @@ def numpy_attention(x, p, heads, causal):
     return out @ w_o.T + b_o
 
 
-@test
+@case
 def attention_positional_embedding_and_linear_match_numpy():
     needs("aim_model_add_attention", "aim_model_add_positional_embedding", "aim_model_add_linear")
     rs = np.random.RandomState(31)
@@ -1634,7 +1638,7 @@ def attention_positional_embedding_and_linear_match_numpy():
         assert m.layer_count == 0
 
 
-@test
+@case
 def predict_step_matches_predict_and_labels_per_position():
     needs("aim_model_predict_step_ids", "aim_workspace_reset_steps", "aim_workspace_step_position")
     rs = np.random.RandomState(32)
@@ -1695,6 +1699,23 @@ def main():
     gc.collect()
     print("python binding: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 0 if failed == 0 else 1
+
+
+try:
+    import pytest
+except ImportError:  # the plain script needs no pytest
+    pytest = None
+
+if pytest is not None:
+    @pytest.mark.parametrize("check", TESTS, ids=[fn.__name__ for fn in TESTS])
+    def test_case(check):
+        """One registered check; a Skip (a function the library lacks) is pytest's skip."""
+        try:
+            check()
+        except Skip as e:
+            pytest.skip(str(e))
+        finally:
+            gc.collect()
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ ABI_MAJOR = 1
 
 
 class Status(enum.IntEnum):
+    """aim_status: 0 is success, every other value names a cause."""
     OK = 0
     ERR_INVALID_ARGUMENT = 1
     ERR_SHAPE_MISMATCH = 2
@@ -127,6 +128,7 @@ class Status(enum.IntEnum):
 
 
 class Activation(enum.IntEnum):
+    """aim_activation: the activation functions (softmax per row)."""
     IDENTITY = 0
     RELU = 1
     LEAKY_RELU = 2
@@ -137,6 +139,7 @@ class Activation(enum.IntEnum):
 
 
 class Init(enum.IntEnum):
+    """aim_init: how compile() initializes a layer's weights."""
     GLOROT_UNIFORM = 0
     PYTORCH = 1
     HE_NORMAL = 2
@@ -144,11 +147,13 @@ class Init(enum.IntEnum):
 
 
 class Mode(enum.IntEnum):
+    """aim_mode: a training forward (kept for backward) or an inference one."""
     TRAIN = 0
     INFERENCE = 1
 
 
 class LossKind(enum.IntEnum):
+    """aim_loss_kind: the float-target losses (BCE on probabilities, the others on logits)."""
     MSE = 0
     BCE = 1
     BCE_WITH_LOGITS = 2
@@ -156,6 +161,7 @@ class LossKind(enum.IntEnum):
 
 
 class Padding(enum.IntEnum):
+    """aim_padding: explicit zeros, none (valid) or same-size output."""
     EXPLICIT = 0
     VALID = 1
     SAME = 2
@@ -168,6 +174,7 @@ class Dtype(enum.IntEnum):
 
 
 class RnnKind(enum.IntEnum):
+    """aim_rnn_kind: the recurrent cell of aim_model_add_rnn()."""
     LSTM = 0
     GRU = 1
 
@@ -211,6 +218,9 @@ c_float_pp = ctypes.POINTER(c_float_p)
 # C enums (aim_status, aim_activation, ...) are int-sized on the ABIs this
 # runs on (GCC/Clang, System V and Windows x64).
 c_enum = ctypes.c_int
+for _pointer, _target in ((c_size_p, "size_t"), (c_float_p, "float"), (c_int32_p, "int32_t"),
+                          (c_uint32_p, "uint32_t"), (c_void_pp, "void *"), (c_float_pp, "float *")):
+    _pointer.__doc__ = "The ctypes type of a C %s * (for calls through `lib`)." % _target
 
 
 #: The file name the package carries beside this file (the soname: what the
@@ -255,16 +265,22 @@ _LOAD_HINT = ("Install the package with its library: `pip install examples/pytho
 
 
 class DenseConfig(ctypes.Structure):
+    """The C struct aim_dense_config of include/aimodel.h, field for field."""
+
     _fields_ = [("units", ctypes.c_size_t), ("activation", c_enum), ("alpha", ctypes.c_float),
                 ("use_bias", ctypes.c_int32), ("init", c_enum)]
 
 
 class CompileConfig(ctypes.Structure):
+    """The C struct aim_compile_config of include/aimodel.h, field for field."""
+
     _fields_ = [("max_batch", ctypes.c_size_t), ("input_gradient", ctypes.c_int32),
                 ("seed", ctypes.c_uint64), ("rng", ctypes.c_void_p)]
 
 
 class Conv2dConfig(ctypes.Structure):
+    """The C struct aim_conv2d_config of include/aimodel.h, field for field."""
+
     _fields_ = [("filters", ctypes.c_size_t), ("kernel_h", ctypes.c_size_t), ("kernel_w", ctypes.c_size_t),
                 ("stride_h", ctypes.c_size_t), ("stride_w", ctypes.c_size_t), ("padding", c_enum),
                 ("pad_top", ctypes.c_size_t), ("pad_bottom", ctypes.c_size_t),
@@ -275,36 +291,50 @@ class Conv2dConfig(ctypes.Structure):
 
 
 class Pool2dConfig(ctypes.Structure):
+    """The C struct aim_pool2d_config of include/aimodel.h, field for field."""
+
     _fields_ = [("kernel_h", ctypes.c_size_t), ("kernel_w", ctypes.c_size_t),
                 ("stride_h", ctypes.c_size_t), ("stride_w", ctypes.c_size_t),
                 ("pad_h", ctypes.c_size_t), ("pad_w", ctypes.c_size_t)]
 
 
 class LstmConfig(ctypes.Structure):
+    """The C struct aim_lstm_config of include/aimodel.h, field for field."""
+
     _fields_ = [("hidden", ctypes.c_size_t), ("layers", ctypes.c_size_t),
                 ("return_sequences", ctypes.c_int32), ("init", c_enum)]
 
 
 class RnnConfig(ctypes.Structure):
+    """The C struct aim_rnn_config of include/aimodel.h, field for field."""
+
     _fields_ = [("hidden", ctypes.c_size_t), ("layers", ctypes.c_size_t),
                 ("return_sequences", ctypes.c_int32), ("bidirectional", ctypes.c_int32), ("init", c_enum)]
 
 
 class BatchNormConfig(ctypes.Structure):
+    """The C struct aim_batch_norm_config of include/aimodel.h, field for field."""
+
     _fields_ = [("momentum", ctypes.c_float), ("eps", ctypes.c_float), ("affine", ctypes.c_int32)]
 
 
 class LayerNormConfig(ctypes.Structure):
+    """The C struct aim_layer_norm_config of include/aimodel.h, field for field."""
+
     _fields_ = [("normalized_dims", ctypes.c_size_t), ("eps", ctypes.c_float),
                 ("elementwise_affine", ctypes.c_int32)]
 
 
 class EmbeddingConfig(ctypes.Structure):
+    """The C struct aim_embedding_config of include/aimodel.h, field for field."""
+
     _fields_ = [("num_embeddings", ctypes.c_size_t), ("embedding_dim", ctypes.c_size_t),
                 ("has_padding", ctypes.c_int32), ("padding_idx", ctypes.c_size_t), ("init", c_enum)]
 
 
 class Conv1dConfig(ctypes.Structure):
+    """The C struct aim_conv1d_config of include/aimodel.h, field for field."""
+
     _fields_ = [("filters", ctypes.c_size_t), ("kernel", ctypes.c_size_t), ("stride", ctypes.c_size_t),
                 ("padding", c_enum), ("pad_left", ctypes.c_size_t), ("pad_right", ctypes.c_size_t),
                 ("dilation", ctypes.c_size_t), ("groups", ctypes.c_size_t), ("activation", c_enum),
@@ -312,27 +342,37 @@ class Conv1dConfig(ctypes.Structure):
 
 
 class AttentionConfig(ctypes.Structure):
+    """The C struct aim_attention_config of include/aimodel.h, field for field."""
+
     _fields_ = [("num_heads", ctypes.c_size_t), ("causal", ctypes.c_int32), ("dropout", ctypes.c_float),
                 ("bias", ctypes.c_int32), ("init", c_enum), ("reserved", ctypes.c_uint32 * 8)]
 
 
 class Pool1dConfig(ctypes.Structure):
+    """The C struct aim_pool1d_config of include/aimodel.h, field for field."""
+
     _fields_ = [("kernel", ctypes.c_size_t), ("stride", ctypes.c_size_t), ("pad", ctypes.c_size_t)]
 
 
 class SgdConfig(ctypes.Structure):
+    """The C struct aim_sgd_config of include/aimodel.h, field for field."""
+
     _fields_ = [("momentum", ctypes.c_float), ("dampening", ctypes.c_float),
                 ("weight_decay", ctypes.c_float), ("nesterov", ctypes.c_int32),
                 ("check_finite", ctypes.c_int32)]
 
 
 class AdamConfig(ctypes.Structure):
+    """The C struct aim_adam_config of include/aimodel.h, field for field."""
+
     _fields_ = [("beta1", ctypes.c_float), ("beta2", ctypes.c_float), ("epsilon", ctypes.c_float),
                 ("weight_decay", ctypes.c_float), ("decoupled", ctypes.c_int32),
                 ("check_finite", ctypes.c_int32)]
 
 
 class RmspropConfig(ctypes.Structure):
+    """The C struct aim_rmsprop_config of include/aimodel.h, field for field."""
+
     _fields_ = [("alpha", ctypes.c_float), ("epsilon", ctypes.c_float), ("momentum", ctypes.c_float),
                 ("centered", ctypes.c_int32), ("weight_decay", ctypes.c_float),
                 ("check_finite", ctypes.c_int32)]
@@ -532,6 +572,11 @@ def _load():
             tried.append("%s (%s)" % (path, why))
             continue
         return library, path, frozenset(missing)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not ctypes.util.find_library("aimodel"):
+        tried.append("an installed copy (ctypes.util.find_library(\"aimodel\") found none)")
+    if _checkout_root(here) is None:
+        tried.append("a checkout's build/ (%s is not examples/python/aimodel of a libaimodel checkout)" % here)
     raise ImportError("libaimodel %d.x not found; tried:\n  %s\n%s" % (ABI_MAJOR, "\n  ".join(tried), _LOAD_HINT))
 
 
@@ -757,24 +802,29 @@ class Rng(_Closing):
         return self._h()
 
     def seed(self, seed):
+        """aim_rng_seed(): restarts the sequence from `seed`."""
         _check(_lib.aim_rng_seed(self._h(), ctypes.c_uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)), "aim_rng_seed")
 
     def next_u64(self):
+        """aim_rng_next_u64(): the next 64 random bits."""
         out = ctypes.c_uint64()
         _check(_lib.aim_rng_next_u64(self._h(), ctypes.byref(out)), "aim_rng_next_u64")
         return out.value
 
     def uniform(self):
+        """aim_rng_uniform(): a float uniform in [0, 1)."""
         out = ctypes.c_float()
         _check(_lib.aim_rng_uniform(self._h(), ctypes.byref(out)), "aim_rng_uniform")
         return out.value
 
     def below(self, bound):
+        """aim_rng_below(): an integer uniform in [0, bound)."""
         out = ctypes.c_uint64()
         _check(_lib.aim_rng_below(self._h(), int(bound), ctypes.byref(out)), "aim_rng_below")
         return out.value
 
     def normal(self):
+        """aim_rng_normal(): a standard normal float."""
         out = ctypes.c_float()
         _check(_lib.aim_rng_normal(self._h(), ctypes.byref(out)), "aim_rng_normal")
         return out.value
@@ -794,6 +844,7 @@ class Rng(_Closing):
         return self.shuffle(np.arange(n, dtype=np.uint32))
 
     def close(self):
+        """Frees the generator once; later calls do nothing."""
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None and _lib is not None:
             _lib.aim_rng_free(handle)
@@ -968,6 +1019,7 @@ class ThreadPool(_Closing):
 
     @property
     def closed(self):
+        """Whether close() was called."""
         return self._closed
 
     def __repr__(self):
@@ -1073,6 +1125,7 @@ class Workspace(_Closing):
         return True
 
     def close(self):
+        """Frees the workspace once (and drops its pool); later calls do nothing."""
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None and _lib is not None:
             _lib.aim_workspace_free(handle)
@@ -1200,6 +1253,9 @@ class Model(_keras.TrainingMixin, _Closing):
     # -- building
     def add_dense(self, units, activation=Activation.IDENTITY, alpha=None, use_bias=True,
                   init=Init.GLOROT_UNIFORM):
+        """A fully connected layer of `units` outputs over the flattened
+        sample (weights [units, inputs], PyTorch's nn.Linear layout), then
+        `activation`. Returns self."""
         cfg = DenseConfig()
         _check(_lib.aim_dense_config_init(ctypes.byref(cfg), int(units), int(_enum(Activation, activation))),
                "aim_dense_config_init")
@@ -1211,6 +1267,7 @@ class Model(_keras.TrainingMixin, _Closing):
         return self
 
     def add_activation(self, activation, alpha=0.01):
+        """An activation layer (alpha: leaky ReLU's slope). Returns self."""
         self._call("aim_model_add_activation", int(_enum(Activation, activation)), alpha)
         return self
 
@@ -1262,10 +1319,12 @@ class Model(_keras.TrainingMixin, _Closing):
         return self._pool("aim_model_add_avg_pool2d", kernel, stride, padding)
 
     def add_global_avg_pool2d(self):
+        """The mean over H and W: (C, H, W) to (C). Returns self."""
         self._call("aim_model_add_global_avg_pool2d")
         return self
 
     def add_flatten(self):
+        """Flattens a sample to one axis. Returns self."""
         self._call("aim_model_add_flatten")
         return self
 
@@ -1516,6 +1575,7 @@ class Model(_keras.TrainingMixin, _Closing):
 
     @property
     def input_dtypes(self):
+        """The Dtype of every input."""
         return [self.input_dtype(k) for k in range(self.input_count)]
 
     def last_node(self):
@@ -1568,10 +1628,12 @@ class Model(_keras.TrainingMixin, _Closing):
 
     @property
     def input_count(self):
+        """aim_model_input_count(): the model's inputs."""
         return int(_lib.aim_model_input_count(self._h()))
 
     @property
     def output_count(self):
+        """aim_model_output_count(): the model's outputs."""
         return int(_lib.aim_model_output_count(self._h()))
 
     def output_node(self, index=0):
@@ -1583,14 +1645,17 @@ class Model(_keras.TrainingMixin, _Closing):
     # -- queries
     @property
     def layer_count(self):
+        """aim_model_layer_count(): the layers added."""
         return int(_lib.aim_model_layer_count(self._h()))
 
     @property
     def input_size(self):
+        """aim_model_input_size(): floats in one sample of input 0."""
         return int(_lib.aim_model_input_size(self._h()))
 
     @property
     def output_size(self):
+        """aim_model_output_size(): floats in one sample of output 0."""
         return int(_lib.aim_model_output_size(self._h()))
 
     def layer_shape(self, layer):
@@ -1619,6 +1684,7 @@ class Model(_keras.TrainingMixin, _Closing):
 
     @property
     def input_shapes(self):
+        """The sample shape of every input."""
         return [self.input_shape_of(k) for k in range(self.input_count)]
 
     @property
@@ -1628,10 +1694,12 @@ class Model(_keras.TrainingMixin, _Closing):
 
     @property
     def output_shapes(self):
+        """The sample shape of every output."""
         return [self.output_shape_of(k) for k in range(self.output_count)]
 
     @property
     def memory_size(self):
+        """aim_model_memory_size(): the bytes compile() allocated."""
         out = ctypes.c_size_t()
         self._call("aim_model_memory_size", ctypes.byref(out))
         return out.value
@@ -1679,6 +1747,7 @@ class Model(_keras.TrainingMixin, _Closing):
 
     # -- training
     def zero_grad(self):
+        """aim_model_zero_grad(): sets gradients() to zero (backward adds into it)."""
         self._call("aim_model_zero_grad")
 
     def _inputs(self, x, batch=None):
@@ -2061,6 +2130,7 @@ class Model(_keras.TrainingMixin, _Closing):
 
     @property
     def closed(self):
+        """Whether close() was called."""
         return self._handle is None
 
     def __repr__(self):
