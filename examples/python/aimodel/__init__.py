@@ -1,11 +1,19 @@
-"""ctypes binding of libaimodel 1.1 (include/aimodel.h), with numpy arrays.
+"""ctypes binding of libaimodel 1.x (include/aimodel.h), with numpy arrays,
+and a Keras-style Model.compile / fit / evaluate / predict / summary / save /
+load (see examples/python/README.md).
+
+Install: `pip install examples/python` from a checkout builds the library
+and carries it in the package (aimodel/libaimodel.so.1).
 
 Loading: the shared library is $AIMODEL_LIB if set (e.g.
-build/libaimodel.so.1.2.0); else the first of
-ctypes.util.find_library("aimodel") (an installed copy),
-build/libaimodel.so.1 and build/libaimodel.so of the repository this file
-sits in (examples/python/../../build/) whose major version is the one this
-binding speaks (ABI_MAJOR, 1: the soname libaimodel.so.1). A library of
+build/libaimodel.so.1.2.0); else the first of the library carried in the
+package (libaimodel.so.1 beside this file), ctypes.util.find_library("aimodel")
+(an installed copy), and build/libaimodel.so.1 and build/libaimodel.so of
+the checkout this package sits in (examples/python/aimodel/../../../build/)
+whose major version is the one this
+binding speaks (ABI_MAJOR, 1: the soname libaimodel.so.1). When none loads,
+the ImportError lists what was tried and what to do. library_path() names
+the file loaded. A library of
 another major version has other signatures, so it is never used: from
 $AIMODEL_LIB it raises ImportError, elsewhere it is skipped. Within major
 version 1 the functions added in 1.1 (the layers below, int32 inputs,

@@ -287,7 +287,7 @@ class TrainingMixin:
                 bar = _progress.ProgressBar(steps, verbose)
                 bar.start()
                 order = rng.permutation(n) if shuffle else None
-                loss_sum = 0.0
+                loss_sum = sample_loss_sum = 0.0
                 sums = [[0.0, 0] for _ in self._metrics]
                 for step in range(steps):
                     first, last = step * bs, min(n, (step + 1) * bs)
@@ -304,7 +304,9 @@ class TrainingMixin:
                         by = targets[first:last]
                     self.zero_grad()
                     self.forward(bx if len(bx) > 1 else bx[0], aimodel.Mode.TRAIN)
-                    loss_sum += loss_fn.train(self, by)
+                    batch_loss = loss_fn.train(self, by)
+                    loss_sum += batch_loss
+                    sample_loss_sum += batch_loss * rows
                     if self._metrics:
                         pred = self.output(copy=False)
                         for acc, metric in zip(sums, self._metrics):
@@ -314,7 +316,9 @@ class TrainingMixin:
                     self.backward()
                     optimizer.step(self)
                     bar.update(step + 1, [("loss", loss_sum / (step + 1))])
-                logs = [("loss", loss_sum / steps)]
+                # The bar shows the running mean of the batch losses; the
+                # epoch's loss is the mean over its samples (as the C examples').
+                logs = [("loss", sample_loss_sum / n)]
                 logs += [(m.name, s / max(u, 1)) for m, (s, u) in zip(self._metrics, sums)]
                 if validation_data is not None:
                     values = self.evaluate(validation_data[0], validation_data[1], return_dict=True)
