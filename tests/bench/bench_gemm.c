@@ -7,7 +7,9 @@
  * call (aim__sgemm). Prints one line a shape (median ms, GF/s each way) and
  * the largest difference of the fast kernel from cblas relative to the
  * shape's scale. Build and run (OpenBLAS on one thread):
- *   make bench-gemm BUILD=build/x     # builds build/x/bench/bench_gemm and runs it
+ *   make bench-gemm BUILD=build/x [BENCH_ROUNDS=15]   # builds build/x/bench/bench_gemm, runs it
+ * or by hand: gcc -std=c11 -O2 -Iinclude $(pkg-config --cflags openblas) tests/bench/bench_gemm.c \
+ *   build/libaimodel.a $(pkg-config --libs openblas) -lm -pthread -o bench_gemm
  * Prints figures; never fails on a timing (exits 1 when a result is wrong).
  * SPDX-License-Identifier: MIT
  */
@@ -86,8 +88,12 @@ static const shape OTHER[] = {
 enum { NSTEP = sizeof STEP / sizeof STEP[0], NS = NSTEP + sizeof OTHER / sizeof OTHER[0], WAYS = 3 };
 static shape SHAPES[NS];
 
+/* Each shape's calls cycle through COPIES sets of operands (the step's 4
+ * blocks have their own weights and activations), so the operands of a call
+ * are not all in cache from the call before. */
+enum { COPIES = 4 };
 typedef struct bufs {
-    float *A, *B, *C[WAYS];
+    float *A[COPIES], *B[COPIES], *C[WAYS][COPIES];
     size_t nc;
 } bufs;
 
@@ -106,14 +112,16 @@ static float *rand_floats(size_t n, unsigned *seed) {
 
 static void run(int way, const shape *s, bufs *b) {
     for (size_t c = 0; c < s->count; c++) {
+        const size_t u = c % COPIES;
+        float *A = b->A[u], *B = b->B[u], *C = b->C[way][u];
         if (way == 0)
             cblas_sgemm(CblasRowMajor, s->ta == AIM__TRANS ? CblasTrans : CblasNoTrans,
-                        s->tb == AIM__TRANS ? CblasTrans : CblasNoTrans, (int)s->M, (int)s->N, (int)s->K,
-                        1.0f, b->A, (int)s->lda, b->B, (int)s->ldb, s->beta, b->C[0], (int)s->ldc);
+                        s->tb == AIM__TRANS ? CblasTrans : CblasNoTrans, (int)s->M, (int)s->N, (int)s->K, 1.0f, A,
+                        (int)s->lda, B, (int)s->ldb, s->beta, C, (int)s->ldc);
         else if (way == 1)
-            aim__sgemm_fast(s->ta, s->tb, s->M, s->N, s->K, 1.0f, b->A, s->lda, b->B, s->ldb, s->beta, b->C[1], s->ldc);
+            aim__sgemm_fast(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, s->lda, B, s->ldb, s->beta, C, s->ldc);
         else
-            aim__sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, b->A, s->lda, b->B, s->ldb, s->beta, b->C[2], s->ldc);
+            aim__sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, s->lda, B, s->ldb, s->beta, C, s->ldc);
     }
 }
 
@@ -131,12 +139,14 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < NS; i++) {
         const shape *s = &SHAPES[i];
         const size_t ar = s->ta == AIM__TRANS ? s->K : s->M, br = s->tb == AIM__TRANS ? s->N : s->K;
-        b[i].A = rand_floats(ar * s->lda, &seed);
-        b[i].B = rand_floats(br * s->ldb, &seed);
         b[i].nc = s->M * s->ldc;
-        for (int w = 0; w < WAYS; w++) b[i].C[w] = rand_floats(b[i].nc, &seed);
-        memcpy(b[i].C[1], b[i].C[0], b[i].nc * sizeof(float));
-        memcpy(b[i].C[2], b[i].C[0], b[i].nc * sizeof(float));
+        for (size_t u = 0; u < COPIES; u++) {
+            b[i].A[u] = rand_floats(ar * s->lda, &seed);
+            b[i].B[u] = rand_floats(br * s->ldb, &seed);
+            for (int w = 0; w < WAYS; w++) b[i].C[w][u] = rand_floats(b[i].nc, &seed);
+            memcpy(b[i].C[1][u], b[i].C[0][u], b[i].nc * sizeof(float));
+            memcpy(b[i].C[2][u], b[i].C[0][u], b[i].nc * sizeof(float));
+        }
         /* one call each from the same C, compared */
         shape one = *s;
         one.count = 1;
@@ -144,7 +154,7 @@ int main(int argc, char **argv) {
         double worst = 0.0;
         const double scale = sqrt((double)s->K) * 0.3 + 1.0; /* |sum| of K products of U(-.5,.5)^2 */
         for (size_t k = 0; k < b[i].nc; k++) {
-            const double e = fabs((double)b[i].C[1][k] - (double)b[i].C[0][k]) / scale;
+            const double e = fabs((double)b[i].C[1][0][k] - (double)b[i].C[0][0][k]) / scale;
             if (!(e <= worst)) worst = e;
         }
         if (fast && !(worst < 1e-5)) {
@@ -183,11 +193,12 @@ int main(int argc, char **argv) {
         }
         printf("\n");
     }
-    for (size_t i = 0; i < NS; i++) {
-        free(b[i].A);
-        free(b[i].B);
-        for (int w = 0; w < WAYS; w++) free(b[i].C[w]);
-    }
+    for (size_t i = 0; i < NS; i++)
+        for (size_t u = 0; u < COPIES; u++) {
+            free(b[i].A[u]);
+            free(b[i].B[u]);
+            for (int w = 0; w < WAYS; w++) free(b[i].C[w][u]);
+        }
     free(t);
     return bad;
 }
