@@ -929,6 +929,7 @@ int main(int argc, char **argv)
         .summary = "A character-level GPT (pre-norm transformer decoder) trained on Debian's fortune cookies\n"
                    "with AdamW; prints training loss and validation bits per character, then a sample.",
         .options = EX_OPT_BATCH | EX_OPT_SEED | EX_OPT_THREADS,
+        .seed_help = "seed of the weights, the batches, dropout and sampling",
         .extra_help =
             "  --layers N    transformer blocks (default 4)\n"
             "  --width N     embedding width E (default 128)\n"

@@ -213,6 +213,11 @@ int main(int argc, char **argv)
         goto cleanup;
     }
 
+    /* Stage 2's data first: an unreadable --data stops the run before any training. */
+    if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
+        goto cleanup;
+    }
+
     /* Stage 1: the blobs, from --seed; the last BLOB_TEST_COUNT are the test set. */
     double blobs_accuracy = 0.0, blobs_seconds = 0.0;
     const size_t blob_train = BLOB_COUNT - BLOB_TEST_COUNT;
@@ -233,9 +238,6 @@ int main(int argc, char **argv)
     /* Stage 2: Fashion-MNIST. Adam copes with 784 inputs of very different
      * scales of use (border pixels are nearly always 0) without tuning. */
     double test_accuracy = 0.0, fashion_seconds = 0.0;
-    if (ex_load_fashion_mnist(&opt, &train, &validation, &test, &source) != 0) {
-        goto cleanup;
-    }
     if (fm_make_binary(&train, FIRST_POSITIVE, &train_t, err, sizeof err) != 0 ||
         fm_make_binary(&validation, FIRST_POSITIVE, &validation_t, err, sizeof err) != 0 ||
         fm_make_binary(&test, FIRST_POSITIVE, &test_t, err, sizeof err) != 0) {

@@ -304,10 +304,13 @@ int main(int argc, char **argv)
     double step_seconds = 0.0;
     double allreduce_seconds = 0.0;
     int in_sync = 1;
-    /* Rank 0's stdout is the only one left: the bar shows its shards' running
-     * loss, the epoch's final line the loss summed over the ranks. */
+    /* Rank 0's stdout is the only one left: the in-progress lines show its
+     * shards' running loss, the epoch's final line the loss summed over the
+     * ranks. Always plain lines: Open MPI gives the ranks a pseudo-terminal
+     * even when mpirun's own output goes to a pipe or a file, so isatty()
+     * says nothing about where the lines end up. */
     ex_progress progress;
-    ex_progress_init(&progress, stdout, rank == 0 ? EX_PROGRESS_AUTO : EX_PROGRESS_QUIET);
+    ex_progress_init(&progress, stdout, rank == 0 ? EX_PROGRESS_LINES : EX_PROGRESS_QUIET);
     MPI_Barrier(MPI_COMM_WORLD);
     double train_start = ex_now();
     for (size_t epoch = 1; epoch <= opt.epochs && steps < max_steps; ++epoch) {
