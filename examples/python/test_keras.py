@@ -100,6 +100,24 @@ def test_fit_without_shuffle_and_save_load_continue_bit_for_bit(tmp_path):
         m.close()
 
 
+def test_fit_is_the_hand_written_loop_bit_for_bit():
+    x, y = rings(100, seed=8)                                  # 3 batches of 32, then one of 4
+    with classifier(seed=9, optimizer="adam", loss="sparse_categorical_crossentropy") as fitted:
+        fitted.fit(x, y, epochs=2, batch_size=32, verbose=0)
+        with classifier(seed=9) as m, aim.Adam(m) as adam, aim.Rng(9 + 1) as rng:
+            for epoch in range(2):
+                order = rng.permutation(100)                   # as the C examples' batcher
+                for first in range(0, 100, 32):
+                    idx = order[first:first + 32]
+                    m.zero_grad()
+                    m.forward(x[idx])
+                    m.loss_sparse(y[idx])
+                    m.backward()
+                    adam.step(m, 1e-3)
+            assert np.array_equal(fitted.parameters(), m.parameters())
+            assert fitted.optimizer.steps == adam.steps == 8
+
+
 def test_shuffle_is_the_seeded_library_permutation():
     x, y = rings(96, seed=6)
     runs = []

@@ -70,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5, help="passes over the training data (default 5)")
     parser.add_argument("--seed", type=int, default=42, help="weight initialization and shuffling (default 42)")
     parser.add_argument("--batch", type=int, default=32, help="mini-batch size (default 32)")
+    parser.add_argument("--fit", action="store_true",
+                        help="train with Model.fit (the same steps, shuffle and progress lines) instead of the loop")
     parser.add_argument("--data", default=DEFAULT_DATA, help="Fashion-MNIST directory (default %s)" % DEFAULT_DATA)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch < 1 or not 0 <= args.seed < 2 ** 64:
@@ -103,10 +105,16 @@ def main(argv=None):
               % (model.parameters().size, LEARNING_RATE, args.batch, args.epochs, args.seed, aimodel.version()))
         steps = (n_train + args.batch - 1) // args.batch
         train_start = time.monotonic()
-        for epoch in range(1, args.epochs + 1):
-            epoch_start = time.monotonic()
+        if args.fit:
+            # The loop below, as one call: the same shuffle (compile's seed + 1), batches and Adam steps.
+            model.compile(optimizer=adam, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            model.fit(train_x, train_y, epochs=args.epochs, batch_size=args.batch, validation_data=(val_x, val_y))
+        for epoch in range(1, args.epochs + 1 if not args.fit else 1):
+            print("Epoch %d/%d" % (epoch, args.epochs))
+            bar = aimodel.ProgressBar(steps)
+            bar.start()
             order = rng.permutation(n_train)
-            loss_sum = 0.0
+            loss_sum = batch_loss_sum = 0.0
             correct = 0
             for first in range(0, n_train, args.batch):
                 idx = order[first:first + args.batch]
@@ -118,12 +126,10 @@ def main(argv=None):
                 model.backward()
                 adam.step(model, LEARNING_RATE)
                 loss_sum += loss * n  # the loss is a batch mean
+                batch_loss_sum += loss
+                bar.update(first // args.batch + 1, [("loss", batch_loss_sum / (first // args.batch + 1))])
             val_acc = accuracy(model, workspace, val_x, val_y)
-            seconds = time.monotonic() - epoch_start
-            print("Epoch %d/%d" % (epoch, args.epochs))
-            print("%d/%d - %.2fs - loss: %.4f - accuracy: %.4f - val_accuracy: %.4f"
-                  % (steps, steps, seconds, loss_sum / n_train, correct / n_train, val_acc))
-            sys.stdout.flush()
+            bar.finish([("loss", loss_sum / n_train), ("accuracy", correct / n_train), ("val_accuracy", val_acc)])
         train_seconds = time.monotonic() - train_start
 
         test_acc = accuracy(model, workspace, test_x, test_y)
