@@ -21,7 +21,7 @@
  * falls in and the block sizes that depend on M: a row's result depends only
  * on its row of A, on B and on K.
  *
- * Packing buffers live on the stack, at most (KC·NC_COLS + MC·KC) floats
+ * Packing buffers live on the stack, B_FLOATS + MC·KC floats
  * (96 KiB): no allocation, no state kept between calls, safe from any thread.
  * The AVX-512F code is compiled with a target attribute (no -march), picked
  * by __builtin_cpu_supports at each call (a cpuid bit read once by libgcc
@@ -63,7 +63,7 @@ enum {
     MR = 8,        /* rows of the register tile */
     NR = 32,       /* columns: two zmm of 16 floats */
     KC = 128,      /* K is summed in chunks of at most KC */
-    B_FLOATS = 16384, /* packed op(B) block, 64 KiB: KC x 64 columns, or 128 x 128 */
+    B_FLOATS = 16384, /* packed op(B) block, 64 KiB: 128 k x 128 columns (more columns for a shorter K) */
     MC = 64        /* rows of a packed Aᵀ block: MC x KC floats, 32 KiB */
 };
 /* Rows of A read in place per block (kept in L2 across the B panels). */
@@ -111,7 +111,7 @@ int aim__sgemm_fast_available(void) { return __builtin_cpu_supports("avx512f") !
 AVX512 static inline __attribute__((always_inline)) void tile(size_t rows, size_t kc, const float *a, size_t rs, size_t cs,
                                                                const float *b, float *c, size_t ldc, size_t mr,
                                                                __mmask16 m0, __mmask16 m1, float alpha, float beta,
-                                                               int first) {
+                                                               int first, const float *pf) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
     /* rows past `rows` point at row 0 (never read: ROW skips them) */
@@ -120,6 +120,8 @@ AVX512 static inline __attribute__((always_inline)) void tile(size_t rows, size_
                 *a6 = ROW_AT(6), *a7 = ROW_AT(7);
 #undef ROW_AT
     for (size_t k = 0; k < kc; k++) {
+        if (pf && (k & 15) == 0) /* the next tile's rows of A, a cache line each per 16 k */
+            for (size_t r = 0; r < MR; r++) _mm_prefetch((const char *)(pf + r * rs + k), _MM_HINT_T0);
         const __m512 b0 = _mm512_loadu_ps(b + k * NR), b1 = _mm512_loadu_ps(b + k * NR + 16);
         const size_t o = k * cs;
         ROW(0, a0[o]);
@@ -147,15 +149,15 @@ AVX512 static inline __attribute__((always_inline)) void tile(size_t rows, size_
 #define TILE_PACKED(R)                                                                                             \
     AVX512 static void tile_packed##R(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, \
                                       __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {            \
-        tile(R, kc, a, 1, MR, b, c, ldc, mr, m0, m1, alpha, beta, first);                                          \
+        tile(R, kc, a, 1, MR, b, c, ldc, mr, m0, m1, alpha, beta, first, NULL);                                    \
     }
 TILE_PACKED(8)
 TILE_PACKED(4)
 TILE_PACKED(2)
 TILE_PACKED(1)
 AVX512 static void tile_rows(size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
-                             __mmask16 m0, __mmask16 m1, float alpha, float beta, int first) {
-    tile(MR, kc, a, lda, 1, b, c, ldc, MR, m0, m1, alpha, beta, first);
+                             __mmask16 m0, __mmask16 m1, float alpha, float beta, int first, const float *pf) {
+    tile(MR, kc, a, lda, 1, b, c, ldc, MR, m0, m1, alpha, beta, first, pf);
 }
 /* A packed panel of mr rows (1 .. MR), by the smallest instance that covers them. */
 static void tile_packed(size_t kc, const float *a, const float *b, float *c, size_t ldc, size_t mr, __mmask16 m0,
@@ -295,7 +297,9 @@ int aim__sgemm_fast(aim__trans ta, aim__trans tb, size_t M, size_t N, size_t K, 
                         if (ta == AIM__TRANS) {
                             tile_packed(kc, ap + ir * kc, bq, ct, ldc, mr, m0, m1, alpha, beta, first);
                         } else if (mr == MR) {
-                            tile_rows(kc, A + i * lda + pc, lda, bq, ct, ldc, m0, m1, alpha, beta, first);
+                            /* the first panel meets A's rows cold: fetch the next tile's ahead */
+                            const float *pf = q == 0 && ir + 2 * MR <= mc ? A + (i + MR) * lda + pc : NULL;
+                            tile_rows(kc, A + i * lda + pc, lda, bq, ct, ldc, m0, m1, alpha, beta, first, pf);
                         } else { /* the last rows: a zero-padded panel, the same FMAs */
                             pack_a(ta, A, lda, i, mr, pc, kc, ap);
                             tile_packed(kc, ap, bq, ct, ldc, mr, m0, m1, alpha, beta, first);
@@ -323,10 +327,15 @@ int aim__sgemm_fast(aim__trans ta, aim__trans tb, size_t M, size_t N, size_t K, 
 
 /* ---- dispatch ---------------------------------------------------------------- */
 
-/* Which path a shape takes. Measured (tests/bench/bench_gemm.c, one thread):
- * see the table in docs/PERFORMANCE.md. The rule may use N, K and the
- * transposes but, when op(A) = A, never M: a thread pool's slices of the
- * rows must take the same path as the whole batch. */
+/* Which path a shape takes. Measured with tests/bench/bench_gemm.c (one
+ * thread, Zen 4, OpenBLAS 0.3.21 Haswell kernels, hot operands, GF/s
+ * cblas against ours): the GPT step's shapes with N >= 96 ours 93-109
+ * against 88-96 (NT 2048x128x512: 105 vs 88; TN 384x128x2048: 98 vs 86);
+ * below N = 64 OpenBLAS wins (NN 32x32x128: 109 vs 101; TN 32x32x128:
+ * 113 vs 84; NT 32x10x64: 56 vs 30), as it does for Aᵀ with few rows (TN
+ * 10x64x32: 76 vs 66). The rule may use N, K and the transposes but, when
+ * op(A) = A, never M: a thread pool's slices of the rows must take the
+ * same path as the whole batch. */
 int aim__sgemm_takes_fast(aim__trans ta, aim__trans tb, size_t M, size_t N, size_t K) {
     (void)tb, (void)K;
     return N >= 64 && (ta == AIM__NOTRANS || M >= 64) && aim__sgemm_fast_available();
