@@ -26,6 +26,15 @@
 #define AIM__HOT
 #endif
 
+/* The integer arguments of the cblas_* calls. Plain int, not OpenBLAS's
+ * blasint: the sources then compile against any CBLAS header, also the
+ * reference BLAS's cblas.h that Debian's alternatives can put first on the
+ * include path (it has no blasint; the Makefile takes OpenBLAS's header and
+ * its prerequisite check refuses another). int converts to blasint (int, or
+ * long under INTERFACE64) through the prototype. Callers check their sizes
+ * against INT_MAX when a layer is added or called. */
+#define AIM__BLAS_INT(n) ((int)(n))
+
 /* Capacity of each object's error message, including the terminating NUL. */
 #define AIM__ERR_CAP 256u
 

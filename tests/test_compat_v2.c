@@ -65,7 +65,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <cblas.h> /* openblas_get_corename() */
+/* OpenBLAS's own (libopenblas), declared here as examples/common does: the
+ * reference BLAS's cblas.h, which Debian's alternatives can put first, lacks it. */
+char *openblas_get_corename(void);
 
 #include "aimodel.h"
 #include "support.h"

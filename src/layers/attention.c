@@ -46,7 +46,7 @@
 #include "gemm.h"
 #include "internal.h"
 
-#define BI(n) ((blasint)(n))
+#define BI(n) AIM__BLAS_INT(n)
 #define CFG(L) AIM__CFG(aim__attention_cfg, L)
 _Static_assert(sizeof(aim__attention_cfg) <= AIM__LAYER_CFG_BYTES, "attention config too large");
 

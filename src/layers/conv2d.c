@@ -19,7 +19,7 @@
 
 #include "internal.h"
 
-#define BI(n) ((blasint)(n))
+#define BI(n) AIM__BLAS_INT(n)
 #define CFG(L) AIM__CFG(aim__conv2d_cfg, L)
 #define MCFG(L) AIM__CFG_MUT(aim__conv2d_cfg, L)
 _Static_assert(sizeof(aim__conv2d_cfg) <= AIM__LAYER_CFG_BYTES, "conv2d config too large");

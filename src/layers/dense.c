@@ -17,7 +17,7 @@
 #include "internal.h"
 
 /* Sizes were checked against INT_MAX when the layer was added. */
-#define BI(n) ((blasint)(n))
+#define BI(n) AIM__BLAS_INT(n)
 #define CFG(L) AIM__CFG(aim__dense_cfg, L)
 _Static_assert(sizeof(aim__dense_cfg) <= AIM__LAYER_CFG_BYTES, "dense config too large");
 

@@ -32,7 +32,7 @@
 #include "fastmath.h"
 #include "internal.h"
 
-#define BI(n) ((blasint)(n))
+#define BI(n) AIM__BLAS_INT(n)
 #define CFG(L) AIM__CFG(aim__gru_cfg, L)
 _Static_assert(sizeof(aim__gru_cfg) <= AIM__LAYER_CFG_BYTES, "gru config too large");
 
