@@ -333,12 +333,14 @@ int aim__sgemm_fast(aim__trans ta, aim__trans tb, size_t M, size_t N, size_t K, 
  * against 88-96 (NT 2048x128x512: 105 vs 88; TN 384x128x2048: 98 vs 86);
  * below N = 64 OpenBLAS wins (NN 32x32x128: 109 vs 101; TN 32x32x128:
  * 113 vs 84; NT 32x10x64: 56 vs 30), as it does for Aᵀ with few rows (TN
- * 10x64x32: 76 vs 66). The rule may use N, K and the transposes but, when
- * op(A) = A, never M: a thread pool's slices of the rows must take the
- * same path as the whole batch. */
+ * 10x64x32: 76 vs 66) and for Aᵀ with N > 2 M (cold operands, TN
+ * 128x512x2048: 93 vs 85; 64x784x32: 73 vs 62). The rule may use N, K
+ * and the transposes but, when op(A) = A, never M: a thread pool's slices
+ * of the rows must take the same path as the whole batch (with op(A) = Aᵀ,
+ * M is a layer's width, which no pool splits). */
 int aim__sgemm_takes_fast(aim__trans ta, aim__trans tb, size_t M, size_t N, size_t K) {
     (void)tb, (void)K;
-    return N >= 64 && (ta == AIM__NOTRANS || M >= 64) && aim__sgemm_fast_available();
+    return N >= 64 && (ta == AIM__NOTRANS || (M >= 64 && N <= 2 * M)) && aim__sgemm_fast_available();
 }
 
 void aim__sgemm(aim__trans ta, aim__trans tb, size_t M, size_t N, size_t K, float alpha, const float *A, size_t lda,
