@@ -607,7 +607,6 @@ int main(int argc, char **argv)
     ex_progress_init(&progress, stdout, EX_PROGRESS_AUTO);
     const double t0 = ex_now();
     for (size_t epoch = 1; epoch <= opt.epochs; epoch++) {
-        double loss_sum = 0.0;
         size_t correct = 0;
         EX_TRY(aim_rng_shuffle_u32(shuffle, order, train.count), "");
         ex_progress_epoch(&progress, epoch, opt.epochs, (train.count + opt.batch - 1) / opt.batch);
@@ -627,7 +626,6 @@ int main(int argc, char **argv)
             correct += ex_count_correct(logits, nb, N_LANG, batch_labels, 0.5f);
             EX_TRY(aim_model_backward(model, NULL, 0), aim_model_last_error(model));
             EX_TRY(aim_optimizer_step_model(adam, model, LEARNING_RATE), aim_optimizer_last_error(adam));
-            loss_sum += (double)loss * (double)nb;
             ex_progress_step(&progress, (double)loss, (double)nb);
         }
         /* The running loss, weighted by the batch sizes, is the epoch's mean. */
