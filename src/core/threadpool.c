@@ -64,9 +64,13 @@ static long now_ns(void) {
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
+/* The spin-wait hint: x86's pause, ARM's yield (both let a sibling
+ * hardware thread run and save power while a worker polls). */
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
+#elif (defined(__aarch64__) || defined(__arm__)) && (defined(__GNUC__) || defined(__clang__))
+    __asm__ __volatile__("yield" ::: "memory");
 #endif
 }
 
