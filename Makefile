@@ -16,8 +16,19 @@ CC      ?= cc
 AR      ?= ar
 PKG_CONFIG ?= pkg-config
 
-# OpenBLAS: Debian ships openblas.pc; fall back to plain -lopenblas.
-BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
+# The target's multiarch triplet (x86_64-linux-gnu, aarch64-linux-gnu), where
+# Debian keeps its headers and libraries; asked of $(CC) at its first use.
+TRIPLET = $(eval TRIPLET := $$(shell $$(CC) -print-multiarch 2>/dev/null))$(TRIPLET)
+
+# OpenBLAS's own cblas.h is taken explicitly: Debian's openblas.pc gives its
+# directory (-I/usr/include/<triplet>/openblas-pthread/), searched before
+# /usr/include/<triplet>/cblas.h, which the alternatives can make the
+# reference BLAS's (no blasint, no openblas_*). Without pkg-config or
+# openblas.pc: the first of Debian's OpenBLAS header directories for the
+# target. The prerequisite check below then checks what $(CC) finds.
+OPENBLAS_INCDIRS = $(foreach v,pthread openmp serial,/usr/include/$(TRIPLET)/openblas-$(v)) /usr/include/openblas
+BLAS_CFLAGS := $(or $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null),\
+                 $(patsubst %/cblas.h,-I%,$(firstword $(wildcard $(addsuffix /cblas.h,$(OPENBLAS_INCDIRS))))))
 BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
 
 WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
@@ -61,7 +72,7 @@ EX_SRCS   := $(wildcard examples/*.c)
 EX_COMMON := $(wildcard examples/common/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EX_SRCS))
 
-.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi bench bench-layers
+.PHONY: all lib test examples demo docs install uninstall deps deps-build deps-demo clean help check-abi bench bench-layers bench-gemm
 
 all: lib
 
@@ -74,12 +85,14 @@ help:
 	@echo "make test-run    run the built suite without the dependency check (TEST_WRAP=... prefixes each program)"
 	@echo "make test-valgrind  the suite under valgrind memcheck (installs valgrind as root)"
 	@echo "make test-mpi    data-parallel training test on 2 MPI ranks (installs Open MPI as root)"
+	@echo "make test-aarch64  cross-build for aarch64 and run the suite and examples under qemu (installs the cross toolchain as root)"
 	@echo "make check-abi   only aim_ symbols exported, soname $(SONAME), header version $(VERSION)"
 	@echo "make examples    build every example into $(BUILD)/examples/"
 	@echo "make demo        install missing dependencies and train the seed MLP on Fashion-MNIST"
 	@echo "make plots       learning curves as PNG in $(BUILD)/plots (gnuplot)"
 	@echo "make bench       libaimodel against PyTorch on the seed models, the 1.1 models and the GPT (tests/bench/compare.sh; the GPT alone ~6 min)"
 	@echo "make bench-layers  per-layer CNN and LSTM figures against cblas_sgemm (tests/bench/run.sh)"
+	@echo "make bench-gemm the GPT step's GEMM shapes: cblas_sgemm against the library's AVX-512F kernel (tests/bench/bench_gemm.c)"
 	@echo "make fuzz        the libFuzzer targets, FUZZ_SECONDS=60 each"
 	@echo "make docs        API reference with Doxygen into build/docs/html"
 	@echo "make install     header, libraries, aimodel.pc, aimodel-static.pc, CMake package into PREFIX=$(PREFIX) (DESTDIR=... to stage)"
@@ -87,10 +100,12 @@ help:
 	@echo "make deps        install the build, docs and demo dependencies (apt-get as root, else prints the command)"
 	@echo "make deps-build  install the build dependencies only"
 	@echo "make deps-demo   install the demo's data set (Debian's dataset-fashion-mnist) if it can be had"
+	@echo "make deps-py     install pytest and python3-venv for the Python package's tests (optional)"
 	@echo "make clean       remove build/ (every build tree in it)"
 	@echo "make help        this list"
 
 $(BUILD)/obj/%.o: src/%.c include/aimodel.h $(PRIV_HDRS)
+	@$(call need,cc blas)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Isrc -Isrc/core $(if $(filter 1,$(SANITIZE)),,$(LIB_OPT)) -fPIC -fvisibility=hidden -c $< -o $@
 
@@ -105,22 +120,77 @@ $(SHARED): $(OBJS) src/aimodel.map
 	ln -sf libaimodel.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $(BUILD)/libaimodel.so
 
+# ---- prerequisites: checked before the first compile ----------------------
+# Every compile rule starts with $(call need,...). One preprocessor run, at
+# the first compile of a make run, with the compiler and flags in use (so a
+# cross build asks about the target's headers), tells which headers $(CC)
+# finds; a missing one stops make with one line naming it and its Debian
+# package, before any compiler error. Checking installs nothing: `make deps`,
+# `make test` and the other targets that install do so through DEPS_* below.
+# OpenBLAS's cblas.h is told from another BLAS's by OPENBLAS_VERSION (from its
+# openblas_config.h), one for another architecture (a cross compiler given
+# the machine's openblas.pc) by OPENBLAS_ARCH_*. A compiler without
+# __has_include is not checked.
+H := \#
+PREREQ_PROBE := '$H if defined(__has_include)' \
+  '$H  if __has_include(<cblas.h>)' '$H   include <cblas.h>' \
+  '$H   if !defined(OPENBLAS_VERSION)' 'aim_have_other_cblas' \
+  '$H   elif (defined(OPENBLAS_ARCH_X86_64) && !defined(__x86_64__)) || (defined(OPENBLAS_ARCH_ARM64) && !defined(__aarch64__))' \
+  'aim_have_other_arch_blas' '$H   else' 'aim_have_blas' '$H   endif' '$H  endif' \
+  '$H  if __has_include(<cmocka.h>)' 'aim_have_cmocka' '$H  endif' \
+  '$H  if __has_include(<zlib.h>)' 'aim_have_zlib' '$H  endif' \
+  '$H else' 'aim_have_blas aim_have_cmocka aim_have_zlib' '$H endif' 'aim_have_cc' \
+  '$H if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12' \
+  'aim_gcc12_aarch64' '$H endif'
+PREREQS = $(eval PREREQS := $$(shell printf '%s\n' $$(PREREQ_PROBE) | \
+            $$(CC) $$(ALL_CFLAGS) -E -P -x c - 2>/dev/null | grep -o 'aim_[a-z0-9_]*'))$(PREREQS)
+# $(call need,cc blas cmocka zlib): expands to nothing, or stops make.
+need = $(foreach p,$(1),$(if $(filter aim_have_$(p),$(PREREQS)),,$(error $(PREREQ_MSG_$(p)))))
+# GCC 12 for aarch64 (Debian 12's aarch64-linux-gnu-gcc 12.2.0; its native
+# arm64 gcc is the same release) dies with an internal compiler error (in
+# vect_transform_reduction, at -O2) on the tests' fmax reductions
+# over widened floats with a constant trip count (test_attention,
+# test_layer_norm, test_lstm); the tests are built without the loop
+# vectorizer there. The library is not affected and keeps it.
+TEST_CFLAGS = $(if $(filter aim_gcc12_aarch64,$(PREREQS)),-fno-tree-loop-vectorize)
+
+# The Debian packages are the target's: DEB_ARCH (arm64 for test-aarch64)
+# suffixes the libraries' -dev packages, and the compiler's package is
+# listed when it is not the native gcc (CC=clang, CC=aarch64-linux-gnu-gcc).
+DEB_ARCH    ?=
+DEB_SUFFIX   = $(if $(DEB_ARCH),:$(DEB_ARCH))
+DEPS_TARGET ?= deps
+CC_NAME      = $(notdir $(firstword $(CC)))
+CC_PKG       = $(if $(filter clang%,$(CC_NAME)),$(CC_NAME),$(if $(filter %-gcc,$(CC_NAME)),gcc-$(CC_NAME:%-gcc=%),gcc))
+PREREQ_MSG_cc     = the C compiler $(CC) is missing or does not run (Debian: apt-get install $(CC_PKG))
+PREREQ_MSG_blas   = $(if $(filter aim_have_other_cblas,$(PREREQS)),$(PREREQ_MSG_blas_other),$(if \
+                      $(filter aim_have_other_arch_blas,$(PREREQS)),$(PREREQ_MSG_blas_arch),$(PREREQ_MSG_blas_none)))
+PREREQ_MSG_blas_arch  = the OpenBLAS cblas.h $(CC) finds ($(strip $(BLAS_CFLAGS))) is another architecture's (a cross build: PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLET)/pkgconfig:/usr/share/pkgconfig, as make test-aarch64 sets)
+PREREQ_MSG_blas_none  = OpenBLAS's cblas.h not found for $(CC) (Debian: apt-get install libopenblas-dev$(DEB_SUFFIX), or run make $(DEPS_TARGET))
+PREREQ_MSG_blas_other = the cblas.h $(CC) finds is not OpenBLAS's but another BLAS's (Debian: apt-get install libopenblas-dev$(DEB_SUFFIX) for its openblas.pc, or set BLAS_CFLAGS=-I<directory of OpenBLAS's cblas.h>)
+PREREQ_MSG_cmocka = cmocka.h not found for $(CC) (Debian: apt-get install libcmocka-dev$(DEB_SUFFIX), or run make $(DEPS_TARGET))
+PREREQ_MSG_zlib   = zlib.h not found for $(CC) (Debian: apt-get install zlib1g-dev$(DEB_SUFFIX), or run make $(DEPS_TARGET))
+
 # ---- dependencies ----------------------------------------------------------
 # Each entry is "file-it-installs:debian-package"; dpkg's record decides when
 # dpkg exists, the file otherwise.
-DEPS_BUILD := /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h:libopenblas-dev \
-              /usr/include/cmocka.h:libcmocka-dev \
+DEPS_BUILD  = /usr/include/$(TRIPLET)/openblas-pthread/cblas.h:libopenblas-dev$(DEB_SUFFIX) \
+              /usr/include/cmocka.h:libcmocka-dev$(DEB_SUFFIX) \
               /usr/bin/pkg-config:pkg-config \
-              /usr/include/zlib.h:zlib1g-dev \
+              /usr/include/zlib.h:zlib1g-dev$(DEB_SUFFIX) \
+              $(if $(filter-out gcc,$(CC_PKG)),/usr/bin/$(CC_NAME):$(CC_PKG)) \
               /usr/lib/python3/dist-packages/numpy/__init__.py:python3-numpy
 DEPS_DOCS  := /usr/bin/doxygen:doxygen
 DEPS_DEMO  := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz:dataset-fashion-mnist
+# The Python package's tests: pytest, and venv (with pip) for the install test.
+DEPS_PY    := /usr/lib/python3/dist-packages/pytest/__init__.py:python3-pytest \
+              /usr/share/doc/python3-venv/copyright:python3-venv
 
 # Installs what is missing of the given list; as a non-root user it prints the
 # command instead and fails. The dataset is optional: the demo falls back to
 # built-in data, so its install failing only warns.
 define install_missing
-	@missing=""; for d in $(1); do f=$${d%%:*}; p=$${d##*:}; \
+	@missing=""; for d in $(1); do f=$${d%%:*}; p=$${d#*:}; \
 	  if command -v dpkg-query >/dev/null 2>&1; then \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	  elif [ ! -e "$$f" ]; then missing="$$missing $$p"; fi; done; \
@@ -141,13 +211,21 @@ deps-build:
 deps-demo:
 	$(call install_missing,$(DEPS_DEMO),echo "deps: dataset-fashion-mnist unavailable; the demo will use built-in data")
 
+# Optional: without pytest, `make test` runs test_binding.py as a plain script.
+.PHONY: deps-py
+deps-py:
+	$(call install_missing,$(DEPS_PY),echo "deps: without pytest only examples/python/test_binding.py runs")
+
 # ---- tests -------------------------------------------------------------------
 $(BUILD)/tests/%: tests/%.c tests/support.c tests/support.h $(wildcard tests/golden/*.h) $(wildcard tests/bad_input/*.inc) src/internal.h $(STATIC)
+	@$(call need,cc blas cmocka)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Itests -o $@ $< tests/support.c $(STATIC) $(TEST_LIBS) $(BLAS_LIBS) -lm -pthread $(LDSAN)
+	$(CC) $(ALL_CFLAGS) $(TEST_CFLAGS) -Wno-missing-prototypes -Itests -o $@ $< tests/support.c $(STATIC) $(TEST_LIBS) $(BLAS_LIBS) -lm -pthread $(LDSAN)
+# The examples' progress formatter, which that test includes.
+$(BUILD)/tests/test_examples_progress: examples/common/progress.c examples/common/progress.h
 
 # Runs every test program, then prints one summary line; fails if any failed.
-test: deps-build
+test: deps-build $(if $(filter 1,$(SANITIZE)),,deps-py)
 	@$(MAKE) --no-print-directory test-run
 
 .PHONY: test-run test-valgrind
@@ -160,18 +238,59 @@ test-valgrind: deps-build
 # there, except under the sanitizers or valgrind (the binding loads the
 # shared library into an uninstrumented interpreter).
 PY_TEST := $(if $(filter 1,$(SANITIZE))$(TEST_WRAP),,$(shell /usr/bin/python3 -c 'import numpy' 2>/dev/null && echo yes))
+# Every test_*.py of examples/python under pytest, one program in the count
+# (no .pytest_cache or __pycache__ left in the tree); without pytest, the
+# binding's checks as a plain script.
+PY_TEST_CMD := $(if $(shell /usr/bin/python3 -c 'import pytest' 2>/dev/null && echo yes),\
+                 /usr/bin/python3 -m pytest -q -p no:cacheprovider examples/python,\
+                 /usr/bin/python3 examples/python/test_binding.py)
 
 test-run: $(TESTS) $(if $(PY_TEST),$(SHARED))
 	@pass=0; fail=0; failed=""; for t in $(TESTS); do \
 	  echo "== $$t"; if $(TEST_WRAP) $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; done; \
-	  if [ -n "$(PY_TEST)" ]; then echo "== examples/python/test_binding.py"; \
-	    if AIMODEL_LIB=$(CURDIR)/$(SHARED) /usr/bin/python3 examples/python/test_binding.py; then pass=$$((pass+1)); \
-	    else fail=$$((fail+1)); failed="$$failed examples/python/test_binding.py"; fi; fi; \
+	  if [ -n "$(PY_TEST)" ]; then echo "== $(strip $(PY_TEST_CMD))"; \
+	    if AIMODEL_LIB=$(CURDIR)/$(SHARED) PYTHONDONTWRITEBYTECODE=1 $(PY_TEST_CMD); then pass=$$((pass+1)); \
+	    else fail=$$((fail+1)); failed="$$failed examples/python"; fi; fi; \
 	  echo ""; [ -z "$$failed" ] || echo "failed programs:$$failed"; \
 	  echo "test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
+# ---- aarch64: cross-built, the suite run under qemu-user --------------------
+# As root: adds Debian's arm64 architecture, installs the cross gcc, the arm64
+# -dev packages and qemu-user; then builds the library, the examples and the
+# tests with aarch64-linux-gnu-gcc into $(AARCH64_BUILD) (the arm64 .pc files
+# through PKG_CONFIG_LIBDIR) and runs every test program under qemu-aarch64
+# with one OpenBLAS thread, then linear_regression. No Python test: it would load an ARM library into
+# this machine's python3. The programs run on the arm64 loader and libc of
+# Debian's libc6:arm64 (multiarch, in /lib/aarch64-linux-gnu, as the arm64
+# OpenBLAS and cmocka are), not under `-L /usr/aarch64-linux-gnu`: with the
+# cross toolchain's libc loaded beside them, test_attention, test_batch_norm
+# and a three-line program calling openblas_get_corename() spun forever.
+AARCH64_BUILD ?= $(BUILD)/aarch64
+AARCH64_CC    ?= aarch64-linux-gnu-gcc
+AARCH64_WRAP  ?= qemu-aarch64
+DEPS_AARCH64  := /usr/bin/aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
+                 /usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross \
+                 /lib/ld-linux-aarch64.so.1:libc6:arm64 \
+                 /usr/bin/qemu-aarch64:qemu-user \
+                 /usr/include/aarch64-linux-gnu/openblas-pthread/cblas.h:libopenblas-dev:arm64 \
+                 /usr/include/cmocka.h:libcmocka-dev:arm64 \
+                 /usr/include/zlib.h:zlib1g-dev:arm64 \
+                 /usr/bin/pkg-config:pkg-config
+.PHONY: test-aarch64
+test-aarch64:
+	@dpkg --print-foreign-architectures | grep -qx arm64 || [ "$$(id -u)" != 0 ] || dpkg --add-architecture arm64
+	$(call install_missing,$(DEPS_AARCH64),echo "deps: run first as root: dpkg --add-architecture arm64"; exit 1)
+	@OPENBLAS_NUM_THREADS=1 PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig \
+	  $(MAKE) --no-print-directory lib examples test-run CC=$(AARCH64_CC) BUILD=$(AARCH64_BUILD) \
+	    DEB_ARCH=arm64 DEPS_TARGET=test-aarch64 TEST_WRAP="$(AARCH64_WRAP)" PY_TEST=
+	@echo "== $(AARCH64_WRAP) $(AARCH64_BUILD)/examples/linear_regression"
+	@out=$$(OPENBLAS_NUM_THREADS=1 $(AARCH64_WRAP) $(AARCH64_BUILD)/examples/linear_regression) || exit 1; \
+	  echo "$$out" | tail -n 1; echo "$$out" | grep -q '^RESULT linear_regression ' || \
+	  { echo "linear_regression under qemu: no RESULT line"; exit 1; }
+
 # ---- examples ----------------------------------------------------------------
 $(BUILD)/examples/%: examples/%.c $(EX_COMMON) $(wildcard examples/common/*.h) $(STATIC)
+	@$(call need,cc blas zlib)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -Iexamples/common -o $@ $< $(EX_COMMON) $(STATIC) -lz $(BLAS_LIBS) -lm -pthread $(LDSAN)
 
@@ -242,6 +361,13 @@ bench: deps-build lib
 
 bench-layers: deps-build lib
 	tests/bench/run.sh $(BENCH_ARGS)
+
+# The GPT step's GEMM shapes: cblas_sgemm against the library's AVX-512F
+# kernel and its dispatcher, one thread (tests/bench/bench_gemm.c; ~10 s).
+bench-gemm: deps-build lib
+	@mkdir -p $(BUILD)/bench
+	$(CC) $(ALL_CFLAGS) -o $(BUILD)/bench/bench_gemm tests/bench/bench_gemm.c $(STATIC) $(BLAS_LIBS) -lm -pthread $(LDSAN)
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/bench/bench_gemm $(BENCH_ROUNDS)
 
 # ---- docs ----------------------------------------------------------------------
 docs: include/aimodel.h docs/Doxyfile README.md
