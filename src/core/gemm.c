@@ -172,7 +172,10 @@ static void tile_packed(size_t kc, const float *a, const float *b, float *c, siz
         tile_packed1(kc, a, b, c, ldc, mr, m0, m1, alpha, beta, first);
 }
 
-static __mmask16 mask_of(size_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+static __mmask16 mask_of(size_t n) {
+    unsigned m = n >= 16 ? 0xFFFFu : (1u << n) - 1u;
+    return (__mmask16)m;
+}
 
 /* r[i][j] -> r[j][i] for a 16 x 16 block: pairs, then quads within each
  * 128-bit lane (unpack), then lanes (two rounds of shuffle_f32x4). */

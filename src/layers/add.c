@@ -23,7 +23,7 @@ static aim_status setup(aim__layer *L, const aim__shape *in, size_t n_in, char *
         int differ = in[k].rank != in[0].rank;
         for (size_t d = 0; !differ && d < in[0].rank; d++) differ = in[k].dims[d] != in[0].dims[d];
         if (differ) {
-            snprintf(msg, AIM__ERR_CAP, "added shapes must be equal: %s (argument %zu) gives %s, %s (argument 0) %s",
+            snprintf(msg, AIM__ERR_CAP, "added shapes must be equal: %s (argument %zu) gives %.56s, %s (argument 0) %.56s",
                      a, k, sa, b, sb);
             return AIM_ERR_SHAPE_MISMATCH;
         }
