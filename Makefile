@@ -85,7 +85,7 @@ help:
 	@echo "make test-run    run the built suite without the dependency check (TEST_WRAP=... prefixes each program)"
 	@echo "make test-valgrind  the suite under valgrind memcheck (installs valgrind as root)"
 	@echo "make test-mpi    data-parallel training test on 2 MPI ranks (installs Open MPI as root)"
-	@echo "make test-aarch64  cross-build for aarch64 and run the suite and examples under qemu (installs the cross toolchain as root)"
+	@echo "make test-aarch64  cross-build the library, tests and examples for aarch64; run the suite and linear_regression under qemu (installs the cross toolchain as root)"
 	@echo "make check-abi   only aim_ symbols exported, soname $(SONAME), header version $(VERSION)"
 	@echo "make examples    build every example into $(BUILD)/examples/"
 	@echo "make demo        install missing dependencies and train the seed MLP on Fashion-MNIST"
