@@ -64,6 +64,9 @@ static long now_ns(void) {
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
+/* The smallest stack a worker thread gets (see aim_threadpool_create). */
+#define AIM__WORKER_STACK ((size_t)1 << 20)
+
 /* The spin-wait hint: x86's pause, ARM's yield (both let a sibling
  * hardware thread run and save power while a worker polls). */
 static inline void cpu_relax(void) {
@@ -159,15 +162,25 @@ aim_status aim_threadpool_create(const aim_allocator *allocator, size_t threads,
     if (!pool->arena_raw || !pool->arena) goto fail_tids;
     memset(pool->arena_raw, 0, threads * sizeof(void *));
     memset(pool->arena, 0, threads * sizeof(float *));
+    /* Workers get a stack of at least AIM__WORKER_STACK whatever the
+     * system's default (musl's is 128 KiB): the AVX-512F SGEMM keeps its
+     * 96 KiB of packing buffers on the stack (src/core/gemm.c). */
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) goto fail_tids;
+    size_t stack = 0;
+    if (pthread_attr_getstacksize(&attr, &stack) == 0 && stack < AIM__WORKER_STACK)
+        (void)pthread_attr_setstacksize(&attr, AIM__WORKER_STACK); /* on failure: the default */
     for (size_t i = 0; i < nw; i++) {
         args[i].pool = pool;
         args[i].index = i + 1;
-        if (pthread_create(&pool->tids[i], NULL, worker_main, &args[i]) != 0) {
+        if (pthread_create(&pool->tids[i], &attr, worker_main, &args[i]) != 0) {
+            pthread_attr_destroy(&attr);
             stop_workers(pool); /* EAGAIN: the system lacks resources for a thread */
             goto fail_tids;
         }
         pool->started++;
     }
+    pthread_attr_destroy(&attr);
     *out = pool;
     return AIM_OK;
 
